@@ -1,0 +1,14 @@
+"""gradlab: see, layer by layer and step by step, why a deep net does or does not learn.
+
+The public Python API; the command line is a thin layer over it.
+"""
+__version__ = "0.1.0"
+
+from .config import Config, ConfigError, config_from_dict, load_config  # noqa: E402
+from .records import LayerStat, ParamStat, RunResult, StepRecord  # noqa: E402
+from .train import setup, train  # noqa: E402
+
+__all__ = [
+    "Config", "ConfigError", "LayerStat", "ParamStat", "RunResult", "StepRecord",
+    "config_from_dict", "load_config", "setup", "train", "__version__",
+]

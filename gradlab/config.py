@@ -1,0 +1,484 @@
+"""The YAML schema as pydantic models; loading, ``--set`` overrides and friendly errors.
+
+Every key name here is user interface: configs, ``--set`` paths and the resolved
+``config.yaml`` of a run all use them.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+
+class ConfigError(Exception):
+    """Bad input: a message naming the file, the key path and what is allowed (exit status 2)."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+
+class Compact(Strict):
+    """Written without the keys that do not apply (None), with ``kind``/``name``/``scheme`` first."""
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler):
+        data = {k: v for k, v in handler(self).items() if v is not None}
+        head = [k for k in ("kind", "name", "scheme") if k in data]
+        return {**{k: data[k] for k in head}, **data}
+
+
+def _named(value: Any) -> Any:
+    """Let a bare name stand for ``{name: value}`` (``activation: tanh``)."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------- model
+
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "softplus", "softsign")
+# default slope/scale of the activations that take `alpha`
+ALPHA_DEFAULTS = {"leaky_relu": 0.01, "prelu": 0.25, "elu": 1.0}
+
+
+class ActivationConfig(Compact):
+    name: Literal[ACTIVATIONS]  # type: ignore[valid-type]
+    alpha: float | None = None  # leaky_relu slope, elu scale, prelu initial slope
+
+    @model_validator(mode="after")
+    def _alpha(self) -> "ActivationConfig":
+        if self.name in ALPHA_DEFAULTS:
+            if self.alpha is None:
+                self.alpha = ALPHA_DEFAULTS[self.name]
+        elif self.alpha is not None:
+            raise ValueError(f"'alpha' applies only to {', '.join(ALPHA_DEFAULTS)}, not to {self.name}")
+        return self
+
+
+INIT_ALIASES = {
+    "glorot_normal": "xavier_normal",
+    "glorot_uniform": "xavier_uniform",
+    "kaiming_normal": "he_normal",
+    "kaiming_uniform": "he_uniform",
+}
+# scheme -> the keys it takes besides `scheme` and `gain`, with their defaults
+INIT_KEYS: dict[str, dict[str, Any]] = {
+    "normal": {"std": 0.01},
+    "uniform": {"limit": 0.05},
+    "truncated_normal": {"std": 0.01},
+    "identity": {"scale": 1.0},
+    "orthogonal": {},
+    "lecun_normal": {},
+    "lecun_uniform": {},
+    "xavier_normal": {},
+    "xavier_uniform": {},
+    "he_normal": {"mode": "fan_in"},
+    "he_uniform": {"mode": "fan_in"},
+    "variance_scaling": {"scale": 1.0, "mode": "fan_in", "distribution": "normal"},
+}
+INIT_SCHEMES = tuple(INIT_KEYS) + tuple(INIT_ALIASES)
+
+
+class InitConfig(Compact):
+    """``init: he_normal`` or ``{scheme: normal, std: 0.01, gain: 1.0}``."""
+
+    scheme: Literal[INIT_SCHEMES]  # type: ignore[valid-type]
+    gain: float = Field(1.0, gt=0)
+    std: float | None = Field(None, gt=0)
+    limit: float | None = Field(None, gt=0)
+    scale: float | None = None
+    mode: Literal["fan_in", "fan_out", "fan_avg"] | None = None
+    distribution: Literal["normal", "truncated_normal", "uniform"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, value: Any) -> Any:
+        return {"scheme": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _keys(self) -> "InitConfig":
+        self.scheme = INIT_ALIASES.get(self.scheme, self.scheme)
+        takes = INIT_KEYS[self.scheme]
+        for key in ("std", "limit", "scale", "mode", "distribution"):
+            if key in takes:
+                if getattr(self, key) is None:
+                    setattr(self, key, takes[key])
+            elif getattr(self, key) is not None:
+                allowed = ", ".join(["gain", *takes]) or "gain"
+                raise ValueError(f"'{key}' does not apply to scheme {self.scheme} (it takes: {allowed})")
+        if self.scheme == "variance_scaling" and not self.scale > 0:
+            raise ValueError("variance_scaling needs scale > 0")
+        if self.scheme in ("he_normal", "he_uniform") and self.mode == "fan_avg":
+            raise ValueError(f"{self.scheme} takes mode fan_in or fan_out (use variance_scaling for fan_avg)")
+        return self
+
+
+class MLPConfig(Strict):
+    kind: Literal["mlp"] = "mlp"
+    depth: int = Field(ge=1, description="number of hidden layers")
+    width: int = Field(ge=1)
+    activation: ActivationConfig = ActivationConfig(name="relu")
+    init: InitConfig = InitConfig(scheme="xavier_normal")
+    bias_init: float = 0.0
+    residual: Union[bool, Annotated[int, Field(ge=1)]] = False
+    batchnorm: bool = False
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    _activation = field_validator("activation", mode="before")(_named)
+
+    @field_validator("residual")
+    @classmethod
+    def _residual(cls, value: bool | int) -> bool | int:
+        """``true`` means blocks of 2 layers; an integer k is the block size."""
+        return 2 if value is True else value
+
+    @property
+    def block(self) -> int:
+        """Residual block size k (0 = no skip connections)."""
+        return int(self.residual) if self.residual is not False else 0
+
+
+# --------------------------------------------------------------------------- data
+
+class DataBase(Compact):
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    standardize: bool = True
+
+
+class Synthetic(DataBase):
+    n_samples: int = Field(512, ge=2)
+    noise: float = Field(0.1, ge=0.0)
+
+
+class SpiralsData(Synthetic):
+    kind: Literal["spirals"]
+    n_classes: int = Field(2, ge=2)
+
+
+class MoonsData(Synthetic):
+    kind: Literal["moons"]
+
+
+class BlobsData(Synthetic):
+    kind: Literal["blobs"]
+    n_features: int = Field(2, ge=1)
+    n_classes: int = Field(3, ge=2)
+    noise: float = Field(1.0, ge=0.0)
+
+
+class XorData(Synthetic):
+    kind: Literal["xor"]
+
+
+class ParityData(Synthetic):
+    kind: Literal["parity"]
+    n_features: int = Field(4, ge=1, description="number of bits")
+    noise: float = Field(0.0, ge=0.0)
+
+
+class TeacherData(Synthetic):
+    kind: Literal["teacher"]
+    n_features: int = Field(10, ge=1)
+    n_outputs: int = Field(1, ge=1)
+    depth: int = Field(2, ge=1)
+    width: int = Field(32, ge=1)
+    activation: Literal[ACTIVATIONS] = "tanh"  # type: ignore[valid-type]
+    noise: float = Field(0.0, ge=0.0)
+
+
+class CsvData(DataBase):
+    kind: Literal["csv"]
+    path: str
+    target: str
+    task: Literal["auto", "classification", "regression"] = "auto"
+
+
+class NpzData(DataBase):
+    kind: Literal["npz"]
+    path: str
+    task: Literal["auto", "classification", "regression"] = "auto"
+
+
+DataConfig = Annotated[
+    Union[SpiralsData, MoonsData, BlobsData, XorData, ParityData, TeacherData, CsvData, NpzData],
+    Field(discriminator="kind"),
+]
+
+
+# --------------------------------------------------------------------------- training
+
+class OptimizerConfig(Compact):
+    name: Literal["sgd", "momentum", "adam"]
+    momentum: float | None = Field(None, ge=0.0, lt=1.0)
+    beta1: float | None = Field(None, ge=0.0, lt=1.0)
+    beta2: float | None = Field(None, ge=0.0, lt=1.0)
+    eps: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _keys(self) -> "OptimizerConfig":
+        takes = {"sgd": {}, "momentum": {"momentum": 0.9},
+                 "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}}[self.name]
+        for key in ("momentum", "beta1", "beta2", "eps"):
+            if key in takes:
+                if getattr(self, key) is None:
+                    setattr(self, key, takes[key])
+            elif getattr(self, key) is not None:
+                raise ValueError(f"'{key}' does not apply to optimizer {self.name}")
+        return self
+
+
+class ClipConfig(Strict):
+    """``clip: 1.0`` or ``{mode: norm, threshold: 1.0, scope: global}``."""
+
+    mode: Literal["norm", "value"] = "norm"
+    threshold: float = Field(gt=0)
+    scope: Literal["global", "layer"] = "global"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, value: Any) -> Any:
+        return {"threshold": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+class TrainConfig(Strict):
+    optimizer: OptimizerConfig = OptimizerConfig(name="sgd")
+    lr: float = Field(0.1, gt=0)
+    batch_size: Union[Annotated[int, Field(ge=1)], Literal["full"]] = 64
+    steps: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    shuffle: bool = True
+    clip: ClipConfig | None = None
+    l2: float = Field(0.0, ge=0.0)
+    dtype: Literal["float64", "float32"] = "float64"
+
+    _optimizer = field_validator("optimizer", mode="before")(_named)
+
+    @model_validator(mode="after")
+    def _length(self) -> "TrainConfig":
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("give either 'steps' or 'epochs', not both")
+        if self.steps is None and self.epochs is None:
+            self.steps = 500
+        return self
+
+
+class LogConfig(Strict):
+    every: int = Field(1, ge=1, description="log every k-th step (step 0 and the last are always logged)")
+    val_every: int = Field(10, ge=1, description="measure validation loss every k-th step")
+    out: str = "runs"
+
+
+class Config(Strict):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.+=,-]+$")
+    seed: int = Field(0, ge=0)
+    data: DataConfig
+    model: MLPConfig
+    loss: Literal["bce", "cross_entropy", "mse"] = "cross_entropy"
+    train: TrainConfig = TrainConfig()
+    log: LogConfig = LogConfig()
+
+    def resolved(self) -> dict:
+        """The config with every default filled in, as plain YAML-ready data."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- loading
+
+class _SafeLoader(yaml.SafeLoader):
+    """Safe loader that refuses duplicate keys instead of silently keeping the last."""
+
+
+def _mapping(loader: _SafeLoader, node: yaml.MappingNode) -> dict:
+    seen: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}' (line {line})", key_node.start_mark)
+        seen[key] = loader.construct_object(value_node, deep=True)
+    return seen
+
+
+_SafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text -> data, with syntax errors reported by line; no python tags."""
+    try:
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = err.problem or err.context or "invalid YAML"
+        raise ConfigError(f"{source}: YAML error{where}: {problem}.") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: YAML error: {err}.") from None
+
+
+def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a raw config mapping."""
+    for item in overrides:
+        path, sep, text = item.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set model.depth=50.")
+        value = parse_yaml(text, f"--set {path}")
+        node = raw
+        for i, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if isinstance(child, str) and keys[i + 1] != "name" and key in ("activation", "optimizer"):
+                child = {"name": child}
+            elif isinstance(child, str) and key == "init":
+                child = {"scheme": child}
+            elif isinstance(child, (int, float)) and key == "clip":
+                child = {"threshold": child}
+            elif not isinstance(child, dict):
+                child = {}
+            node[key] = child
+            node = child
+        node[keys[-1]] = value
+    return raw
+
+
+def _schema_keys(loc: tuple, root: type[BaseModel] = Config) -> tuple[str, list[str]]:
+    """Turn a pydantic error location into a dotted key path and the keys allowed at its end."""
+    shown: list[str] = []
+    model: Any = root
+    allowed: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            shown.append(f"[{part}]")
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is not None and part in fields:
+            shown.append(str(part))
+            allowed = list(fields)
+            model = _submodel(fields[part].annotation)
+            continue
+        member = _union_member(model, part)
+        if member is not None:  # a discriminated-union tag or a union branch name
+            model = member
+            allowed = list(member.model_fields)
+            continue
+        if fields is None:  # the name of a union branch ('constrained-int', "literal['full']")
+            continue
+        allowed = list(fields)
+        shown.append(str(part))  # an unknown key
+    return ".".join(shown).replace(".[", "["), allowed
+
+
+def _members(annotation: Any) -> list:
+    args = getattr(annotation, "__args__", None) or ()
+    out = []
+    for arg in args:
+        out.extend(_members(arg) if getattr(arg, "__args__", None) and not hasattr(arg, "model_fields") else [arg])
+    return out
+
+
+def _submodel(annotation: Any) -> Any:
+    if hasattr(annotation, "model_fields"):
+        return annotation
+    models = [m for m in _members(annotation) if hasattr(m, "model_fields")]
+    return models if len(models) > 1 else (models[0] if models else None)
+
+
+def _union_member(model: Any, tag: Any) -> Any:
+    if not isinstance(model, list):
+        return None
+    for member in model:
+        kind = member.model_fields.get("kind")
+        if kind is not None and tag in getattr(kind.annotation, "__args__", ()):
+            return member
+        if member.__name__ == tag:
+            return member
+    return None
+
+
+def _describe(err: dict) -> str:
+    path, allowed = _schema_keys(tuple(err["loc"]))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = path.rsplit(".", 1)[-1]
+        parent = path.rpartition(".")[0] or "the top level"
+        guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+        hint = f" Did you mean '{guess[0]}'?" if guess else ""
+        return f"unknown key '{path}'.{hint} Allowed keys in {parent}: {', '.join(allowed)}."
+    if kind == "missing":
+        return f"missing key '{path}'."
+    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        expected = err.get("ctx", {}).get("expected_tags", "")
+        got = err.get("input")
+        what = f"'{got.get('kind')}'" if isinstance(got, dict) and "kind" in got else "nothing"
+        return f"'{path}.kind' is {what}; allowed: {expected}."
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"'{path or 'top level'}': {msg}{shown}."
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    """One line per key path; the branches of a union (``batch_size: 64 | full``) joined by 'or'."""
+    by_path: dict[str, list[dict]] = {}
+    for err in exc.errors(include_url=False):
+        by_path.setdefault(_schema_keys(tuple(err["loc"]))[0], []).append(err)
+    lines = []
+    for path, errs in by_path.items():
+        if len(errs) == 1 or any(e["type"] in ("extra_forbidden", "missing") for e in errs):
+            lines.extend(_describe(e) for e in errs)
+            continue
+        value = errs[0].get("input")
+        shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+        msgs = " or ".join(e["msg"].removeprefix("Input should be ").removeprefix("Value error, ") for e in errs)
+        lines.append(f"'{path}': should be {msgs}{shown}.")
+    return list(dict.fromkeys(lines))
+
+
+def validate(raw: Any, source: str = "<config>") -> Config:
+    """Validate raw config data; raise ConfigError listing every problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log).")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + " ".join(_problems(exc))) from None
+    except (TypeError, ValueError, RecursionError) as exc:  # unhashable keys and the like
+        raise ConfigError(f"{source}: invalid config ({exc}).") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a YAML config. Data paths become relative to its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc}).") from None
+    raw = parse_yaml(text, str(path))
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log).")
+    raw = apply_overrides(raw, list(overrides), str(path))
+    config = validate(raw, str(path))
+    data = config.data
+    if hasattr(data, "path") and not Path(data.path).is_absolute():
+        data.path = str((path.parent / data.path))
+    return config
+
+
+def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Validate a config given as a Python mapping (what tests and the API use)."""
+    return validate(apply_overrides(copy.deepcopy(raw), list(overrides), "<config>"), "<config>")
+

@@ -1,0 +1,99 @@
+"""Step records -> CSV rows, flushed as written, so a killed run leaves valid files."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .records import LayerStat, ParamStat, RunResult, StepRecord
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+class CsvTable:
+    """One CSV file with a fixed header; every ``write`` is flushed."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.file = open(path, "w", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(header)
+        self.file.flush()
+
+    def write(self, rows: list[list]) -> None:
+        self.writer.writerows([[_cell(v) for v in row] for row in rows])
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def jsonable(value):
+    """Floats that JSON can hold (non-finite -> None), recursively."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+class RunWriter:
+    """Observer that writes a run folder: config.yaml, the three CSVs, params .npz, summary.json."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = Path(run_dir)
+        self.param_cols = [f.name for f in fields(ParamStat)]
+        self.layer_cols = [f.name for f in fields(LayerStat)]
+        self.metrics = CsvTable(self.dir / "metrics.csv", list(StepRecord.METRICS))
+        self.grads = CsvTable(self.dir / "grad_norms.csv", ["step", "epoch", *self.param_cols])
+        self.layers = CsvTable(self.dir / "layer_stats.csv", ["step", *self.layer_cols])
+
+    def write_config(self, resolved: dict) -> None:
+        with open(self.dir / "config.yaml", "w", encoding="utf-8") as f:
+            yaml.safe_dump(resolved, f, sort_keys=False)
+
+    def save_params(self, name: str, params: dict[str, np.ndarray]) -> None:
+        np.savez(self.dir / name, **params)
+
+    def on_step(self, rec: StepRecord) -> None:
+        self.metrics.write([rec.metrics()])
+        self.grads.write([[rec.step, rec.epoch, *(getattr(p, c) for c in self.param_cols)] for p in rec.params])
+        self.layers.write([[rec.step, *(getattr(s, c) for c in self.layer_cols)] for s in rec.layers])
+
+    def write_summary(self, summary: dict) -> None:
+        tmp = self.dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(jsonable(summary), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(self.dir / "summary.json")
+
+    def close(self) -> None:
+        for table in (self.metrics, self.grads, self.layers):
+            table.close()
+
+
+def summary_of(result: RunResult, versions: dict) -> dict:
+    return {
+        "status": result.status,
+        "steps": result.steps,
+        **result.final,
+        "diverged_at": result.diverged_at,
+        "diverged_layer": result.diverged_layer,
+        "diverged_where": result.diverged_where,
+        "wall_time": round(result.wall_time, 3),
+        "versions": versions,
+    }

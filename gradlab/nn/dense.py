@@ -1,0 +1,32 @@
+"""Fully connected layer: out = x @ W + b."""
+from __future__ import annotations
+
+import numpy as np
+
+from .module import Module
+
+
+class Dense(Module):
+    """W: (fan_in, fan_out), b: (fan_out,). x: (N, fan_in) -> out: (N, fan_out)."""
+
+    def __init__(self, W: np.ndarray, b: np.ndarray | None, name: str = "dense") -> None:
+        super().__init__()
+        self.name = name
+        self.add_param("W", W)
+        if b is not None:
+            self.add_param("b", b)
+        self.x: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        self.x = x
+        out = x @ self.params["W"]
+        if "b" in self.params:
+            out += self.params["b"]
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        # dL/dW = x^T dout ; dL/db = sum over the batch ; dL/dx = dout W^T
+        np.matmul(self.x.T, dout, out=self.grads["W"])
+        if "b" in self.grads:
+            dout.sum(axis=0, out=self.grads["b"])
+        return dout @ self.params["W"].T

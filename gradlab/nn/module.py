@@ -1,0 +1,38 @@
+"""The one protocol every layer speaks."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Module:
+    """A layer: ``params`` and ``grads`` dicts with the same keys and shapes.
+
+    ``forward(x, train)`` caches what ``backward`` needs; ``backward(dout)`` fills
+    ``grads`` (in place, so references stay valid) and returns dL/dx. Backward never
+    recomputes the forward pass and never changes its input array.
+    Buffers (running statistics, masks) are attributes, never parameters.
+    """
+
+    name: str = ""
+    kinks: bool = False  # has max-like ops whose "winners" a gradient check must watch
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+
+    def add_param(self, key: str, value: np.ndarray) -> None:
+        self.params[key] = value
+        self.grads[key] = np.zeros_like(value)
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def named_params(self) -> dict[str, np.ndarray]:
+        """``{"dense3.W": array, ...}``: the dotted names used in every log and .npz."""
+        return {f"{self.name}.{k}": v for k, v in self.params.items()}
+
+    def named_grads(self) -> dict[str, np.ndarray]:
+        return {f"{self.name}.{k}": v for k, v in self.grads.items()}

@@ -1,0 +1,128 @@
+"""Optimizers and gradient clipping. Both act on ``params``/``grads`` dicts in place;
+clipping happens here, between backward and the update, never inside a backward pass."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Optimizer:
+    """``step(params, grads)`` updates every array of ``params`` in place."""
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """W_new = W_old - lr * dL/dW (seed 002)."""
+
+    def step(self, params, grads):
+        for k, p in params.items():
+            p -= self.lr * grads[k]
+
+
+class Momentum(Optimizer):
+    """v = mu v - lr g ; W += v."""
+
+    def __init__(self, lr: float, momentum: float = 0.9) -> None:
+        super().__init__(lr)
+        self.mu = momentum
+        self.v: dict[str, np.ndarray] = {}
+
+    def step(self, params, grads):
+        for k, p in params.items():
+            v = self.v.setdefault(k, np.zeros_like(p))
+            v *= self.mu
+            v -= self.lr * grads[k]
+            p += v
+
+
+class Adam(Optimizer):
+    """Kingma & Ba 2015, with bias correction."""
+
+    def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+        super().__init__(lr)
+        self.b1, self.b2, self.eps = beta1, beta2, eps
+        self.m: dict[str, np.ndarray] = {}
+        self.v: dict[str, np.ndarray] = {}
+        self.t = 0
+
+    def step(self, params, grads):
+        self.t += 1
+        lr_t = self.lr * np.sqrt(1 - self.b2**self.t) / (1 - self.b1**self.t)
+        for k, p in params.items():
+            g = grads[k]
+            m = self.m.setdefault(k, np.zeros_like(p))
+            v = self.v.setdefault(k, np.zeros_like(p))
+            m *= self.b1
+            m += (1 - self.b1) * g
+            v *= self.b2
+            v += (1 - self.b2) * (g * g)
+            p -= lr_t * m / (np.sqrt(v) + self.eps)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+
+
+def make_optimizer(cfg, lr: float) -> Optimizer:
+    """``OptimizerConfig`` -> optimizer; only the keys the optimizer takes are passed."""
+    extra = {k: v for k, v in cfg.model_dump().items() if k != "name" and v is not None}
+    return OPTIMIZERS[cfg.name](lr, **extra)
+
+
+def norm(a: np.ndarray) -> float:
+    """L2 norm of any array, through one BLAS dot product."""
+    flat = a.reshape(-1)
+    return float(np.sqrt(np.dot(flat, flat)))
+
+
+def global_norm(norms: dict[str, float]) -> float:
+    """||g|| over all tensors, from their norms."""
+    return float(np.sqrt(sum(n * n for n in norms.values())))
+
+
+@dataclass
+class ClipResult:
+    norm_before: float
+    norm_after: float
+    clipped: bool
+
+
+def clip_grads(grads: dict[str, np.ndarray], norms: dict[str, float], cfg) -> ClipResult:
+    """Clip ``grads`` in place by a ``ClipConfig`` (or None); ``norms`` are their L2 norms.
+
+    norm/global: if ||g|| > threshold, g <- threshold / ||g|| * g (Pascanu et al. 2013):
+    the direction is unchanged. norm/layer: the same per tensor. value: each entry to
+    [-threshold, threshold].
+    """
+    before = global_norm(norms)
+    if cfg is None or not np.isfinite(before):
+        return ClipResult(before, before, False)
+    t = cfg.threshold
+    clipped = False
+    if cfg.mode == "value":
+        for g in grads.values():
+            if g.size and np.abs(g).max() > t:
+                np.clip(g, -t, t, out=g)
+                clipped = True
+        after = global_norm({k: norm(g) for k, g in grads.items()}) if clipped else before
+    elif cfg.scope == "layer":
+        after_sq = 0.0
+        for k, g in grads.items():
+            n = norms[k]
+            if n > t:
+                g *= t / n
+                clipped, n = True, t
+            after_sq += n * n
+        after = float(np.sqrt(after_sq))
+    else:
+        if before > t:
+            for g in grads.values():
+                g *= t / before
+            clipped = True
+        after = t if clipped else before
+    return ClipResult(before, after, clipped)

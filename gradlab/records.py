@@ -1,0 +1,81 @@
+"""What the training loop tells its observers: one record per logged step.
+
+The dataclass fields are the CSV columns, in order; nothing else names them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ParamStat:
+    """One row of grad_norms.csv (after step, epoch)."""
+
+    layer: int
+    param: str
+    grad_norm: float
+    weight_norm: float
+
+
+@dataclass
+class LayerStat:
+    """One row of layer_stats.csv (after step). frac_* are None where they do not apply."""
+
+    layer: int
+    act_mean: float
+    act_std: float
+    frac_saturated: float | None
+    frac_dead: float | None
+    delta_norm: float
+
+
+@dataclass
+class StepRecord:
+    """One row of metrics.csv, plus the per-parameter and per-layer rows of that step.
+
+    Everything is measured at the parameters before update ``step``.
+    """
+
+    step: int
+    epoch: int
+    loss: float
+    grad_norm: float
+    grad_norm_clipped: float
+    clipped: bool
+    lr: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    params: list[ParamStat] = field(default_factory=list, repr=False)
+    layers: list[LayerStat] = field(default_factory=list, repr=False)
+
+    METRICS = ("step", "epoch", "loss", "grad_norm", "grad_norm_clipped", "clipped", "lr", "val_loss", "val_accuracy")
+
+    def metrics(self) -> list:
+        return [getattr(self, k) for k in self.METRICS]
+
+    def layer_grad_norms(self) -> dict[int, float]:
+        """L2 norm of all of a layer's parameter gradients, by layer."""
+        sq: dict[int, float] = {}
+        for p in self.params:
+            sq[p.layer] = sq.get(p.layer, 0.0) + p.grad_norm**2
+        return {layer: s**0.5 for layer, s in sq.items()}
+
+
+@dataclass
+class RunResult:
+    """What a finished (or stopped) run leaves behind."""
+
+    status: str  # completed, diverged or interrupted
+    steps: int  # updates done
+    run_dir: str | None
+    final: dict = field(default_factory=dict)  # train/val loss and accuracy, in eval mode
+    diverged_at: int | None = None
+    diverged_layer: int | None = None
+    diverged_where: str | None = None  # params, forward or backward
+    wall_time: float = 0.0
+    first: StepRecord | None = None
+    last: StepRecord | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"completed": 0, "diverged": 3, "interrupted": 130}[self.status]

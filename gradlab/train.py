@@ -1,0 +1,237 @@
+"""The training loop. It emits step records to observers and prints nothing."""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator, Protocol
+
+
+import numpy as np
+
+from .config import Config, ConfigError
+from .data import Dataset, load_data
+from .logging import RunWriter, summary_of
+from .nn import MLP, Loss, build_mlp, make_loss
+from .optim import clip_grads, make_optimizer, norm
+from .records import LayerStat, ParamStat, RunResult, StepRecord
+
+
+class Observer(Protocol):
+    """Anything with ``on_step(record)``; ``on_start(info)`` and ``on_end(result)`` are optional."""
+
+    def on_step(self, record: StepRecord) -> None: ...
+
+
+@dataclass
+class Setup:
+    """Everything a run is built from, derived from a config and its seed."""
+
+    config: Config
+    data: Dataset
+    model: MLP
+    loss: Loss
+    dtype: type
+    batch_rng: np.random.Generator
+
+
+def streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent generators per use, so changing dropout never changes the data or the init."""
+    names = ("data", "init", "batches", "dropout")
+    return dict(zip(names, map(np.random.default_rng, np.random.SeedSequence(seed).spawn(len(names)))))
+
+
+def setup(config: Config, source: str = "<config>") -> Setup:
+    """Build data, model and loss from a config (raises ConfigError on a mismatch)."""
+    rng = streams(config.seed)
+    dtype = np.dtype(config.train.dtype).type
+    data = load_data(config.data, rng["data"], source)
+    loss = make_loss(config.loss)
+    if loss.classification != (data.task == "classification"):
+        allowed = "bce or cross_entropy" if data.task == "classification" else "mse"
+        if not (config.loss == "mse" and data.task == "classification"):
+            raise ConfigError(f"{source}: 'loss' is {config.loss}, but data.kind {config.data.kind} is a "
+                              f"{data.task} task; allowed: {allowed}.")
+    if config.loss == "bce" and data.n_classes != 2:
+        raise ConfigError(f"{source}: 'loss' bce needs 2 classes, data has {data.n_classes}; "
+                          "use cross_entropy.")
+    n_out = 1 if config.loss == "bce" else data.n_outputs
+    model = build_mlp(config.model, data.n_features, n_out, rng["init"], rng["dropout"], dtype)
+    data = Dataset(data.X_train.astype(dtype), data.y_train, data.X_val.astype(dtype), data.y_val,
+                   data.task, data.n_classes)
+    if data.task == "regression":
+        data.y_train, data.y_val = data.y_train.astype(dtype), data.y_val.astype(dtype)
+    return Setup(config, data, model, loss, dtype, rng["batches"])
+
+
+def batches(n: int, batch_size: int | str, shuffle: bool, rng: np.random.Generator) -> Iterator[tuple[int, np.ndarray]]:
+    """Endless (epoch, indices) pairs; the last batch of an epoch may be smaller."""
+    bs = n if batch_size == "full" else min(int(batch_size), n)
+    epoch = 0
+    while True:
+        order = rng.permutation(n) if shuffle and bs < n else np.arange(n)
+        for start in range(0, n, bs):
+            yield epoch, order[start:start + bs]
+        epoch += 1
+
+
+def total_steps(config: Config, n: int) -> int:
+    if config.train.steps is not None:
+        return config.train.steps
+    bs = n if config.train.batch_size == "full" else min(int(config.train.batch_size), n)
+    return config.train.epochs * math.ceil(n / bs)
+
+
+def evaluate(model: MLP, loss: Loss, X: np.ndarray, y: np.ndarray) -> tuple[float, float | None]:
+    """(loss, accuracy) in eval mode; accuracy is None for regression."""
+    if len(X) == 0:
+        return float("nan"), None
+    z = model.forward(X, train=False)
+    J = loss.forward(z, y)
+    if not loss.classification and y.ndim > 1:
+        return J, None
+    pred = (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
+    return J, float(np.mean(pred == y))
+
+
+def layer_stats(model: MLP) -> list[LayerStat]:
+    """Activation statistics and delta_norm = ||dL / d output|| of every layer, from the last pass."""
+    stats = []
+    for l, layer in enumerate(model.layers, 1):
+        act = layer.activation
+        a = act.out if act is not None else model.outputs[l]
+        stats.append(LayerStat(
+            layer=l,
+            act_mean=float(a.mean()),
+            act_std=float(a.std()),
+            frac_saturated=act.saturated() if act is not None else None,
+            frac_dead=act.dead() if act is not None else None,
+            delta_norm=norm(model.deltas[l]),
+        ))
+    return stats
+
+
+def first_nonfinite(model: MLP) -> tuple[int, str]:
+    """(layer, where) of the first non-finite value: in the parameters, the forward pass
+    (layer outputs, from the input up) or the backward pass (from the output down)."""
+    for name, p in model.params.items():
+        if not np.isfinite(p).all():
+            return model.param_layer[name], "params"
+    for l in range(1, len(model.layers) + 1):
+        if not np.isfinite(model.outputs[l]).all():
+            return l, "forward"
+    for l in range(len(model.layers), 0, -1):
+        grads = [g for k, g in model.grads.items() if model.param_layer[k] == l]
+        if not np.isfinite(model.deltas[l]).all() or not all(np.isfinite(g).all() for g in grads):
+            return l, "backward"
+    return len(model.layers), "loss"
+
+
+def fit(s: Setup, observers: list = ()) -> RunResult:
+    """Train ``s.model`` for the configured steps, calling ``observer.on_step`` at logged steps."""
+    cfg, model, loss, data = s.config.train, s.model, s.loss, s.data
+    log = s.config.log
+    optimizer = make_optimizer(cfg.optimizer, cfg.lr)
+    n_steps = total_steps(s.config, len(data.X_train))
+    it = batches(len(data.X_train), cfg.batch_size, cfg.shuffle, s.batch_rng)
+    result = RunResult(status="completed", steps=0, run_dir=None)
+    t0 = time.perf_counter()
+    step = 0
+    try:
+        for step in range(n_steps):
+            epoch, idx = next(it)
+            J = model.loss_and_grads(data.X_train[idx], data.y_train[idx], loss, cfg.l2, train=True)
+            norms = {k: norm(g) for k, g in model.grads.items()}
+            logged = step % log.every == 0 or step == n_steps - 1
+            finite = math.isfinite(J) and all(map(math.isfinite, norms.values()))
+            if logged or not finite:
+                stats = layer_stats(model)
+                pstats = [ParamStat(model.param_layer[k], k, norms[k], norm(p)) for k, p in model.params.items()]
+            if not finite:
+                result.status = "diverged"
+                result.diverged_at = step
+                result.diverged_layer, result.diverged_where = first_nonfinite(model)
+            clip = clip_grads(model.grads, norms, cfg.clip if finite else None)
+            if logged or not finite:
+                rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, cfg.lr,
+                                 params=pstats, layers=stats)
+                if (step % log.val_every == 0 or step == n_steps - 1) and finite and len(data.X_val):
+                    rec.val_loss, rec.val_accuracy = evaluate(model, loss, data.X_val, data.y_val)
+                result.first = result.first or rec
+                result.last = rec
+                for obs in observers:
+                    obs.on_step(rec)
+            if not finite:
+                break
+            optimizer.step(model.params, model.grads)
+            result.steps = step + 1
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+    result.wall_time = time.perf_counter() - t0
+    if result.status != "diverged":
+        result.final = final_metrics(s)
+    return result
+
+
+def final_metrics(s: Setup) -> dict:
+    """Loss and accuracy on the whole training and validation sets, in eval mode."""
+    train_loss, train_acc = evaluate(s.model, s.loss, s.data.X_train, s.data.y_train)
+    val_loss, val_acc = evaluate(s.model, s.loss, s.data.X_val, s.data.y_val)
+    return {"final_train_loss": train_loss, "final_train_accuracy": train_acc,
+            "final_val_loss": val_loss, "final_val_accuracy": val_acc}
+
+
+def versions() -> dict:
+    from . import __version__
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "gradlab": __version__}
+
+
+def new_run_dir(out: str | Path, name: str) -> Path:
+    """``out/<name>-<YYYYmmdd-HHMMSS>``; never an existing folder (a suffix -2, -3... is added)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = out / f"{name}-{stamp}"
+    path, k = base, 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            k += 1
+            path = Path(f"{base}-{k}")
+
+
+def train(config: Config, observers: list = (), source: str = "<config>", write: bool = True) -> RunResult:
+    """Build and train a model from a config; write its run folder under ``config.log.out``."""
+    s = setup(config, source)
+    observers = list(observers)
+    writer = None
+    run_dir = None
+    if write:
+        run_dir = new_run_dir(config.log.out, config.name)
+        writer = RunWriter(run_dir)
+        writer.write_config(config.resolved())
+        writer.save_params("params_init.npz", s.model.params)
+        writer.write_summary({"status": "running", "steps": 0, "versions": versions()})
+        observers.insert(0, writer)
+    for obs in observers:
+        if hasattr(obs, "on_start"):
+            obs.on_start({"steps": total_steps(config, len(s.data.X_train)), "run_dir": run_dir, "setup": s})
+    try:
+        result = fit(s, observers)
+    finally:
+        if writer is not None:
+            writer.close()
+    result.run_dir = str(run_dir) if run_dir else None
+    if writer is not None:
+        writer.save_params("params_final.npz", s.model.params)
+        writer.write_summary(summary_of(result, versions()))
+    for obs in observers:
+        if hasattr(obs, "on_end"):
+            obs.on_end(result)
+    return result
