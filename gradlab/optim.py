@@ -53,7 +53,9 @@ class Adam(Optimizer):
 
     def step(self, params, grads):
         self.t += 1
-        lr_t = self.lr * np.sqrt(1 - self.b2**self.t) / (1 - self.b1**self.t)
+        # bias-corrected m / (sqrt(v_hat) + eps), with eps outside the correction as in PyTorch
+        step = self.lr / (1 - self.b1**self.t)
+        root_bc2 = np.sqrt(1 - self.b2**self.t)
         for k, p in params.items():
             g = grads[k]
             m = self.m.setdefault(k, np.zeros_like(p))
@@ -62,7 +64,7 @@ class Adam(Optimizer):
             m += (1 - self.b1) * g
             v *= self.b2
             v += (1 - self.b2) * (g * g)
-            p -= lr_t * m / (np.sqrt(v) + self.eps)
+            p -= step * m / (np.sqrt(v) / root_bc2 + self.eps)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}

@@ -132,48 +132,51 @@ def first_nonfinite(model: MLP) -> tuple[int, str]:
 
 def fit(s: Setup, observers: list = ()) -> RunResult:
     """Train ``s.model`` for the configured steps, calling ``observer.on_step`` at logged steps."""
-    cfg, model, loss, data = s.config.train, s.model, s.loss, s.data
-    log = s.config.log
-    optimizer = make_optimizer(cfg.optimizer, cfg.lr)
-    n_steps = total_steps(s.config, len(data.X_train))
-    it = batches(len(data.X_train), cfg.batch_size, cfg.shuffle, s.batch_rng)
     result = RunResult(status="completed", steps=0, run_dir=None)
     t0 = time.perf_counter()
-    step = 0
     try:
-        for step in range(n_steps):
-            epoch, idx = next(it)
-            J = model.loss_and_grads(data.X_train[idx], data.y_train[idx], loss, cfg.l2, train=True)
-            norms = {k: norm(g) for k, g in model.grads.items()}
-            logged = step % log.every == 0 or step == n_steps - 1
-            finite = math.isfinite(J) and all(map(math.isfinite, norms.values()))
-            if logged or not finite:
-                stats = layer_stats(model)
-                pstats = [ParamStat(model.param_layer[k], k, norms[k], norm(p)) for k, p in model.params.items()]
-            if not finite:
-                result.status = "diverged"
-                result.diverged_at = step
-                result.diverged_layer, result.diverged_where = first_nonfinite(model)
-            clip = clip_grads(model.grads, norms, cfg.clip if finite else None)
-            if logged or not finite:
-                rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, cfg.lr,
-                                 params=pstats, layers=stats)
-                if (step % log.val_every == 0 or step == n_steps - 1) and finite and len(data.X_val):
-                    rec.val_loss, rec.val_accuracy = evaluate(model, loss, data.X_val, data.y_val)
-                result.first = result.first or rec
-                result.last = rec
-                for obs in observers:
-                    obs.on_step(rec)
-            if not finite:
-                break
-            optimizer.step(model.params, model.grads)
-            result.steps = step + 1
+        # a diverging run is detected and reported, not warned about
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            _loop(s, observers, result)
     except KeyboardInterrupt:
         result.status = "interrupted"
     result.wall_time = time.perf_counter() - t0
     if result.status != "diverged":
         result.final = final_metrics(s)
     return result
+
+
+def _loop(s: Setup, observers: list, result: RunResult) -> None:
+    cfg, model, loss, data, log = s.config.train, s.model, s.loss, s.data, s.config.log
+    optimizer = make_optimizer(cfg.optimizer, cfg.lr)
+    n_steps = total_steps(s.config, len(data.X_train))
+    it = batches(len(data.X_train), cfg.batch_size, cfg.shuffle, s.batch_rng)
+    for step in range(n_steps):
+        epoch, idx = next(it)
+        J = model.loss_and_grads(data.X_train[idx], data.y_train[idx], loss, cfg.l2, train=True)
+        norms = {k: norm(g) for k, g in model.grads.items()}
+        finite = math.isfinite(J) and all(map(math.isfinite, norms.values()))
+        logged = step % log.every == 0 or step == n_steps - 1 or not finite
+        if logged:  # statistics of this pass, before anything else runs the model
+            stats = layer_stats(model)
+            pstats = [ParamStat(model.param_layer[k], k, norms[k], norm(p)) for k, p in model.params.items()]
+        if not finite:
+            result.status, result.diverged_at = "diverged", step
+            result.diverged_layer, result.diverged_where = first_nonfinite(model)
+        clip = clip_grads(model.grads, norms, cfg.clip if finite else None)
+        if logged:
+            rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, cfg.lr,
+                             params=pstats, layers=stats)
+            if finite and len(data.X_val) and (step % log.val_every == 0 or step == n_steps - 1):
+                rec.val_loss, rec.val_accuracy = evaluate(model, loss, data.X_val, data.y_val)
+            result.first = result.first or rec
+            result.last = rec
+            for obs in observers:
+                obs.on_step(rec)
+        if not finite:
+            return
+        optimizer.step(model.params, model.grads)
+        result.steps = step + 1
 
 
 def final_metrics(s: Setup) -> dict:

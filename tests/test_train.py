@@ -1,0 +1,222 @@
+"""The training loop through the Python API: gradient flow, clipping, run folders, divergence."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import gradlab
+from gradlab.optim import SGD, Adam, Momentum, clip_grads, norm
+from gradlab.records import StepRecord
+
+
+def config(tmp_path, **over):
+    raw = {
+        "name": "t", "seed": 0,
+        "data": {"kind": "spirals", "n_samples": 128, "val_fraction": 0.25},
+        "model": {"depth": 3, "width": 16, "activation": "tanh", "init": "xavier_normal"},
+        "loss": "cross_entropy",
+        "train": {"optimizer": "sgd", "lr": 0.1, "batch_size": 32, "steps": 20},
+        "log": {"every": 1, "out": str(tmp_path)},
+    }
+    return gradlab.config_from_dict(raw, [f"{k.replace('__', '.')}={v}" for k, v in over.items()])
+
+
+class Collect:
+    def __init__(self):
+        self.records: list[StepRecord] = []
+
+    def on_step(self, rec):
+        self.records.append(rec)
+
+
+def step0_ratio(cfg):
+    """delta_norm of the first hidden layer over the last hidden layer, at initialisation."""
+    seen = Collect()
+    gradlab.train(cfg, [seen], write=False)
+    layers = seen.records[0].layers
+    return layers[0].delta_norm / layers[cfg.model.depth - 1].delta_norm
+
+
+def test_deep_sigmoid_with_small_init_vanishes(tmp_path):
+    cfg = config(tmp_path, model__depth=20, model__width=64, model__activation="sigmoid",
+                 model__init="{scheme: normal, std: 0.01}", train__steps=1)
+    assert step0_ratio(cfg) < 1e-6
+
+
+def test_deep_relu_with_he_init_keeps_gradients(tmp_path):
+    cfg = config(tmp_path, model__depth=30, model__width=128, model__activation="relu",
+                 model__init="he_normal", train__steps=1)
+    assert 0.1 <= step0_ratio(cfg) <= 10
+
+
+def test_xavier_relu_loses_a_factor_of_two_per_layer_where_he_does_not(tmp_path):
+    """He et al. 2015: with Xavier, ReLU halves the second moment at every layer."""
+    ratios = {}
+    for init in ("xavier_normal", "he_normal"):
+        cfg = config(tmp_path, model__depth=10, model__width=256, model__activation="relu",
+                     model__init=init, train__steps=1, data__kind="blobs", data__n_features=256,
+                     data__n_samples=500, data__noise=1.0)
+        s = gradlab.setup(cfg)
+        s.model.forward(s.data.X_train, train=True)
+        acts = [s.model.outputs[l] for l in (1, 10)]
+        ratios[init] = float(np.mean(acts[1] ** 2) / np.mean(acts[0] ** 2))
+    assert 0.5 * 2.0**-9 < ratios["xavier_normal"] < 2 * 2.0**-9
+    assert 0.5 < ratios["he_normal"] < 2
+
+
+def test_residual_blocks_rescue_a_deep_sigmoid_net(tmp_path):
+    plain = config(tmp_path, model__depth=20, model__width=64, model__activation="sigmoid",
+                   model__init="xavier_normal", train__steps=1)
+    residual = config(tmp_path, model__depth=20, model__width=64, model__activation="sigmoid",
+                      model__init="xavier_normal", model__residual=2, train__steps=1)
+    assert step0_ratio(plain) < 1e-4
+    assert step0_ratio(residual) > 0.1
+
+
+def test_run_folder_holds_every_file_and_row(tmp_path):
+    cfg = config(tmp_path, log__every=3, train__steps=10, log__val_every=5)
+    result = gradlab.train(cfg)
+    run = tmp_path / result.run_dir.split("/")[-1]
+    assert run.name.startswith("t-") and result.status == "completed"
+    for f in ("config.yaml", "metrics.csv", "grad_norms.csv", "layer_stats.csv",
+              "params_init.npz", "params_final.npz", "summary.json"):
+        assert (run / f).exists(), f
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics.columns) == ["step", "epoch", "loss", "grad_norm", "grad_norm_clipped", "clipped", "lr",
+                                     "val_loss", "val_accuracy"]
+    assert metrics.step.tolist() == [0, 3, 6, 9]  # every 3rd, and the last
+    assert metrics.val_loss.notna().tolist() == [True, False, False, True]
+    assert metrics.epoch.tolist() == [0, 1, 2, 3]  # 96 training samples / 32 = 3 steps per epoch
+    grads = pd.read_csv(run / "grad_norms.csv")
+    assert list(grads.columns) == ["step", "epoch", "layer", "param", "grad_norm", "weight_norm"]
+    assert len(grads) == 4 * 8 and set(grads.layer) == {1, 2, 3, 4}
+    stats = pd.read_csv(run / "layer_stats.csv")
+    assert list(stats.columns) == ["step", "layer", "act_mean", "act_std", "frac_saturated", "frac_dead",
+                                   "delta_norm"]
+    assert len(stats) == 4 * 4 and stats.frac_dead.isna().all()  # tanh units cannot die
+    # the global grad norm is the norm of the per-parameter norms
+    g0 = grads[grads.step == 0].grad_norm
+    assert metrics.grad_norm[0] == pytest.approx(np.sqrt((g0**2).sum()), rel=1e-12)
+    init, final = np.load(run / "params_init.npz"), np.load(run / "params_final.npz")
+    assert set(init.files) == set(grads.param) and not np.allclose(init["dense1.W"], final["dense1.W"])
+    w0 = grads[(grads.step == 0) & (grads.param == "dense1.W")].weight_norm.item()
+    assert w0 == pytest.approx(np.linalg.norm(init["dense1.W"]), rel=1e-12)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 10
+    assert set(summary["versions"]) == {"python", "numpy", "gradlab"}
+    again = gradlab.load_config(run / "config.yaml")
+    assert again == cfg
+
+
+def test_same_config_gives_bit_identical_logs(tmp_path):
+    cfg = config(tmp_path, model__dropout=0.2, train__optimizer="adam", train__lr=0.01)
+    a, b = gradlab.train(cfg), gradlab.train(cfg)
+    assert a.run_dir != b.run_dir  # never overwrite
+    for f in ("metrics.csv", "grad_norms.csv", "layer_stats.csv"):
+        assert (tmp_path / a.run_dir.split("/")[-1] / f).read_bytes() == (tmp_path / b.run_dir.split("/")[-1] / f).read_bytes()
+
+
+def test_training_learns(tmp_path):
+    cfg = config(tmp_path, model__depth=2, model__width=32, train__steps=300, train__optimizer="adam",
+                 train__lr=0.01, data__n_samples=256)
+    result = gradlab.train(cfg, write=False)
+    assert result.final["final_train_accuracy"] > 0.9
+
+
+def test_epochs_replace_steps(tmp_path):
+    cfg = config(tmp_path, train__steps="null", train__epochs=2, train__batch_size="full")
+    assert gradlab.train(cfg, write=False).steps == 2
+
+
+def test_divergence_stops_at_once_and_names_the_layer(tmp_path):
+    cfg = config(tmp_path, data__kind="teacher", loss="mse", model__activation="relu",
+                 model__init="{scheme: normal, std: 3.0}", train__lr=1e3, train__steps=200)
+    seen = Collect()
+    result = gradlab.train(cfg, [seen])
+    assert result.status == "diverged" and result.exit_code == 3
+    assert result.diverged_at == seen.records[-1].step < 199
+    assert 1 <= result.diverged_layer <= 4
+    run = tmp_path / result.run_dir.split("/")[-1]
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics.step.tolist() == list(range(result.diverged_at + 1))
+    assert not np.isfinite(metrics.loss.iloc[-1]) or not np.isfinite(metrics.grad_norm.iloc[-1])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at"] == result.diverged_at
+
+
+def test_interrupt_keeps_the_files(tmp_path):
+    class Stop:
+        def on_step(self, rec):
+            if rec.step == 4:
+                raise KeyboardInterrupt
+
+    result = gradlab.train(config(tmp_path), [Stop()])
+    assert result.status == "interrupted" and result.steps == 4 and result.exit_code == 130
+    run = tmp_path / result.run_dir.split("/")[-1]
+    assert pd.read_csv(run / "metrics.csv").step.tolist() == [0, 1, 2, 3, 4]
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_float32_stays_float32(tmp_path):
+    cfg = config(tmp_path, train__dtype="float32", model__batchnorm=True, model__activation="prelu")
+    s = gradlab.setup(cfg)
+    assert all(p.dtype == np.float32 for p in s.model.params.values())
+    s.model.loss_and_grads(s.data.X_train[:8], s.data.y_train[:8], s.loss)
+    assert all(g.dtype == np.float32 for g in s.model.grads.values())
+
+
+# ------------------------------------------------------------------ clipping and optimizers
+
+def grads_with_norm():
+    rng = np.random.default_rng(0)
+    grads = {"a": rng.standard_normal((5, 4)) * 10, "b": rng.standard_normal(4)}
+    return grads, {k: norm(g) for k, g in grads.items()}
+
+
+def test_clip_by_global_norm_keeps_direction_and_hits_threshold():
+    grads, norms = grads_with_norm()
+    before = {k: g.copy() for k, g in grads.items()}
+    total = np.sqrt(sum(n**2 for n in norms.values()))
+    from gradlab.config import ClipConfig
+
+    res = clip_grads(grads, norms, ClipConfig(threshold=1.0))
+    assert res.clipped and res.norm_before == pytest.approx(total) and res.norm_after == 1.0
+    assert np.sqrt(sum(norm(g) ** 2 for g in grads.values())) == pytest.approx(1.0, rel=1e-12)
+    for k in grads:
+        np.testing.assert_allclose(grads[k], before[k] / total, rtol=1e-12)
+    grads, norms = grads_with_norm()
+    assert not clip_grads(grads, norms, ClipConfig(threshold=1e6)).clipped
+
+
+def test_clip_per_layer_and_by_value():
+    from gradlab.config import ClipConfig
+
+    grads, norms = grads_with_norm()
+    res = clip_grads(grads, norms, ClipConfig(threshold=1.0, scope="layer"))
+    assert res.clipped and norm(grads["a"]) == pytest.approx(1.0, rel=1e-12) and norm(grads["b"]) == pytest.approx(1.0)
+    grads, norms = grads_with_norm()
+    res = clip_grads(grads, norms, ClipConfig(threshold=0.5, mode="value"))
+    assert res.clipped and max(np.abs(g).max() for g in grads.values()) == 0.5
+    assert res.norm_after == pytest.approx(np.sqrt(sum(norm(g) ** 2 for g in grads.values())))
+
+
+def test_clipping_is_logged(tmp_path):
+    seen = Collect()
+    gradlab.train(config(tmp_path, train__clip=0.05), [seen], write=False)
+    clipped = [r for r in seen.records if r.clipped]
+    assert clipped and all(r.grad_norm > 0.05 and r.grad_norm_clipped == pytest.approx(0.05) for r in clipped)
+
+
+def test_sgd_momentum_adam_updates():
+    p, g = {"w": np.array([1.0, -2.0])}, {"w": np.array([0.5, 0.5])}
+    SGD(0.1).step(p, g)
+    np.testing.assert_allclose(p["w"], [0.95, -2.05])  # W_new = W_old - lr dL/dW
+    m = Momentum(0.1, 0.9)
+    p = {"w": np.zeros(2)}
+    m.step(p, g)
+    m.step(p, g)
+    np.testing.assert_allclose(p["w"], [-0.05 - 0.095] * 2)
+    p = {"w": np.zeros(2)}
+    Adam(0.01).step(p, {"w": np.array([3.0, -1e-3])})
+    np.testing.assert_allclose(p["w"], [-0.01, 0.01], rtol=1e-4)  # first Adam step ~ lr * sign(g)
