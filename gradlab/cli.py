@@ -95,6 +95,9 @@ def train(
         result = api.train(cfg, observers, source=str(config))
     except ConfigError as exc:
         fail(exc)
+    except MemoryError:
+        fail(ConfigError(f"{config}: the model or data set is larger than this machine's memory; "
+                         "lower model.width, model.depth, data.n_samples or train.batch_size."))
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130)

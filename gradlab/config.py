@@ -5,6 +5,7 @@ Every key name here is user interface: configs, ``--set`` paths and the resolved
 """
 from __future__ import annotations
 
+import collections.abc
 import copy
 import difflib
 from pathlib import Path
@@ -298,11 +299,26 @@ class Config(Strict):
 class _SafeLoader(yaml.SafeLoader):
     """Safe loader that refuses duplicate keys instead of silently keeping the last."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """Report values PyYAML cannot build (``2020-02-30``, ``!!int abc``, 5000-digit ints) by line."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            value = node.value if isinstance(node.value, str) else ""
+            shown = f" {value[:40]!r}" if value else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read the value{shown} ({exc})", node.start_mark) from None
+
 
 def _mapping(loader: _SafeLoader, node: yaml.MappingNode) -> dict:
+    if not isinstance(node, yaml.MappingNode):
+        raise yaml.constructor.ConstructorError(None, None, f"expected a mapping, but found {node.id}", node.start_mark)
     seen: dict = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, collections.abc.Hashable):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key must be a plain name, not a {key_node.id}", key_node.start_mark)
         if key in seen:
             line = key_node.start_mark.line + 1
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}' (line {line})", key_node.start_mark)
@@ -322,12 +338,21 @@ def parse_yaml(text: str, source: str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = err.problem or err.context or "invalid YAML"
         raise ConfigError(f"{source}: YAML error{where}: {problem}.") from None
+    except yaml.reader.ReaderError as err:  # control characters: no mark, only a position
+        line = text.count("\n", 0, err.position) + 1
+        char = f"#x{err.character:04x}" if isinstance(err.character, int) else repr(err.character)
+        raise ConfigError(f"{source}: YAML error at line {line}: character {char} is not allowed "
+                          "(special characters are not allowed in YAML).") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: YAML error: {err}.") from None
+        raise ConfigError(f"{source}: YAML error: {' '.join(str(err).split())}.") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML error: the data is nested too deeply.") from None
 
 
 def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
     """Apply ``key.path=value`` strings (values parsed as YAML) to a raw config mapping."""
+    if overrides and not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log).")
     for item in overrides:
         path, sep, text = item.partition("=")
         keys = path.strip().split(".")
@@ -358,7 +383,7 @@ def _schema_keys(loc: tuple, root: type[BaseModel] = Config) -> tuple[str, list[
     allowed: list[str] = []
     for part in loc:
         if isinstance(part, int):
-            shown.append(f"[{part}]")
+            shown.append(f"[{_short(part)}]")
             continue
         fields = getattr(model, "model_fields", None)
         if fields is not None and part in fields:
@@ -405,6 +430,16 @@ def _union_member(model: Any, tag: Any) -> Any:
     return None
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """repr() of a bad value for a message, shortened; never fails (5000-digit ints)."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - e.g. an int (or a list holding one) too long to print
+        text = (f"an integer of about {value.bit_length() * 0.30103:.0f} digits" if isinstance(value, int)
+                else f"a {type(value).__name__} holding a value too long to print")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _describe(err: dict) -> str:
     path, allowed = _schema_keys(tuple(err["loc"]))
     kind = err["type"]
@@ -419,10 +454,10 @@ def _describe(err: dict) -> str:
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
         expected = err.get("ctx", {}).get("expected_tags", "")
         got = err.get("input")
-        what = f"'{got.get('kind')}'" if isinstance(got, dict) and "kind" in got else "nothing"
+        what = _short(got.get("kind")) if isinstance(got, dict) and "kind" in got else "nothing"
         return f"'{path}.kind' is {what}; allowed: {expected}."
     value = err.get("input")
-    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+    shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"
     msg = err["msg"].removeprefix("Value error, ")
     return f"'{path or 'top level'}': {msg}{shown}."
 
@@ -438,7 +473,7 @@ def _problems(exc: ValidationError) -> list[str]:
             lines.extend(_describe(e) for e in errs)
             continue
         value = errs[0].get("input")
-        shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+        shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"
         msgs = " or ".join(e["msg"].removeprefix("Input should be ").removeprefix("Value error, ") for e in errs)
         lines.append(f"'{path}': should be {msgs}{shown}.")
     return list(dict.fromkeys(lines))
@@ -474,7 +509,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     config = validate(raw, str(path))
     data = config.data
     if hasattr(data, "path") and not Path(data.path).is_absolute():
-        data.path = str((path.parent / data.path))
+        data.path = str((path.parent / data.path).resolve())  # so the run's config.yaml finds it too
     return config
 
 

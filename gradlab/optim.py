@@ -2,6 +2,7 @@
 clipping happens here, between backward and the update, never inside a backward pass."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,14 +78,19 @@ def make_optimizer(cfg, lr: float) -> Optimizer:
 
 
 def norm(a: np.ndarray) -> float:
-    """L2 norm of any array, through one BLAS dot product."""
+    """L2 norm of any array, through one BLAS dot product (rescaled where the squares overflow)."""
     flat = a.reshape(-1)
-    return float(np.sqrt(np.dot(flat, flat)))
+    n = float(np.sqrt(np.dot(flat, flat)))
+    if math.isinf(n):  # finite entries whose squares overflow, e.g. 1e200
+        m = float(np.abs(flat).max())
+        if math.isfinite(m):
+            n = m * float(np.sqrt(np.dot(flat / m, flat / m)))
+    return n
 
 
 def global_norm(norms: dict[str, float]) -> float:
     """||g|| over all tensors, from their norms."""
-    return float(np.sqrt(sum(n * n for n in norms.values())))
+    return math.hypot(*norms.values())  # scaled: no overflow for norms near 1e200
 
 
 @dataclass
@@ -113,14 +119,12 @@ def clip_grads(grads: dict[str, np.ndarray], norms: dict[str, float], cfg) -> Cl
                 clipped = True
         after = global_norm({k: norm(g) for k, g in grads.items()}) if clipped else before
     elif cfg.scope == "layer":
-        after_sq = 0.0
+        after_norms = dict(norms)
         for k, g in grads.items():
-            n = norms[k]
-            if n > t:
-                g *= t / n
-                clipped, n = True, t
-            after_sq += n * n
-        after = float(np.sqrt(after_sq))
+            if norms[k] > t:
+                g *= t / norms[k]
+                clipped, after_norms[k] = True, t
+        after = global_norm(after_norms)
     else:
         if before > t:
             for g in grads.values():

@@ -193,9 +193,16 @@ def versions() -> dict:
     return {"python": platform.python_version(), "numpy": np.__version__, "gradlab": __version__}
 
 
-def new_run_dir(out: str | Path, name: str) -> Path:
+def new_run_dir(out: str | Path, name: str, source: str = "<config>") -> Path:
     """``out/<name>-<YYYYmmdd-HHMMSS>``; never an existing folder (a suffix -2, -3... is added)."""
-    out = Path(out)
+    try:
+        return _new_dir(Path(out), name)
+    except OSError as exc:
+        raise ConfigError(f"{source}: log.out: cannot make a run folder under '{out}' "
+                          f"({exc.strerror or exc}); allowed: a writable folder path.") from None
+
+
+def _new_dir(out: Path, name: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = out / f"{name}-{stamp}"
@@ -216,7 +223,7 @@ def train(config: Config, observers: list = (), source: str = "<config>", write:
     writer = None
     run_dir = None
     if write:
-        run_dir = new_run_dir(config.log.out, config.name)
+        run_dir = new_run_dir(config.log.out, config.name, source)
         writer = RunWriter(run_dir)
         writer.write_config(config.resolved())
         writer.save_params("params_init.npz", s.model.params)
