@@ -48,7 +48,7 @@ def layer_table(result: RunResult) -> Table:
     """Per layer: grad norm and delta_norm at the first and last logged step."""
     first, last = result.first, result.last
     table = Table(title=f"Gradients by layer (steps {first.step} and {last.step})")
-    for col in ("layer", "grad norm first", "grad norm last", "delta_norm first", "delta_norm last"):
+    for col in ("layer", "grad first", "grad last", "delta first", "delta last"):
         table.add_column(col, justify="right")
     g0, g1 = first.layer_grad_norms(), last.layer_grad_norms()
     n_layers = len(first.layers)
@@ -66,6 +66,8 @@ def closing_line(result: RunResult) -> str:
         parts.append(f"train loss {f['final_train_loss']:.4g}")
     if f.get("final_val_accuracy") is not None:
         parts.append(f"val accuracy {f['final_val_accuracy']:.3f}")
+    elif f.get("final_val_loss") is not None:
+        parts.append(f"val loss {f['final_val_loss']:.4g}")
     if result.status == "diverged":
         parts.append(f"non-finite at step {result.diverged_at}, first in layer {result.diverged_layer} "
                      f"({result.diverged_where})")
@@ -103,7 +105,7 @@ def train(
         raise typer.Exit(130)
     if not quiet and result.first is not None:
         out.print(layer_table(result))
-        out.print(ratio_line(result))
+        out.print(ratio_line(result), soft_wrap=True)
     style = {"completed": "green", "diverged": "bold red", "interrupted": "yellow"}[result.status]
     out.print(f"[{style}]{closing_line(result)}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)

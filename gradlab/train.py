@@ -102,11 +102,13 @@ def layer_stats(model: MLP) -> list[LayerStat]:
     stats = []
     for l, layer in enumerate(model.layers, 1):
         act = layer.activation
-        a = act.out if act is not None else model.outputs[l]
+        a = (act.out if act is not None else model.outputs[l]).reshape(-1)
+        mean = float(a.sum()) / a.size
+        d = a - mean  # centred first: exact even when std << mean (sigmoid near 0.5)
         stats.append(LayerStat(
             layer=l,
-            act_mean=float(a.mean()),
-            act_std=float(a.std()),
+            act_mean=mean,
+            act_std=float(np.sqrt(np.dot(d, d) / a.size)),
             frac_saturated=act.saturated() if act is not None else None,
             frac_dead=act.dead() if act is not None else None,
             delta_norm=norm(model.deltas[l]),
@@ -134,15 +136,15 @@ def fit(s: Setup, observers: list = ()) -> RunResult:
     """Train ``s.model`` for the configured steps, calling ``observer.on_step`` at logged steps."""
     result = RunResult(status="completed", steps=0, run_dir=None)
     t0 = time.perf_counter()
-    try:
-        # a diverging run is detected and reported, not warned about
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    # a diverging run is detected and reported, not warned about
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
             _loop(s, observers, result)
-    except KeyboardInterrupt:
-        result.status = "interrupted"
-    result.wall_time = time.perf_counter() - t0
-    if result.status != "diverged":
-        result.final = final_metrics(s)
+        except KeyboardInterrupt:
+            result.status = "interrupted"
+        result.wall_time = time.perf_counter() - t0
+        if result.status != "diverged":
+            result.final = final_metrics(s)
     return result
 
 
