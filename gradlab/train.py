@@ -116,22 +116,6 @@ def layer_stats(model: MLP) -> list[LayerStat]:
     return stats
 
 
-def first_nonfinite(model: MLP) -> tuple[int, str]:
-    """(layer, where) of the first non-finite value: in the parameters, the forward pass
-    (layer outputs, from the input up) or the backward pass (from the output down)."""
-    for name, p in model.params.items():
-        if not np.isfinite(p).all():
-            return model.param_layer[name], "params"
-    for l in range(1, len(model.layers) + 1):
-        if not np.isfinite(model.outputs[l]).all():
-            return l, "forward"
-    for l in range(len(model.layers), 0, -1):
-        grads = [g for k, g in model.grads.items() if model.param_layer[k] == l]
-        if not np.isfinite(model.deltas[l]).all() or not all(np.isfinite(g).all() for g in grads):
-            return l, "backward"
-    return len(model.layers), "loss"
-
-
 def fit(s: Setup, observers: list = ()) -> RunResult:
     """Train ``s.model`` for the configured steps, calling ``observer.on_step`` at logged steps."""
     result = RunResult(status="completed", steps=0, run_dir=None)
@@ -164,7 +148,7 @@ def _loop(s: Setup, observers: list, result: RunResult) -> None:
             pstats = [ParamStat(model.param_layer[k], k, norms[k], norm(p)) for k, p in model.params.items()]
         if not finite:
             result.status, result.diverged_at = "diverged", step
-            result.diverged_layer, result.diverged_where = first_nonfinite(model)
+            result.diverged_layer, result.diverged_where = model.first_nonfinite()
         clip = clip_grads(model.grads, norms, cfg.clip if finite else None)
         if logged:
             rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, cfg.lr,

@@ -21,7 +21,11 @@ class Dense(Module):
         self.x = x
         out = x @ self.params["W"]
         if "b" in self.params:
-            out += self.params["b"]
+            b = self.params["b"]
+            if b.ndim == 1:
+                out += b
+            else:  # (K, 1, D): K perturbed copies, as a gradient check evaluates them
+                out = out + b
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

@@ -5,10 +5,20 @@ import numpy as np
 
 
 class Loss:
-    """``forward(z, y) -> float`` caches; ``backward() -> dL/dz`` of the same shape as z."""
+    """``forward(z, y) -> float`` caches; ``backward() -> dL/dz`` of the same shape as z.
+
+    ``value(z, y)`` evaluates without caching and takes K stacked copies, z: (K, N, C) -> (K,).
+    """
 
     name = ""
     classification = True
+
+    def terms(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per-sample losses, z: (..., N, C) -> (..., N)."""
+        raise NotImplementedError
+
+    def value(self, z: np.ndarray, y: np.ndarray) -> np.ndarray | float:
+        return self.terms(z, y).mean(axis=-1)
 
     def forward(self, z: np.ndarray, y: np.ndarray) -> float:
         raise NotImplementedError
@@ -26,10 +36,13 @@ class BCE(Loss):
 
     name = "bce"
 
+    def terms(self, z, y):
+        z = z[..., 0]
+        return np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))
+
     def forward(self, z, y):
         self.z, self.y = z[:, 0], y.astype(z.dtype)
-        z, y = self.z, self.y
-        return float(np.mean(np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+        return float(np.mean(self.terms(z, self.y)))
 
     def backward(self):
         # dJ/dz = (sigmoid(z) - y) / m
@@ -42,10 +55,17 @@ class CrossEntropy(Loss):
 
     name = "cross_entropy"
 
+    @staticmethod
+    def log_softmax(z):
+        shifted = z - z.max(axis=-1, keepdims=True)  # exact: the shift cancels, exp never overflows
+        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+    def terms(self, z, y):
+        idx = np.broadcast_to(y.astype(np.intp)[:, None], z.shape[:-1] + (1,))
+        return -np.take_along_axis(self.log_softmax(z), idx, axis=-1)[..., 0]
+
     def forward(self, z, y):
-        shifted = z - z.max(axis=1, keepdims=True)
-        logsum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        self.logp = shifted - logsum
+        self.logp = self.log_softmax(z)
         self.y = y.astype(np.intp)
         return float(-np.mean(self.logp[np.arange(z.shape[0]), self.y]))
 
@@ -65,10 +85,18 @@ class MSE(Loss):
     name = "mse"
     classification = False
 
+    @staticmethod
+    def targets(z, y):
+        if y.ndim == 1 and z.shape[-1] > 1:  # class labels against one-hot targets
+            return np.eye(z.shape[-1], dtype=z.dtype)[y.astype(np.intp)]
+        return y.reshape(z.shape[-2:])
+
+    def terms(self, z, y):
+        d = z - self.targets(z, y)
+        return np.sum(d * d, axis=-1)
+
     def forward(self, z, y):
-        if y.ndim == 1 and z.shape[1] > 1:  # class labels against one-hot targets
-            y = np.eye(z.shape[1], dtype=z.dtype)[y.astype(np.intp)]
-        self.diff = z - y.reshape(z.shape)
+        self.diff = z - self.targets(z, y)
         return float(np.sum(self.diff * self.diff) / z.shape[0])
 
     def backward(self):

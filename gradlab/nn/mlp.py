@@ -33,7 +33,9 @@ class Sequential(Module):
         return self.grads
 
     def forward(self, x, train=True):
+        self.inputs = []  # each module's input, for checking a module alone
         for m in self.modules:
+            self.inputs.append(x)
             x = m.forward(x, train)
         return x
 
@@ -58,6 +60,7 @@ class MLP:
         self.param_layer = {k: i for i, layer in enumerate(layers, 1) for k in layer.params}
         self.outputs: list[np.ndarray | None] = [None] * (len(layers) + 1)  # 1-based
         self.deltas: list[np.ndarray | None] = [None] * (len(layers) + 1)  # dL / d outputs[l]
+        self.states: list[tuple | None] = [None] * (len(layers) + 1)  # (input, pending skips) of layer l
 
     @property
     def depth(self) -> int:
@@ -67,12 +70,17 @@ class MLP:
         for layer in self.layers:
             yield from layer.modules
 
-    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
-        h, skip = x, {}
-        for l, layer in enumerate(self.layers, 1):
+    def forward(self, x: np.ndarray, train: bool = True, start: int = 1, skip: dict | None = None) -> np.ndarray:
+        """Layers ``start``.. on ``x``; ``skip`` holds the residual inputs still pending there.
+
+        Starting past layer 1 with ``self.states[start]`` re-runs only the tail of the net.
+        """
+        h, skip = x, dict(skip or {})
+        for l in range(start, len(self.layers) + 1):
+            self.states[l] = (h, dict(skip))
             if l in self.block_start:
                 skip[self.block_start[l]] = h
-            h = layer.forward(h, train)
+            h = self.layers[l - 1].forward(h, train)
             if l in self.block_end:
                 h = h + skip.pop(l)  # F(x) + x
             self.outputs[l] = h
@@ -89,6 +97,22 @@ class MLP:
             if l in self.block_start:
                 g = g + skip.pop(l)
         return g
+
+    def first_nonfinite(self) -> tuple[int, str]:
+        """(layer, where) of the first non-finite value after a pass: in the parameters, the
+        forward pass (from the input up) or the backward pass (from the output down)."""
+        for name, p in self.params.items():
+            if not np.isfinite(p).all():
+                return self.param_layer[name], "params"
+        for l in range(1, len(self.layers) + 1):
+            if self.outputs[l] is not None and not np.isfinite(self.outputs[l]).all():
+                return l, "forward"
+        for l in range(len(self.layers), 0, -1):
+            grads = [g for g in self.layers[l - 1].grads.values()]
+            if self.deltas[l] is not None and not (np.isfinite(self.deltas[l]).all()
+                                                   and all(np.isfinite(g).all() for g in grads)):
+                return l, "backward"
+        return len(self.layers), "loss"
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, loss: Loss, l2: float = 0.0, train: bool = True) -> float:
         """J = loss(f(x), y) + l2/2 sum ||W||^2; fills grads with dJ/dtheta and returns J."""

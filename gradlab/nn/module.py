@@ -14,7 +14,11 @@ class Module:
     """
 
     name: str = ""
-    kinks: bool = False  # has max-like ops whose "winners" a gradient check must watch
+    kinks: bool = False  # has max-like ops whose "winners" (``self.mask``) a gradient check must watch
+    # forward broadcasts over a leading axis of K perturbed copies: x (K, N, D), a parameter of
+    # shape (D,) given as (K, 1, D) and one of shape (A, B) as (K, A, B). A gradient check then
+    # evaluates many perturbations in one call; a module without it is evaluated one copy at a time.
+    batched: bool = True
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}

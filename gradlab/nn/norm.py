@@ -25,15 +25,15 @@ class BatchNorm(Module):
 
     def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
         self.train = train
-        if train:
-            mu = x.mean(axis=0)
-            var = x.var(axis=0)
-            n = x.shape[0]
-            m = self.momentum
-            self.running_mean *= 1 - m
-            self.running_mean += m * mu
-            self.running_var *= 1 - m
-            self.running_var += m * var * (n / max(n - 1, 1))
+        if train:  # statistics over the batch axis, -2, so (K, N, D) stacks of batches work too
+            mu = x.mean(axis=-2, keepdims=True)
+            var = x.var(axis=-2, keepdims=True)
+            if x.ndim == 2:
+                n, m = x.shape[0], self.momentum
+                self.running_mean *= 1 - m
+                self.running_mean += m * mu[0]
+                self.running_var *= 1 - m
+                self.running_var += m * var[0] * (n / max(n - 1, 1))
         else:
             mu, var = self.running_mean, self.running_var
         self.inv_std = 1.0 / np.sqrt(var + self.eps)
