@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections.abc
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -37,7 +38,7 @@ class Compact(Strict):
     @model_serializer(mode="wrap")
     def _compact(self, handler):
         data = {k: v for k, v in handler(self).items() if v is not None}
-        head = [k for k in ("kind", "name", "scheme") if k in data]
+        head = [k for k in ("type", "kind", "name", "scheme") if k in data]
         return {**{k: data[k] for k in head}, **data}
 
 
@@ -51,11 +52,22 @@ def _named(value: Any) -> Any:
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "softplus", "softsign")
 # default slope/scale of the activations that take `alpha`
 ALPHA_DEFAULTS = {"leaky_relu": 0.01, "prelu": 0.25, "elu": 1.0}
+# a class of your own, by import path: `custom_layer:Swish`, `pkg.layers:Swish`
+CLASS_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+CLASS_PATH_HELP = "an import path module:Class of your own layer (e.g. custom_layer:Swish)"
 
 
 class ActivationConfig(Compact):
-    name: Literal[ACTIVATIONS]  # type: ignore[valid-type]
+    name: str  # one of ACTIVATIONS, or module:Class
     alpha: float | None = None  # leaky_relu slope, elu scale, prelu initial slope
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value in ACTIVATIONS or CLASS_PATH.fullmatch(value):
+            return value
+        listed = ", ".join(f"'{a}'" for a in ACTIVATIONS[:-1])
+        raise ValueError(f"Input should be {listed} or '{ACTIVATIONS[-1]}', or {CLASS_PATH_HELP}")
 
     @model_validator(mode="after")
     def _alpha(self) -> "ActivationConfig":
@@ -65,6 +77,11 @@ class ActivationConfig(Compact):
         elif self.alpha is not None:
             raise ValueError(f"'alpha' applies only to {', '.join(ALPHA_DEFAULTS)}, not to {self.name}")
         return self
+
+    @property
+    def spec(self) -> str | None:
+        """The ``module:Class`` of a custom activation, else None."""
+        return self.name if ":" in self.name else None
 
 
 INIT_ALIASES = {
@@ -125,29 +142,129 @@ class InitConfig(Compact):
         return self
 
 
-class MLPConfig(Strict):
+class LayerItem(Compact):
+    """One entry of ``model.layers``."""
+
+    @property
+    def spec(self) -> str | None:
+        return None
+
+
+class DenseItem(LayerItem):
+    type: Literal["dense"]
+    units: int = Field(ge=1)
+
+
+class ActivationItem(ActivationConfig):
+    type: Literal["activation"]
+
+
+class BatchNormItem(LayerItem):
+    type: Literal["batchnorm"]
+
+
+class DropoutItem(LayerItem):
+    type: Literal["dropout"]
+    p: float = Field(ge=0.0, lt=1.0)
+
+
+class CustomItem(LayerItem):
+    """``{type: custom, class: "module:Class", args: {...}}``: ``Class(**args)``."""
+
+    model_config = ConfigDict(**Strict.model_config, populate_by_name=True)
+    type: Literal["custom"]
+    cls: str = Field(alias="class")
+    args: dict[str, Any] = {}
+
+    @field_validator("cls")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not CLASS_PATH.fullmatch(value):
+            raise ValueError(f"should be {CLASS_PATH_HELP}")
+        return value
+
+    @property
+    def spec(self) -> str | None:
+        return self.cls
+
+
+Item = Annotated[Union[DenseItem, ActivationItem, BatchNormItem, DropoutItem, CustomItem], Field(discriminator="type")]
+# what depth/width/activation/residual/batchnorm/dropout default to; `layers` replaces them all
+SHAPE_DEFAULTS: dict[str, Any] = {"activation": ActivationConfig(name="relu"), "residual": False,
+                                  "batchnorm": False, "dropout": 0.0}
+SHAPE_KEYS = ("depth", "width", *SHAPE_DEFAULTS)
+
+
+class MLPConfig(Compact):
     kind: Literal["mlp"] = "mlp"
-    depth: int = Field(ge=1, description="number of hidden layers")
-    width: int = Field(ge=1)
-    activation: ActivationConfig = ActivationConfig(name="relu")
+    depth: int | None = Field(None, ge=1, description="number of hidden layers")
+    width: int | None = Field(None, ge=1)
+    activation: ActivationConfig | None = None
     init: InitConfig = InitConfig(scheme="xavier_normal")
     bias_init: float = 0.0
-    residual: Union[bool, Annotated[int, Field(ge=1)]] = False
-    batchnorm: bool = False
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    residual: Union[bool, Annotated[int, Field(ge=1)], None] = None
+    batchnorm: bool | None = None
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    layers: list[Item] | None = Field(None, description="the hidden layers, instead of depth/width/activation")
+    import_dir: str | None = Field(None, description="folder searched first for module:Class (default: the config's)")
 
     _activation = field_validator("activation", mode="before")(_named)
 
     @field_validator("residual")
     @classmethod
-    def _residual(cls, value: bool | int) -> bool | int:
+    def _residual(cls, value: bool | int | None) -> bool | int | None:
         """``true`` means blocks of 2 layers; an integer k is the block size."""
         return 2 if value is True else value
+
+    @field_validator("layers")
+    @classmethod
+    def _first_dense(cls, items: list | None) -> list | None:
+        if items and items[0].type != "dense":
+            raise ValueError(f"item [0] is {{type: {items[0].type}}}, but the list must start with {{type: dense, "
+                             "units: N}: each dense item starts a logged layer, and what follows it belongs to it")
+        return items
+
+    @model_validator(mode="after")
+    def _shape(self) -> "MLPConfig":
+        if self.layers is not None:
+            given = [k for k in SHAPE_KEYS if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"'model.layers' replaces {', '.join(SHAPE_KEYS)}: remove "
+                                 f"{', '.join('model.' + k for k in given)} or set them to null (use activation, "
+                                 "batchnorm and dropout items in the list)")
+            return self
+        missing = [f"model.{k}" for k in ("depth", "width") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"missing key {' and '.join(repr(m) for m in missing)} (or give 'model.layers', "
+                             "a list of layers, instead of depth and width)")
+        for key, default in SHAPE_DEFAULTS.items():
+            if getattr(self, key) is None:
+                setattr(self, key, default)
+        return self
 
     @property
     def block(self) -> int:
         """Residual block size k (0 = no skip connections)."""
-        return int(self.residual) if self.residual is not False else 0
+        return int(self.residual) if self.residual not in (False, None) else 0
+
+    def plan(self) -> list[tuple[Any, str, int]]:
+        """The hidden layers as (item, key path naming it, width of its logged layer)."""
+        if self.layers is None:
+            hidden = [(DenseItem(type="dense", units=self.width), "model.width"),
+                      *([(BatchNormItem(type="batchnorm"), "model.batchnorm")] if self.batchnorm else []),
+                      (ActivationItem(type="activation", **self.activation.model_dump()), "model.activation"),
+                      *([(DropoutItem(type="dropout", p=self.dropout), "model.dropout")] if self.dropout else [])]
+            return [(item, where, self.width) for _ in range(self.depth) for item, where in hidden]
+        out, width = [], 0
+        for i, item in enumerate(self.layers):
+            width = getattr(item, "units", width)
+            key = {"custom": ".class", "activation": ".name"}.get(item.type, "")
+            out.append((item, f"model.layers[{i}]{key}", width))
+        return out
+
+    def custom_refs(self) -> list[tuple[Any, str, int]]:
+        """The plan's items that name a class of your own (module:Class), once per key path."""
+        return list({where: (item, where, w) for item, where, w in self.plan() if item.spec}.values())
 
 
 # --------------------------------------------------------------------------- data
@@ -280,6 +397,19 @@ class LogConfig(Strict):
     out: str = "runs"
 
 
+class CheckConfig(Strict):
+    """``gradlab check``: analytic gradients against centred differences on a fixed batch."""
+
+    batch: int = Field(8, ge=1, description="the first `batch` training samples")
+    eps: float = Field(1e-7, gt=0, description="centred-difference step")
+    mode: Literal["auto", "full", "sample", "directional"] = "auto"  # auto: full up to 100000 parameters
+    samples: int = Field(10, ge=1, description="entries per tensor in sample mode")
+    directions: int = Field(4, ge=1, description="random unit directions per tensor in directional mode")
+    dtype: Literal["float64", "float32"] = "float64"
+    strict: bool = False
+    loss_scale: float = Field(1.0, gt=0, description="multiplies the loss")
+
+
 class Config(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.+=,-]+$")
     seed: int = Field(0, ge=0)
@@ -288,10 +418,11 @@ class Config(Strict):
     loss: Literal["bce", "cross_entropy", "mse"] = "cross_entropy"
     train: TrainConfig = TrainConfig()
     log: LogConfig = LogConfig()
+    check: CheckConfig = CheckConfig()
 
     def resolved(self) -> dict:
         """The config with every default filled in, as plain YAML-ready data."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", by_alias=True)
 
 
 # --------------------------------------------------------------------------- loading
@@ -352,28 +483,40 @@ def parse_yaml(text: str, source: str) -> Any:
 def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
     """Apply ``key.path=value`` strings (values parsed as YAML) to a raw config mapping."""
     if overrides and not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log).")
+        raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
     for item in overrides:
         path, sep, text = item.partition("=")
-        keys = path.strip().split(".")
+        keys = path.strip().replace("[", ".").replace("]", "").split(".")  # layers[3].units = layers.3.units
         if not sep or not all(keys):
             raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set model.depth=50.")
         value = parse_yaml(text, f"--set {path}")
         node = raw
         for i, key in enumerate(keys[:-1]):
-            child = node.get(key)
+            node, key = _slot(node, key, item)
+            child = node[key] if isinstance(node, list) else node.get(key)
             if isinstance(child, str) and keys[i + 1] != "name" and key in ("activation", "optimizer"):
                 child = {"name": child}
             elif isinstance(child, str) and key == "init":
                 child = {"scheme": child}
             elif isinstance(child, (int, float)) and key == "clip":
                 child = {"threshold": child}
-            elif not isinstance(child, dict):
+            elif not (isinstance(child, dict) or isinstance(child, list) and keys[i + 1].isdecimal()):
                 child = {}
             node[key] = child
             node = child
-        node[keys[-1]] = value
+        node, key = _slot(node, keys[-1], item)
+        node[key] = value
     return raw
+
+
+def _slot(node: dict | list, key: str, item: str) -> tuple[dict | list, Any]:
+    """(node, key) to read or write; a list takes the decimal indices of ``layers.3`` / ``layers[3]``."""
+    if not isinstance(node, list):
+        return node, key
+    if not (key.isdecimal() and int(key) < len(node)):
+        allowed = f"0..{len(node) - 1}" if node else "none: the list is empty"
+        raise ConfigError(f"--set {item!r}: '{key}' is not an index of that list (allowed: {allowed}).")
+    return node, int(key)
 
 
 def _schema_keys(loc: tuple, root: type[BaseModel] = Config) -> tuple[str, list[str]]:
@@ -385,7 +528,7 @@ def _schema_keys(loc: tuple, root: type[BaseModel] = Config) -> tuple[str, list[
         if isinstance(part, int):
             shown.append(f"[{_short(part)}]")
             continue
-        fields = getattr(model, "model_fields", None)
+        fields = _keyed(model)
         if fields is not None and part in fields:
             shown.append(str(part))
             allowed = list(fields)
@@ -394,13 +537,19 @@ def _schema_keys(loc: tuple, root: type[BaseModel] = Config) -> tuple[str, list[
         member = _union_member(model, part)
         if member is not None:  # a discriminated-union tag or a union branch name
             model = member
-            allowed = list(member.model_fields)
+            allowed = list(_keyed(member))
             continue
         if fields is None:  # the name of a union branch ('constrained-int', "literal['full']")
             continue
         allowed = list(fields)
         shown.append(str(part))  # an unknown key
     return ".".join(shown).replace(".[", "["), allowed
+
+
+def _keyed(model: Any) -> dict | None:
+    """A model's fields by the key the user writes (its alias: ``class``), or None."""
+    fields = getattr(model, "model_fields", None)
+    return None if fields is None else {f.alias or name: f for name, f in fields.items()}
 
 
 def _members(annotation: Any) -> list:
@@ -422,12 +571,19 @@ def _union_member(model: Any, tag: Any) -> Any:
     if not isinstance(model, list):
         return None
     for member in model:
-        kind = member.model_fields.get("kind")
-        if kind is not None and tag in getattr(kind.annotation, "__args__", ()):
-            return member
+        for key in ("kind", "type"):  # the discriminators: data.kind, model.layers[i].type
+            field = member.model_fields.get(key)
+            if field is not None and tag in getattr(field.annotation, "__args__", ()):
+                return member
         if member.__name__ == tag:
             return member
     return None
+
+
+def _tags(key: str) -> str:
+    """The values a discriminator key takes: 'spirals', 'moons', ... for kind; 'dense', ... for type."""
+    members = {"kind": _members(DataConfig), "type": _members(Item)}.get(key, [])
+    return ", ".join(f"'{t}'" for m in members for t in m.model_fields[key].annotation.__args__)
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -454,11 +610,14 @@ def _describe(err: dict) -> str:
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
         expected = err.get("ctx", {}).get("expected_tags", "")
         got = err.get("input")
-        what = _short(got.get("kind")) if isinstance(got, dict) and "kind" in got else "nothing"
-        return f"'{path}.kind' is {what}; allowed: {expected}."
+        key = err.get("ctx", {}).get("discriminator", "'kind'").strip("'")
+        what = _short(got.get(key)) if isinstance(got, dict) and key in got else "nothing"
+        return f"'{path}.{key}' is {what}; allowed: {expected or _tags(key)}."
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"
     msg = err["msg"].removeprefix("Value error, ")
+    if msg.startswith("missing key"):  # a key required only without another one (model.depth)
+        return f"{msg}."
     return f"'{path or 'top level'}': {msg}{shown}."
 
 
@@ -479,16 +638,49 @@ def _problems(exc: ValidationError) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def validate(raw: Any, source: str = "<config>") -> Config:
-    """Validate raw config data; raise ConfigError listing every problem."""
+def validate(raw: Any, source: str = "<config>", folder: str | Path | None = None) -> Config:
+    """Validate raw config data; raise ConfigError listing every problem.
+
+    ``folder`` (default: the current one) is where ``module:Class`` modules are looked for.
+    """
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log).")
+        raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: " + " ".join(_problems(exc))) from None
     except (TypeError, ValueError, RecursionError) as exc:  # unhashable keys and the like
         raise ConfigError(f"{source}: invalid config ({exc}).") from None
+    _resolve_custom(config, Path(folder or "."), source)
+    return config
+
+
+def _resolve_custom(config: Config, folder: Path, source: str) -> None:
+    """Make ``model.import_dir`` absolute (relative to ``folder``); import, build and check every
+    class of your own the model names, so a bad one is a ConfigError naming its key path."""
+    model = config.model
+    refs = model.custom_refs()
+    if model.import_dir is None and not refs:
+        return
+    try:
+        home = (folder / (model.import_dir or ".")).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"{source}: 'model.import_dir': not a usable path ({exc}).") from None
+    if refs and not home.is_dir():
+        raise ConfigError(f"{source}: 'model.import_dir': no folder {home}; allowed: a folder (relative to the "
+                          "config file's) holding the modules of model.activation or model.layers.")
+    model.import_dir = str(home)
+    import numpy as np  # here, like gradlab.nn, which imports this module
+
+    from .nn.custom import CustomError, make_custom
+
+    dtype = np.dtype(config.train.dtype).type
+    for item, where, width in refs:
+        try:
+            make_custom(item.spec, model.import_dir, getattr(item, "args", {}), width, dtype, 1,
+                        activation=item.type == "activation")
+        except CustomError as exc:
+            raise ConfigError(f"{source}: '{where}': {exc}.") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -504,9 +696,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log).")
+        raise ConfigError(f"{path}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
     raw = apply_overrides(raw, list(overrides), str(path))
-    config = validate(raw, str(path))
+    config = validate(raw, str(path), path.parent)
     data = config.data
     if hasattr(data, "path") and not Path(data.path).is_absolute():
         data.path = str((path.parent / data.path).resolve())  # so the run's config.yaml finds it too

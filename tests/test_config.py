@@ -14,7 +14,7 @@ from gradlab.config import Config, ConfigError, config_from_dict, load_config, p
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 KINDS = ("spirals", "moons", "blobs", "xor", "parity", "teacher", "csv", "npz")
-TOP_KEYS = "name, seed, data, model, loss, train, log"
+TOP_KEYS = "name, seed, data, model, loss, train, log, check"
 
 
 def minimal() -> dict:
@@ -124,7 +124,7 @@ def test_missing_and_unreadable_config_files(tmp_path):
 def test_unknown_key_with_did_you_mean(tmp_path):
     message = load_error(tmp_path, "data: {kind: spirals}\nmodel: {dpeth: 5, width: 4}\n")
     assert "unknown key 'model.dpeth'. Did you mean 'depth'?" in message
-    assert "Allowed keys in model: kind, depth, width, activation, init, bias_init, residual, batchnorm, dropout." in message
+    assert "Allowed keys in model: kind, depth, width, activation, init, bias_init, residual, batchnorm, dropout, layers, import_dir." in message
     assert "unknown key 'model.dpeth'. Did you mean 'depth'?" in dict_error(minimal(), ("model.dpeth=5",))
 
 

@@ -1,5 +1,6 @@
 """The network: hand-written forward and backward passes in NumPy."""
 from .activations import ACTIVATIONS, Activation, make_activation
+from .custom import CustomActivation, CustomError, CustomModule, find_class, make_custom
 from .dense import Dense
 from .dropout import Dropout
 from .init import expected_std, init_weight
@@ -9,6 +10,7 @@ from .module import Module
 from .norm import BatchNorm
 
 __all__ = [
-    "ACTIVATIONS", "Activation", "BatchNorm", "Dense", "Dropout", "LOSSES", "Loss", "MLP", "Module",
-    "Sequential", "build_mlp", "expected_std", "init_weight", "make_activation", "make_loss",
+    "ACTIVATIONS", "Activation", "BatchNorm", "CustomActivation", "CustomError", "CustomModule", "Dense",
+    "Dropout", "LOSSES", "Loss", "MLP", "Module", "Sequential", "build_mlp", "expected_std", "find_class",
+    "init_weight", "make_activation", "make_custom", "make_loss",
 ]

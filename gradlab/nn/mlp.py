@@ -5,9 +5,14 @@ and dropout: layers 1..depth are hidden, layer depth+1 is the output layer.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
+from ..config import ConfigError
 from .activations import Activation, make_activation
+from .custom import CustomError, make_custom
 from .dense import Dense
 from .dropout import Dropout
 from .init import init_weight
@@ -126,24 +131,73 @@ class MLP:
         return J
 
 
+@dataclass
+class _Build:
+    """What the item builders share while building one net."""
+
+    cfg: Any  # an MLPConfig
+    rng: np.random.Generator
+    dropout_rng: np.random.Generator
+    dtype: Any
+    fan_in: int
+
+
+def _dense(b: _Build, units: int, l: int, bias: bool) -> Dense:
+    """Dense layer ``dense<l>``: (fan_in, units), drawn from ``b.rng``."""
+    W = init_weight(b.cfg.init, (b.fan_in, units), b.rng, b.dtype)
+    b.fan_in = units
+    return Dense(W, np.full(units, b.cfg.bias_init, dtype=b.dtype) if bias else None, f"dense{l}")
+
+
+def _custom(item, b: _Build, l: int, width: int, where: str) -> Module:
+    """A class of your own (``module:Class``), wrapped and named ``<class><l>``."""
+    try:
+        return make_custom(item.spec, b.cfg.import_dir, getattr(item, "args", {}), width, b.dtype, l,
+                           activation=item.type == "activation")
+    except CustomError as exc:
+        raise ConfigError(f"'{where}': {exc}.") from None
+
+
+def _activation(item, b: _Build, l: int, width: int, where: str) -> Module:
+    if item.spec:
+        return _custom(item, b, l, width, where)
+    return make_activation(item.name, item.alpha, width, l, b.dtype)
+
+
+# layer item type -> builder (dense items start a logged layer and are built apart)
+BUILDERS = {
+    "activation": _activation,
+    "batchnorm": lambda item, b, l, width, where: BatchNorm(width, b.dtype, f"bn{l}"),
+    "dropout": lambda item, b, l, width, where: Dropout(item.p, b.dropout_rng, f"dropout{l}"),
+    "custom": _custom,
+}
+
+
+def _unique(module: Module, group: list[Module]) -> Module:
+    """Rename ``tanh3`` to ``tanh3_2`` (and so on) if its logged layer already has one."""
+    names = {m.name for m in group}
+    k, base = 1, module.name
+    while module.name in names:
+        k += 1
+        module.name = f"{base}_{k}"
+    return module
+
+
 def build_mlp(cfg, n_in: int, n_out: int, rng: np.random.Generator, dropout_rng: np.random.Generator,
               dtype=np.float64) -> MLP:
-    """Build an MLP from an ``MLPConfig``; draws weights from ``rng``."""
-    layers = []
-    widths = [n_in] + [cfg.width] * cfg.depth + [n_out]
-    for l in range(1, cfg.depth + 2):
-        fan_in, fan_out = widths[l - 1], widths[l]
-        hidden = l <= cfg.depth
-        W = init_weight(cfg.init, (fan_in, fan_out), rng, dtype)
-        use_bias = not (hidden and cfg.batchnorm)  # batch norm's beta replaces the bias
-        b = np.full(fan_out, cfg.bias_init, dtype=dtype) if use_bias else None
-        modules: list[Module] = [Dense(W, b, f"dense{l}")]
-        if hidden:
-            if cfg.batchnorm:
-                modules.append(BatchNorm(fan_out, dtype, f"bn{l}"))
-            act = cfg.activation
-            modules.append(make_activation(act.name, act.alpha, fan_out, l, dtype))
-            if cfg.dropout > 0:
-                modules.append(Dropout(cfg.dropout, dropout_rng, f"dropout{l}"))
-        layers.append(Sequential(modules))
-    return MLP(layers, cfg.block)
+    """Build an MLP from an ``MLPConfig`` (depth/width or a ``layers`` list); draws weights from ``rng``.
+
+    Each dense item starts a logged layer; the output dense layer (to n_out) is appended.
+    A dense item directly followed by batch norm has no bias (batch norm's beta replaces it).
+    """
+    b = _Build(cfg, rng, dropout_rng, dtype, n_in)
+    plan = cfg.plan()
+    groups: list[list[Module]] = []
+    for i, (item, where, width) in enumerate(plan):
+        if item.type == "dense":
+            after = plan[i + 1][0].type if i + 1 < len(plan) else None
+            groups.append([_dense(b, item.units, len(groups) + 1, bias=after != "batchnorm")])
+        else:
+            groups[-1].append(_unique(BUILDERS[item.type](item, b, len(groups), width, where), groups[-1]))
+    groups.append([_dense(b, n_out, len(groups) + 1, bias=True)])
+    return MLP([Sequential(modules) for modules in groups], cfg.block)

@@ -1,0 +1,201 @@
+"""Layers of your own, named by import path ``module:Class`` in a config.
+
+A layer class needs ``forward(x, train=True)`` (caching what backward needs),
+``backward(grad_out)`` (filling ``grads``, in place or by assignment, and returning dL/dx)
+and dicts ``params`` and ``grads`` of NumPy arrays with the same keys and shapes. It need
+not subclass Module: ``CustomModule`` wraps it and names its params ``<class><layer>.<key>``.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .activations import Activation
+from .module import Module
+
+PROTOCOL = ("a layer class needs forward(x, train=True), backward(grad_out) and dicts params and grads "
+            "of float NumPy arrays with the same keys and shapes")
+
+
+class CustomError(ValueError):
+    """A class of your own cannot be used; the message says what was looked up and what is allowed."""
+
+
+# --------------------------------------------------------------------------- finding the class
+
+def find_class(spec: str, folder: str | Path | None = None) -> type:
+    """``'module:Class'`` -> the class, importing the module with ``folder`` first on sys.path."""
+    module_name, _, qualname = spec.partition(":")
+    module = _import(module_name, str(Path(folder or ".").resolve()))
+    obj = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if obj is None:
+        found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == module.__name__)
+        raise CustomError(f"module '{module_name}' ({module.__file__}) has no '{qualname}'; "
+                          f"classes defined there: {', '.join(found) or 'none'}")
+    if not isinstance(obj, type):
+        raise CustomError(f"{spec} is a {type(obj).__name__}, not a class; {PROTOCOL}")
+    missing = [f"{m}()" for m in ("forward", "backward") if not callable(getattr(obj, m, None))]
+    if missing:
+        raise CustomError(f"{spec} has no {' or '.join(missing)}; {PROTOCOL}")
+    return obj
+
+
+def _import(name: str, folder: str):
+    """Import ``name`` with ``folder`` on sys.path for the duration; refuse a module it shadows."""
+    sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name.split(".")[0] and exc.name != name:
+            raise CustomError(f"importing module '{name}' failed: {exc}") from None
+        raise CustomError(f"no module '{name}' in {folder} or on sys.path; allowed: a file {name.replace('.', '/')}"
+                          ".py next to the config (or in model.import_dir), or an installed module") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the user's module raises on import
+        raise CustomError(f"importing module '{name}' failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
+    local = _local_file(name, folder)
+    loaded = getattr(module, "__file__", None)
+    if local is not None and (loaded is None or Path(loaded).resolve() != local):
+        raise CustomError(f"module '{name}' is already imported from {loaded}, which hides {local}; rename {local.name}")
+    return module
+
+
+def _local_file(name: str, folder: str) -> Path | None:
+    """``folder/pkg/mod.py`` or ``folder/pkg/mod/__init__.py`` if it exists."""
+    base = Path(folder, *name.split("."))
+    found = [p for p in (base.with_name(base.name + ".py"), base / "__init__.py") if p.is_file()]
+    return found[0].resolve() if found else None
+
+
+# --------------------------------------------------------------------------- constructing and checking
+
+def _takes(fn, key: str) -> bool:
+    """Whether ``fn`` has a parameter called ``key``."""
+    try:
+        return key in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def construct(cls: type, args: dict, width: int | None, dtype) -> object:
+    """``cls(**args)``, adding ``width=`` and ``dtype=`` when __init__ takes them and args do not."""
+    extra = {k: v for k, v in (("width", width), ("dtype", dtype)) if k not in args and _takes(cls, k)}
+    try:
+        layer = cls(**args, **extra)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's __init__ raises
+        shown = ", ".join(f"{k}={v!r}" for k, v in {**args, **extra}.items())
+        raise CustomError(f"{cls.__name__}({shown}) failed: {type(exc).__name__}: {exc}") from None
+    check_layer(layer, cls.__name__)
+    return layer
+
+
+def check_layer(layer: object, what: str) -> None:
+    """Raise CustomError unless ``layer`` has dicts params/grads of float arrays with matching shapes."""
+    params, grads = getattr(layer, "params", None), getattr(layer, "grads", None)
+    for key, d in (("params", params), ("grads", grads)):
+        if not isinstance(d, dict):
+            raise CustomError(f"{what}: an instance's '{key}' is {type(d).__name__}, not a dict; {PROTOCOL}")
+    for k, p in params.items():
+        if not (isinstance(k, str) and isinstance(p, np.ndarray) and np.issubdtype(p.dtype, np.floating)):
+            raise CustomError(f"{what}: params[{k!r}] is {type(p).__name__} {getattr(p, 'dtype', '')}; {PROTOCOL}")
+    for k, g in grads.items():
+        if k not in params or np.shape(g) != params[k].shape:
+            shape = params[k].shape if k in params else "no such param"
+            raise CustomError(f"{what}: grads[{k!r}] has shape {np.shape(g)}, params: {shape}; {PROTOCOL}")
+
+
+# --------------------------------------------------------------------------- the adapter
+
+class CustomModule(Module):
+    """A user layer as a Module: ``params``/``grads`` are the layer's own dicts, read live.
+
+    Each gradient lives in one fixed array for the module's lifetime (the net's flat ``grads``
+    dict holds it): after every backward, a gradient the layer *assigned* as a new array is
+    copied into the fixed one, which is put back in the layer's dict.
+    """
+
+    # what a gradient check may assume about a layer: a user layer promises none of it unless it says so
+    FLAGS = ("kinks", "batched", "columnwise")
+    kinks, batched, columnwise = False, False, False  # also over Activation's columnwise = True
+
+    def __init__(self, layer: object, name: str) -> None:  # no Module.__init__: params/grads are the layer's
+        check_layer(layer, type(layer).__name__)
+        self.layer, self.name, self.out, self.alpha = layer, name, None, None
+        for flag in self.FLAGS:
+            setattr(self, flag, bool(getattr(layer, flag, False)))
+        self._pass_train = _takes(layer.forward, "train") or _positional(layer.forward) >= 2
+        self._fixed = {k: self._fixed_grad(k, p) for k, p in layer.params.items()}
+        layer.grads.update(self._fixed)
+
+    def _fixed_grad(self, key: str, p: np.ndarray) -> np.ndarray:
+        g = self.layer.grads.get(key)
+        usable = isinstance(g, np.ndarray) and g.shape == p.shape and g.dtype == p.dtype and g.flags.writeable
+        return g if usable else np.zeros_like(p)
+
+    params = property(lambda self: self.layer.params)
+    grads = property(lambda self: self.layer.grads)
+    mask = property(lambda self: self.layer.mask)  # the "winners", for a layer that declares kinks
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        self.out = self.layer.forward(x, train) if self._pass_train else self.layer.forward(x)
+        return self.out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx = self.layer.backward(dout)
+        self._settle()
+        return dx
+
+    def _settle(self) -> None:
+        """Copy gradients the layer assigned as new arrays into the fixed ones (the net holds those)."""
+        grads = self.layer.grads
+        for k, fixed in self._fixed.items():
+            g = grads.get(k)
+            if g is fixed:
+                continue
+            if np.shape(g) != fixed.shape:
+                raise ValueError(f"{self.name}: backward left grads[{k!r}] of shape {np.shape(g)}, "
+                                 f"but params[{k!r}] has shape {fixed.shape}")
+            np.copyto(fixed, g)
+            grads[k] = fixed
+
+    def saturated(self) -> float | None:
+        """The layer's own ``saturated()`` if it has one, else None (the statistic does not apply)."""
+        fn = getattr(self.layer, "saturated", None)
+        return fn() if callable(fn) else None
+
+    def dead(self) -> float | None:
+        fn = getattr(self.layer, "dead", None)
+        return fn() if callable(fn) else None
+
+
+class CustomActivation(CustomModule, Activation):
+    """A user layer used as an activation: the logged layer's activation statistics come from its output."""
+
+    kind = "custom"
+
+
+def _positional(fn) -> int:
+    """How many positional arguments ``fn`` takes (a large number for ``*args``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 99
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def make_custom(spec: str, folder: str | Path | None, args: dict, width: int | None, dtype, index: int | str,
+                activation: bool = False) -> CustomModule:
+    """``'module:Class'`` -> the wrapped layer named ``<class lowercased><index>``."""
+    cls = find_class(spec, folder)
+    wrapper = CustomActivation if activation else CustomModule
+    return wrapper(construct(cls, args, width, dtype), f"{cls.__name__.lower()}{index}")
