@@ -7,8 +7,12 @@ __version__ = "0.1.0"
 from .config import Config, ConfigError, config_from_dict, load_config  # noqa: E402
 from .records import LayerStat, ParamStat, RunResult, StepRecord  # noqa: E402
 from .train import setup, train  # noqa: E402
+from . import check as gradcheck  # noqa: E402
+from .check import CheckReport  # noqa: E402
+
+check = gradcheck.check
 
 __all__ = [
-    "Config", "ConfigError", "LayerStat", "ParamStat", "RunResult", "StepRecord",
+    "CheckReport", "Config", "ConfigError", "check", "gradcheck", "LayerStat", "ParamStat", "RunResult", "StepRecord",
     "config_from_dict", "load_config", "setup", "train", "__version__",
 ]

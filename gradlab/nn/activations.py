@@ -12,6 +12,8 @@ SATURATION = 0.05  # a unit is saturated where phi'(z) < 5% of max phi'
 class Activation(Module):
     """phi applied element-wise. x: (N, D) -> out: (N, D)."""
 
+    columnwise = True
+
     kind = ""
 
     def __init__(self, name: str = "", alpha: float | None = None, width: int | None = None, dtype=np.float64) -> None:

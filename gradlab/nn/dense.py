@@ -19,7 +19,13 @@ class Dense(Module):
 
     def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
         self.x = x
-        out = x @ self.params["W"]
+        W = self.params["W"]
+        if W.ndim == 3 and x.ndim == 2:  # K perturbed copies of W: one BLAS call, not K small ones
+            K, fan_in, fan_out = W.shape
+            out = (x @ W.transpose(1, 0, 2).reshape(fan_in, K * fan_out)).reshape(len(x), K, fan_out)
+            out = out.transpose(1, 0, 2)
+        else:
+            out = x @ W
         if "b" in self.params:
             b = self.params["b"]
             if b.ndim == 1:
@@ -34,3 +40,27 @@ class Dense(Module):
         if "b" in self.grads:
             dout.sum(axis=0, out=self.grads["b"])
         return dout @ self.params["W"].T
+
+    def perturb(self, key: str, flat: np.ndarray, delta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Outputs of K copies, copy k with ``params[key].flat[flat[k]] += delta[k]``: (K, N, fan_out).
+
+        One entry of W moves one output column by delta * x[:, i] (a rank-1 update), so a
+        gradient check need not multiply K perturbed matrices.
+        """
+        out = np.repeat(self.forward(x)[None], len(flat), axis=0)
+        k = np.arange(len(flat))
+        if key == "W":
+            i, j = np.unravel_index(flat, self.params["W"].shape)
+            out[k, :, j] += delta[:, None] * x[:, i].T
+        elif key == "b":
+            out[k, :, flat] += delta[:, None]
+        else:  # "input": x[n, i] moves row n by delta * W[i, :]
+            n, i = np.unravel_index(flat, x.shape)
+            out[k, n, :] += delta[:, None] * self.params["W"][i, :]
+        return out
+
+    def column(self, key: str, flat: np.ndarray) -> np.ndarray | None:
+        """The output column that entry ``flat`` of ``key`` moves (None: it moves a whole row)."""
+        if key == "W":
+            return flat % self.params["W"].shape[1]
+        return flat if key == "b" else None

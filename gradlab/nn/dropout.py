@@ -13,6 +13,8 @@ class Dropout(Module):
     backward with one fixed mask instead of switching it off.
     """
 
+    columnwise = True
+
     def __init__(self, p: float, rng: np.random.Generator, name: str = "dropout") -> None:
         super().__init__()
         self.name = name
@@ -24,7 +26,7 @@ class Dropout(Module):
         if not train or self.p == 0.0:
             self.scale = None
             return x
-        if not (self.frozen and self.scale is not None and self.scale.shape == x.shape):
+        if not (self.frozen and self.scale is not None and self.scale.shape == x.shape[-2:]):
             keep = self.rng.random(x.shape) >= self.p
             self.scale = keep.astype(x.dtype) / (1.0 - self.p)
         return x * self.scale

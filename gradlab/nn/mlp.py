@@ -37,9 +37,10 @@ class Sequential(Module):
     def named_grads(self):
         return self.grads
 
-    def forward(self, x, train=True):
-        self.inputs = []  # each module's input, for checking a module alone
-        for m in self.modules:
+    def forward(self, x, train=True, start: int = 0):
+        """Modules ``start``.. on x; ``inputs`` keeps each module's input (for checking it alone)."""
+        self.inputs = [None] * start
+        for m in self.modules[start:]:
             self.inputs.append(x)
             x = m.forward(x, train)
         return x
@@ -75,17 +76,21 @@ class MLP:
         for layer in self.layers:
             yield from layer.modules
 
-    def forward(self, x: np.ndarray, train: bool = True, start: int = 1, skip: dict | None = None) -> np.ndarray:
-        """Layers ``start``.. on ``x``; ``skip`` holds the residual inputs still pending there.
+    def forward(self, x: np.ndarray, train: bool = True, start: int = 1, skip: dict | None = None,
+                module: int = 0) -> np.ndarray:
+        """Layers ``start``.. on ``x``: x: (N, n_in) -> logits (N, n_out), or (K, N, .) for K copies.
 
-        Starting past layer 1 with ``self.states[start]`` re-runs only the tail of the net.
+        Resuming at ``start`` with ``(x, skip) = self.states[start]`` (the layer's input and the
+        residual inputs pending there) re-runs only the tail of the net; ``module`` > 0 resumes
+        inside layer ``start``, with x the output of its module ``module - 1``.
         """
+        resumed = skip is not None
         h, skip = x, dict(skip or {})
         for l in range(start, len(self.layers) + 1):
-            self.states[l] = (h, dict(skip))
-            if l in self.block_start:
+            if l in self.block_start and not (resumed and l == start):
                 skip[self.block_start[l]] = h
-            h = self.layers[l - 1].forward(h, train)
+            self.states[l] = (h, dict(skip))
+            h = self.layers[l - 1].forward(h, train, module if l == start else 0)
             if l in self.block_end:
                 h = h + skip.pop(l)  # F(x) + x
             self.outputs[l] = h
@@ -122,7 +127,7 @@ class MLP:
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, loss: Loss, l2: float = 0.0, train: bool = True) -> float:
         """J = loss(f(x), y) + l2/2 sum ||W||^2; fills grads with dJ/dtheta and returns J."""
         J = loss.forward(self.forward(x, train), y)
-        self.backward(loss.backward())
+        self.input_grad = self.backward(loss.backward())  # dJ/dx, which a gradient check compares too
         if l2:
             for name, W in self.params.items():
                 if name.endswith(".W"):

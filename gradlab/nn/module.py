@@ -19,6 +19,9 @@ class Module:
     # shape (D,) given as (K, 1, D) and one of shape (A, B) as (K, A, B). A gradient check then
     # evaluates many perturbations in one call; a module without it is evaluated one copy at a time.
     batched: bool = True
+    # output column j depends on input column j only (activations, batch norm, dropout): a change
+    # confined to one column stays in that column, which lets a gradient check skip a matrix product
+    columnwise: bool = False
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}

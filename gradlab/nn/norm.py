@@ -14,6 +14,8 @@ class BatchNorm(Module):
     so a gradient check never perturbs them.
     """
 
+    columnwise = True
+
     def __init__(self, width: int, dtype=np.float64, name: str = "bn", momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
         self.name = name
