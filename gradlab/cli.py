@@ -222,8 +222,20 @@ def render_check(report, studies: dict) -> None:
         out.print(f"[green]PASS[/]: every tensor passes; overall relative error {report.rel_error:.2e} "
                   f"({report.tier}), {report.n_params} parameters, {report.seconds:.2f} s", soft_wrap=True)
     else:
-        names = ", ".join(f"{t.name} (layer {t.layer}, {t.tier})" for t in report.failed[:8])
-        out.print(f"[bold red]FAIL[/]: {names}", soft_wrap=True, highlight=False)
+        out.print(f"[bold red]FAIL[/]: {verdict(report)}", soft_wrap=True, highlight=False)
+
+
+def verdict(report) -> str:
+    """Name the modules whose own backward is wrong first; then what fails end to end."""
+    modules = list(dict.fromkeys(t.name.split(".")[0] for t in report.layers if not t.passed))
+    ends = [t for t in report.tensors if not t.passed]
+    parts = []
+    if modules:
+        parts.append(f"the backward of {', '.join(modules)} is wrong (checked alone)")
+    if ends:
+        shown = ", ".join(f"{t.name} ({t.tier})" for t in ends[:8]) + (" ..." if len(ends) > 8 else "")
+        parts.append(f"end to end {len(ends)} tensor(s) fail: {shown}")
+    return "; ".join(parts)
 
 
 def main() -> None:
