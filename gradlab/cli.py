@@ -175,20 +175,29 @@ app.command("check")(check_command)
 app.command("gradcheck", help="Same as check.")(check_command)
 
 
+WIDE = 130  # narrower terminals get the essential columns; --json and --csv have everything
+
+
 def tensor_table(title: str, results) -> Table:
     """Per tensor: shape, entries checked, largest values, relative error, tier, kinks, worst entry."""
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("tensor", "layer", "shape", "checked", "max|analytic|", "max|numeric|", "rel error", "tier",
-                "kinks", "worst entry: analytic, numeric"):
-        table.add_column(col, justify="left" if col in ("tensor", "tier", "worst entry: analytic, numeric")
-                         else "right", no_wrap=True)
+    wide = out.width >= WIDE
+    cols = ["tensor", "layer", "shape", "checked", "max|analytic|", "max|numeric|", "rel error", "tier", "kinks",
+            "worst entry: analytic, numeric"]
+    if not wide:
+        cols = ["tensor", "layer", "checked", "rel error", "tier", "kinks"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("tensor", "tier", cols[-1]) else "right", no_wrap=True)
     for t in results:
-        kinks = f"{t.kinks}" + (f" ({t.kink_failures} bad)" if t.kink_failures else "")
-        mark = "" if t.passed else " FAIL"
-        table.add_row(t.name, str(t.layer or ""), "x".join(map(str, t.shape)), str(t.checked),
-                      f"{t.max_analytic:.2e}", f"{t.max_numeric:.2e}", f"{t.rel_error:.1e}",
-                      f"[{TIER_STYLE[t.tier]}]{t.tier}{mark}[/]", kinks,
-                      f"[{t.worst_index}] {t.worst_analytic:.4g}, {t.worst_numeric:.4g}")
+        mark = " (unresolved)" if t.unresolved else ("" if t.passed else " FAIL")
+        cells = {
+            "tensor": t.name, "layer": str(t.layer or ""), "shape": "x".join(map(str, t.shape)),
+            "checked": str(t.checked), "max|analytic|": f"{t.max_analytic:.2e}", "max|numeric|": f"{t.max_numeric:.2e}",
+            "rel error": f"{t.rel_error:.1e}", "tier": f"[{TIER_STYLE[t.tier]}]{t.tier}{mark}[/]",
+            "kinks": f"{t.kinks}" + (f" ({t.kink_failures} bad)" if t.kink_failures else ""),
+            "worst entry: analytic, numeric": f"[{t.worst_index}] {t.worst_analytic:.4g}, {t.worst_numeric:.4g}",
+        }
+        table.add_row(*(cells[c] for c in cols))
     return table
 
 
