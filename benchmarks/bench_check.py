@@ -4,7 +4,8 @@ The network: 10 tanh hidden layers of width 64, Xavier init, softmax cross-entro
 10 classes, 32 input features, batch 32, float64: 40,202 parameters.
 
 * gradlab full: ``gradlab.check`` in mode full: every entry of every tensor and of the input,
-  end to end, plus every module alone; centred differences with eps 1e-7.
+  end to end, plus every module alone; centred differences with eps 1e-7. After one warm-up
+  run, the median of ``--repeats`` runs.
 * plain loop: for every parameter entry, two full forward passes of a hand-written NumPy net
   (the textbook loop of seed 000's steps 1-3). ``--plain-entries`` times a subset and
   extrapolates per entry, to keep the run short.
@@ -19,6 +20,7 @@ Timings are printed, never asserted: exit status 0.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import numpy as np
@@ -94,11 +96,22 @@ def torch_gradcheck(s) -> float | None:
     return dt
 
 
+def timed(run, repeats: int):
+    """(median seconds, last result) over ``repeats`` calls."""
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--plain-entries", type=int, default=None,
                    help="time the plain loop on this many entries and extrapolate (default: all)")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each gradlab check (median)")
     args = p.parse_args()
 
     cfg = gradlab.config_from_dict(RAW)
@@ -106,15 +119,12 @@ def main() -> None:
     n = sum(v.size for v in s.model.params.values())
     print(f"network: depth 10, width 64, tanh, batch 32, float64: {n} parameters")
 
-    gradlab.check(gradlab.config_from_dict(RAW, ["check.mode=directional"]))  # warm-up
-    t0 = time.perf_counter()
-    report = gradlab.check(cfg)
-    t_full = time.perf_counter() - t0
-    print(f"gradlab check, full: {t_full:.2f} s (passed: {report.passed}, overall rel error {report.rel_error:.1e})")
-
-    t0 = time.perf_counter()
-    directional = gradlab.check(gradlab.config_from_dict(RAW, ["check.mode=directional"]))
-    t_dir = time.perf_counter() - t0
+    gradlab.check(cfg)  # warm-up: the first call pays for BLAS threads and page faults
+    t_full, report = timed(lambda: gradlab.check(cfg), args.repeats)
+    print(f"gradlab check, full: {t_full:.2f} s, median of {args.repeats} (passed: {report.passed}, "
+          f"overall rel error {report.rel_error:.1e})")
+    directional_cfg = gradlab.config_from_dict(RAW, ["check.mode=directional"])
+    t_dir, directional = timed(lambda: gradlab.check(directional_cfg), args.repeats)
     print(f"gradlab check, directional: {t_dir:.3f} s (passed: {directional.passed}; target < 0.2 s)")
 
     t_plain, done, total = plain_loop(s, args.plain_entries)

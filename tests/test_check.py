@@ -610,3 +610,62 @@ def test_report_dict_and_csv(tmp_path):
     assert lines[0] == "param,index,analytic,numeric,abs_diff,rel_error,kink"
     assert len(lines) - 1 == len(report.entries) == sum(t.checked for t in report.tensors)
     assert sum(line.endswith(",1") for line in lines[1:]) == sum(t.kinks for t in report.tensors) > 0
+
+
+# --------------------------------------------------------------------------- the fast paths are exact enough
+
+def test_column_differences_equal_entry_by_entry_differences():
+    """A dense W or b from two evaluations per output column gives the same numbers as perturbing
+    each entry (b exactly, W up to the centred difference's own O(eps^2) truncation)."""
+    from gradlab.check import prepare
+
+    cfg = make(net("tanh", depth=3, width=8, residual=1, dropout=0.25), train={"l2": 0.05})
+    obj = prepare(cfg).objective
+    eps = 1e-6
+    for name in ("dense1.W", "dense1.b", "dense2.W", "dense3.b", "dense4.W", "dense4.b"):
+        by_column = obj.column_numeric(name, eps)
+        idx = np.arange(by_column.size)
+        J, _ = obj.values_at(name, np.concatenate([idx, idx]), np.repeat([eps, -eps], idx.size))
+        by_entry = (J[: idx.size] - J[idx.size:]) / (2 * eps)
+        assert rel_error(by_column.reshape(-1), by_entry) < 1e-8, name
+
+
+@pytest.mark.parametrize("model", [net("relu"), net("tanh", batchnorm=True)], ids=["kinks", "batchnorm"])
+def test_column_differences_are_not_used_where_they_do_not_hold(model):
+    from gradlab.check import prepare
+
+    obj = prepare(make(model)).objective
+    assert obj.column_numeric("dense1.W", 1e-7) is None and obj.column_numeric("dense2.b", 1e-7) is None
+
+
+def test_dense_rank_one_updates_equal_its_forward():
+    """The rank-1 shortcuts the check takes for a dense layer agree with running its forward."""
+    rng = np.random.default_rng(0)
+    dense = Dense(rng.standard_normal((5, 4)), rng.standard_normal(4))
+    x = rng.standard_normal((3, 5))
+    for key, arr in (("W", dense.params["W"]), ("b", dense.params["b"]), ("input", x)):
+        flat = np.arange(arr.size)
+        delta = rng.standard_normal(arr.size)
+        fast = dense.perturb(key, flat, delta, x)
+        for k in range(arr.size):
+            moved = arr.copy()
+            moved.reshape(-1)[flat[k]] += delta[k]
+            if key == "input":
+                slow = dense.forward(moved)
+            else:
+                saved = dense.params[key]
+                dense.params[key] = moved
+                slow = dense.forward(x)
+                dense.params[key] = saved
+            np.testing.assert_allclose(fast[k], slow, rtol=1e-13, atol=1e-13)
+
+
+def test_flatten_orders_every_tensor_into_theta_and_back():
+    from gradlab.check import flatten
+
+    tensors = {"dense1.W": np.arange(6.0).reshape(2, 3), "dense1.b": np.array([7.0, 8.0]), "prelu1.alpha": np.array([9.0])}
+    theta, unflatten = flatten(tensors)
+    np.testing.assert_array_equal(theta, [0, 1, 2, 3, 4, 5, 7, 8, 9])
+    back = unflatten(theta * 2)
+    assert list(back) == list(tensors) and back["dense1.W"].shape == (2, 3)
+    np.testing.assert_array_equal(back["dense1.W"], 2 * tensors["dense1.W"])

@@ -24,6 +24,8 @@ class Dense(Module):
             K, fan_in, fan_out = W.shape
             out = (x @ W.transpose(1, 0, 2).reshape(fan_in, K * fan_out)).reshape(len(x), K, fan_out)
             out = out.transpose(1, 0, 2)
+        elif x.ndim == 3 and W.ndim == 2:  # K copies of x: one tall product runs about 2x faster
+            out = (x.reshape(-1, x.shape[-1]) @ W).reshape(x.shape[0], x.shape[1], W.shape[1])
         else:
             out = x @ W
         if "b" in self.params:
@@ -47,16 +49,23 @@ class Dense(Module):
         One entry of W moves one output column by delta * x[:, i] (a rank-1 update), so a
         gradient check need not multiply K perturbed matrices.
         """
+        if key == "b":
+            return self.shift(flat, delta, x)
         out = np.repeat(self.forward(x)[None], len(flat), axis=0)
         k = np.arange(len(flat))
         if key == "W":
             i, j = np.unravel_index(flat, self.params["W"].shape)
             out[k, :, j] += delta[:, None] * x[:, i].T
-        elif key == "b":
-            out[k, :, flat] += delta[:, None]
         else:  # "input": x[n, i] moves row n by delta * W[i, :]
             n, i = np.unravel_index(flat, x.shape)
             out[k, n, :] += delta[:, None] * self.params["W"][i, :]
+        return out
+
+    def shift(self, cols: np.ndarray, delta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Outputs of K copies, copy k with output column ``cols[k]`` moved by ``delta[k]`` for every
+        sample (what moving b[cols[k]] does): (K, N, fan_out)."""
+        out = np.repeat(self.forward(x)[None], len(cols), axis=0)
+        out[np.arange(len(cols)), :, cols] += delta[:, None]
         return out
 
     def column(self, key: str, flat: np.ndarray) -> np.ndarray | None:

@@ -22,6 +22,8 @@ class Module:
     # output column j depends on input column j only (activations, batch norm, dropout): a change
     # confined to one column stays in that column, which lets a gradient check skip a matrix product
     columnwise: bool = False
+    # mixes samples of the batch (batch norm in training mode): sample n's loss then depends on others
+    couples_samples: bool = False
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}

@@ -15,6 +15,7 @@ class BatchNorm(Module):
     """
 
     columnwise = True
+    couples_samples = True  # mu and var are taken over the batch
 
     def __init__(self, width: int, dtype=np.float64, name: str = "bn", momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
