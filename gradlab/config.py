@@ -16,6 +16,8 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
+    Tag,
     Field,
     ValidationError,
     field_validator,
@@ -267,6 +269,47 @@ class MLPConfig(Compact):
         return list({where: (item, where, w) for item, where, w in self.plan() if item.spec}.values())
 
 
+RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+
+
+class RNNConfig(Compact):
+    """A recurrent net: ``num_layers`` cells of ``hidden`` units and a dense read-out."""
+
+    kind: Literal["rnn"]
+    cell: Literal["vanilla", "lstm", "gru"] = "vanilla"
+    hidden: int = Field(64, ge=1)
+    num_layers: int = Field(1, ge=1)
+    activation: Literal[RNN_ACTIVATIONS] | None = None  # type: ignore[valid-type]  # vanilla only; tanh
+    init: InitConfig = InitConfig(scheme="xavier_normal")  # input-to-hidden and read-out weights
+    recurrent_init: InitConfig = InitConfig(scheme="orthogonal")  # hidden-to-hidden weights
+    bias_init: float = 0.0
+    forget_bias: float | None = None  # lstm only; 1.0
+
+    @model_validator(mode="after")
+    def _cell_keys(self) -> "RNNConfig":
+        if self.activation is not None and self.cell != "vanilla":
+            raise ValueError(f"'activation' applies to cell vanilla only ({self.cell} has its own gates)")
+        if self.forget_bias is not None and self.cell != "lstm":
+            raise ValueError(f"'forget_bias' applies to cell lstm only, not {self.cell}")
+        if self.cell == "vanilla" and self.activation is None:
+            self.activation = "tanh"
+        if self.cell == "lstm" and self.forget_bias is None:
+            self.forget_bias = 1.0
+        return self
+
+
+def _model_kind(value: Any) -> str:
+    """``kind`` picks the model schema; a model without one is an MLP."""
+    kind = value.get("kind", "mlp") if isinstance(value, dict) else getattr(value, "kind", "mlp")
+    return kind if isinstance(kind, str) else "mlp"  # another name: "'model.kind' is ...; allowed: ..."
+
+
+ModelConfig = Annotated[
+    Union[Annotated[MLPConfig, Tag("mlp")], Annotated[RNNConfig, Tag("rnn")]],
+    Discriminator(_model_kind),
+]
+
+
 # --------------------------------------------------------------------------- data
 
 class DataBase(Compact):
@@ -300,9 +343,42 @@ class XorData(Synthetic):
 
 
 class ParityData(Synthetic):
+    """Parity of bits: ``n_features`` bits as a vector, or, with ``T``, a sequence of T bits."""
+
     kind: Literal["parity"]
     n_features: int = Field(4, ge=1, description="number of bits")
     noise: float = Field(0.0, ge=0.0)
+    T: int | None = Field(None, ge=1, description="sequence length: one bit per step, parity at the last")
+
+
+class SequenceTask(DataBase):
+    """A sequence task generated on the fly: X of shape (n_samples, T, features)."""
+
+    T: int = Field(100, ge=2, description="sequence length")
+    n_samples: int = Field(2000, ge=2)
+    standardize: bool = False  # markers and symbols keep their meaning
+
+
+class AddingData(SequenceTask):
+    """Hochreiter & Schmidhuber 1997 / Le et al. 2015: values U[0,1] and two markers; the target is the
+    sum of the two marked values (predicting 1 always gives MSE 1/6)."""
+
+    kind: Literal["adding"]
+
+
+class CopyData(SequenceTask):
+    """Remember ``length`` symbols over a delay and write them out at the end (loss at every step)."""
+
+    kind: Literal["copy"]
+    n_symbols: int = Field(8, ge=2)
+    length: int = Field(5, ge=1)
+
+
+class TemporalOrderData(SequenceTask):
+    """Hochreiter & Schmidhuber 1997, task 6a: the order of two relevant symbols (X or Y) among
+    distractors, 4 classes (XX, XY, YX, YY), answered at the last step."""
+
+    kind: Literal["temporal_order"]
 
 
 class TeacherData(Synthetic):
@@ -329,7 +405,8 @@ class NpzData(DataBase):
 
 
 DataConfig = Annotated[
-    Union[SpiralsData, MoonsData, BlobsData, XorData, ParityData, TeacherData, CsvData, NpzData],
+    Union[SpiralsData, MoonsData, BlobsData, XorData, ParityData, TeacherData, CsvData, NpzData,
+          AddingData, CopyData, TemporalOrderData],
     Field(discriminator="kind"),
 ]
 
@@ -369,6 +446,13 @@ class ClipConfig(Strict):
         return {"threshold": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
+class BPTTConfig(Strict):
+    """Truncated BPTT (seed 004): chunks of ``truncate`` steps; the hidden state is carried across
+    chunks, the gradient flows only within one."""
+
+    truncate: int = Field(ge=1)
+
+
 class TrainConfig(Strict):
     optimizer: OptimizerConfig = OptimizerConfig(name="sgd")
     lr: float = Field(0.1, gt=0)
@@ -379,6 +463,7 @@ class TrainConfig(Strict):
     clip: ClipConfig | None = None
     l2: float = Field(0.0, ge=0.0)
     dtype: Literal["float64", "float32"] = "float64"
+    bptt: BPTTConfig | None = None  # recurrent nets: null = full backpropagation through time
 
     _optimizer = field_validator("optimizer", mode="before")(_named)
 
@@ -414,7 +499,7 @@ class Config(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.+=,-]+$")
     seed: int = Field(0, ge=0)
     data: DataConfig
-    model: MLPConfig
+    model: ModelConfig
     loss: Literal["bce", "cross_entropy", "mse"] = "cross_entropy"
     train: TrainConfig = TrainConfig()
     log: LogConfig = LogConfig()
@@ -659,6 +744,8 @@ def _resolve_custom(config: Config, folder: Path, source: str) -> None:
     """Make ``model.import_dir`` absolute (relative to ``folder``); import, build and check every
     class of your own the model names, so a bad one is a ConfigError naming its key path."""
     model = config.model
+    if not isinstance(model, MLPConfig):
+        return
     refs = model.custom_refs()
     if model.import_dir is None and not refs:
         return
