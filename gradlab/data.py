@@ -1,5 +1,9 @@
 """Datasets: synthetic generators drawn from one ``np.random.Generator``, CSV/NPZ loaders,
-the train/validation split and standardisation. Bad user files raise ``ConfigError``."""
+the train/validation split and standardisation. Bad user files raise ``ConfigError``.
+
+Sequence tasks (adding, copy, temporal_order, parity with ``T``, an npz with a 3-D X) give
+X of shape (N, T, F); their targets are per sequence (answered at the last step: (N,) labels or
+(N, K) values) or, with ``Dataset.per_step``, one class label per step: (N, T)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,15 +17,21 @@ from .config import ALPHA_DEFAULTS, ConfigError
 
 MAX_AUTO_CLASSES = 20  # task auto: an integer-valued float target with at most this many values is classification
 SPIRAL_TURN = 2.0 * np.pi  # angle swept by each spiral arm from the centre to radius 1
-NPZ_EXPECTED = "an .npz archive (numpy.savez) with arrays X (N, D) and y (N,) or (N, K)"
+NPZ_EXPECTED = ("an .npz archive (numpy.savez) with arrays X (N, D) and y (N,) or (N, K), "
+                "or a sequence set X (N, T, F) and y (N,), (N, K) or (N, T) labels per step")
 CSV_EXPECTED = "a CSV file with a header row, numeric feature columns and the target column"
 
-Raw = tuple[np.ndarray, np.ndarray, str]  # (X (N, D) float64, y (N,) int64 or (N, K) float64, task)
+Raw = tuple[np.ndarray, np.ndarray, str]  # (X (N, D) or (N, T, F), y (N,) int64, (N, K) or (N, T), task)
 
 
 @dataclass
 class Dataset:
-    """Train/validation arrays. X: (N, D) float64; y: (N,) int64 labels or (N, K) float64 targets."""
+    """Train/validation arrays.
+
+    X: (N, D) float64, or (N, T, F) float64 when ``sequence``.
+    y: (N,) int64 labels or (N, K) float64 targets (for sequences: the answer after the last step),
+    or, when ``per_step``, (N, T) int64 labels, one per time step.
+    """
 
     X_train: np.ndarray
     y_train: np.ndarray
@@ -29,11 +39,13 @@ class Dataset:
     y_val: np.ndarray
     task: str  # "classification" or "regression"
     n_classes: int | None = None  # classification only
+    sequence: bool = False  # X is (N, T, F)
+    per_step: bool = False  # y is (N, T): a class label at every step (classification only)
 
     @property
     def n_features(self) -> int:
-        """D, the number of input columns."""
-        return int(self.X_train.shape[1])
+        """D (or F for sequences), the size of the last axis of X."""
+        return int(self.X_train.shape[-1])
 
     @property
     def n_outputs(self) -> int:
@@ -88,7 +100,13 @@ def _xor(cfg: Any, rng: np.random.Generator) -> Raw:
 
 
 def _parity(cfg: Any, rng: np.random.Generator) -> Raw:
-    """Random bits as -1/+1 floats plus noise, label = parity; X (N, n_features)."""
+    """Random bits as -1/+1 floats plus noise, label = parity; X (N, n_features).
+    With ``T``: a sequence of T bits as 0/1 floats plus noise, X (N, T, 1); label = parity of all."""
+    if getattr(cfg, "T", None) is not None:
+        bits = rng.integers(0, 2, (cfg.n_samples, cfg.T))
+        y = (bits.sum(axis=1) % 2).astype(np.int64)
+        X = bits.astype(np.float64) + cfg.noise * rng.standard_normal(bits.shape)
+        return X[:, :, None], y, "classification"
     bits = rng.integers(0, 2, (cfg.n_samples, cfg.n_features))
     y = (bits.sum(axis=1) % 2).astype(np.int64)
     return 2.0 * bits - 1.0 + cfg.noise * rng.standard_normal(bits.shape), y, "classification"
@@ -122,6 +140,74 @@ def _teacher(cfg: Any, rng: np.random.Generator) -> Raw:
         if i < cfg.depth:
             h = phi(h)
     return X, h + cfg.noise * rng.standard_normal(h.shape), "regression"
+
+
+# --------------------------------------------------------------------------- sequence tasks
+
+TEMPORAL_SYMBOLS = ("a", "b", "c", "d", "X", "Y")  # input channels of temporal_order, in this order
+
+
+def _one_hot(tokens: np.ndarray, size: int) -> np.ndarray:
+    """Integer tokens (N, T) -> float64 one-hot (N, T, size)."""
+    return np.eye(size, dtype=np.float64)[tokens]
+
+
+def _adding(cfg: Any, rng: np.random.Generator) -> Raw:
+    """Le et al. 2015 adding problem. X (N, T, 2): channel 0 values U[0, 1], channel 1 markers, one 1 at a
+    uniform position in [0, T//2) and one in [T//2, T); y (N, 1) = the sum of the two marked values."""
+    n, T = cfg.n_samples, cfg.T
+    half = T // 2
+    values = rng.uniform(0.0, 1.0, (n, T))
+    first = rng.integers(0, half, n)
+    second = rng.integers(half, T, n)
+    rows = np.arange(n)
+    markers = np.zeros((n, T))
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    y = values[rows, first] + values[rows, second]
+    return np.stack([values, markers], axis=2), y[:, None], "regression"
+
+
+def _copy_check(cfg: Any, source: str) -> None:
+    """The copy task needs room for the symbols, at least one blank, the delimiter and the answer."""
+    if cfg.T < 2 * cfg.length + 2:
+        raise _fail(source, "data.T", f"the copy task needs T >= 2 * length + 2 = {2 * cfg.length + 2} "
+                    f"(length {cfg.length} symbols, at least one blank, the delimiter, {cfg.length} answer "
+                    f"steps), but T is {cfg.T}; raise data.T or lower data.length.")
+
+
+def _copy(cfg: Any, rng: np.random.Generator) -> Raw:
+    """Copy task. Tokens: 0 blank, 1..S symbols, S+1 delimiter. Input: L symbols, T-2L-1 blanks, the
+    delimiter, L blanks; X one-hot (N, T, S+2). Target y (N, T): blanks, then the L symbols in the last L steps."""
+    n, T, L, S = cfg.n_samples, cfg.T, cfg.length, cfg.n_symbols
+    symbols = rng.integers(1, S + 1, (n, L))
+    tokens = np.zeros((n, T), dtype=np.int64)
+    tokens[:, :L] = symbols
+    tokens[:, T - L - 1] = S + 1
+    y = np.zeros((n, T), dtype=np.int64)
+    y[:, T - L:] = symbols
+    return _one_hot(tokens, S + 2), y, "classification"
+
+
+def _temporal_windows(T: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The [start, stop) windows of the two relevant symbols: [T//10, 2T//10) and [5T//10, 6T//10),
+    each at least one step wide (for T < 10)."""
+    a, c = T // 10, 5 * T // 10
+    return (a, max(2 * T // 10, a + 1)), (c, max(6 * T // 10, c + 1))
+
+
+def _temporal_order(cfg: Any, rng: np.random.Generator) -> Raw:
+    """Hochreiter & Schmidhuber 1997 task 6a, simplified: distractors a-d, X or Y at one step of each
+    window (see _temporal_windows); class XX=0, XY=1, YX=2, YY=3. X one-hot (N, T, 6) over a, b, c, d, X, Y."""
+    n, T = cfg.n_samples, cfg.T
+    (a, b), (c, d) = _temporal_windows(T)
+    tokens = rng.integers(0, 4, (n, T))
+    t1, t2 = rng.integers(a, b, n), rng.integers(c, d, n)
+    s1, s2 = rng.integers(0, 2, n), rng.integers(0, 2, n)  # 0 = X, 1 = Y
+    rows = np.arange(n)
+    tokens[rows, t1] = 4 + s1
+    tokens[rows, t2] = 4 + s2
+    return _one_hot(tokens, len(TEMPORAL_SYMBOLS)), (2 * s1 + s2).astype(np.int64), "classification"
 
 
 # --------------------------------------------------------------------------- user files
@@ -164,10 +250,10 @@ def _targets(y: np.ndarray, task: str, what: str, source: str) -> tuple[np.ndarr
 
 
 def _features(X: np.ndarray, what: str, source: str) -> np.ndarray:
-    """Check a numeric (N, D) matrix with no NaN/inf; return it as float64."""
+    """Check a numeric (N, D) or (N, T, F) array with no NaN/inf; return it as float64."""
     X = X.astype(np.float64)
     if not np.all(np.isfinite(X)):
-        rows = np.flatnonzero(~np.all(np.isfinite(X), axis=1))
+        rows = np.flatnonzero(~np.all(np.isfinite(X), axis=tuple(range(1, X.ndim))))
         raise _fail(source, "data.path", f"{what} has missing (NaN) or infinite values in {len(rows)} row(s) "
                     f"(first: data row {rows[0] + 1}, counting from 1); features must be finite numbers.")
     return X
@@ -245,30 +331,61 @@ def _npz_arrays(path: str, source: str) -> tuple[np.ndarray, np.ndarray]:
                         "expected plain (non-object) arrays X (N, D) and y (N,) or (N, K).") from None
 
 
+def _step_targets(y: np.ndarray, task: str, what: str, source: str) -> tuple[np.ndarray, str, int | None]:
+    """Per-step targets (N, T) -> (labels (N, T) int64, "classification", n_classes); labels are
+    remapped to 0..C-1 in sorted order like per-sequence labels. Per-step regression is refused."""
+    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+        raise _fail(source, "data.path", f"{what} has missing (NaN) or infinite values; every step needs a target.")
+    labels_like = y.dtype.kind in "biuOSU" or (y.dtype.kind == "f" and bool(np.all(y == np.round(y))))
+    if task == "regression" or (task == "auto" and not labels_like):
+        held = "data.task regression" if task == "regression" else "non-integer values"
+        raise _fail(source, "data.path", f"{what} has shape {y.shape} (N, T), read as one target per time step, "
+                    f"with {held}; per-step regression is not supported. Give per-step class labels (integers) "
+                    "as y (N, T), or one target per sequence as y (N,) or (N, K) with K != T.")
+    classes, labels = np.unique(y.reshape(-1), return_inverse=True)
+    if len(classes) < 2:
+        raise _fail(source, "data.task", f"classification needs at least 2 distinct labels, but {what} "
+                    f"holds only {classes.tolist()}.")
+    return labels.reshape(y.shape).astype(np.int64), "classification", len(classes)
+
+
 def _npz(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, np.ndarray, str, int | None]:
-    """.npz archive with X (N, D) and y (N,) or (N, K)."""
+    """.npz archive with X (N, D) and y (N,) or (N, K); or a sequence set X (N, T, F) with
+    y (N,) or (N, K) (answered at the last step) or y (N, T) (class labels at every step)."""
     X, y = _npz_arrays(cfg.path, source)
-    if X.ndim != 2 or X.dtype.kind not in "biuf":
+    if X.ndim not in (2, 3) or X.dtype.kind not in "biuf":
         raise _fail(source, "data.path", f"array X in {cfg.path} has shape {X.shape} and dtype {X.dtype}; "
-                    "expected a 2-D numeric array (N, D).")
+                    "expected a 2-D numeric array (N, D) or, for sequences, a 3-D one (N, T, F).")
+    sequence = X.ndim == 3
     if y.ndim not in (1, 2):
-        raise _fail(source, "data.path", f"array y in {cfg.path} has shape {y.shape}; expected (N,) or (N, K).")
+        expected = "(N,) or (N, K), or (N, T) labels per step" if sequence else "(N,) or (N, K)"
+        raise _fail(source, "data.path", f"array y in {cfg.path} has shape {y.shape}; expected {expected}.")
     if len(X) != len(y):
         raise _fail(source, "data.path", f"X has {len(X)} rows but y has {len(y)} in {cfg.path}; "
                     "expected the same number of rows N.")
-    if len(X) == 0 or X.shape[1] == 0 or (y.ndim == 2 and y.shape[1] == 0):
+    if 0 in X.shape or (y.ndim == 2 and y.shape[1] == 0):
+        expected = "at least one row and one column" if not sequence else "at least one sequence, step and feature"
         raise _fail(source, "data.path", f"{cfg.path} holds empty arrays (X {X.shape}, y {y.shape}); "
-                    "expected at least one row and one column.")
-    return (_features(X, f"array X in {cfg.path}", source), *_targets(y, cfg.task, f"array y in {cfg.path}", source))
+                    f"expected {expected}.")
+    features = _features(X, f"array X in {cfg.path}", source)
+    what = f"array y in {cfg.path}"
+    if sequence and y.ndim == 2 and y.shape[1] == X.shape[1] and y.shape[1] > 1:
+        return (features, *_step_targets(y, cfg.task, what, source))
+    return (features, *_targets(y, cfg.task, what, source))
 
 
 # --------------------------------------------------------------------------- registry, split, scaling
 
-def _synthetic(generate: Callable[[Any, np.random.Generator], Raw]) -> Callable:
-    """Adapt a generator to the loader signature, adding n_classes."""
+def _synthetic(generate: Callable[[Any, np.random.Generator], Raw],
+               classes: Callable[[Any], int] = lambda cfg: getattr(cfg, "n_classes", 2),
+               check: Callable[[Any, str], None] | None = None) -> Callable:
+    """Adapt a generator to the loader signature, adding n_classes (``classes(cfg)``) and
+    checking the config first (``check(cfg, source)`` raises a ConfigError)."""
     def load(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, np.ndarray, str, int | None]:
+        if check is not None:
+            check(cfg, source)
         X, y, task = generate(cfg, rng)
-        n_classes = getattr(cfg, "n_classes", 2) if task == "classification" else None
+        n_classes = classes(cfg) if task == "classification" else None
         return X.astype(np.float64), y, task, n_classes
     return load
 
@@ -280,6 +397,9 @@ LOADERS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray, str, int | None]]
     "xor": _synthetic(_xor),
     "parity": _synthetic(_parity),
     "teacher": _synthetic(_teacher),
+    "adding": _synthetic(_adding),
+    "copy": _synthetic(_copy, classes=lambda cfg: cfg.n_symbols + 1, check=_copy_check),
+    "temporal_order": _synthetic(_temporal_order, classes=lambda cfg: 4),
     "csv": _csv,
     "npz": _npz,
 }
@@ -293,9 +413,11 @@ def split(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.nda
 
 
 def standardize(X_train: np.ndarray, X_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scale both (N, D)/(M, D) by the training mean and std per column (std 0 -> 1)."""
-    mean = X_train.mean(axis=0)
-    std = X_train.std(axis=0)
+    """Scale both (N, D)/(M, D) by the training mean and std per column (std 0 -> 1); sequences
+    (N, T, F)/(M, T, F) per feature, over the training samples and all their time steps."""
+    axes = tuple(range(X_train.ndim - 1))
+    mean = X_train.mean(axis=axes)
+    std = X_train.std(axis=axes)
     std = np.where(std > 0, std, 1.0)
     return (X_train - mean) / std, (X_val - mean) / std
 
@@ -308,4 +430,6 @@ def load_data(cfg: Any, rng: np.random.Generator, source: str = "<config>") -> D
     X_train, X_val = X[train], X[val]
     if data.standardize:
         X_train, X_val = standardize(X_train, X_val)
-    return Dataset(X_train, y[train], X_val, y[val], task, n_classes)
+    sequence = X.ndim == 3
+    per_step = sequence and task == "classification" and y.ndim == 2
+    return Dataset(X_train, y[train], X_val, y[val], task, n_classes, sequence=sequence, per_step=per_step)
