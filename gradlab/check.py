@@ -82,11 +82,12 @@ class NetObjective:
     """J(theta, x) = scale * loss(model(x), y) + l2/2 sum ||W||^2, in training mode with frozen dropout."""
 
     def __init__(self, model: MLP, loss: Loss, x: np.ndarray, y: np.ndarray, l2: float = 0.0, scale: float = 1.0):
-        self.model, self.loss, self.x, self.y, self.l2, self.scale = model, loss, x, y, l2, scale
+        self.model, self.loss, self.x, self.l2, self.scale = model, loss, x, l2, scale
+        self.y = model.targets(y)
         self.owner = {f"{m.name}.{k}": (m, k) for m in model.modules() for k in m.params}
         self.layer_of = dict(model.param_layer)
         self.kink_modules = [(l, m) for l, layer in enumerate(model.layers, 1) for m in layer.modules if m.kinks]
-        freeze_dropout(model, x)
+        freeze(model, x)
         self.analytic()  # the reference pass at theta
 
     @property
@@ -329,16 +330,18 @@ def stack_at(arr: np.ndarray, flat: np.ndarray, delta: np.ndarray) -> np.ndarray
     return stack
 
 
-def freeze_dropout(model: MLP, x: np.ndarray) -> bool:
-    """Draw one dropout mask per layer and keep it, so J is deterministic; True if any."""
-    drops = [m for m in model.modules() if isinstance(m, Dropout) and m.p > 0]
-    for m in drops:
+def freeze(model: MLP, x: np.ndarray) -> bool:
+    """Hold what a forward pass draws or cuts at its values at theta: dropout masks, and the
+    chunk-start states of truncated BPTT (so J's gradient is the truncated one backward computes).
+    Returns True if anything was frozen."""
+    held = [m for m in model.modules() if hasattr(m, "frozen")]
+    for m in held:
         m.frozen = False
-    if drops:
+    if held:
         model.forward(x, True)
-        for m in drops:
+        for m in held:
             m.frozen = True
-    return bool(drops)
+    return bool(held)
 
 
 # --------------------------------------------------------------------------- checking
@@ -681,6 +684,9 @@ def prepare(config, source: str = "<config>", after_steps: int = 0) -> CheckSetu
     obj = NetObjective(model, s.loss, x, y, config.train.l2, cc.loss_scale)
     if any(isinstance(m, Dropout) and m.p > 0 for m in model.modules()):
         notes.append("dropout: one fixed mask per layer, so dropout's backward is checked, not skipped")
+    if any(getattr(m, "truncate", None) for m in model.modules()):
+        notes.append("truncated BPTT: the chunk-start states are held at their values at theta, so the "
+                     "numerical gradient is the truncated one")
     if any(m.kinks for m in model.modules()):
         notes.append("the net has kinks (ReLU-like units): entries whose winners change between theta - eps "
                      "and theta + eps are graded apart, by the one-sided derivatives")

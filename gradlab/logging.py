@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .records import LayerStat, ParamStat, RunResult, StepRecord
+from .records import GateStat, LayerStat, ParamStat, RunResult, StepRecord, TimeStat
 
 
 def _cell(value):
@@ -58,13 +58,19 @@ def jsonable(value):
 class RunWriter:
     """Observer that writes a run folder: config.yaml, the three CSVs, params .npz, summary.json."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, recurrent: bool = False) -> None:
         self.dir = Path(run_dir)
         self.param_cols = [f.name for f in fields(ParamStat)]
         self.layer_cols = [f.name for f in fields(LayerStat)]
         self.metrics = CsvTable(self.dir / "metrics.csv", list(StepRecord.METRICS))
         self.grads = CsvTable(self.dir / "grad_norms.csv", ["step", "epoch", *self.param_cols])
         self.layers = CsvTable(self.dir / "layer_stats.csv", ["step", *self.layer_cols])
+        self.tables = [self.metrics, self.grads, self.layers]
+        self.times = self.gates = None
+        if recurrent:
+            self.times = CsvTable(self.dir / "time_grad_norms.csv", ["step", *(f.name for f in fields(TimeStat))])
+            self.gates = CsvTable(self.dir / "gate_stats.csv", ["step", *(f.name for f in fields(GateStat))])
+            self.tables += [self.times, self.gates]
 
     def write_config(self, resolved: dict) -> None:
         with open(self.dir / "config.yaml", "w", encoding="utf-8") as f:
@@ -77,6 +83,9 @@ class RunWriter:
         self.metrics.write([rec.metrics()])
         self.grads.write([[rec.step, rec.epoch, *(getattr(p, c) for c in self.param_cols)] for p in rec.params])
         self.layers.write([[rec.step, *(getattr(s, c) for c in self.layer_cols)] for s in rec.layers])
+        if self.times is not None:
+            self.times.write([[rec.step, t.layer, t.t, t.lag, t.grad_norm] for t in rec.times])
+            self.gates.write([[rec.step, g.layer, g.gate, g.mean] for g in rec.gates])
 
     def write_summary(self, summary: dict) -> None:
         tmp = self.dir / "summary.json.tmp"
@@ -84,7 +93,7 @@ class RunWriter:
         tmp.replace(self.dir / "summary.json")
 
     def close(self) -> None:
-        for table in (self.metrics, self.grads, self.layers):
+        for table in self.tables:
             table.close()
 
 

@@ -30,6 +30,25 @@ class LayerStat:
 
 
 @dataclass
+class TimeStat:
+    """One row of time_grad_norms.csv (after step): the gradient norm reaching step t of a recurrent layer."""
+
+    layer: int
+    t: int  # 1..T
+    lag: int  # T - t
+    grad_norm: float  # ||dL / dh_t||
+
+
+@dataclass
+class GateStat:
+    """One row of gate_stats.csv (after step): the mean of a gate over batch, units and time."""
+
+    layer: int
+    gate: str
+    mean: float
+
+
+@dataclass
 class StepRecord:
     """One row of metrics.csv, plus the per-parameter and per-layer rows of that step.
 
@@ -47,6 +66,8 @@ class StepRecord:
     val_accuracy: float | None = None
     params: list[ParamStat] = field(default_factory=list, repr=False)
     layers: list[LayerStat] = field(default_factory=list, repr=False)
+    times: list[TimeStat] = field(default_factory=list, repr=False)  # recurrent layers only
+    gates: list[GateStat] = field(default_factory=list, repr=False)  # LSTM and GRU only
 
     METRICS = ("step", "epoch", "loss", "grad_norm", "grad_norm_clipped", "clipped", "lr", "val_loss", "val_accuracy")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -16,8 +16,9 @@ from .config import Config, ConfigError
 from .data import Dataset, load_data
 from .logging import RunWriter, summary_of
 from .nn import MLP, Loss, build_mlp, make_loss
+from .nn.recurrent import build_rnn
 from .optim import clip_grads, make_optimizer, norm
-from .records import LayerStat, ParamStat, RunResult, StepRecord
+from .records import GateStat, LayerStat, ParamStat, RunResult, StepRecord, TimeStat
 
 
 class Observer(Protocol):
@@ -59,12 +60,27 @@ def setup(config: Config, source: str = "<config>") -> Setup:
         raise ConfigError(f"{source}: 'loss' bce needs 2 classes, data has {data.n_classes}; "
                           "use cross_entropy.")
     n_out = 1 if config.loss == "bce" else data.n_outputs
-    model = build_mlp(config.model, data.n_features, n_out, rng["init"], rng["dropout"], dtype)
-    data = Dataset(data.X_train.astype(dtype), data.y_train, data.X_val.astype(dtype), data.y_val,
-                   data.task, data.n_classes)
+    model = build_model(config, data, n_out, rng, dtype, source)
+    data = replace(data, X_train=data.X_train.astype(dtype), X_val=data.X_val.astype(dtype))
     if data.task == "regression":
         data.y_train, data.y_val = data.y_train.astype(dtype), data.y_val.astype(dtype)
     return Setup(config, data, model, loss, dtype, rng["batches"])
+
+
+def build_model(config: Config, data: Dataset, n_out: int, rng: dict, dtype, source: str) -> MLP:
+    """An MLP, or a recurrent net for sequences; says so when the data and the model do not fit."""
+    sequence = getattr(data, "sequence", False)
+    if config.model.kind == "rnn":
+        if not sequence:
+            raise ConfigError(f"{source}: 'model.kind' is rnn, but data.kind {config.data.kind} is not a sequence "
+                              "task; allowed: adding, copy, temporal_order, parity with T, npz with X of shape "
+                              "(n, T, features).")
+        truncate = config.train.bptt.truncate if config.train.bptt else None
+        return build_rnn(config.model, data.n_features, n_out, rng["init"], data.per_step, dtype, truncate)
+    if sequence:
+        raise ConfigError(f"{source}: data.kind {config.data.kind} gives sequences (n, T, features); "
+                          "use 'model.kind: rnn'.")
+    return build_mlp(config.model, data.n_features, n_out, rng["init"], rng["dropout"], dtype)
 
 
 def batches(n: int, batch_size: int | str, shuffle: bool, rng: np.random.Generator) -> Iterator[tuple[int, np.ndarray]]:
@@ -90,6 +106,7 @@ def evaluate(model: MLP, loss: Loss, X: np.ndarray, y: np.ndarray) -> tuple[floa
     if len(X) == 0:
         return float("nan"), None
     z = model.forward(X, train=False)
+    y = model.targets(y)
     J = loss.forward(z, y)
     if not loss.classification and y.ndim > 1:
         return J, None
@@ -132,6 +149,24 @@ def fit(s: Setup, observers: list = ()) -> RunResult:
     return result
 
 
+def time_stats(model: MLP) -> list[TimeStat]:
+    """||dL/dh_t|| of every recurrent layer at every step t, from the last backward pass (seed 004)."""
+    out = []
+    for l, layer in enumerate(model.layers, 1):
+        for m in layer.modules:
+            norms = getattr(m, "time_norms", None)
+            if norms is not None:
+                T = len(norms)
+                out.extend(TimeStat(l, t + 1, T - t - 1, float(norms[t])) for t in range(T))
+    return out
+
+
+def gate_stats(model: MLP) -> list[GateStat]:
+    """Mean of each LSTM/GRU gate (the forget gate above all) over the last forward pass."""
+    return [GateStat(l, gate, mean) for l, layer in enumerate(model.layers, 1) for m in layer.modules
+            if hasattr(m, "gate_means") for gate, mean in m.gate_means().items()]
+
+
 def _loop(s: Setup, observers: list, result: RunResult) -> None:
     cfg, model, loss, data, log = s.config.train, s.model, s.loss, s.data, s.config.log
     optimizer = make_optimizer(cfg.optimizer, cfg.lr)
@@ -152,7 +187,7 @@ def _loop(s: Setup, observers: list, result: RunResult) -> None:
         clip = clip_grads(model.grads, norms, cfg.clip if finite else None)
         if logged:
             rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, cfg.lr,
-                             params=pstats, layers=stats)
+                             params=pstats, layers=stats, times=time_stats(model), gates=gate_stats(model))
             if finite and len(data.X_val) and (step % log.val_every == 0 or step == n_steps - 1):
                 rec.val_loss, rec.val_accuracy = evaluate(model, loss, data.X_val, data.y_val)
             result.first = result.first or rec
@@ -210,7 +245,7 @@ def train(config: Config, observers: list = (), source: str = "<config>", write:
     run_dir = None
     if write:
         run_dir = new_run_dir(config.log.out, config.name, source)
-        writer = RunWriter(run_dir)
+        writer = RunWriter(run_dir, recurrent=config.model.kind == "rnn")
         writer.write_config(config.resolved())
         writer.save_params("params_init.npz", s.model.params)
         writer.write_summary({"status": "running", "steps": 0, "versions": versions()})

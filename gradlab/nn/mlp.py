@@ -12,6 +12,7 @@ import numpy as np
 
 from ..config import ConfigError
 from .activations import Activation, make_activation
+from .recurrent import Recurrent
 from .custom import CustomError, make_custom
 from .dense import Dense
 from .dropout import Dropout
@@ -29,7 +30,8 @@ class Sequential(Module):
         self.modules = modules
         self.params = {k: v for m in modules for k, v in m.named_params().items()}
         self.grads = {k: v for m in modules for k, v in m.named_grads().items()}
-        self.activation = next((m for m in modules if isinstance(m, Activation)), None)
+        # the module whose output the activation statistics describe (an activation, a recurrent cell)
+        self.activation = next((m for m in modules if isinstance(m, (Activation, Recurrent))), None)
 
     def named_params(self):
         return self.params
@@ -52,7 +54,16 @@ class Sequential(Module):
 
 
 class MLP:
-    """x: (N, n_in) -> logits: (N, n_out). ``block`` > 0 adds x to the output of every k hidden layers."""
+    """x: (N, n_in) -> logits: (N, n_out). ``block`` > 0 adds x to the output of every k hidden layers.
+
+    Recurrent nets are built as the same chain of logged layers (see ``recurrent.build_rnn``).
+    """
+
+    per_step = False  # logits for every time step: targets (N, T) are compared as (N * T,)
+
+    def targets(self, y: np.ndarray) -> np.ndarray:
+        """y as the loss compares it with the logits."""
+        return y.reshape(-1) if self.per_step else y
 
     def __init__(self, layers: list[Sequential], block: int = 0) -> None:
         self.layers = layers
@@ -126,7 +137,7 @@ class MLP:
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, loss: Loss, l2: float = 0.0, train: bool = True) -> float:
         """J = loss(f(x), y) + l2/2 sum ||W||^2; fills grads with dJ/dtheta and returns J."""
-        J = loss.forward(self.forward(x, train), y)
+        J = loss.forward(self.forward(x, train), self.targets(y))
         self.input_grad = self.backward(loss.backward())  # dJ/dx, which a gradient check compares too
         if l2:
             for name, W in self.params.items():
