@@ -118,6 +118,8 @@ def train(
     if not quiet and result.first is not None:
         out.print(layer_table(result))
         out.print(ratio_line(result), soft_wrap=True)
+        if result.last.times:
+            out.print(time_line(result), soft_wrap=True)
     style = {"completed": "green", "diverged": "bold red", "interrupted": "yellow"}[result.status]
     out.print(f"[{style}]{closing_line(result)}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)
@@ -245,6 +247,17 @@ def verdict(report) -> str:
         shown = ", ".join(f"{t.name} ({t.tier})" for t in ends[:8]) + (" ..." if len(ends) > 8 else "")
         parts.append(f"end to end {len(ends)} tensor(s) fail: {shown}")
     return "; ".join(parts)
+
+
+def time_line(result: RunResult) -> str:
+    """||dL/dh_1|| / ||dL/dh_T|| of the last recurrent layer, first and last logged step (seed 004)."""
+    def ratio(rec: StepRecord) -> str:
+        top = max(t.layer for t in rec.times)
+        norms = [t.grad_norm for t in rec.times if t.layer == top]
+        return f"{norms[0] / norms[-1]:.3e}" if norms[-1] else "n/a"
+    T = sum(1 for t in result.first.times if t.layer == result.first.times[0].layer)
+    return (f"||dL/dh_1|| / ||dL/dh_T|| over T = {T} steps: {ratio(result.first)} at step {result.first.step}, "
+            f"{ratio(result.last)} at step {result.last.step} (time_grad_norms.csv has every step)")
 
 
 def main() -> None:
