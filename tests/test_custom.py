@@ -15,24 +15,7 @@ from gradlab.config import CheckConfig, ConfigError, config_from_dict, load_conf
 from gradlab.nn import Activation, CustomActivation, CustomModule, build_mlp, find_class, make_loss
 from gradlab.optim import SGD, clip_grads, norm
 
-try:
-    from gradlab.check import centred_difference, rel_error
-except ImportError:  # gradlab/check.py is being rewritten; the same kernel, here
-    def centred_difference(f, x, eps=1e-6):
-        grad, flat = np.zeros_like(x), x.reshape(-1)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
-            plus = f()
-            flat[i] = old - eps
-            minus = f()
-            flat[i] = old
-            grad.reshape(-1)[i] = (plus - minus) / (2 * eps)
-        return grad
-
-    def rel_error(a, n):
-        denom = np.linalg.norm(a) + np.linalg.norm(n)
-        return float(np.linalg.norm(a - n) / denom) if denom > 0 else 0.0
+from gradlab.check import centred_difference, rel_error
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DATA = {"kind": "spirals", "n_samples": 64, "noise": 0.1}

@@ -19,13 +19,9 @@ from gradlab.config import (
 )
 from gradlab.data import Dataset, load_data
 
-
-def rng(seed: int = 0) -> np.random.Generator:
-    return np.random.default_rng(seed)
+from data_helpers import every_array, rng
 
 
-def every_array(d: Dataset) -> list[np.ndarray]:
-    return [d.X_train, d.y_train, d.X_val, d.y_val]
 
 
 SYNTHETIC = [

@@ -98,10 +98,11 @@ class Recurrent(Module):
         dz = np.empty_like(self.xW)  # (T, N, G): dL/d(pre-activations) of every step
         dstate = tuple(np.zeros((N, H), dtype=dout.dtype) for _ in range(2 if self.has_cell else 1))
         self.time_norms = np.empty(T)
+        back = self.back_cache()
         for t in range(T - 1, -1, -1):
             dh = dout[:, t] + dstate[0]  # from the loss above and from step t+1
             self.time_norms[t] = np.sqrt(np.vdot(dh, dh))
-            dstate, dz[t] = self.step_back((dh, *dstate[1:]), self.cache[t])
+            dstate, dz[t] = self.step_back((dh, *dstate[1:]), back[t])
             if self.chunk_start(t):  # truncated BPTT: nothing flows into the previous chunk
                 dstate = tuple(np.zeros_like(d) for d in dstate)
         flat = dz.reshape(T * N, -1)
@@ -110,6 +111,10 @@ class Recurrent(Module):
         self.split_into_grads("b", flat.sum(axis=0))
         self.split_into_grads("U", self.dU(flat))  # sum over steps of h_{t-1}^T dz_t, as one product
         return (flat @ self.stacked("W").T).reshape(T, N, -1).transpose(1, 0, 2)
+
+    def back_cache(self) -> list:
+        """What each step's backward reads (a cell may precompute it for all steps at once)."""
+        return self.cache
 
     def dU(self, dz: np.ndarray) -> np.ndarray:
         """dL/dU from every step's dz (T*N, G): the states that multiply U, stacked over time."""
@@ -177,21 +182,29 @@ class LSTM(Recurrent):
         h = o * tc
         return (h, c), (h_prev, c_prev, i, f, g, o, tc)
 
-    def step_back(self, dstate, cache):
-        dh, dc_next = dstate
-        h_prev, c_prev, i, f, g, o, tc = cache
-        H = self.H
-        dc = dc_next + dh * o * (1.0 - tc * tc)  # through h = o tanh(c), plus from c_{t+1}
-        dz = np.empty((dh.shape[0], 4 * H), dtype=dh.dtype)
-        dz[:, :H] = dc * g * i * (1.0 - i)  # d/dz_i
-        dz[:, H:2 * H] = dc * c_prev * f * (1.0 - f)  # d/dz_f
-        dz[:, 2 * H:3 * H] = dh * tc * o * (1.0 - o)  # d/dz_o
-        dz[:, 3 * H:] = dc * i * (1.0 - g * g)  # d/dz_g
-        return (dz @ self.U.T, dc * f), dz
+    def back_cache(self) -> np.ndarray:
+        """The local derivatives of every step at once, (T, 6, N, H): the recursion then needs only
+        a few products per step. Rows: dh->dc, dc->dz_i, dc->dz_f, dh->dz_o, dc->dz_g, dc->dc_prev."""
+        _, c_prev, i, f, g, o, tc = (np.stack(a) for a in zip(*self.cache))
+        return np.stack([
+            o * (1.0 - tc * tc),  # h = o tanh(c)
+            g * i * (1.0 - i),  # c = f c_prev + i g, i = sigma(z_i)
+            c_prev * f * (1.0 - f),
+            tc * o * (1.0 - o),
+            i * (1.0 - g * g),
+            f,
+        ], axis=1)
 
-    @property
-    def forget_mean(self) -> float:
-        return float(np.mean([c[3].mean() for c in self.cache]))
+    def step_back(self, dstate, local):
+        dh, dc_next = dstate
+        H = self.H
+        dc = dc_next + dh * local[0]  # through h = o tanh(c), plus from c_{t+1}
+        dz = np.empty((dh.shape[0], 4 * H), dtype=dh.dtype)
+        np.multiply(dc, local[1], out=dz[:, :H])  # d/dz_i
+        np.multiply(dc, local[2], out=dz[:, H:2 * H])  # d/dz_f
+        np.multiply(dh, local[3], out=dz[:, 2 * H:3 * H])  # d/dz_o
+        np.multiply(dc, local[4], out=dz[:, 3 * H:])  # d/dz_g
+        return (dz @ self.U.T, dc * local[5]), dz
 
     def gate_means(self) -> dict[str, float]:
         return {name: float(np.mean([c[k].mean() for c in self.cache])) for k, name in ((2, "i"), (3, "f"), (5, "o"))}
