@@ -9,10 +9,11 @@ from .records import LayerStat, ParamStat, RunResult, StepRecord  # noqa: E402
 from .train import setup, train  # noqa: E402
 from . import check as gradcheck  # noqa: E402
 from .check import CheckReport  # noqa: E402
+from . import sweep as sweeps  # noqa: E402
 
 check = gradcheck.check
 
 __all__ = [
-    "CheckReport", "Config", "ConfigError", "check", "gradcheck", "LayerStat", "ParamStat", "RunResult", "StepRecord",
+    "CheckReport", "Config", "ConfigError", "check", "gradcheck", "sweeps", "LayerStat", "ParamStat", "RunResult", "StepRecord",
     "config_from_dict", "load_config", "setup", "train", "__version__",
 ]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import json
+import os
 
 import typer
 from rich import box
@@ -132,6 +133,77 @@ def ratio_line(result: RunResult) -> str:
         return hidden[0].delta_norm / hidden[-1].delta_norm if hidden and hidden[-1].delta_norm else float("nan")
     return (f"delta_norm ratio first/last hidden layer: {ratio(result.first):.3e} at step {result.first.step}, "
             f"{ratio(result.last):.3e} at step {result.last.step}")
+
+
+# --------------------------------------------------------------------------- sweep
+
+class SweepView:
+    """Observer: a progress bar over runs (done, failed, running, ETA)."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[state]}"), TimeRemainingColumn(), console=out)
+        self.done = self.failed = 0
+
+    def on_start(self, info: dict) -> None:
+        self.workers, self.total = info.get("workers", 1), info["total"]
+        self.done = info["skipped"]
+        self.progress.start()
+        self.task = self.progress.add_task("sweep", total=self.total, completed=self.done, state=self.state())
+
+    def state(self) -> str:
+        running = min(self.workers, self.total - self.done)
+        return f"done {self.done}, failed {self.failed}, running {running}"
+
+    def on_run(self, res: dict) -> None:
+        self.done += 1
+        self.failed += res["status"] != "completed"
+        self.progress.update(self.task, completed=self.done, state=self.state())
+
+    def on_end(self, result) -> None:
+        self.progress.stop()
+
+
+def sweep_table(result) -> Table:
+    """The closing table: one row per run, with its status, loss and first/last-layer ratio."""
+    table = Table(title=f"{len(result.rows)} runs in {result.dir}")
+    for col in ("run", "status", "steps", "final loss", "val acc", "delta 1st/last"):
+        table.add_column(col, justify="left" if col in ("run", "status") else "right", no_wrap=col == "run")
+    keys = [k for k in (result.rows[0] if result.rows else {}) if k not in api.sweeps.SUMMARY_FIELDS]
+    for row in result.rows:
+        label = ",".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in keys)
+        fmt = lambda v, f: "" if v is None or v != v else format(v, f)  # noqa: E731
+        table.add_row(label, row["status"], fmt(row["steps"], "g"), fmt(row["final_loss"], ".4g"),
+                      fmt(row["final_val_accuracy"], ".3f"), fmt(row.get("delta_ratio_first"), ".2e"))
+    return table
+
+
+@app.command()
+def sweep(
+    sweep_file: Optional[Path] = typer.Argument(None, help="Sweep YAML (base, grid, zip, seeds)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key of the base config."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: all cores)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Finish a sweep folder: rerun what did not complete."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler, tcp://HOST:PORT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
+) -> None:
+    """Run a grid of configs in parallel; write one run folder each, summary.csv and profile.csv."""
+    where = resume or sweep_file
+    if where is None:
+        fail(ConfigError("gradlab sweep: give a sweep file, or --resume DIR."))
+    with bad_input(where):
+        spec = (api.sweeps.load_resume(resume, set_ or []) if resume
+                else api.sweeps.load_sweep(sweep_file, set_ or []))
+        view = [] if quiet else [SweepView()]
+        for v in view:
+            v.workers = workers or os.cpu_count() or 1
+        result = api.sweeps.run_sweep(spec, workers, resume, scheduler, view)
+    if not quiet:
+        out.print(sweep_table(result))
+    bad = len(result.failed)
+    out.print(f"{result.status}: {result.ran} runs now, {len(result.rows)} in summary.csv, {bad} not completed "
+              f"-> {result.dir}", highlight=False, soft_wrap=True)
+    raise typer.Exit(130 if result.status == "interrupted" else 0)
 
 
 # --------------------------------------------------------------------------- check

@@ -237,14 +237,16 @@ def _new_dir(out: Path, name: str) -> Path:
             path = Path(f"{base}-{k}")
 
 
-def train(config: Config, observers: list = (), source: str = "<config>", write: bool = True) -> RunResult:
-    """Build and train a model from a config; write its run folder under ``config.log.out``."""
+def train(config: Config, observers: list = (), source: str = "<config>", write: bool = True,
+          run_dir: str | Path | None = None) -> RunResult:
+    """Build and train a model from a config; write its run folder under ``config.log.out``
+    (or into ``run_dir``, a new folder of the caller's naming, as a sweep does)."""
     s = setup(config, source)
     observers = list(observers)
     writer = None
-    run_dir = None
     if write:
-        run_dir = new_run_dir(config.log.out, config.name, source)
+        run_dir = Path(run_dir) if run_dir else new_run_dir(config.log.out, config.name, source)
+        run_dir.mkdir(parents=True, exist_ok=True)
         writer = RunWriter(run_dir, recurrent=config.model.kind == "rnn")
         writer.write_config(config.resolved())
         writer.save_params("params_init.npz", s.model.params)
