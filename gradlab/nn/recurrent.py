@@ -109,7 +109,7 @@ class Recurrent(Module):
         xt = np.ascontiguousarray(self.x.transpose(1, 0, 2)).reshape(T * N, -1)
         self.split_into_grads("W", xt.T @ flat)
         self.split_into_grads("b", flat.sum(axis=0))
-        self.split_into_grads("U", self.dU(flat))  # sum over steps of h_{t-1}^T dz_t, as one product
+        self.split_into_grads("U", self.dU(dz))
         return (flat @ self.stacked("W").T).reshape(T, N, -1).transpose(1, 0, 2)
 
     def back_cache(self) -> list:
@@ -117,9 +117,12 @@ class Recurrent(Module):
         return self.cache
 
     def dU(self, dz: np.ndarray) -> np.ndarray:
-        """dL/dU from every step's dz (T*N, G): the states that multiply U, stacked over time."""
-        h_prev = np.concatenate([c[0] for c in self.cache])
-        return h_prev.T @ dz
+        """dL/dU = sum over steps of h_{t-1}^T dz_t, dz: (T, N, G). Small products, one per step: a
+        single tall one is faster alone but stalls badly when BLAS threads compete for the cores."""
+        out = np.zeros_like(self.U)
+        for c, dz_t in zip(self.cache, dz):
+            out += c[0].T @ dz_t
+        return out
 
 
 class VanillaRNN(Recurrent):
@@ -248,9 +251,11 @@ class GRU(Recurrent):
     def dU(self, dz: np.ndarray) -> np.ndarray:
         """U_r and U_z multiply h_{t-1}; U_n multiplies r * h_{t-1}."""
         H = self.H
-        h_prev = np.concatenate([c[0] for c in self.cache])
-        rh = np.concatenate([c[4] for c in self.cache])
-        return np.concatenate([h_prev.T @ dz[:, :2 * H], rh.T @ dz[:, 2 * H:]], axis=1)
+        out = np.zeros_like(self.U)
+        for c, dz_t in zip(self.cache, dz):
+            out[:, :2 * H] += c[0].T @ dz_t[:, :2 * H]
+            out[:, 2 * H:] += c[4].T @ dz_t[:, 2 * H:]
+        return out
 
     def gate_means(self) -> dict[str, float]:
         return {name: float(np.mean([c[k].mean() for c in self.cache])) for k, name in ((1, "r"), (2, "z"))}
