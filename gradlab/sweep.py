@@ -175,8 +175,9 @@ def _combo(sweep: Sweep, values: dict) -> Combo:
 def value_text(value: Any) -> str:
     """A swept value as text: 20, he_normal, normal(std=0.01)."""
     if isinstance(value, dict):
-        head = value.get("scheme", value.get("name", value.get("mode", "")))
-        rest = ",".join(f"{k}={value_text(v)}" for k, v in value.items() if v != head)
+        head_key = next((k for k in ("scheme", "name", "mode") if k in value), None)
+        head = value[head_key] if head_key else ""
+        rest = ",".join(f"{k}={value_text(v)}" for k, v in value.items() if k != head_key)
         return f"{head}({rest})" if head else f"({rest})"
     if isinstance(value, list):
         return "[" + ",".join(value_text(v) for v in value) + "]"
@@ -378,7 +379,8 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
     todo = [c for c in sweep.combos if c.label not in done]
     for obs in observers:
         if hasattr(obs, "on_start"):
-            obs.on_start({"total": len(sweep.combos), "skipped": len(done), "dir": out})
+            obs.on_start({"total": len(sweep.combos), "skipped": len(done), "dir": out,
+                          "workers": workers or os.cpu_count() or 1})
     results: dict[str, dict] = {}
     status = "completed"
     executor = None
@@ -391,7 +393,8 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
                 results[res["label"]] = res
                 _write_tables(out, sweep, results)
                 for obs in observers:
-                    obs.on_run(res)
+                    if hasattr(obs, "on_run"):
+                        obs.on_run(res)
     except KeyboardInterrupt:
         status = "interrupted"
         if executor is not None:
@@ -417,6 +420,9 @@ def _completed(run: Path) -> bool:
 
 def _write_run(run: Path, files: dict[str, bytes]) -> None:
     run.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:  # a rerun replaces the earlier attempt's files (its error.txt, say)
+        if name not in files:
+            (run / name).unlink(missing_ok=True)
     for name, data in files.items():
         (run / name).write_bytes(data)
 
@@ -435,7 +441,8 @@ def _write_tables(out: Path, sweep: Sweep, results: dict[str, dict]) -> list[dic
             continue
         files = res["files"] if res else _files_on_disk(out / combo.label)
         status = res["status"] if res else _status_on_disk(files)
-        wall = res["wall_time"] if res else json.loads(files.get("summary.json", b"{}") or b"{}").get("wall_time", 0)
+        own = json.loads(files.get("summary.json", b"{}") or b"{}").get("wall_time")
+        wall = own if own is not None else (res["wall_time"] if res else 0.0)
         rows.append(summary_row(combo.values, files, status, wall or 0.0))
         profiles.append(profile_rows(combo.values, files))
     if rows:
@@ -447,6 +454,8 @@ def _write_tables(out: Path, sweep: Sweep, results: dict[str, dict]) -> list[dic
 
 
 def _status_on_disk(files: dict[str, bytes]) -> str:
+    if "error.txt" in files:  # train raised: its summary.json, if any, still says "running"
+        return "failed"
     if "summary.json" in files:
         return json.loads(files["summary.json"]).get("status", "failed")
     return "failed"
