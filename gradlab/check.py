@@ -597,7 +597,7 @@ def is_finite_pass(model: MLP, x, y, loss, l2) -> tuple[bool, str]:
     finite = math.isfinite(J) and all(np.isfinite(g).all() for g in model.grads.values())
     if finite:
         return True, ""
-    layer, where = model.first_nonfinite()
+    layer, where = model.first_nonfinite(math.isfinite(J))
     return False, f"layer {layer} ({where})"
 
 

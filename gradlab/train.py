@@ -183,7 +183,7 @@ def _loop(s: Setup, observers: list, result: RunResult) -> None:
             pstats = [ParamStat(model.param_layer[k], k, norms[k], norm(p)) for k, p in model.params.items()]
         if not finite:
             result.status, result.diverged_at = "diverged", step
-            result.diverged_layer, result.diverged_where = model.first_nonfinite()
+            result.diverged_layer, result.diverged_where = model.first_nonfinite(math.isfinite(J))
         clip = clip_grads(model.grads, norms, cfg.clip if finite else None)
         if logged:
             rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, cfg.lr,

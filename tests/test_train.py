@@ -220,3 +220,11 @@ def test_sgd_momentum_adam_updates():
     p = {"w": np.zeros(2)}
     Adam(0.01).step(p, {"w": np.array([3.0, -1e-3])})
     np.testing.assert_allclose(p["w"], [-0.01, 0.01], rtol=1e-4)  # first Adam step ~ lr * sign(g)
+
+
+def test_a_loss_that_overflows_is_named_as_the_loss(tmp_path):
+    """Finite outputs near 1e200 whose squared error overflows: the loss went non-finite, not backward."""
+    cfg = config(tmp_path, data__kind="teacher", loss="mse", model__activation="linear", model__depth=1,
+                 model__init="{scheme: identity, scale: 1.0e+101}", train__steps=1)
+    result = gradlab.train(cfg, write=False)
+    assert result.status == "diverged" and result.diverged_where == "loss"

@@ -119,15 +119,17 @@ class MLP:
                 g = g + skip.pop(l)
         return g
 
-    def first_nonfinite(self) -> tuple[int, str]:
+    def first_nonfinite(self, loss_finite: bool = True) -> tuple[int, str]:
         """(layer, where) of the first non-finite value after a pass: in the parameters, the
-        forward pass (from the input up) or the backward pass (from the output down)."""
+        forward pass (from the input up), the loss itself, or the backward pass (from the output down)."""
         for name, p in self.params.items():
             if not np.isfinite(p).all():
                 return self.param_layer[name], "params"
         for l in range(1, len(self.layers) + 1):
             if self.outputs[l] is not None and not np.isfinite(self.outputs[l]).all():
                 return l, "forward"
+        if not loss_finite:  # finite outputs whose loss overflows (e.g. a squared 1e200)
+            return len(self.layers), "loss"
         for l in range(len(self.layers), 0, -1):
             grads = [g for g in self.layers[l - 1].grads.values()]
             if self.deltas[l] is not None and not (np.isfinite(self.deltas[l]).all()
