@@ -153,11 +153,11 @@ class SweepView:
 
     def state(self) -> str:
         running = min(self.workers, self.total - self.done)
-        return f"done {self.done}, failed {self.failed}, running {running}"
+        return f"done {self.done}, not completed {self.failed}, running {running}"
 
     def on_run(self, res: dict) -> None:
         self.done += 1
-        self.failed += res["status"] != "completed"
+        self.failed += res["status"] != "completed"  # diverged, failed or interrupted
         self.progress.update(self.task, completed=self.done, state=self.state())
 
     def on_end(self, result) -> None:
@@ -169,9 +169,8 @@ def sweep_table(result) -> Table:
     table = Table(title=f"{len(result.rows)} runs in {result.dir}")
     for col in ("run", "status", "steps", "final loss", "val acc", "delta 1st/last"):
         table.add_column(col, justify="left" if col in ("run", "status") else "right", no_wrap=col == "run")
-    keys = [k for k in (result.rows[0] if result.rows else {}) if k not in api.sweeps.SUMMARY_FIELDS]
     for row in result.rows:
-        label = ",".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in keys)
+        label = row["run"]
         fmt = lambda v, f: "" if v is None or v != v else format(v, f)  # noqa: E731
         table.add_row(label, row["status"], fmt(row["steps"], "g"), fmt(row["final_loss"], ".4g"),
                       fmt(row["final_val_accuracy"], ".3f"), fmt(row.get("delta_ratio_first"), ".2e"))

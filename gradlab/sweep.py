@@ -283,22 +283,25 @@ class DaskExecutor:
 # --------------------------------------------------------------------------- tables
 
 SUMMARY_FIELDS = (
-    "status", "steps", "final_loss", "final_val_accuracy", "grad_norm_first", "grad_norm_last", "diverged_at",
-    "wall_time",
+    "status", "steps", "final_loss", "final_val_loss", "final_val_accuracy", "grad_norm_first", "grad_norm_last",
+    "diverged_at", "wall_time", "run",
     *(f"{which}_hidden_{kind}_norm_{when}" for which in ("first", "last") for when in ("first", "last")
       for kind in ("grad", "delta")),
     *(f"{kind}_ratio_{when}" for kind in ("grad", "delta") for when in ("first", "last")),
 )
 
 
-def summary_row(values: dict, files: dict[str, bytes], status: str, wall_time: float) -> dict:
-    """One row of summary.csv from a run's files."""
+def summary_row(values: dict, files: dict[str, bytes], status: str, wall_time: float,
+                layers: pd.DataFrame | None = None) -> dict:
+    """One row of summary.csv from a run's files (``layers``: its ``layer_table``, if already read)."""
     row = {k: value_text(v) if isinstance(v, (dict, list)) else v for k, v in values.items()}
-    row.update(status=status, steps=None, final_loss=None, final_val_accuracy=None, grad_norm_first=None,
-               grad_norm_last=None, diverged_at=None, wall_time=round(wall_time, 3))
+    row.update(status=status, steps=None, final_loss=None, final_val_loss=None, final_val_accuracy=None,
+               grad_norm_first=None, grad_norm_last=None, diverged_at=None, wall_time=round(wall_time, 3),
+               run=combo_label(values))
     summary = json.loads(files["summary.json"]) if "summary.json" in files else {}
     row["steps"] = summary.get("steps")
     row["final_loss"] = summary.get("final_train_loss")
+    row["final_val_loss"] = summary.get("final_val_loss")
     row["final_val_accuracy"] = summary.get("final_val_accuracy")
     row["diverged_at"] = summary.get("diverged_at")
     if "metrics.csv" not in files:
@@ -306,7 +309,7 @@ def summary_row(values: dict, files: dict[str, bytes], status: str, wall_time: f
     metrics = pd.read_csv(io.BytesIO(files["metrics.csv"]))
     if len(metrics):
         row["grad_norm_first"], row["grad_norm_last"] = metrics.grad_norm.iloc[0], metrics.grad_norm.iloc[-1]
-    layers = layer_table(files)
+    layers = layer_table(files) if layers is None else layers
     if layers is None or layers.empty:
         return row
     hidden = sorted(layers.layer.unique())[:-1] or sorted(layers.layer.unique())
@@ -334,8 +337,8 @@ def layer_table(files: dict[str, bytes]) -> pd.DataFrame | None:
     return per_layer.drop(columns="sq").merge(stats[["step", "layer", "delta_norm"]], on=["step", "layer"])
 
 
-def profile_rows(values: dict, files: dict[str, bytes]) -> pd.DataFrame:
-    layers = layer_table(files)
+def profile_rows(values: dict, files: dict[str, bytes], layers: pd.DataFrame | None = None) -> pd.DataFrame:
+    layers = layer_table(files) if layers is None else layers.copy()
     if layers is None:
         return pd.DataFrame()
     for k, v in values.items():
@@ -382,7 +385,8 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
             obs.on_start({"total": len(sweep.combos), "skipped": len(done), "dir": out,
                           "workers": workers or os.cpu_count() or 1})
     results: dict[str, dict] = {}
-    status = "completed"
+    tables: dict[str, tuple] = {}
+    status, ran = "completed", 0
     executor = None
     try:
         if todo:
@@ -390,8 +394,10 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
             jobs = [(c.config.resolved(), c.label) for c in todo]
             for res in executor.run(jobs):
                 _write_run(out / res["label"], res["files"])
-                results[res["label"]] = res
-                _write_tables(out, sweep, results)
+                results = {res["label"]: res}  # read once into ``tables``; the files are on disk now
+                tables.pop(res["label"], None)  # a rerun replaces what an earlier pass left
+                ran += 1
+                _write_tables(out, sweep, results, tables, profile=False)  # profile.csv once, at the end
                 for obs in observers:
                     if hasattr(obs, "on_run"):
                         obs.on_run(res)
@@ -403,8 +409,8 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
     finally:
         if executor is not None:
             executor.close()
-    rows = _write_tables(out, sweep, results)
-    result = SweepResult(out, rows, status, len(results))
+    rows = _write_tables(out, sweep, results, tables)
+    result = SweepResult(out, rows, status, ran)
     for obs in observers:
         if hasattr(obs, "on_end"):
             obs.on_end(result)
@@ -431,24 +437,31 @@ def _files_on_disk(run: Path) -> dict[str, bytes]:
     return {name: (run / name).read_bytes() for name in RUN_FILES if (run / name).exists()}
 
 
-def _write_tables(out: Path, sweep: Sweep, results: dict[str, dict]) -> list[dict]:
-    """summary.csv and profile.csv over every combination that has a folder (this run's or earlier)."""
+def _write_tables(out: Path, sweep: Sweep, results: dict[str, dict], tables: dict[str, tuple],
+                  profile: bool = True) -> list[dict]:
+    """summary.csv (and profile.csv) over every combination that has a folder, this pass's or an
+    earlier one's. ``tables`` caches each run's (row, profile) so every run's files are read once."""
     rows, profiles = [], []
     for combo in sweep.combos:
-        res = results.get(combo.label)
-        if res is None and not (out / combo.label / "summary.json").exists() \
-                and not (out / combo.label / "error.txt").exists():
-            continue
-        files = res["files"] if res else _files_on_disk(out / combo.label)
-        status = res["status"] if res else _status_on_disk(files)
-        own = json.loads(files.get("summary.json", b"{}") or b"{}").get("wall_time")
-        wall = own if own is not None else (res["wall_time"] if res else 0.0)
-        rows.append(summary_row(combo.values, files, status, wall or 0.0))
-        profiles.append(profile_rows(combo.values, files))
+        if combo.label not in tables:
+            res = results.get(combo.label)
+            if res is None and not (out / combo.label / "summary.json").exists() \
+                    and not (out / combo.label / "error.txt").exists():
+                continue
+            files = res["files"] if res else _files_on_disk(out / combo.label)
+            status = res["status"] if res else _status_on_disk(files)
+            own = json.loads(files.get("summary.json", b"{}") or b"{}").get("wall_time")
+            wall = own if own is not None else (res["wall_time"] if res else 0.0)
+            layers = layer_table(files)
+            tables[combo.label] = (summary_row(combo.values, files, status, wall or 0.0, layers),
+                                   profile_rows(combo.values, files, layers))
+        row, prof = tables[combo.label]
+        rows.append(row)
+        profiles.append(prof)
     if rows:
         write_csv(pd.DataFrame(rows), out / "summary.csv")
         frames = [p for p in profiles if not p.empty]
-        if frames:
+        if profile and frames:
             write_csv(pd.concat(frames, ignore_index=True), out / "profile.csv")
     return rows
 

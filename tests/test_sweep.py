@@ -24,8 +24,8 @@ BASE = {"name": "tiny", "seed": 0, "data": {"kind": "spirals", "n_samples": 64},
 GRID = {"model.depth": [2, 3], "model.init": ["he_normal", "xavier_normal", {"scheme": "normal", "std": 0.01}]}
 LABELS = [f"depth={d},init={i},seed=0" for d in (2, 3) for i in ("he_normal", "xavier_normal", "normal(std=0.01)")]
 FIELDS = [  # written out, so that a wrong SUMMARY_FIELDS fails here
-    "status", "steps", "final_loss", "final_val_accuracy", "grad_norm_first", "grad_norm_last", "diverged_at",
-    "wall_time",
+    "status", "steps", "final_loss", "final_val_loss", "final_val_accuracy", "grad_norm_first", "grad_norm_last",
+    "diverged_at", "wall_time", "run",
     "first_hidden_grad_norm_first", "first_hidden_delta_norm_first",
     "first_hidden_grad_norm_last", "first_hidden_delta_norm_last",
     "last_hidden_grad_norm_first", "last_hidden_delta_norm_first",
@@ -129,6 +129,7 @@ def test_summary_values_are_those_of_each_runs_own_files(done):
         assert row.grad_norm_last == metrics.grad_norm.iloc[-1]
         assert row.final_loss == own["final_train_loss"]
         assert row.final_val_accuracy == own["final_val_accuracy"]
+        assert row.final_val_loss == own["final_val_loss"] and row.run == combo.label
         assert row.steps == own["steps"] == STEPS
         assert row.wall_time == own["wall_time"]
 
