@@ -386,7 +386,7 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
                           "workers": workers or os.cpu_count() or 1})
     results: dict[str, dict] = {}
     tables: dict[str, tuple] = {}
-    status, ran = "completed", 0
+    status, ran, written = "completed", 0, 0.0
     executor = None
     try:
         if todo:
@@ -397,7 +397,9 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
                 results = {res["label"]: res}  # read once into ``tables``; the files are on disk now
                 tables.pop(res["label"], None)  # a rerun replaces what an earlier pass left
                 ran += 1
-                _write_tables(out, sweep, results, tables, profile=False)  # profile.csv once, at the end
+                if time.perf_counter() - written > 1.0:  # at most once a second; always at the end
+                    _write_tables(out, sweep, results, tables, profile=False)  # profile.csv: at the end
+                    written = time.perf_counter()
                 for obs in observers:
                     if hasattr(obs, "on_run"):
                         obs.on_run(res)
