@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gradlab.cli import app
+from cli_helpers import assert_bad_input
 
 RUN_FILES = {"config.yaml", "metrics.csv", "grad_norms.csv", "layer_stats.csv",
              "params_init.npz", "params_final.npz", "summary.json"}
@@ -34,19 +35,6 @@ def train(tmp_path: Path, config: Path | str, *args: str):
 
 def run_dirs(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "runs").iterdir()) if (tmp_path / "runs").exists() else []
-
-
-def assert_bad_input(result, *fragments: str) -> str:
-    """Exit status 2, one paragraph on stderr starting 'error:', no traceback, nothing on stdout."""
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    message = result.stderr.strip()
-    assert message.startswith("error: ")
-    assert "\n" not in message
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    for fragment in fragments:
-        assert fragment in message
-    return message
 
 
 # --------------------------------------------------------------------------- bad input: exit 2

@@ -8,6 +8,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from gradlab.cli import app
+from cli_helpers import assert_bad_input
 
 SWEEP = """\
 name: cli
@@ -43,19 +44,6 @@ def closing(result) -> tuple[str, int, int, int, Path]:
     assert len(found) == 1, result.stdout
     status, ran, rows, bad, folder = found[0]
     return status, int(ran), int(rows), int(bad), Path(folder)
-
-
-def assert_bad_input(result, *fragments: str) -> str:
-    """Exit status 2, one paragraph on stderr starting 'error:', no traceback, nothing on stdout."""
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    message = result.stderr.strip()
-    assert message.startswith("error: ")
-    assert "\n" not in message
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 def test_sweep_runs_the_grid_and_resume_runs_nothing_more(tmp_path):
