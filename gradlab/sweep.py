@@ -212,7 +212,28 @@ def run_combo(raw_config: dict, label: str) -> dict:
             (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
             status = "failed"
         files = {name: (run_dir / name).read_bytes() for name in RUN_FILES if (run_dir / name).exists()}
-    return {"label": label, "status": status, "files": files, "wall_time": time.perf_counter() - t0}
+    wall = time.perf_counter() - t0
+    row, profile = run_tables({}, files, status, wall)  # read here, in parallel, not on the client
+    return {"label": label, "status": status, "files": files, "wall_time": wall, "row": row, "profile": profile}
+
+
+def run_tables(values: dict, files: dict[str, bytes], status: str, worker_time: float) -> tuple[dict, pd.DataFrame]:
+    """(summary row, profile rows) of one run from its files; wall time is the run's own if it wrote one."""
+    own = json.loads(files.get("summary.json", b"{}") or b"{}").get("wall_time")
+    layers = layer_table(files)
+    return (summary_row(values, files, status, own if own is not None else worker_time, layers),
+            profile_rows(values, files, layers))
+
+
+def with_values(values: dict, row: dict, profile: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """A worker's tables, which know nothing of the sweep, with the swept values and the run's name."""
+    shown = {k: value_text(v) if isinstance(v, (dict, list)) else v for k, v in values.items()}
+    row = {**shown, **{k: v for k, v in row.items() if k not in shown}, "run": combo_label(values)}
+    profile = profile.copy()
+    for i, (k, v) in enumerate(shown.items()):
+        if not profile.empty:
+            profile.insert(i, k, v)
+    return row, profile
 
 
 # --------------------------------------------------------------------------- executors
@@ -384,7 +405,6 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
         if hasattr(obs, "on_start"):
             obs.on_start({"total": len(sweep.combos), "skipped": len(done), "dir": out,
                           "workers": workers or os.cpu_count() or 1})
-    results: dict[str, dict] = {}
     tables: dict[str, tuple] = {}
     status, ran, written = "completed", 0, 0.0
     executor = None
@@ -392,13 +412,13 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
         if todo:
             executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(workers or os.cpu_count() or 1)
             jobs = [(c.config.resolved(), c.label) for c in todo]
+            values = {c.label: c.values for c in todo}
             for res in executor.run(jobs):
                 _write_run(out / res["label"], res["files"])
-                results = {res["label"]: res}  # read once into ``tables``; the files are on disk now
-                tables.pop(res["label"], None)  # a rerun replaces what an earlier pass left
+                tables[res["label"]] = with_values(values[res["label"]], res["row"], res["profile"])
                 ran += 1
                 if time.perf_counter() - written > 1.0:  # at most once a second; always at the end
-                    _write_tables(out, sweep, results, tables, profile=False)  # profile.csv: at the end
+                    _write_tables(out, sweep, tables, profile=False)  # profile.csv: at the end
                     written = time.perf_counter()
                 for obs in observers:
                     if hasattr(obs, "on_run"):
@@ -411,7 +431,7 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
     finally:
         if executor is not None:
             executor.close()
-    rows = _write_tables(out, sweep, results, tables)
+    rows = _write_tables(out, sweep, tables)
     result = SweepResult(out, rows, status, ran)
     for obs in observers:
         if hasattr(obs, "on_end"):
@@ -439,24 +459,17 @@ def _files_on_disk(run: Path) -> dict[str, bytes]:
     return {name: (run / name).read_bytes() for name in RUN_FILES if (run / name).exists()}
 
 
-def _write_tables(out: Path, sweep: Sweep, results: dict[str, dict], tables: dict[str, tuple],
-                  profile: bool = True) -> list[dict]:
+def _write_tables(out: Path, sweep: Sweep, tables: dict[str, tuple], profile: bool = True) -> list[dict]:
     """summary.csv (and profile.csv) over every combination that has a folder, this pass's or an
-    earlier one's. ``tables`` caches each run's (row, profile) so every run's files are read once."""
+    earlier one's. ``tables`` holds each run's (row, profile); runs of earlier passes are read once."""
     rows, profiles = [], []
     for combo in sweep.combos:
         if combo.label not in tables:
-            res = results.get(combo.label)
-            if res is None and not (out / combo.label / "summary.json").exists() \
-                    and not (out / combo.label / "error.txt").exists():
+            run = out / combo.label
+            if not (run / "summary.json").exists() and not (run / "error.txt").exists():
                 continue
-            files = res["files"] if res else _files_on_disk(out / combo.label)
-            status = res["status"] if res else _status_on_disk(files)
-            own = json.loads(files.get("summary.json", b"{}") or b"{}").get("wall_time")
-            wall = own if own is not None else (res["wall_time"] if res else 0.0)
-            layers = layer_table(files)
-            tables[combo.label] = (summary_row(combo.values, files, status, wall or 0.0, layers),
-                                   profile_rows(combo.values, files, layers))
+            files = _files_on_disk(run)
+            tables[combo.label] = run_tables(combo.values, files, _status_on_disk(files), 0.0)
         row, prof = tables[combo.label]
         rows.append(row)
         profiles.append(prof)
