@@ -388,16 +388,12 @@ class SweepResult:
         return [r for r in self.rows if r["status"] != "completed"]
 
 
-def sweep_dir(out: str | Path, name: str, source: str) -> Path:
-    from .train import new_run_dir
-
-    return new_run_dir(out, name, source)
-
-
 def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | None = None,
               scheduler: str | None = None, observers: list = ()) -> SweepResult:
     """Run every combination not completed yet; write run folders, summary.csv and profile.csv."""
-    out = Path(resume) if resume else sweep_dir(sweep.combos[0].config.log.out, sweep.name, sweep.source)
+    from .train import new_run_dir
+
+    out = Path(resume) if resume else new_run_dir(sweep.combos[0].config.log.out, sweep.name, sweep.source)
     (out / "sweep.yaml").write_text(yaml.safe_dump(jsonable(sweep.resolved()), sort_keys=False), encoding="utf-8")
     done = {c.label for c in sweep.combos if _completed(out / c.label)}
     todo = [c for c in sweep.combos if c.label not in done]

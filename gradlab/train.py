@@ -133,7 +133,7 @@ def layer_stats(model: MLP) -> list[LayerStat]:
     return stats
 
 
-def fit(s: Setup, observers: list = ()) -> RunResult:
+def fit(s: Setup, observers: "list[Observer]" = ()) -> RunResult:
     """Train ``s.model`` for the configured steps, calling ``observer.on_step`` at logged steps."""
     result = RunResult(status="completed", steps=0, run_dir=None)
     t0 = time.perf_counter()
@@ -237,7 +237,7 @@ def _new_dir(out: Path, name: str) -> Path:
             path = Path(f"{base}-{k}")
 
 
-def train(config: Config, observers: list = (), source: str = "<config>", write: bool = True,
+def train(config: Config, observers: "list[Observer]" = (), source: str = "<config>", write: bool = True,
           run_dir: str | Path | None = None) -> RunResult:
     """Build and train a model from a config; write its run folder under ``config.log.out``
     (or into ``run_dir``, a new folder of the caller's naming, as a sweep does)."""

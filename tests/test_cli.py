@@ -115,7 +115,7 @@ def test_tiny_run_writes_the_run_folder(tmp_path):
     [run] = run_dirs(tmp_path)
     assert run.name.startswith("tiny-")
     assert {p.name for p in run.iterdir()} == RUN_FILES
-    assert f"completed: 3 steps" in result.stdout and str(run) in result.stdout.replace("\n", "")
+    assert "completed: 3 steps" in result.stdout and str(run) in result.stdout.replace("\n", "")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 3
     assert summary["diverged_at"] is None

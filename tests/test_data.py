@@ -17,7 +17,7 @@ from gradlab.config import (
     XorData,
     config_from_dict,
 )
-from gradlab.data import Dataset, load_data
+from gradlab.data import load_data
 
 from data_helpers import every_array, rng
 
