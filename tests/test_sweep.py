@@ -224,7 +224,7 @@ def test_labels_of_mapping_and_odd_values_are_file_system_safe():
     assert S.combo_label({"train.clip": None, "seed": 0}) == "clip=null,seed=0"
     # two keys ending in the same name keep their full paths
     assert S.combo_label({"model.depth": 2, "data.depth": 3, "seed": 0}) == "model.depth=2,data.depth=3,seed=0"
-    odd = S.combo_label({"data.path": "/tmp/a b/c:d*?.csv", "model.layers": [{"type": "dense", "units": 8}],
+    odd = S.combo_label({"data.path": "/data/a b/c:d*?.csv", "model.layers": [{"type": "dense", "units": 8}],
                          "note": 'x"<>|\\y', "seed": 0})
     assert safe.fullmatch(odd) and "/" not in odd and "\\" not in odd and ":" not in odd
     assert len(S.combo_label({"x": "y" * 500})) <= 200
