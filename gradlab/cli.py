@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import json
-import os
 
 import typer
 from rich import box
@@ -194,8 +193,6 @@ def sweep(
         spec = (api.sweeps.load_resume(resume, set_ or []) if resume
                 else api.sweeps.load_sweep(sweep_file, set_ or []))
         view = [] if quiet else [SweepView()]
-        for v in view:
-            v.workers = workers or os.cpu_count() or 1
         result = api.sweeps.run_sweep(spec, workers, resume, scheduler, view)
     if not quiet:
         out.print(sweep_table(result))
