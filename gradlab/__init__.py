@@ -10,10 +10,12 @@ from .train import setup, train  # noqa: E402
 from . import check as gradcheck  # noqa: E402
 from .check import CheckReport  # noqa: E402
 from . import sweep as sweeps  # noqa: E402
+from . import report as reports  # noqa: E402
 
 check = gradcheck.check
+report = reports.report
 
 __all__ = [
     "CheckReport", "Config", "ConfigError", "check", "gradcheck", "sweeps", "LayerStat", "ParamStat", "RunResult", "StepRecord",
-    "config_from_dict", "load_config", "setup", "train", "__version__",
+    "config_from_dict", "load_config", "report", "reports", "setup", "train", "__version__",
 ]

@@ -104,25 +104,75 @@ def bad_input(config: Path):
         raise typer.Exit(130)
 
 
+class LintView:
+    """Observer: print the config lint (known mismatches) before the first step; advice, not an error."""
+
+    def on_start(self, info: dict) -> None:
+        s = info["setup"]
+        for item in api.reports.lint(s.config, s.data.n_features):
+            err.print(f"[yellow]lint:[/] {item}", highlight=False, soft_wrap=True)
+
+    def on_step(self, rec: StepRecord) -> None:
+        pass
+
+
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="YAML config file."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
+    report: bool = typer.Option(False, "--report", help="Write the plots and report.html into the run folder."),
 ) -> None:
     """Train a network from a YAML config and log per-layer gradients to CSV."""
     with bad_input(config):
         cfg = api.load_config(config, set_ or [])
-        observers = [] if quiet else [ProgressView()]
+        observers = [] if quiet else [LintView(), ProgressView()]
         result = api.train(cfg, observers, source=str(config))
     if not quiet and result.first is not None:
         out.print(layer_table(result))
         out.print(ratio_line(result), soft_wrap=True)
         if result.last.times:
             out.print(time_line(result), soft_wrap=True)
+    if result.run_dir and result.first is not None:
+        rep = api.report(result.run_dir, write=report)
+        if not quiet:
+            render_findings(rep.findings)
+        if rep.html:
+            out.print(f"report: {rep.html}", highlight=False, soft_wrap=True)
     style = {"completed": "green", "diverged": "bold red", "interrupted": "yellow"}[result.status]
     out.print(f"[{style}]{closing_line(result)}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)
+
+
+KIND_STYLE = {"healthy": "green", "vanishing": "bold red", "exploding": "bold red", "dead_units": "bold yellow",
+              "saturation": "bold yellow"}
+
+
+def render_findings(findings: list[dict]) -> None:
+    """Each finding: its kind, what was measured, and what the seeds would try."""
+    out.print("[bold]Diagnosis[/]")
+    for f in findings:
+        run = f"{f['run']}: " if f.get("run") else ""
+        out.print(f"[{KIND_STYLE[f['kind']]}]{f['kind']}[/] {run}{f['message']}", highlight=False, soft_wrap=True)
+        for remedy in f["remedies"]:
+            out.print(f"  - try {remedy}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def report(
+    path: Path = typer.Argument(..., help="A run folder or a sweep folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON (kind, layer, evidence, remedies)."),
+) -> None:
+    """Write plots and a self-contained report.html into a run or sweep folder; print the diagnosis."""
+    with bad_input(path):
+        rep = api.report(path)
+    if as_json:
+        print(json.dumps(jsonable(rep.as_dict()), indent=2))
+        return
+    render_findings(rep.findings)
+    for item in rep.lints:
+        out.print(f"[yellow]lint:[/] {item}", highlight=False, soft_wrap=True)
+    out.print(f"{len(rep.images)} plots and {rep.html}", highlight=False, soft_wrap=True)
 
 
 def ratio_line(result: RunResult) -> str:
@@ -184,6 +234,7 @@ def sweep(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Finish a sweep folder: rerun what did not complete."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler, tcp://HOST:PORT."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
+    report: bool = typer.Option(False, "--report", help="Write the sweep's plots and report.html at the end."),
 ) -> None:
     """Run a grid of configs in parallel; write one run folder each, summary.csv and profile.csv."""
     where = resume or sweep_file
@@ -197,6 +248,10 @@ def sweep(
     if not quiet:
         out.print(sweep_table(result))
     bad = len(result.failed)
+    if report and result.rows:
+        with bad_input(where):
+            rep = api.report(result.dir)
+        out.print(f"report: {rep.html}", highlight=False, soft_wrap=True)
     out.print(f"{result.status}: {result.ran} runs now, {len(result.rows)} in summary.csv, {bad} not completed "
               f"-> {result.dir}", highlight=False, soft_wrap=True)
     raise typer.Exit(130 if result.status == "interrupted" else 0)

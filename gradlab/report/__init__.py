@@ -1,0 +1,119 @@
+"""``gradlab report``: plots, a self-contained report.html and a diagnosis, for a run or a sweep folder.
+
+    load.py      the folder's CSVs back into tables
+    diagnose.py  findings (vanishing, exploding, dead_units, saturation, healthy) with evidence and remedies
+    theory.py    the gain per layer that init and activation predict, beside the measured one
+    lint.py      known config mismatches, before a run
+    plots.py     matplotlib figures (Agg, no display)
+    html.py      report.html with every image embedded
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .diagnose import KINDS, Finding, diagnose
+from .lint import Lint, lint
+from .load import RunData, SweepData, kind_of, load_run, load_sweep_dir
+
+__all__ = ["KINDS", "Finding", "Lint", "Report", "RunData", "SweepData", "diagnose", "diagnose_dir", "lint",
+           "load_run", "load_sweep_dir", "report"]
+
+
+@dataclass
+class Report:
+    """What ``report`` wrote and found. For a sweep, each finding's dict carries its run's folder name."""
+
+    kind: str  # run or sweep
+    dir: Path
+    html: Path | None = None
+    images: list[Path] = field(default_factory=list)
+    findings: list[dict] = field(default_factory=list)
+    theory: dict = field(default_factory=dict)  # fitted and predicted gains (runs only)
+    lints: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "dir": str(self.dir), "html": str(self.html) if self.html else None,
+                "findings": self.findings, "theory": self.theory, "lint": self.lints}
+
+
+def diagnose_dir(path: str | Path) -> list[Finding]:
+    """The findings of one run folder."""
+    return diagnose(load_run(path))
+
+
+def report(path: str | Path, write: bool = True) -> Report:
+    """Diagnose a run or sweep folder; with ``write``, put the PNGs and report.html into it."""
+    path = Path(path)
+    if kind_of(path) == "sweep":
+        return _sweep_report(load_sweep_dir(path), write)
+    return _run_report(load_run(path), write)
+
+
+def _run_report(run: RunData, write: bool) -> Report:
+    from .theory import compare, n_inputs
+
+    findings = diagnose(run)
+    table, fits = compare(run)
+    lints = [str(x) for x in lint(run.config, n_inputs(run))] if run.config is not None else []
+    rep = Report("run", run.dir, findings=[f.as_dict() for f in findings], theory=fits, lints=lints)
+    if write:
+        from . import html, plots
+
+        rep.images = plots.write_run_plots(run, run.dir)
+        sections = [
+            html.Section("Summary", table=summary_frame(run)),
+            html.Section("Diagnosis", html=html.findings_table(rep.findings)),
+            html.Section("Plots", images=rep.images),
+            html.Section("Theory beside measurement",
+                         html=html.paragraph(THEORY_NOTE), table=table, pre=_lines(fits)),
+            html.Section("Config lint", pre="\n".join(lints) or "no known mismatch"),
+            html.Section("Resolved config", pre=yaml.safe_dump(run.raw, sort_keys=False)),
+        ]
+        rep.html = html.write_html(run.dir / "report.html", f"gradlab report: {run.name}", sections)
+    return rep
+
+
+THEORY_NOTE = ("Going down one layer, the back-propagated gradient (delta_norm) is multiplied on average by "
+               "sqrt(chi), chi = n Var(W) E[phi'(z)^2] (Glorot & Bengio 2010, He et al. 2015): 'predicted gain' "
+               "through layer l, from the init scheme and the activation, for inputs of unit variance. 'measured "
+               "gain' is delta_norm(l-1) / delta_norm(l) in this run. The fitted gain is exp(-slope) of "
+               "log norm over layer index: the average factor per layer on the way down.")
+
+
+def summary_frame(run: RunData):
+    import pandas as pd
+
+    keys = ("status", "steps", "final_train_loss", "final_val_loss", "final_val_accuracy", "diverged_at",
+            "diverged_layer", "diverged_where", "wall_time")
+    rows = [(k, run.summary.get(k)) for k in keys if run.summary.get(k) is not None]
+    return pd.DataFrame(rows, columns=["", "value"])
+
+
+def _lines(values: dict) -> str:
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    return "\n".join(f"{k}: {fmt(v)}" for k, v in values.items())
+
+
+def _sweep_report(sweep: SweepData, write: bool) -> Report:
+    findings = []
+    for run_dir in sweep.run_dirs():
+        for f in diagnose(load_run(run_dir)):
+            findings.append({"run": run_dir.name, **f.as_dict()})
+    rep = Report("sweep", sweep.dir, findings=findings)
+    if write:
+        from . import html, plots
+
+        rep.images = plots.write_sweep_plots(sweep, sweep.dir)
+        cols = [*sweep.keys, "status", "final_loss", "final_val_accuracy", "delta_ratio_first", "delta_ratio_last",
+                "run"]
+        sections = [
+            html.Section("Summary", table=sweep.summary[[c for c in cols if c in sweep.summary.columns]]),
+            html.Section("Plots", images=rep.images),
+            html.Section("Diagnosis by run", html=html.findings_table(findings)),
+            html.Section("Sweep", pre=yaml.safe_dump(sweep.spec, sort_keys=False)),
+        ]
+        rep.html = html.write_html(sweep.dir / "report.html", f"gradlab sweep report: {sweep.name}", sections)
+    return rep

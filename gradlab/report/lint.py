@@ -1,0 +1,90 @@
+"""Config lint: known mismatches, printed before a run starts. Advice, never an error."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Config
+from .theory import RELU_LIKE, SATURATING, applies, predict, prescribed
+
+LONG_SEQUENCE = 50  # vanilla RNNs over this many steps lose (or blow up) the gradient (Pascanu 2013)
+DEEP = 8
+
+
+@dataclass
+class Lint:
+    key: str  # the config key path it is about
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+def lint(config: Config, n_features: int | None = None) -> list[Lint]:
+    """Every known mismatch in ``config``; ``n_features`` (when known) enables the theory's prediction."""
+    model = config.model
+    found = _recurrent(config) if model.kind == "rnn" else _mlp(config, n_features)
+    clip = config.train.clip
+    if clip is not None and clip.mode == "value":
+        found.append(Lint("train.clip.mode", "clipping by value changes the gradient's direction; clipping by "
+                          "norm only shortens it (seed 002, Pascanu et al. 2013): mode: norm"))
+    return found
+
+
+def _mlp(config: Config, n_features: int | None) -> list[Lint]:
+    model = config.model
+    if model.layers is not None or model.activation.spec:
+        return []
+    act, scheme, depth = model.activation.name, model.init.scheme, model.depth
+    found = []
+    if scheme.startswith("he_") and act in SATURATING:
+        found.append(Lint("model.init", f"{scheme} with {act}: He's Var(W) = 2/n is derived for relu, whose "
+                          f"derivative is 0 on half the inputs; {act} saturates with it. Use xavier_normal."))
+    if act in RELU_LIKE and act != "elu" and scheme in ("xavier_normal", "xavier_uniform", "lecun_normal",
+                                                        "lecun_uniform") and depth >= DEEP:
+        found.append(Lint("model.init", f"{scheme} with {act} at depth {depth}: each relu layer keeps half of "
+                          f"the second moment, about 2^-{depth - 1} = {2.0 ** -(depth - 1):.1e} over the net "
+                          "(He et al. 2015). Use he_normal."))
+    if scheme in ("normal", "uniform", "truncated_normal", "variance_scaling", "identity", "orthogonal") \
+            and depth >= 3 and not model.batchnorm:
+        from ..nn.init import expected_std
+        std = expected_std(model.init, (model.width, model.width))
+        name, want = prescribed(act, model.width, model.width)
+        if not 0.5 < std / want < 2.0:
+            found.append(Lint("model.init", f"std {std:.3g} is {std / want:.2g}x the {want:.3g} that {name} "
+                              f"prescribes for {act} at width {model.width}."))
+    if act == "sigmoid" and depth >= 5 and not model.batchnorm and not model.block:
+        found.append(Lint("model.activation", f"sigmoid in {depth} layers: its derivative is at most 0.25, so "
+                          f"the gradient reaching layer 1 is at most 0.25^{depth - 1} = {0.25 ** (depth - 1):.1e} "
+                          f"of layer {depth}'s, times the weights' gains. Batch norm or relu help."))
+    if act in RELU_LIKE and model.bias_init < -1.0:
+        found.append(Lint("model.bias_init", f"{model.bias_init:g} with {act}: most pre-activations start below "
+                          "0, so units start dead (zero gradient). Use 0."))
+    if n_features and applies(model) is None and depth >= 2:
+        gains = [th.gain for th in predict(model, n_features)[1:]]
+        ratio = 1.0
+        for g in gains:
+            ratio *= g
+        if not 1e-3 <= ratio <= 1e3:
+            what = "vanishes" if ratio < 1e-3 else "explodes"
+            found.append(Lint("model", f"theory predicts the gradient {what} with depth: delta_norm of layer 1 "
+                              f"about {ratio:.1e} of layer {depth}'s (gain {gains[-1]:.3g} per layer = sqrt(n Var(W) "
+                              "E[phi'(z)^2]))."))
+    if model.batchnorm and config.train.batch_size != "full" and int(config.train.batch_size) < 16:
+        found.append(Lint("train.batch_size", f"{config.train.batch_size} with batch norm: the batch statistics "
+                          "are noisy below about 16 samples."))
+    return found
+
+
+def _recurrent(config: Config) -> list[Lint]:
+    model, found = config.model, []
+    T = getattr(config.data, "T", None) or 0
+    if model.cell == "vanilla" and T >= LONG_SEQUENCE and config.train.clip is None:
+        found.append(Lint("train.clip", f"a vanilla RNN over T = {T} steps without clipping: the gradient through "
+                          "time vanishes or explodes (Pascanu et al. 2013). Clip by norm (train.clip: 1.0), or "
+                          "use cell lstm/gru."))
+    init = model.recurrent_init
+    gain = init.gain * (init.scale if init.scheme == "identity" else 1.0)
+    if init.scheme in ("orthogonal", "identity") and gain > 1.05 and model.activation != "sigmoid":
+        found.append(Lint("model.recurrent_init", f"gain {gain:g} > 1: a linear recurrence multiplies the gradient "
+                          f"by {gain:g} per step ({gain:g}^{max(T, 2) - 1} = {gain ** (max(T, 2) - 1):.1e} over T)."))
+    return found

@@ -1,0 +1,189 @@
+"""The diagnosis, the theory columns and the config lint, through the Python API."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradlab
+from gradlab.report import diagnose_dir, lint, load_run
+from gradlab.report.diagnose import suggest_clip
+from gradlab.report.theory import compare, moments
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+BLOBS = {"kind": "blobs", "n_samples": 256, "n_features": 32, "n_classes": 10, "noise": 1.0, "val_fraction": 0.25}
+
+
+def run(tmp_path, model: dict, train: dict | None = None, data: dict | None = None, name: str = "r", **top):
+    raw = {"name": name, "seed": 0, "data": data or BLOBS, "model": model, "loss": top.pop("loss", "cross_entropy"),
+           "train": {"optimizer": "sgd", "lr": 0.1, "batch_size": 64, "steps": 20, **(train or {})},
+           "log": {"every": 1, "out": str(tmp_path)}, **top}
+    cfg = gradlab.config_from_dict(raw)
+    folder = tmp_path / name
+    gradlab.train(cfg, run_dir=folder)
+    return folder
+
+
+def kinds(findings) -> list[str]:
+    return [f.kind for f in findings]
+
+
+def test_deep_sigmoid_with_tiny_init_is_vanishing_with_its_cause(tmp_path):
+    folder = run(tmp_path, {"depth": 20, "width": 64, "activation": "sigmoid", "init": {"scheme": "normal", "std": 0.01}})
+    (f,) = diagnose_dir(folder)
+    assert f.kind == "vanishing"
+    ev = f.evidence
+    assert ev["delta_ratio_first_last_hidden"] < 1e-30  # 0.02 per layer, 19 layers
+    assert ev["first_hidden_delta_norm"] / ev["last_hidden_delta_norm"] == pytest.approx(
+        ev["delta_ratio_first_last_hidden"])
+    assert ev["init_std"] == 0.01 and ev["prescribed_std"] == pytest.approx(math.sqrt(2 / 128))
+    assert ev["sigmoid_bound_over_net"] == pytest.approx(0.25**19)
+    assert ev["fitted_gain_per_layer"] == pytest.approx(0.02, rel=0.05)  # 0.25 * 0.01 * sqrt(64)
+    assert "sigmoid" in f.message and "0.25" in f.message and "0.01" in f.message
+    assert 1 <= f.layer < 20
+    assert any("xavier_normal" in r for r in f.remedies) and any("batchnorm" in r for r in f.remedies)
+
+
+def test_deep_linear_net_with_identity_1_2_is_exploding_and_clip_suggestion_lies_in_logged_norms(tmp_path):
+    model = {"depth": 50, "width": 32, "activation": "linear", "init": {"scheme": "identity", "scale": 1.2}}
+    folder = run(tmp_path, model)
+    found = diagnose_dir(folder)
+    assert "exploding" in kinds(found)
+    f = found[kinds(found).index("exploding")]
+    assert f.evidence["delta_ratio_first_last_hidden"] == pytest.approx(1.2**49, rel=1e-9)
+    assert f.evidence["diverged_at"] is not None  # this one overflows within a few steps
+    clip = f.evidence["suggested_clip"]
+    norms = load_run(folder).metrics.grad_norm.to_numpy()
+    norms = norms[np.isfinite(norms)]
+    assert norms.min() <= clip <= norms.max()
+    assert any(f"train.clip={clip:.3g}" in r for r in f.remedies)
+
+
+def test_exploding_without_divergence_still_suggests_a_threshold_within_the_norms(tmp_path):
+    model = {"depth": 50, "width": 32, "activation": "linear", "init": {"scheme": "identity", "scale": 1.2}}
+    folder = run(tmp_path, model, {"lr": 1e-9, "steps": 30})
+    (f,) = diagnose_dir(folder)
+    assert f.kind == "exploding" and "diverged_at" not in f.evidence
+    norms = load_run(folder).metrics.grad_norm.to_numpy()
+    assert norms.min() <= f.evidence["suggested_clip"] <= norms.max()
+    assert f.evidence["global_norms"]["min"] == norms.min()
+
+
+def test_relu_with_a_large_negative_bias_has_dead_units(tmp_path):
+    folder = run(tmp_path, {"depth": 5, "width": 32, "activation": "relu", "init": "he_normal", "bias_init": -3.0})
+    found = diagnose_dir(folder)
+    f = found[kinds(found).index("dead_units")]
+    assert f.evidence["frac_dead"][f.layer] > 0.5
+    assert all(v > 0.5 for v in f.evidence["frac_dead"].values())
+    assert f.evidence["bias_init"] == -3.0
+    assert any("leaky_relu" in r for r in f.remedies) and any("bias_init=0" in r for r in f.remedies)
+
+
+def test_30_layer_he_relu_net_is_healthy_and_says_its_ratio(tmp_path):
+    cfg = gradlab.load_config(CONFIGS / "he_relu_healthy.yaml", ["train.steps=10"])
+    gradlab.train(cfg, run_dir=tmp_path / "he")
+    (f,) = diagnose_dir(tmp_path / "he")
+    assert f.kind == "healthy" and f.remedies == []
+    assert 0.1 < f.evidence["delta_ratio_at_step_0"] < 10
+    assert f"{f.evidence['delta_ratio_at_step_0']:.3g} at step 0" in f.message
+
+
+def test_the_same_net_with_xavier_is_vanishing_and_names_he(tmp_path):
+    folder = run(tmp_path, {"depth": 30, "width": 64, "activation": "relu", "init": "xavier_normal"}, {"steps": 3})
+    found = diagnose_dir(folder)
+    assert kinds(found)[0] == "vanishing"
+    assert found[0].evidence["fitted_gain_per_layer"] == pytest.approx(2**-0.5, rel=0.1)
+    assert any("he_normal" in r for r in found[0].remedies)
+
+
+def test_tanh_with_a_large_init_saturates(tmp_path):
+    folder = run(tmp_path, {"depth": 4, "width": 64, "activation": "tanh", "init": {"scheme": "normal", "std": 1.0}},
+                 {"steps": 3})
+    found = diagnose_dir(folder)
+    f = found[kinds(found).index("saturation")]
+    assert f.evidence["frac_saturated"][f.layer] > 0.5
+    assert any("batchnorm" in r for r in f.remedies)
+
+
+def test_a_vanilla_rnn_over_a_long_sequence_vanishes_through_time(tmp_path):
+    model = {"kind": "rnn", "cell": "vanilla", "hidden": 32, "recurrent_init": {"scheme": "orthogonal", "gain": 0.5}}
+    data = {"kind": "adding", "T": 40, "n_samples": 128}
+    folder = run(tmp_path, model, {"steps": 3, "batch_size": 32}, data, loss="mse")
+    found = diagnose_dir(folder)
+    f = found[kinds(found).index("vanishing")]
+    assert f.evidence["T"] == 40 and f.evidence["time_ratio_first_last"] < 1e-3
+    assert f.evidence["fitted_gain_per_step"] < 0.6  # at most the recurrent gain 0.5 times tanh' <= 1
+    assert any("lstm" in r for r in f.remedies)
+
+
+def test_an_lstm_on_the_same_task_is_not_vanishing(tmp_path):
+    model = {"kind": "rnn", "cell": "lstm", "hidden": 16}
+    folder = run(tmp_path, model, {"steps": 3, "batch_size": 32}, {"kind": "adding", "T": 20, "n_samples": 128},
+                 loss="mse")
+    assert "vanishing" not in kinds(diagnose_dir(folder))
+
+
+def test_theory_predicts_the_measured_gain_per_layer(tmp_path):
+    sigmoid = run(tmp_path, {"depth": 12, "width": 64, "activation": "sigmoid", "init": {"scheme": "normal", "std": 0.01}},
+                  {"steps": 2}, name="sigmoid")
+    he = run(tmp_path, {"depth": 12, "width": 256, "activation": "relu", "init": "he_normal"}, {"steps": 2}, name="he")
+    for folder, gain in ((sigmoid, 0.02), (he, 1.0)):
+        table, fits = compare(load_run(folder))
+        assert list(table.layer) == list(range(2, 13))
+        assert table["predicted gain"].to_numpy() == pytest.approx(gain, rel=0.01)
+        measured = np.exp(np.log(table["measured gain, step 0"]).mean())
+        assert measured == pytest.approx(gain, rel=0.15)
+        assert fits["fitted gain of delta_norm per layer, step 0"] == pytest.approx(gain, rel=0.15)
+
+
+def test_moments_are_exact_where_they_are_known():
+    assert moments("relu", None, 0.0, 3.0) == pytest.approx((1.5, 0.5), rel=1e-7)  # E[relu(z)^2] = Var/2
+    assert moments("linear", None, 0.0, 2.0) == pytest.approx((2.0, 1.0), rel=1e-6)
+    assert moments("sigmoid", None, 0.0, 1e-8)[1] == pytest.approx(1 / 16, rel=1e-6)  # sigmoid'(0)^2
+
+
+def test_theory_is_not_claimed_for_residual_nets(tmp_path):
+    folder = run(tmp_path, {"depth": 4, "width": 16, "activation": "relu", "init": "he_normal", "residual": True},
+                 {"steps": 2})
+    table, fits = compare(load_run(folder))
+    assert table is None and "residual" in fits["theory"]
+
+
+def cfg(**model):
+    base = {"depth": 30, "width": 64, "activation": "relu", "init": "he_normal"}
+    raw = {"name": "l", "data": BLOBS, "model": {**base, **model}, "train": {"steps": 1}}
+    return gradlab.config_from_dict(raw)
+
+
+def lint_keys(config) -> list[str]:
+    return [item.key for item in lint(config, 32)]
+
+
+def test_lint_names_known_mismatches():
+    assert lint_keys(cfg()) == []
+    assert lint_keys(cfg(activation="tanh", init="xavier_normal")) == []
+    he_sigmoid = lint(cfg(activation="sigmoid", init="he_normal", depth=3), 32)
+    assert [i.key for i in he_sigmoid] == ["model.init"] and "sigmoid" in he_sigmoid[0].message
+    xavier_relu = lint(cfg(init="xavier_normal"), 32)
+    assert xavier_relu[0].key == "model.init" and "2^-29" in xavier_relu[0].message
+    assert "model" in [i.key for i in xavier_relu]  # the theory: 0.707^29
+    small = lint(cfg(activation="tanh", init={"scheme": "normal", "std": 0.01}), 32)
+    assert "0.01 is 0.08x the 0.125 that xavier_normal prescribes for tanh at width 64" in small[0].message
+    clip = gradlab.config_from_dict({"name": "c", "data": BLOBS, "model": {"depth": 2, "width": 8},
+                                     "train": {"clip": {"mode": "value", "threshold": 1.0}}})
+    assert lint_keys(clip) == ["train.clip.mode"]
+
+
+def test_lint_of_recurrent_configs():
+    raw = {"name": "r", "data": {"kind": "adding", "T": 100}, "model": {"kind": "rnn", "hidden": 8}, "loss": "mse"}
+    assert lint_keys(gradlab.config_from_dict(raw)) == ["train.clip"]
+    raw["train"] = {"clip": 1.0}
+    assert lint_keys(gradlab.config_from_dict(raw)) == []
+    raw["model"]["recurrent_init"] = {"scheme": "orthogonal", "gain": 1.1}
+    assert lint_keys(gradlab.config_from_dict(raw)) == ["model.recurrent_init"]
+
+
+def test_suggested_clip_is_the_median_of_a_steady_run(tmp_path):
+    folder = run(tmp_path, {"depth": 3, "width": 16, "activation": "tanh"}, {"steps": 21})
+    data = load_run(folder)
+    assert suggest_clip(data) == pytest.approx(float(np.median(data.metrics.grad_norm)))
