@@ -10,6 +10,7 @@ import json
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -110,7 +111,7 @@ class LintView:
     def on_start(self, info: dict) -> None:
         s = info["setup"]
         for item in api.reports.lint(s.config, s.data.n_features):
-            err.print(f"[yellow]lint:[/] {item}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]lint:[/] {escape(str(item))}", highlight=False, soft_wrap=True)
 
     def on_step(self, rec: StepRecord) -> None:
         pass
@@ -153,9 +154,9 @@ def render_findings(findings: list[dict]) -> None:
     out.print("[bold]Diagnosis[/]")
     for f in findings:
         run = f"{f['run']}: " if f.get("run") else ""
-        out.print(f"[{KIND_STYLE[f['kind']]}]{f['kind']}[/] {run}{f['message']}", highlight=False, soft_wrap=True)
+        out.print(f"[{KIND_STYLE[f['kind']]}]{f['kind']}[/] {escape(run + f['message'])}", highlight=False, soft_wrap=True)
         for remedy in f["remedies"]:
-            out.print(f"  - try {remedy}", highlight=False, soft_wrap=True)
+            out.print(f"  - try {escape(remedy)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -171,7 +172,7 @@ def report(
         return
     render_findings(rep.findings)
     for item in rep.lints:
-        out.print(f"[yellow]lint:[/] {item}", highlight=False, soft_wrap=True)
+        out.print(f"[yellow]lint:[/] {escape(item)}", highlight=False, soft_wrap=True)
     out.print(f"{len(rep.images)} plots and {rep.html}", highlight=False, soft_wrap=True)
 
 

@@ -169,7 +169,7 @@ def vanishing(run: RunData, facts: dict) -> Finding | None:
     if facts.get("kind") == "mlp" and not facts.get("batchnorm"):
         remedies.append("batch norm: --set model.batchnorm=true")
     layer = crossing(run, step, below=True)
-    message = (f"vanishing: delta_norm of hidden layer {hidden[0]} is {r:.2e} of layer {hidden[-1]}'s at step {step}"
+    message = (f"delta_norm of hidden layer {hidden[0]} is {r:.2e} of layer {hidden[-1]}'s at step {step}"
                f" (below {VANISH:g} from layer {layer} down)")
     if causes:
         message += "; likely cause: " + "; ".join(causes)
@@ -192,7 +192,7 @@ def _vanishing_in_time(run: RunData) -> Finding | None:
     remedies = ["gated cells carry the gradient over long lags: --set model.cell=lstm (or gru)"] if cell == "vanilla" else []
     remedies += ["an orthogonal recurrent init (model.recurrent_init: orthogonal), or relu with identity "
                  "(IRNN, Le et al. 2015)", "shorter sequences first, then longer (curriculum)"]
-    msg = (f"vanishing through time: ||dL/dh_1|| is {r:.2e} of ||dL/dh_T|| over T = {T} steps at step {step} "
+    msg = (f"through time: ||dL/dh_1|| is {r:.2e} of ||dL/dh_T|| over T = {T} steps at step {step} "
            f"(layer {layer}, {cell} cell)")
     return Finding("vanishing", layer, msg, ev, remedies)
 
@@ -251,7 +251,7 @@ def exploding(run: RunData, facts: dict) -> Finding | None:
         remedies.append(f"a lower learning rate: --set train.lr={lr / 10:g}")
     if run.recurrent:
         remedies.append("truncated BPTT: --set train.bptt.truncate=20")
-    return Finding("exploding", layer, "exploding: " + "; ".join(reasons), ev, remedies)
+    return Finding("exploding", layer, "; ".join(reasons), ev, remedies)
 
 
 def _fraction_finding(run: RunData, column: str, limit: float) -> tuple[int, dict] | None:
@@ -277,7 +277,7 @@ def dead_units(run: RunData, facts: dict) -> Finding | None:
         ev["bias_init"] = facts["bias_init"]
         remedies.append(f"bias_init {facts['bias_init']:g} pushes units below 0 from the start: --set model.bias_init=0")
     remedies += ["He init: --set model.init=he_normal", "a lower learning rate (a large step can kill a unit for good)"]
-    msg = (f"dead units: {len(over)} of {len(run.hidden)} hidden layers have more than {DEAD:.0%} dead relu units at "
+    msg = (f"{len(over)} of {len(run.hidden)} hidden layers have more than {DEAD:.0%} dead relu units at "
            f"step {step} (layer {first}: {over[first]:.0%})")
     return Finding("dead_units", first, msg, ev, remedies)
 
@@ -297,7 +297,7 @@ def saturation(run: RunData, facts: dict) -> Finding | None:
     else:
         remedies.append("Xavier init: --set model.init=xavier_normal")
     remedies.append("relu or leaky_relu, which do not saturate for positive inputs")
-    msg = (f"saturation: {len(over)} hidden layer(s) have more than {SATURATED:.0%} of their units saturated "
+    msg = (f"{len(over)} hidden layer(s) have more than {SATURATED:.0%} of their units saturated "
            f"(derivative below 5% of its maximum) at step {step} (layer {first}: {over[first]:.0%})")
     return Finding("saturation", first, msg, ev, remedies)
 
@@ -317,7 +317,7 @@ def healthy(run: RunData) -> Finding:
             at = run.at(steps[0])
             ev["fitted_gain_per_layer"] = fitted_gain(run.hidden, [at.delta_norm[l] for l in run.hidden])
     shown = ", ".join(f"{v:.3g} at step {k.rsplit('_', 1)[1]}" for k, v in ev.items() if "_at_step_" in k)
-    return Finding("healthy", None, f"healthy: {what} {shown}; no layer dead or saturated", ev, [])
+    return Finding("healthy", None, f"{what} {shown}; no layer dead or saturated", ev, [])
 
 
 def diagnose(run: RunData) -> list[Finding]:

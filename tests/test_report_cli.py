@@ -1,0 +1,97 @@
+"""``gradlab report``, ``train --report`` and ``sweep --report``: files, JSON findings, exit statuses."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from gradlab.cli import app
+from gradlab.report import KINDS
+from cli_helpers import assert_bad_input
+
+SIGMOID = ("name: sig\nseed: 0\ndata: {kind: blobs, n_samples: 256, n_features: 16, n_classes: 4}\n"
+           "model: {depth: 12, width: 32, activation: sigmoid, init: {scheme: normal, std: 0.01}}\n"
+           "train: {steps: 5}\nlog: {every: 1, out: OUT}\n")
+RUN_PNGS = {"gradient_flow.png", "grad_heatmap.png", "loss_grad_norm.png", "activations.png"}
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def config(tmp_path: Path, text: str = SIGMOID) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text.replace("OUT", str(tmp_path / "runs")), encoding="utf-8")
+    return path
+
+
+def only_run(tmp_path: Path) -> Path:
+    (folder,) = (tmp_path / "runs").iterdir()
+    return folder
+
+
+def test_train_prints_lint_first_and_the_diagnosis_at_the_end(tmp_path):
+    result = invoke("train", config(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "lint: model.init: std 0.01 is 0.057x the 0.177 that xavier_normal prescribes for sigmoid" in result.stderr
+    assert "sqrt(n Var(W) E[phi'(z)^2])" in result.stderr  # not swallowed as markup
+    out = result.stdout
+    assert "Diagnosis" in out and "vanishing" in out and "try Xavier init" in out
+    assert out.index("Diagnosis") < out.index("completed: 5 steps")
+    assert not (only_run(tmp_path) / "report.html").exists()  # only with --report
+
+
+def test_train_report_writes_plots_and_html(tmp_path):
+    result = invoke("train", config(tmp_path), "--report", "-q")
+    assert result.exit_code == 0, result.output
+    folder = only_run(tmp_path)
+    assert RUN_PNGS <= {p.name for p in folder.glob("*.png")}
+    assert (folder / "report.html").stat().st_size > 10_000
+    assert f"report: {folder / 'report.html'}" in result.stdout.replace("\n", "")
+    assert "lint" not in result.stderr and "Diagnosis" not in result.stdout  # --quiet
+
+
+def test_report_json_holds_the_findings_as_data(tmp_path):
+    invoke("train", config(tmp_path), "-q")
+    result = invoke("report", only_run(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (finding,) = data["findings"]
+    assert set(finding) >= {"kind", "layer", "evidence", "remedies"}
+    assert finding["kind"] == "vanishing" and finding["kind"] in KINDS
+    assert isinstance(finding["layer"], int) and 1 <= finding["layer"] <= 12
+    assert finding["evidence"]["delta_ratio_first_last_hidden"] < 1e-10
+    assert any("xavier_normal" in r for r in finding["remedies"])
+    assert data["theory"]["predicted gain per layer (geometric mean)"] < 0.05
+    assert (only_run(tmp_path) / "report.html").exists()
+
+
+def test_report_prints_the_diagnosis_and_the_html_path(tmp_path):
+    invoke("train", config(tmp_path), "-q")
+    result = invoke("report", only_run(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "vanishing" in result.stdout and "report.html" in result.stdout
+
+
+def test_sweep_report(tmp_path):
+    base = SIGMOID.replace("OUT", str(tmp_path / "runs")).replace("\n", "\n  ")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"name: s\nbase:\n  {base}\ngrid:\n  model.depth: [2, 6]\n  model.init: [xavier_normal, "
+                     "{scheme: normal, std: 0.01}]\n", encoding="utf-8")
+    result = invoke("sweep", sweep, "--workers", "1", "--report", "-q")
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert {"sweep_ratio_heatmap.png", "sweep_gradient_flow.png"} <= {p.name for p in folder.glob("*.png")}
+    assert (folder / "report.html").exists()
+    data = json.loads(invoke("report", folder, "--json").stdout)
+    runs = {f["run"] for f in data["findings"]}
+    assert len(runs) == 4
+    assert {f["kind"] for f in data["findings"] if "std=0.01" in f["run"] and "depth=6" in f["run"]} == {"vanishing"}
+
+
+def test_report_of_a_missing_or_wrong_folder_is_bad_input(tmp_path):
+    assert_bad_input(invoke("report", tmp_path / "nope"), "nope", "no such folder", "run folder")
+    assert_bad_input(invoke("report", tmp_path), "neither a run folder", "summary.csv")
+    (tmp_path / "metrics.csv").write_text("not,a\n\"table", encoding="utf-8")
+    assert_bad_input(invoke("report", tmp_path), "metrics.csv")
