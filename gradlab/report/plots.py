@@ -1,0 +1,407 @@
+"""PNG figures for a run folder and for a sweep folder (matplotlib, Agg canvas, no pyplot, no display).
+
+Every ``plot_*`` function returns the Path it wrote, or None when its data does not apply
+(no recurrent layers, no logged steps, a column missing). Non-finite and non-positive values
+(a diverged run, a layer without parameters) are masked, never plotted on a log axis.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .load import RunData, SweepData
+
+DPI = 100
+SIZE = (7.0, 4.0)
+N_STEPS = 5  # logged steps shown in the per-step line plots
+DELTA = "||dL/d output|| (delta_norm)"
+GRAD = "||dL/d params|| (grad_norm)"
+RATIO = "delta_ratio_first"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = SIZE, **kw) -> tuple[Figure, np.ndarray]:
+    """A Figure on an Agg canvas and its axes as a flat array."""
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes.ravel()
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write the figure as PNG (legends outside the axes included); return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")
+    return path
+
+
+def _positive(values) -> np.ndarray:
+    """Float array with non-finite and non-positive entries replaced by NaN (safe for a log axis)."""
+    arr = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(arr) & (arr > 0), arr, np.nan)
+
+
+def _finite(values) -> np.ndarray:
+    """Float array with non-finite entries replaced by NaN."""
+    arr = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(arr), arr, np.nan)
+
+
+def _log_y(ax, *arrays: np.ndarray) -> bool:
+    """Use a log y axis when some value is finite and positive; otherwise say there is nothing to show."""
+    if any(np.isfinite(a).any() for a in arrays if len(a)):
+        ax.set_yscale("log")
+        return True
+    _note(ax, "no finite, positive values to show")
+    return False
+
+
+def _note(ax, text: str) -> None:
+    """Write a grey remark in the middle of an axes."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4", fontsize=9, wrap=True)
+
+
+def pick_steps(steps: list[int], n: int = N_STEPS) -> list[int]:
+    """About ``n`` steps evenly spread from the first to the last (all of them when there are fewer)."""
+    steps = sorted(steps)
+    if len(steps) <= n:
+        return steps
+    idx = np.unique(np.round(np.linspace(0, len(steps) - 1, n)).astype(int))
+    return [steps[i] for i in idx]
+
+
+def _step_colors(steps: list[int]) -> list:
+    """One colour per step, early dark to late light (viridis)."""
+    cmap = colormaps["viridis"]
+    return [cmap(x) for x in np.linspace(0.0, 0.85, max(len(steps), 1))]
+
+
+def _shown_steps(run: RunData, columns: list[str]) -> list[int]:
+    """Steps with at least one finite positive value in ``columns``, thinned to a few."""
+    finite = np.isfinite(_positive(run.layers[columns].to_numpy())).any(axis=1)
+    return pick_steps([int(s) for s in run.layers.step[finite].unique()])
+
+
+# --------------------------------------------------------------------------- one run
+
+def write_run_plots(run: RunData, out: Path) -> list[Path]:
+    """Write the run's figures into ``out``; return the paths written."""
+    out = Path(out)
+    paths = [plot_gradient_flow(run, out / "gradient_flow.png"), plot_grad_heatmap(run, out / "grad_heatmap.png"),
+             plot_loss_grad_norm(run, out / "loss_grad_norm.png"), plot_activations(run, out / "activations.png"),
+             plot_time_grad_norms(run, out / "time_grad_norms.png")]
+    return [p for p in paths if p is not None]
+
+
+def plot_gradient_flow(run: RunData, path: Path) -> Path | None:
+    """grad_norm and delta_norm against layer at a few logged steps, log y."""
+    if run.layers.empty:
+        return None
+    steps = _shown_steps(run, ["grad_norm", "delta_norm"])
+    fig, (left, right) = _figure(1, 2, sharex=True)
+    for step, color in zip(steps, _step_colors(steps)):
+        rows = run.at(step)
+        for ax, col in ((left, "grad_norm"), (right, "delta_norm")):
+            ax.plot(rows.index, _positive(rows[col]), "o-", ms=3, color=color, label=f"step {step}")
+    for ax, col, label in ((left, "grad_norm", GRAD), (right, "delta_norm", DELTA)):
+        _log_y(ax, _positive(run.layers[col]))
+        ax.set_xlabel("layer (1 = input side, last = read-out)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    left.set_title("parameter gradient per layer")
+    right.set_title("back-propagated gradient per layer")
+    if steps:
+        right.legend(fontsize="small", title="logged step", title_fontsize="small")
+    fig.suptitle(f"Gradient flow through the layers ({run.name})", fontsize=11)
+    return _save(fig, path)
+
+
+def _edges(centers) -> np.ndarray:
+    """Cell edges around sorted cell centres (for pcolormesh with uneven steps)."""
+    c = np.asarray(centers, dtype=float)
+    if len(c) == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = (c[:-1] + c[1:]) / 2
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+def plot_grad_heatmap(run: RunData, path: Path) -> Path | None:
+    """log10 grad_norm as a heatmap: layer (y) by logged step (x)."""
+    if run.layers.empty:
+        return None
+    table = run.layers.pivot_table(index="layer", columns="step", values="grad_norm", aggfunc="first", dropna=False)
+    table = table.sort_index().sort_index(axis=1)
+    values = np.ma.masked_invalid(np.log10(_positive(table.to_numpy())))
+    fig, (ax,) = _figure()
+    if values.count():
+        cmap = colormaps["viridis"].with_extremes(bad="0.85")
+        mesh = ax.pcolormesh(_edges(table.columns), _edges(table.index), values, cmap=cmap, shading="flat")
+        fig.colorbar(mesh, ax=ax, label="log10 " + GRAD)
+    else:
+        _note(ax, "no finite, positive grad_norm to show")
+    ax.set_xlabel("training step")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel("layer (1 = input side)")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(f"Parameter gradient norm by layer and step ({run.name}; grey = missing or non-finite)",
+                 fontsize=10)
+    return _save(fig, path)
+
+
+def plot_loss_grad_norm(run: RunData, path: Path) -> Path | None:
+    """Loss (with val_loss points) on top, the global gradient norm (log y) below, shared step axis."""
+    m = run.metrics
+    if m is None or m.empty:
+        return None
+    fig, (top, bottom) = _figure(2, 1, size=(7.0, 5.0), sharex=True)
+    _plot_loss(top, m)
+    _plot_global_norm(bottom, m, run.clip_threshold())
+    diverged = run.summary.get("diverged_at")
+    if diverged is not None:
+        for ax in (top, bottom):
+            ax.axvline(diverged, color="crimson", ls=":", lw=1.2, label=f"diverged at step {diverged}")
+        top.legend(fontsize="small")
+    bottom.set_xlabel("training step")
+    bottom.xaxis.get_major_locator().set_params(integer=True)
+    top.set_title(f"Loss and global gradient norm ({run.name})", fontsize=11)
+    return _save(fig, path)
+
+
+def _plot_loss(ax, m: pd.DataFrame) -> None:
+    """Training loss as a line, validation loss as points; log y when the loss spans > 100x."""
+    loss = _finite(m.loss)
+    ax.plot(m.step, loss, "-", color="tab:blue", lw=1.2, label="train loss (batch)")
+    val = _finite(m.val_loss) if "val_loss" in m else np.array([])
+    if np.isfinite(val).any():
+        ax.plot(m.step, val, "o", ms=4, color="tab:orange", label="validation loss")
+    pos = _positive(np.concatenate([loss, val]))
+    if np.isfinite(pos).any() and np.nanmax(pos) > 100 * np.nanmin(pos):
+        ax.set_yscale("log")
+        ax.set_ylabel("loss (log scale)")
+    else:
+        ax.set_ylabel("loss")
+    if not np.isfinite(loss).any():
+        _note(ax, "no finite loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+
+
+def _plot_global_norm(ax, m: pd.DataFrame, threshold: float | None) -> None:
+    """Global gradient norm before clipping, clipped steps marked, clip threshold as a line."""
+    norm = _positive(m.grad_norm)
+    ax.plot(m.step, norm, "-", color="tab:green", lw=1.2, label="||gradient|| before clipping")
+    if "clipped" in m:
+        hit = (m.clipped.fillna(0).to_numpy() == 1)
+        if hit.any():
+            ax.plot(m.step[hit], norm[hit], "x", color="crimson", ms=5, label=f"clipped step ({hit.sum()})")
+    if threshold is not None:
+        ax.axhline(threshold, color="crimson", ls="--", lw=1, label=f"clip threshold = {threshold:g}")
+    _log_y(ax, norm, _positive([threshold] if threshold else []))
+    ax.set_ylabel("global ||dL/d params||")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize="small")
+
+
+ACT_PANELS = (("act_std", "activation std", True), ("frac_saturated", "fraction saturated", False),
+              ("frac_dead", "fraction dead (output 0)", False))
+ACT_NOTES = {"frac_saturated": "not measured for this activation\n(saturation: tanh, sigmoid)",
+             "frac_dead": "not measured for this activation\n(dead units: ReLU-like)"}
+
+
+def plot_activations(run: RunData, path: Path) -> Path | None:
+    """Per layer: activation std, saturated and dead fractions, at a few logged steps."""
+    if run.layers.empty:
+        return None
+    steps = _shown_steps(run, ["act_std"]) or pick_steps(run.steps)
+    fig, axes = _figure(1, 3, size=(9.0, 3.6), sharex=True)
+    for ax, (col, label, log) in zip(axes, ACT_PANELS):
+        _activation_panel(ax, run, steps, col, log)
+        ax.set_title(label, fontsize=10)
+        ax.set_ylabel(label + (" (log scale)" if log and ax.get_yscale() == "log" else ""))
+        ax.set_xlabel("layer")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"Activations per layer ({run.name})", fontsize=11)
+    return _save(fig, path)
+
+
+def _activation_panel(ax, run: RunData, steps: list[int], col: str, log: bool) -> None:
+    """One activations panel: a line per step, or a note when the column is all missing."""
+    clean = _positive if log else _finite
+    if not np.isfinite(clean(run.layers[col])).any():
+        _note(ax, ACT_NOTES.get(col, "no finite values"))
+        return
+    for step, color in zip(steps, _step_colors(steps)):
+        rows = run.at(step)
+        ax.plot(rows.index, clean(rows[col]), "o-", ms=3, color=color, label=f"step {step}")
+    if log:
+        ax.set_yscale("log")
+        ax.legend(fontsize="x-small", title="logged step", title_fontsize="x-small")
+    else:
+        ax.set_ylim(-0.03, 1.03)
+
+
+def plot_time_grad_norms(run: RunData, path: Path) -> Path | None:
+    """||dL/dh_t|| against lag T - t (log y) at a few logged steps; one panel per recurrent layer."""
+    if not run.recurrent:
+        return None
+    times = run.times
+    layers = sorted(int(l) for l in times.layer.unique())
+    fig, axes = _figure(1, len(layers), size=(min(7.0 * len(layers), 14.0), 4.0), sharey=True)
+    for ax, layer in zip(axes, layers):
+        _time_panel(ax, times[times.layer == layer])
+        ax.set_title(f"recurrent layer {layer}", fontsize=10)
+        ax.set_xlabel("lag T - t (time steps back from the last)")
+    axes[0].set_ylabel("||dL/dh_t||")
+    fig.suptitle(f"Gradient through time ({run.name})", fontsize=11)
+    return _save(fig, path)
+
+
+def _time_panel(ax, rows: pd.DataFrame) -> None:
+    """One line per shown step: grad_norm by lag."""
+    ok = rows[np.isfinite(_positive(rows.grad_norm))]
+    steps = pick_steps([int(s) for s in ok.step.unique()])
+    for step, color in zip(steps, _step_colors(steps)):
+        part = rows[rows.step == step].sort_values("lag")
+        ax.plot(part.lag, _positive(part.grad_norm), "-", color=color, lw=1.3, label=f"step {step}")
+    if _log_y(ax, _positive(rows.grad_norm)):
+        ax.legend(fontsize="small", title="logged step", title_fontsize="small")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+# --------------------------------------------------------------------------- a sweep
+
+def write_sweep_plots(sweep: SweepData, out: Path) -> list[Path]:
+    """Write the sweep's figures into ``out``; return the paths written."""
+    out = Path(out)
+    paths = [plot_sweep_ratio_heatmap(sweep, out / "sweep_ratio_heatmap.png"),
+             plot_sweep_gradient_flow(sweep, out / "sweep_gradient_flow.png")]
+    return [p for p in paths if p is not None]
+
+
+def main_keys(sweep: SweepData) -> list[str]:
+    """The swept keys the plots show: all but ``seed`` (repeated seeds are summarised by the median)."""
+    keys = sweep.keys
+    return [k for k in keys if k != "seed"] or keys
+
+
+def short(key: str) -> str:
+    """``model.depth`` -> ``depth``."""
+    return key.rsplit(".", 1)[-1]
+
+
+def _label(keys: list[str], values) -> str:
+    """``depth=4, init=he_normal``."""
+    values = values if isinstance(values, tuple) else (values,)
+    return ", ".join(f"{short(k)}={v}" for k, v in zip(keys, values))
+
+
+def _seed_note(sweep: SweepData, keys: list[str]) -> str:
+    """' (median over n seeds)' when seeds repeat and are not shown themselves."""
+    n = len(sweep.spec.get("seeds") or [0])
+    return f" (median over {n} seeds)" if n > 1 and "seed" not in keys else ""
+
+
+def _ordered(column: pd.Series) -> list:
+    """A column's distinct values in order of first appearance (the sweep's order)."""
+    return list(pd.unique(column))
+
+
+def plot_sweep_ratio_heatmap(sweep: SweepData, path: Path) -> Path | None:
+    """log10 delta_ratio_first over keys[0] (x) and keys[1] (y), one panel per value of further keys."""
+    keys, summary = main_keys(sweep), sweep.summary
+    if not keys or summary is None or summary.empty or RATIO not in summary:
+        return None
+    data = summary[keys].copy()
+    data[RATIO] = _positive(summary[RATIO])
+    med = data.groupby(keys, sort=False, dropna=False)[RATIO].median().reset_index()
+    facets = _facets(med, keys[2:])
+    ncols = min(len(facets), 3)
+    nrows = -(-len(facets) // ncols)
+    logs = np.log10(med[RATIO].to_numpy(dtype=float))
+    lim = max(1.0, float(np.nanmax(np.abs(logs)))) if np.isfinite(logs).any() else 1.0
+    height = (1.2 if len(keys) == 1 else 3.0) * nrows + 1.0
+    fig, axes = _figure(nrows, ncols, size=(min(3.2 + 3.8 * ncols, 15.0), height))
+    mesh = None
+    for ax, (title, part) in zip(axes, facets):
+        mesh = _ratio_panel(ax, part, keys, med, lim)
+        ax.set_title(title, fontsize=9)
+    for ax in axes[len(facets):]:
+        ax.set_visible(False)
+    fig.colorbar(mesh, ax=list(axes[:len(facets)]), label="log10 delta_ratio_first (0 = balanced)", shrink=0.9)
+    fig.suptitle("Back-propagated gradient ratio, first / last hidden layer, at step 0"
+                 f"{_seed_note(sweep, keys)}\n(blue: vanishing, red: exploding; blank: failed run)", fontsize=10)
+    return _save(fig, path)
+
+
+def _facets(med: pd.DataFrame, rest: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(panel title, rows) for each combination of the keys beyond the first two."""
+    if not rest:
+        return [("", med)]
+    groups = med.groupby(rest, sort=False, dropna=False)
+    return [(_label(rest, values), part) for values, part in groups]
+
+
+def _ratio_panel(ax, part: pd.DataFrame, keys: list[str], med: pd.DataFrame, lim: float):
+    """One heatmap panel with the ratio written in each cell; returns the mesh (for the colour bar)."""
+    xs = _ordered(med[keys[0]])
+    ys = _ordered(med[keys[1]]) if len(keys) > 1 else [""]
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for _, row in part.iterrows():
+        y = ys.index(row[keys[1]]) if len(keys) > 1 else 0
+        grid[y, xs.index(row[keys[0]])] = row[RATIO]
+    logs = np.ma.masked_invalid(np.log10(grid))
+    cmap = colormaps["coolwarm"].with_extremes(bad="white")
+    mesh = ax.imshow(logs, cmap=cmap, vmin=-lim, vmax=lim, aspect="auto", origin="lower")
+    for (y, x), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            dark = abs(np.log10(value)) > 0.6 * lim
+            ax.text(x, y, f"{value:.1e}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs], fontsize=8)
+    ax.set_yticks(range(len(ys)), [str(y) for y in ys], fontsize=8)
+    ax.set_xlabel(keys[0])
+    ax.set_ylabel(keys[1] if len(keys) > 1 else "")
+    return mesh
+
+
+def plot_sweep_gradient_flow(sweep: SweepData, path: Path) -> Path | None:
+    """delta_norm against layer at each combination's first logged step, one line per combination."""
+    keys, prof = main_keys(sweep), sweep.profile
+    if prof is None or prof.empty or not {"layer", "step", "delta_norm"} <= set(prof.columns):
+        return None
+    by = [k for k in sweep.keys if k in prof.columns]
+    first = prof[prof.step == prof.groupby(by, sort=False, dropna=False).step.transform("min")] if by else \
+        prof[prof.step == prof.step.min()]
+    first = first.assign(delta_norm=_positive(first.delta_norm))
+    fig, (ax,) = _figure()
+    groups = first.groupby(keys, sort=False, dropna=False) if keys else [((), first)]
+    colors = _combo_colors(len(groups))
+    for i, (values, part) in enumerate(groups):
+        line = part.groupby("layer").delta_norm.median()
+        ax.plot(line.index, line.to_numpy(), marker="o", ms=3, lw=1.2, color=colors[i], ls=("-", "--", ":")[i // 10 % 3],
+                label=_label(keys, values) if keys else "run")
+    _log_y(ax, first.delta_norm.to_numpy())
+    ax.set_xlabel("layer (1 = input side, last = read-out)")
+    ax.set_ylabel(DELTA)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.suptitle(f"Back-propagated gradient per layer at the first logged step{_seed_note(sweep, keys)}",
+                 fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", ncol=1 if len(groups) <= 18 else 2,
+              title="combination", title_fontsize="x-small")
+    return _save(fig, path)
+
+
+def _combo_colors(n: int) -> list:
+    """Distinct colours for ``n`` lines (tab10, repeated; line styles tell repeats apart)."""
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(max(n, 1))]
