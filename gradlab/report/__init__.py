@@ -68,7 +68,7 @@ def _run_report(run: RunData, write: bool) -> Report:
             html.Section("Diagnosis", html=html.findings_table(rep.findings)),
             html.Section("Plots", images=rep.images),
             html.Section("Theory beside measurement",
-                         html=html.paragraph(THEORY_NOTE), table=table, pre=_lines(fits)),
+                         text=THEORY_NOTE, table=table, pre=_lines(fits)),
             html.Section("Config lint", pre="\n".join(lints) or "no known mismatch"),
             html.Section("Resolved config", pre=yaml.safe_dump(run.raw, sort_keys=False)),
         ]

@@ -22,6 +22,7 @@ N_STEPS = 5  # logged steps shown in the per-step line plots
 DELTA = "||dL/d output|| (delta_norm)"
 GRAD = "||dL/d params|| (grad_norm)"
 RATIO = "delta_ratio_first"
+RATIO_LIM = 6.0  # the heatmap's colour scale ends at 1e-6 and 1e6
 
 
 # --------------------------------------------------------------------------- helpers
@@ -328,7 +329,8 @@ def plot_sweep_ratio_heatmap(sweep: SweepData, path: Path) -> Path | None:
     ncols = min(len(facets), 3)
     nrows = -(-len(facets) // ncols)
     logs = np.log10(med[RATIO].to_numpy(dtype=float))
-    lim = max(1.0, float(np.nanmax(np.abs(logs)))) if np.isfinite(logs).any() else 1.0
+    # beyond 1e-6 (or 1e6) a layer gets nothing useful: saturate there, so 1e-2 and 1e-3 still show
+    lim = min(RATIO_LIM, max(1.0, float(np.nanmax(np.abs(logs))))) if np.isfinite(logs).any() else 1.0
     height = (1.2 if len(keys) == 1 else 3.0) * nrows + 1.0
     fig, axes = _figure(nrows, ncols, size=(min(3.2 + 3.8 * ncols, 15.0), height))
     mesh = None
@@ -337,7 +339,8 @@ def plot_sweep_ratio_heatmap(sweep: SweepData, path: Path) -> Path | None:
         ax.set_title(title, fontsize=9)
     for ax in axes[len(facets):]:
         ax.set_visible(False)
-    fig.colorbar(mesh, ax=list(axes[:len(facets)]), label="log10 delta_ratio_first (0 = balanced)", shrink=0.9)
+    fig.colorbar(mesh, ax=list(axes[:len(facets)]), label="log10 delta_ratio_first (0 = balanced)", shrink=0.9,
+                 extend="both" if lim == RATIO_LIM else "neither")
     fig.suptitle("Back-propagated gradient ratio, first / last hidden layer, at step 0"
                  f"{_seed_note(sweep, keys)}\n(blue: vanishing, red: exploding; blank: failed run)", fontsize=10)
     return _save(fig, path)
@@ -382,8 +385,9 @@ def plot_sweep_gradient_flow(sweep: SweepData, path: Path) -> Path | None:
     first = prof[prof.step == prof.groupby(by, sort=False, dropna=False).step.transform("min")] if by else \
         prof[prof.step == prof.step.min()]
     first = first.assign(delta_norm=_positive(first.delta_norm))
-    fig, (ax,) = _figure()
     groups = first.groupby(keys, sort=False, dropna=False) if keys else [((), first)]
+    ncol = 1 if len(groups) <= 4 else 2 if len(groups) <= 12 else 3
+    fig, (ax,) = _figure(size=(9.0, 4.0 + 0.17 * -(-len(groups) // ncol)))
     colors = _combo_colors(len(groups))
     for i, (values, part) in enumerate(groups):
         line = part.groupby("layer").delta_norm.median()
@@ -396,8 +400,8 @@ def plot_sweep_gradient_flow(sweep: SweepData, path: Path) -> Path | None:
     ax.grid(True, which="major", alpha=0.3)
     fig.suptitle(f"Back-propagated gradient per layer at the first logged step{_seed_note(sweep, keys)}",
                  fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", ncol=1 if len(groups) <= 18 else 2,
-              title="combination", title_fontsize="x-small")
+    fig.legend(loc="outside lower center", fontsize="x-small", ncol=ncol, title="combination",
+               title_fontsize="x-small")
     return _save(fig, path)
 
 
