@@ -187,3 +187,22 @@ def test_suggested_clip_is_the_median_of_a_steady_run(tmp_path):
     folder = run(tmp_path, {"depth": 3, "width": 16, "activation": "tanh"}, {"steps": 21})
     data = load_run(folder)
     assert suggest_clip(data) == pytest.approx(float(np.median(data.metrics.grad_norm)))
+
+
+def test_a_loss_that_swings_without_progress_is_oscillation_and_a_falling_one_is_not():
+    from gradlab.report.diagnose import oscillation
+
+    swinging = np.array([2.0, 9.0, 1.5, 8.0, 2.5, 10.0, 1.0, 7.0, 2.0, 9.0, 1.5, 8.0])
+    assert oscillation(swinging) == pytest.approx(1.0)
+    falling = np.array([2.3, 1.9, 1.5, 1.2, 0.9, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02])
+    assert oscillation(falling) is None
+    noisy_but_learning = np.array([2.0, 6.0, 1.0, 3.0, 0.5, 1.5, 0.2, 0.6, 0.1, 0.3, 0.05, 0.15])
+    assert oscillation(noisy_but_learning) is None
+
+
+def test_sgd_at_too_high_a_learning_rate_is_diagnosed_as_exploding(tmp_path):
+    model = {"depth": 3, "width": 16, "activation": "relu", "init": "he_normal"}
+    folder = run(tmp_path, model, {"lr": 1.0e3, "steps": 30}, {"kind": "teacher", "n_samples": 128}, loss="mse")
+    (f,) = [f for f in diagnose_dir(folder) if f.kind == "exploding"]
+    assert "diverged_at" in f.evidence or "loss_max" in f.evidence
+    assert any("train.lr=100" in r for r in f.remedies)

@@ -17,6 +17,7 @@ DEAD = 0.5  # fraction of a layer's units
 SATURATED = 0.5
 GROWTH = 100.0  # global norm at the end over the start
 SPIKE = 10.0  # loss above its first value by this factor
+OSCILLATION = 0.2  # fraction of steps where the loss jumps 2x up then down (or down then up)
 
 KINDS = ("vanishing", "exploding", "dead_units", "saturation", "healthy")
 
@@ -86,6 +87,21 @@ def suggest_clip(run: RunData, exploding: bool = False) -> float | None:
     if not len(g):
         return None
     return float(np.median(g[: max(1, len(g) // 4)] if exploding else g))
+
+
+def oscillation(loss: np.ndarray) -> float | None:
+    """The fraction of steps whose loss differs from the previous one by more than 2x, alternating in sign,
+    when that is over OSCILLATION and the last quarter's median loss is not below half the first quarter's."""
+    loss = loss[np.isfinite(loss) & (loss > 0)]
+    if len(loss) < 8:
+        return None
+    step = np.diff(np.log(loss))
+    big = np.abs(step) > math.log(2.0)
+    alternating = big[1:] & big[:-1] & (np.sign(step[1:]) != np.sign(step[:-1]))
+    frac = float(alternating.mean())
+    k = len(loss) // 4
+    stuck = np.median(loss[-k:]) >= 0.5 * np.median(loss[:k])
+    return frac if frac > OSCILLATION and stuck else None
 
 
 def norm_spread(g: np.ndarray) -> dict:
@@ -229,6 +245,11 @@ def exploding(run: RunData, facts: dict) -> Finding | None:
         if len(later) and later.max() > SPIKE * loss[0]:
             ev.update(loss_first=float(loss[0]), loss_max=float(later.max()))
             reasons.append(f"the loss rose to {later.max():.3g}, {later.max() / loss[0]:.3g}x its first value")
+    swings = oscillation(loss)
+    if swings is not None:
+        ev["loss_swings"] = swings
+        reasons.append(f"the loss oscillates: {swings:.0%} of steps change it by more than 2x, up and down, "
+                       "without progress")
     if run.summary.get("status") == "diverged" or not np.isfinite(run.metrics.grad_norm.to_numpy(dtype=float)).all():
         at, where = run.summary.get("diverged_at"), run.summary.get("diverged_where")
         ev.update(diverged_at=at, diverged_layer=run.summary.get("diverged_layer"), diverged_where=where)
