@@ -206,3 +206,13 @@ def test_sgd_at_too_high_a_learning_rate_is_diagnosed_as_exploding(tmp_path):
     (f,) = [f for f in diagnose_dir(folder) if f.kind == "exploding"]
     assert "diverged_at" in f.evidence or "loss_max" in f.evidence
     assert any("train.lr=100" in r for r in f.remedies)
+
+
+def test_truncated_bptt_is_not_mistaken_for_vanishing(tmp_path):
+    model = {"kind": "rnn", "cell": "lstm", "hidden": 8}
+    folder = run(tmp_path, model, {"steps": 3, "batch_size": 32, "bptt": {"truncate": 5}},
+                 {"kind": "adding", "T": 13, "n_samples": 64}, loss="mse")
+    times = load_run(folder).times
+    assert (times[(times.step == 0) & (times.t <= 10)].grad_norm == 0).all()  # cut at the chunk starts
+    (f,) = diagnose_dir(folder)
+    assert f.kind == "healthy" and 0.01 < f.evidence["time_ratio_at_step_0"] < 100  # over t = 11..13

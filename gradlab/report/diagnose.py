@@ -55,13 +55,24 @@ def delta_ratio(run: RunData, step: int) -> float:
     return float(at.delta_norm.get(hidden[0], math.nan) / top) if top else math.nan
 
 
+def truncation(run: RunData) -> int | None:
+    bptt = (run.raw.get("train") or {}).get("bptt")
+    return int(bptt["truncate"]) if isinstance(bptt, dict) and bptt.get("truncate") else None
+
+
 def time_ratio(run: RunData, step: int) -> tuple[float, int, int]:
-    """(||dL/dh_1|| / ||dL/dh_T||, T, layer) of the top recurrent layer at ``step``."""
+    """(||dL/dh_1|| / ||dL/dh_T||, T, layer) of the top recurrent layer at ``step``. With truncated BPTT
+    the gradient stops at each chunk's start by design, so the ratio is taken over the last chunk only."""
     t = run.times[run.times.step == step]
     if t.empty:
         return math.nan, 0, 0
     layer = int(t.layer.max())
     t = t[t.layer == layer].sort_values("t")
+    k = truncation(run)
+    if k:  # chunks start at t = 1, k + 1, 2k + 1, ...
+        t = t[t.t > k * ((len(t) - 1) // k)]
+        if len(t) < 2:
+            return math.nan, len(t), layer
     last = t.grad_norm.iloc[-1]
     return (float(t.grad_norm.iloc[0] / last) if last else math.nan), len(t), layer
 
@@ -210,6 +221,8 @@ def _vanishing_in_time(run: RunData) -> Finding | None:
                  "(IRNN, Le et al. 2015)", "shorter sequences first, then longer (curriculum)"]
     msg = (f"through time: ||dL/dh_1|| is {r:.2e} of ||dL/dh_T|| over T = {T} steps at step {step} "
            f"(layer {layer}, {cell} cell)")
+    if truncation(run):
+        msg = msg.replace("||dL/dh_1||", f"||dL/dh_(T-{T - 1})||") + f", within the last truncated-BPTT chunk"
     return Finding("vanishing", layer, msg, ev, remedies)
 
 
