@@ -95,3 +95,5 @@ def test_report_of_a_missing_or_wrong_folder_is_bad_input(tmp_path):
     assert_bad_input(invoke("report", tmp_path), "neither a run folder", "summary.csv")
     (tmp_path / "metrics.csv").write_text("not,a\n\"table", encoding="utf-8")
     assert_bad_input(invoke("report", tmp_path), "metrics.csv")
+    (tmp_path / "metrics.csv").write_text("step,loss\n0,1.0\n", encoding="utf-8")
+    assert_bad_input(invoke("report", tmp_path), "metrics.csv", "missing column(s) grad_norm, clipped")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from ..config import ConfigError
 from .diagnose import KINDS, Finding, diagnose
 from .lint import Lint, lint
 from .load import RunData, SweepData, kind_of, load_run, load_sweep_dir
@@ -47,9 +48,13 @@ def diagnose_dir(path: str | Path) -> list[Finding]:
 def report(path: str | Path, write: bool = True) -> Report:
     """Diagnose a run or sweep folder; with ``write``, put the PNGs and report.html into it."""
     path = Path(path)
-    if kind_of(path) == "sweep":
-        return _sweep_report(load_sweep_dir(path), write)
-    return _run_report(load_run(path), write)
+    try:
+        if kind_of(path) == "sweep":
+            return _sweep_report(load_sweep_dir(path), write)
+        return _run_report(load_run(path), write)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read or write the report ({exc.strerror or exc}); allowed: a run or "
+                          "sweep folder you can write to.") from None
 
 
 def _run_report(run: RunData, write: bool) -> Report:

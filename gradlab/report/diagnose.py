@@ -222,7 +222,7 @@ def _vanishing_in_time(run: RunData) -> Finding | None:
     msg = (f"through time: ||dL/dh_1|| is {r:.2e} of ||dL/dh_T|| over T = {T} steps at step {step} "
            f"(layer {layer}, {cell} cell)")
     if truncation(run):
-        msg = msg.replace("||dL/dh_1||", f"||dL/dh_(T-{T - 1})||") + f", within the last truncated-BPTT chunk"
+        msg = msg.replace("||dL/dh_1||", f"||dL/dh_(T-{T - 1})||") + ", within the last truncated-BPTT chunk"
     return Finding("vanishing", layer, msg, ev, remedies)
 
 

@@ -97,15 +97,30 @@ def kind_of(path: str | Path) -> str:
                       "give a folder written by gradlab train or gradlab sweep.")
 
 
+# the columns the report reads, by file
+COLUMNS = {
+    "metrics.csv": ("step", "loss", "grad_norm", "clipped"),
+    "grad_norms.csv": ("step", "layer", "param", "grad_norm"),
+    "layer_stats.csv": ("step", "layer", "act_std", "frac_saturated", "frac_dead", "delta_norm"),
+    "time_grad_norms.csv": ("step", "layer", "t", "lag", "grad_norm"),
+    "summary.csv": ("status", "run"),
+}
+
+
 def _csv(path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+        frame = pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a CSV table written by gradlab ({exc}).") from None
+    missing = [c for c in COLUMNS.get(path.name, ()) if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{path}: not a table written by gradlab: missing column(s) {', '.join(missing)}; "
+                          f"allowed: the columns gradlab writes ({', '.join(COLUMNS[path.name])}, ...).")
+    return frame
 
 
 def load_run(path: str | Path) -> RunData:
