@@ -216,3 +216,11 @@ def test_truncated_bptt_is_not_mistaken_for_vanishing(tmp_path):
     assert (times[(times.step == 0) & (times.t <= 10)].grad_norm == 0).all()  # cut at the chunk starts
     (f,) = diagnose_dir(folder)
     assert f.kind == "healthy" and 0.01 < f.evidence["time_ratio_at_step_0"] < 100  # over t = 11..13
+
+
+def test_a_healthy_clipped_run_says_how_often_clipping_acted(tmp_path):
+    folder = run(tmp_path, {"depth": 3, "width": 16, "activation": "tanh"}, {"steps": 20, "clip": 0.05})
+    (f,) = diagnose_dir(folder)
+    clipped = int(load_run(folder).metrics.clipped.sum())
+    assert f.kind == "healthy" and f.evidence["clipped_steps"] == clipped > 0
+    assert f"clipping at 0.05 acted on {clipped} of 20 logged steps" in f.message

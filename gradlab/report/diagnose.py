@@ -351,7 +351,13 @@ def healthy(run: RunData) -> Finding:
             at = run.at(steps[0])
             ev["fitted_gain_per_layer"] = fitted_gain(run.hidden, [at.delta_norm[l] for l in run.hidden])
     shown = ", ".join(f"{v:.3g} at step {k.rsplit('_', 1)[1]}" for k, v in ev.items() if "_at_step_" in k)
-    return Finding("healthy", None, f"{what} {shown}; no layer dead or saturated", ev, [])
+    message = f"{what} {shown}; no layer dead or saturated"
+    threshold = run.clip_threshold()
+    if threshold is not None and len(run.metrics):
+        clipped = int(run.metrics.clipped.sum())
+        ev.update(clip_threshold=threshold, clipped_steps=clipped, logged_steps=len(run.metrics))
+        message += f"; clipping at {threshold:g} acted on {clipped} of {len(run.metrics)} logged steps"
+    return Finding("healthy", None, message, ev, [])
 
 
 def diagnose(run: RunData) -> list[Finding]:
