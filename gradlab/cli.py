@@ -135,9 +135,10 @@ def train(
         if result.last.times:
             out.print(time_line(result), soft_wrap=True)
     if result.run_dir and result.first is not None:
-        rep = api.report(result.run_dir, write=report)
+        with bad_input(config):
+            rep = api.report(result.run_dir, write=report)
         if not quiet:
-            render_findings(rep.findings)
+            render_findings(rep.findings, rep.notes)
         if rep.html:
             out.print(f"report: {rep.html}", highlight=False, soft_wrap=True)
     style = {"completed": "green", "diverged": "bold red", "interrupted": "yellow"}[result.status]
@@ -149,9 +150,11 @@ KIND_STYLE = {"healthy": "green", "vanishing": "bold red", "exploding": "bold re
               "saturation": "bold yellow"}
 
 
-def render_findings(findings: list[dict]) -> None:
+def render_findings(findings: list[dict], notes: list[str] = ()) -> None:
     """Each finding: its kind, what was measured, and what the seeds would try."""
     out.print("[bold]Diagnosis[/]")
+    for note in notes:
+        out.print(escape(note), highlight=False, soft_wrap=True)
     for f in findings:
         run = f"{f['run']}: " if f.get("run") else ""
         out.print(f"[{KIND_STYLE[f['kind']]}]{f['kind']}[/] {escape(run + f['message'])}", highlight=False, soft_wrap=True)
@@ -170,7 +173,7 @@ def report(
     if as_json:
         print(json.dumps(jsonable(rep.as_dict()), indent=2))
         return
-    render_findings(rep.findings)
+    render_findings(rep.findings, rep.notes)
     for item in rep.lints:
         out.print(f"[yellow]lint:[/] {escape(item)}", highlight=False, soft_wrap=True)
     out.print(f"{len(rep.images)} plots and {rep.html}", highlight=False, soft_wrap=True)

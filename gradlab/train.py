@@ -263,7 +263,8 @@ def train(config: Config, observers: "list[Observer]" = (), source: str = "<conf
     result.run_dir = str(run_dir) if run_dir else None
     if writer is not None:
         writer.save_params("params_final.npz", s.model.params)
-        writer.write_summary(summary_of(result, versions()))
+        # per_step: a loss at every time step, so ||dL/dh_1|| holds step 1's own loss term (the report says so)
+        writer.write_summary({**summary_of(result, versions()), "per_step": bool(s.data.per_step)})
     for obs in observers:
         if hasattr(obs, "on_end"):
             obs.on_end(result)

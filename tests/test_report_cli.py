@@ -97,3 +97,46 @@ def test_report_of_a_missing_or_wrong_folder_is_bad_input(tmp_path):
     assert_bad_input(invoke("report", tmp_path), "metrics.csv")
     (tmp_path / "metrics.csv").write_text("step,loss\n0,1.0\n", encoding="utf-8")
     assert_bad_input(invoke("report", tmp_path), "metrics.csv", "missing column(s) grad_norm, clipped")
+
+
+def test_report_of_corrupt_run_files_is_bad_input(tmp_path):
+    invoke("train", config(tmp_path), "-q")
+    folder = only_run(tmp_path)
+    (folder / "summary.json").write_text('{"status": "compl', encoding="utf-8")
+    assert_bad_input(invoke("report", folder), "summary.json", "not readable")
+    (folder / "summary.json").write_text("[1, 2]", encoding="utf-8")
+    assert_bad_input(invoke("report", folder), "summary.json", "mapping")
+    (folder / "summary.json").unlink()
+    (folder / "config.yaml").write_text("model: [unclosed", encoding="utf-8")
+    assert_bad_input(invoke("report", folder), "config.yaml", "not readable")
+
+
+def test_report_of_a_run_killed_before_its_first_logged_step(tmp_path):
+    invoke("train", config(tmp_path), "-q")
+    folder = only_run(tmp_path)
+    for name in ("metrics.csv", "grad_norms.csv", "layer_stats.csv"):
+        path = folder / name
+        path.write_text(path.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    (folder / "summary.json").unlink()
+    result = invoke("report", folder)
+    assert result.exit_code == 0, result.output
+    assert "no step logged yet" in result.stdout
+
+
+def test_sweep_report_with_a_null_grid_value_and_a_failed_run(tmp_path):
+    base = SIGMOID.replace("OUT", str(tmp_path / "runs")).replace("\n", "\n  ")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"name: s\nbase:\n  {base}\ngrid:\n  train.clip: [null, 1.0]\n  model.depth: [2, 3]\n",
+                     encoding="utf-8")
+    assert invoke("sweep", sweep, "--workers", "1", "-q").exit_code == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    summary = folder / "summary.csv"
+    lines = summary.read_text(encoding="utf-8").splitlines()
+    lines[1] = lines[1].replace("completed", "failed")
+    summary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = invoke("report", folder, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["notes"]) == 1 and "failed, not diagnosed" in data["notes"][0]
+    assert len({f["run"] for f in data["findings"]}) == 3
+    assert (folder / "sweep_ratio_heatmap.png").exists()

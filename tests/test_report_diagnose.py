@@ -1,5 +1,6 @@
 """The diagnosis, the theory columns and the config lint, through the Python API."""
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 import gradlab
 from gradlab.report import diagnose_dir, lint, load_run
-from gradlab.report.diagnose import suggest_clip
+from gradlab.report.diagnose import num, suggest_clip
 from gradlab.report.theory import compare, moments
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -56,7 +57,8 @@ def test_deep_linear_net_with_identity_1_2_is_exploding_and_clip_suggestion_lies
     norms = load_run(folder).metrics.grad_norm.to_numpy()
     norms = norms[np.isfinite(norms)]
     assert norms.min() <= clip <= norms.max()
-    assert any(f"train.clip={clip:.3g}" in r for r in f.remedies)
+    assert any(f"train.clip={num(clip)}" in r for r in f.remedies)
+    assert "init" in f.remedies[0]  # the explosion is there before any update: the init comes first
 
 
 def test_exploding_without_divergence_still_suggests_a_threshold_within_the_norms(tmp_path):
@@ -224,3 +226,37 @@ def test_a_healthy_clipped_run_says_how_often_clipping_acted(tmp_path):
     clipped = int(load_run(folder).metrics.clipped.sum())
     assert f.kind == "healthy" and f.evidence["clipped_steps"] == clipped > 0
     assert f"clipping at 0.05 acted on {clipped} of 20 logged steps" in f.message
+
+
+REMEDY_RUNS = {
+    "sigmoid": ({"depth": 12, "width": 32, "activation": "sigmoid", "init": {"scheme": "normal", "std": 0.01}}, {}, None),
+    "linear": ({"depth": 50, "width": 32, "activation": "linear", "init": {"scheme": "identity", "scale": 1.2}}, {}, None),
+    "dead": ({"depth": 5, "width": 32, "activation": "relu", "init": "he_normal", "bias_init": -3.0}, {}, None),
+    "list": ({"layers": [{"type": "dense", "units": 16}, {"type": "activation", "name": "relu"}] * 6,
+              "init": {"scheme": "normal", "std": 0.01}}, {}, None),
+    "rnn": ({"kind": "rnn", "hidden": 16, "recurrent_init": {"scheme": "orthogonal", "gain": 0.5}},
+            {"batch_size": 32}, {"kind": "adding", "T": 40, "n_samples": 64}),
+    "relu_rnn": ({"kind": "rnn", "hidden": 16, "activation": "relu", "recurrent_init": {"scheme": "identity", "scale": 1.5}},
+                 {"batch_size": 32}, {"kind": "adding", "T": 40, "n_samples": 64}),
+}
+
+
+@pytest.mark.parametrize("name", REMEDY_RUNS)
+def test_every_suggested_set_is_valid_for_the_run_config(tmp_path, name):
+    model, train, data = REMEDY_RUNS[name]
+    folder = run(tmp_path, model, {"steps": 5, **train}, data, loss="mse" if data else "cross_entropy")
+    findings = [f for f in diagnose_dir(folder) if f.kind != "healthy"]
+    assert findings, name
+    sets = [re.findall(r"--set (\S+)", r) for f in findings for r in f.remedies]
+    assert any(sets)
+    for overrides in sets:
+        gradlab.load_config(folder / "config.yaml", overrides)  # raises ConfigError if one is not valid
+
+
+def test_a_loss_at_every_step_is_not_read_as_a_ratio_through_time(tmp_path):
+    model = {"kind": "rnn", "cell": "vanilla", "hidden": 16, "recurrent_init": {"scheme": "orthogonal", "gain": 0.1}}
+    folder = run(tmp_path, model, {"steps": 3, "batch_size": 32}, {"kind": "copy", "n_samples": 64})
+    data = load_run(folder)
+    assert data.summary["per_step"] is True
+    (f,) = diagnose_dir(folder)
+    assert f.kind == "healthy" and "a loss at every time step" in f.message

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from ..config import ConfigError
@@ -34,10 +35,11 @@ class Report:
     findings: list[dict] = field(default_factory=list)
     theory: dict = field(default_factory=dict)  # fitted and predicted gains (runs only)
     lints: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what could not be diagnosed, and why
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "dir": str(self.dir), "html": str(self.html) if self.html else None,
-                "findings": self.findings, "theory": self.theory, "lint": self.lints}
+                "findings": self.findings, "notes": self.notes, "theory": self.theory, "lint": self.lints}
 
 
 def diagnose_dir(path: str | Path) -> list[Finding]:
@@ -48,6 +50,11 @@ def diagnose_dir(path: str | Path) -> list[Finding]:
 def report(path: str | Path, write: bool = True) -> Report:
     """Diagnose a run or sweep folder; with ``write``, put the PNGs and report.html into it."""
     path = Path(path)
+    with np.errstate(all="ignore"):  # the ratios of a diverged run are inf or nan, and the report says so
+        return _report(path, write)
+
+
+def _report(path: Path, write: bool) -> Report:
     try:
         if kind_of(path) == "sweep":
             return _sweep_report(load_sweep_dir(path), write)
@@ -63,14 +70,15 @@ def _run_report(run: RunData, write: bool) -> Report:
     findings = diagnose(run)
     table, fits = compare(run)
     lints = [str(x) for x in lint(run.config, n_inputs(run))] if run.config is not None else []
-    rep = Report("run", run.dir, findings=[f.as_dict() for f in findings], theory=fits, lints=lints)
+    notes = [] if findings else ["no step logged yet: the run stopped before step 0 was written"]
+    rep = Report("run", run.dir, findings=[f.as_dict() for f in findings], theory=fits, lints=lints, notes=notes)
     if write:
         from . import html, plots
 
         rep.images = plots.write_run_plots(run, run.dir)
         sections = [
             html.Section("Summary", table=summary_frame(run)),
-            html.Section("Diagnosis", html=html.findings_table(rep.findings)),
+            html.Section("Diagnosis", html=html.findings_table(rep.findings), pre="\n".join(notes) or None),
             html.Section("Plots", images=rep.images),
             html.Section("Theory beside measurement",
                          text=THEORY_NOTE, table=table, pre=_lines(fits)),
@@ -103,11 +111,13 @@ def _lines(values: dict) -> str:
 
 
 def _sweep_report(sweep: SweepData, write: bool) -> Report:
-    findings = []
-    for run_dir in sweep.run_dirs():
-        for f in diagnose(load_run(run_dir)):
-            findings.append({"run": run_dir.name, **f.as_dict()})
-    rep = Report("sweep", sweep.dir, findings=findings)
+    findings, notes = [], []
+    for row in sweep.summary.itertuples():
+        if row.status not in ("completed", "diverged"):
+            notes.append(f"{row.run}: {row.status}, not diagnosed (see its error.txt)")
+        elif (sweep.dir / row.run / "metrics.csv").exists():
+            findings += [{"run": row.run, **f.as_dict()} for f in diagnose(load_run(sweep.dir / row.run))]
+    rep = Report("sweep", sweep.dir, findings=findings, notes=notes)
     if write:
         from . import html, plots
 
@@ -117,7 +127,7 @@ def _sweep_report(sweep: SweepData, write: bool) -> Report:
         sections = [
             html.Section("Summary", table=sweep.summary[[c for c in cols if c in sweep.summary.columns]]),
             html.Section("Plots", images=rep.images),
-            html.Section("Diagnosis by run", html=html.findings_table(findings)),
+            html.Section("Diagnosis by run", html=html.findings_table(findings), pre="\n".join(notes) or None),
             html.Section("Sweep", pre=yaml.safe_dump(sweep.spec, sort_keys=False)),
         ]
         rep.html = html.write_html(sweep.dir / "report.html", f"gradlab sweep report: {sweep.name}", sections)

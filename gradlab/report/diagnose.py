@@ -1,5 +1,5 @@
 """The diagnosis of a run: vanishing, exploding, dead units, saturation, or healthy; each finding with
-the numbers behind it and the remedies the seeds give."""
+the numbers behind it and the remedies the seeds give, as ``--set`` options valid for this config."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .load import RunData
-from .theory import RELU_LIKE, SATURATING, fitted_gain, prescribed
+from .theory import SATURATING, fitted_gain, prescribed
 
 VANISH = 1e-3  # delta_norm of the first hidden layer below this fraction of the last's
 EXPLODE = 1e3
@@ -34,12 +34,23 @@ class Finding:
         return asdict(self)
 
 
+def num(x: float) -> str:
+    """3 significant digits that YAML reads back as a float (it reads ``5e+03`` as a string: ``5.0e+03``)."""
+    text = f"{x:.3g}"
+    if "e" not in text:
+        return repr(float(text))
+    mantissa, exponent = text.split("e")
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}"
+
+
 # --------------------------------------------------------------------------- measurements
 
 def _finite_steps(run: RunData) -> list[int]:
     """Logged steps whose layer statistics are all finite (a diverged run's last one is not)."""
-    ok = run.layers.groupby("step").delta_norm.apply(lambda d: bool(np.isfinite(d).all()))
-    return [int(s) for s in ok.index[ok.values]]
+    if run.layers.empty:
+        return []
+    ok = {int(s): bool(np.isfinite(d.to_numpy(dtype=float)).all()) for s, d in run.layers.groupby("step").delta_norm}
+    return [s for s, good in sorted(ok.items()) if good]
 
 
 def end_steps(run: RunData) -> list[int]:
@@ -48,11 +59,14 @@ def end_steps(run: RunData) -> list[int]:
     return sorted({steps[0], steps[-1]}) if steps else []
 
 
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b and math.isfinite(a) and math.isfinite(b) else math.nan
+
+
 def delta_ratio(run: RunData, step: int) -> float:
     """delta_norm of the first hidden layer over the last hidden layer at ``step``."""
     at, hidden = run.at(step), run.hidden
-    top = at.delta_norm.get(hidden[-1], math.nan)
-    return float(at.delta_norm.get(hidden[0], math.nan) / top) if top else math.nan
+    return _ratio(at.delta_norm.get(hidden[0], math.nan), at.delta_norm.get(hidden[-1], math.nan))
 
 
 def truncation(run: RunData) -> int | None:
@@ -62,7 +76,7 @@ def truncation(run: RunData) -> int | None:
 
 def time_ratio(run: RunData, step: int) -> tuple[float, int, int]:
     """(||dL/dh_1|| / ||dL/dh_T||, T, layer) of the top recurrent layer at ``step``. With truncated BPTT
-    the gradient stops at each chunk's start by design, so the ratio is taken over the last chunk only."""
+    the gradient stops at each chunk's start by design, so the ratio is taken over the chunk holding T."""
     t = run.times[run.times.step == step]
     if t.empty:
         return math.nan, 0, 0
@@ -73,8 +87,7 @@ def time_ratio(run: RunData, step: int) -> tuple[float, int, int]:
         t = t[t.t > k * ((len(t) - 1) // k)]
         if len(t) < 2:
             return math.nan, len(t), layer
-    last = t.grad_norm.iloc[-1]
-    return (float(t.grad_norm.iloc[0] / last) if last else math.nan), len(t), layer
+    return _ratio(t.grad_norm.iloc[0], t.grad_norm.iloc[-1]), len(t), layer
 
 
 def crossing(run: RunData, step: int, below: bool) -> int:
@@ -91,13 +104,13 @@ def global_norms(run: RunData) -> np.ndarray:
     return g[np.isfinite(g) & (g > 0)]
 
 
-def suggest_clip(run: RunData, exploding: bool = False) -> float | None:
+def suggest_clip(run: RunData, grew: bool = False) -> float | None:
     """A clipping threshold from the logged global norms: their median (Pascanu et al. 2013: the average
-    norm over many updates), taken over the first quarter of the logged steps when the norm grows."""
+    norm over many updates), over the first quarter of the logged steps when the norm grew or diverged."""
     g = global_norms(run)
     if not len(g):
         return None
-    return float(np.median(g[: max(1, len(g) // 4)] if exploding else g))
+    return float(np.median(g[: max(1, len(g) // 4)] if grew else g))
 
 
 def oscillation(loss: np.ndarray) -> float | None:
@@ -123,21 +136,87 @@ def norm_spread(g: np.ndarray) -> dict:
 # --------------------------------------------------------------------------- the model, from its config
 
 def model_facts(run: RunData) -> dict:
-    """depth, activation, init std against the std the activation wants, and the model's extras."""
-    model = run.config.model if run.config is not None else None
-    if model is None or getattr(model, "kind", "mlp") != "mlp" or model.layers is not None:
-        return {"depth": len(run.hidden), "kind": getattr(model, "kind", "mlp"), "cell": getattr(model, "cell", None)}
-    width = model.width
-    std = _init_std(run, model)
-    scheme, want = prescribed(model.activation.name, width, width)
-    return {"depth": model.depth, "kind": "mlp", "activation": model.activation.name, "init": model.init.scheme,
-            "init_std": std, "prescribed": scheme, "prescribed_std": want, "residual": bool(model.block),
-            "batchnorm": bool(model.batchnorm), "bias_init": model.bias_init}
-
-
-def _init_std(run: RunData, model) -> float:
+    """What the remedies depend on: the model's shape (a depth x width stack, a layers list, or a recurrent
+    net), activation, init std against the std the activation wants, clipping, learning rate."""
+    cfg = run.config
+    facts = {"depth": len(run.hidden), "shape": None, "per_step": bool(run.summary.get("per_step"))}
+    if cfg is None:
+        return facts
+    clip = cfg.train.clip
+    facts.update(lr=cfg.train.lr, clip=clip.threshold if clip is not None and clip.mode == "norm" else None,
+                 truncate=cfg.train.bptt.truncate if cfg.train.bptt else None, T=getattr(cfg.data, "T", None))
+    model = cfg.model
+    if model.kind == "rnn":
+        rec = model.recurrent_init
+        facts.update(shape="rnn", cell=model.cell, activation=model.activation, bias_init=model.bias_init,
+                     recurrent=rec.scheme, recurrent_gain=rec.gain * (rec.scale if rec.scheme == "identity" else 1.0))
+        return facts
+    facts["bias_init"] = model.bias_init
+    if model.layers is not None:
+        facts["shape"] = "layers"
+        return facts
     from ..nn.init import expected_std
-    return float(expected_std(model.init, (model.width, model.width)))
+
+    std = float(expected_std(model.init, (model.width, model.width)))
+    scheme, want = prescribed(model.activation.name, model.width, model.width)
+    facts.update(shape="stack", depth=model.depth, activation=model.activation.name, init=model.init.scheme,
+                 init_std=std, prescribed=scheme, prescribed_std=want, residual=bool(model.block),
+                 batchnorm=bool(model.batchnorm))
+    return facts
+
+
+# --------------------------------------------------------------------------- remedies, valid for the config
+
+def init_remedies(facts: dict, kind: str = "") -> list[str]:
+    """The init the activation wants (stacks), or a recurrent gain of 1 (RNNs)."""
+    if facts["shape"] == "stack" and facts["init"] != facts["prescribed"]:
+        name = "He" if facts["prescribed"].startswith("he") else "Xavier"
+        return [f"{name} init for {facts['activation']} (std {facts['prescribed_std']:.3g} instead of "
+                f"{facts['init_std']:.3g}): --set model.init={facts['prescribed']}"]
+    if facts["shape"] == "layers":
+        return ["He init for relu layers, Xavier for tanh/sigmoid: --set model.init=he_normal (or xavier_normal)"]
+    if facts["shape"] == "rnn":
+        if facts["recurrent"] not in ("orthogonal", "identity"):
+            return ["an orthogonal recurrent matrix (gain 1, seed 004): --set model.recurrent_init=orthogonal"]
+        gain = facts["recurrent_gain"]
+        if (gain > 1.0 and kind != "vanishing") or (gain < 1.0 and kind == "vanishing"):
+            return [f"a recurrent gain of 1 instead of {facts['recurrent_gain']:g}: "
+                    f"--set model.recurrent_init={facts['recurrent']}"]
+    return []
+
+
+def structure_remedies(facts: dict, kind: str) -> list[str]:
+    """Residual connections, batch norm, a gated cell: whichever the config can take."""
+    out = []
+    if facts["shape"] == "stack":
+        if not facts["residual"]:
+            out.append("residual connections: --set model.residual=true")
+        if not facts["batchnorm"]:
+            out.append("batch norm: --set model.batchnorm=true")
+    elif facts["shape"] == "layers":
+        out.append("a {type: batchnorm} item after each dense item of model.layers")
+    elif facts["shape"] == "rnn" and facts["cell"] == "vanilla":
+        out.append("a gated cell carries the gradient over long lags: --set model.cell=lstm "
+                   "--set model.activation=null (or cell gru)")
+        if kind == "vanishing" and facts["activation"] == "tanh":
+            out.append("relu with an identity recurrent matrix (IRNN, Le et al. 2015): --set model.activation=relu "
+                       "--set model.recurrent_init=identity")
+    return out
+
+
+def activation_remedies(facts: dict, want: str) -> list[str]:
+    """Switch to ``want`` (leaky_relu, or relu for saturation) where the config can."""
+    if facts["shape"] == "stack":
+        init = "" if want == "leaky_relu" or facts["init"].startswith("he") else " --set model.init=he_normal"
+        return [f"{want}, which does not saturate for positive inputs: --set model.activation={want}{init}"
+                if want == "relu" else
+                "leaky relu keeps a small gradient where relu is 0 (seed 002): --set model.activation=leaky_relu"]
+    if facts["shape"] == "layers":
+        return [f"{{type: activation, name: {want}}} items in model.layers"]
+    if facts["shape"] == "rnn" and facts["cell"] == "vanilla":
+        other = "tanh" if facts["activation"] == "relu" else "relu"
+        return [f"a gated cell: --set model.cell=lstm --set model.activation=null (or --set model.activation={other})"]
+    return []
 
 
 # --------------------------------------------------------------------------- findings
@@ -149,7 +228,7 @@ def _headline(ratios: dict[int, float], beyond) -> int | None:
 
 def vanishing(run: RunData, facts: dict) -> Finding | None:
     if run.recurrent:
-        return _vanishing_in_time(run)
+        return None if facts["per_step"] else _vanishing_in_time(run, facts)
     steps = end_steps(run)
     if len(run.hidden) < 2 or not steps:
         return None
@@ -157,9 +236,7 @@ def vanishing(run: RunData, facts: dict) -> Finding | None:
     step = _headline(ratios, lambda r: r < VANISH)
     if step is None:
         return None
-    r = ratios[step]
-    at = run.at(step)
-    hidden = run.hidden
+    r, hidden, at = ratios[step], run.hidden, run.at(step)
     ev = {"step": step, "delta_ratio_first_last_hidden": r,
           **{f"delta_ratio_at_step_{s}": v for s, v in ratios.items()},
           "first_hidden_delta_norm": float(at.delta_norm[hidden[0]]),
@@ -167,34 +244,32 @@ def vanishing(run: RunData, facts: dict) -> Finding | None:
           "fitted_gain_per_layer": fitted_gain(hidden, [at.delta_norm[l] for l in hidden]),
           "depth": facts["depth"]}
     causes, remedies = [], []
-    act = facts.get("activation")
+    act, depth = facts.get("activation"), facts["depth"]
+    if step != steps[0] and math.isfinite(ratios[steps[0]]) and ratios[steps[0]] >= VANISH:
+        causes.append(f"it appeared during training (the ratio was {ratios[steps[0]]:.3g} at step {steps[0]}): "
+                      "large updates can push units into saturation or kill them")
+        if facts.get("lr"):
+            remedies.append(f"a lower learning rate: --set train.lr={num(facts['lr'] / 10)}")
     if act in SATURATING:
-        causes.append(f"a saturating activation ({act}) in a {facts['depth']}-layer net")
+        causes.append(f"a saturating activation ({act}) in a {depth}-layer net")
     if act == "sigmoid":
-        ev["sigmoid_derivative_max"] = 0.25
-        ev["sigmoid_bound_over_net"] = 0.25 ** (facts["depth"] - 1)
-        causes.append(f"sigmoid's derivative is at most 0.25, so {facts['depth'] - 1} layers can pass at most "
-                      f"0.25^{facts['depth'] - 1} = {0.25 ** (facts['depth'] - 1):.1e} of the gradient")
-    dead = run.at(step).frac_dead.reindex(hidden).dropna()
-    dead = [int(l) for l, v in dead.items() if v > DEAD]
+        ev.update(sigmoid_derivative_max=0.25, sigmoid_bound_over_net=0.25 ** (depth - 1))
+        causes.append(f"sigmoid's derivative is at most 0.25, so {depth - 1} layers can pass at most "
+                      f"0.25^{depth - 1} = {0.25 ** (depth - 1):.1e} of the gradient")
+    frac = at.frac_dead.reindex(hidden).dropna()
+    dead = [int(l) for l, v in frac.items() if v > DEAD]
     if dead:
         causes.append(f"dead relu units (more than {DEAD:.0%} in {len(dead)} layer(s), see dead_units)")
-        remedies.append("leaky relu, which never has a zero derivative: --set model.activation=leaky_relu")
+        remedies += activation_remedies(facts, "leaky_relu")
     if "init_std" in facts:
         ev.update(init_std=facts["init_std"], prescribed_std=facts["prescribed_std"])
         if facts["init_std"] < 0.7 * facts["prescribed_std"]:
             causes.append(f"init std {facts['init_std']:.3g} is {facts['init_std'] / facts['prescribed_std']:.2g}x "
                           f"the {facts['prescribed_std']:.3g} that {facts['prescribed']} prescribes for {act}")
-    if act in RELU_LIKE and facts.get("init") != "he_normal":
-        remedies.append("He init for relu: --set model.init=he_normal")
+    remedies += init_remedies(facts, "vanishing")
     if act in SATURATING:
-        if facts.get("init") not in ("xavier_normal", "xavier_uniform"):
-            remedies.append(f"Xavier init for {act}: --set model.init=xavier_normal")
-        remedies.append("a non-saturating activation: --set model.activation=relu (or leaky_relu) with he_normal")
-    if facts.get("kind") == "mlp" and not facts.get("residual"):
-        remedies.append("residual connections: --set model.residual=true")
-    if facts.get("kind") == "mlp" and not facts.get("batchnorm"):
-        remedies.append("batch norm: --set model.batchnorm=true")
+        remedies += activation_remedies(facts, "relu")
+    remedies += structure_remedies(facts, "vanishing")
     layer = crossing(run, step, below=True)
     message = (f"delta_norm of hidden layer {hidden[0]} is {r:.2e} of layer {hidden[-1]}'s at step {step}"
                f" (below {VANISH:g} from layer {layer} down)")
@@ -203,22 +278,18 @@ def vanishing(run: RunData, facts: dict) -> Finding | None:
     return Finding("vanishing", layer, message, ev, remedies)
 
 
-def _vanishing_in_time(run: RunData) -> Finding | None:
-    steps = end_steps(run)
-    ratios = {s: time_ratio(run, s) for s in steps}
-    if not ratios:
-        return None
+def _vanishing_in_time(run: RunData, facts: dict) -> Finding | None:
+    ratios = {s: time_ratio(run, s) for s in end_steps(run)}
     step = _headline({s: v[0] for s, v in ratios.items()}, lambda r: r < VANISH)
     if step is None:
         return None
     r, T, layer = ratios[step]
-    t = run.times[(run.times.step == step) & (run.times.layer == layer)]
+    t = run.times[(run.times.step == step) & (run.times.layer == layer)].sort_values("t").tail(T)
     ev = {"step": step, "T": T, "time_ratio_first_last": r,
           "fitted_gain_per_step": fitted_gain(list(-t.lag), list(t.grad_norm))}
-    cell = (run.raw.get("model") or {}).get("cell", "vanilla")
-    remedies = ["gated cells carry the gradient over long lags: --set model.cell=lstm (or gru)"] if cell == "vanilla" else []
-    remedies += ["an orthogonal recurrent init (model.recurrent_init: orthogonal), or relu with identity "
-                 "(IRNN, Le et al. 2015)", "shorter sequences first, then longer (curriculum)"]
+    remedies = [*structure_remedies(facts, "vanishing"), *init_remedies(facts, "vanishing"),
+                "shorter sequences first, then longer (curriculum)"]
+    cell = facts.get("cell", "recurrent")
     msg = (f"through time: ||dL/dh_1|| is {r:.2e} of ||dL/dh_T|| over T = {T} steps at step {step} "
            f"(layer {layer}, {cell} cell)")
     if truncation(run):
@@ -226,36 +297,51 @@ def _vanishing_in_time(run: RunData) -> Finding | None:
     return Finding("vanishing", layer, msg, ev, remedies)
 
 
-def exploding(run: RunData, facts: dict) -> Finding | None:
-    ev, reasons, layer = {}, [], None
+def _explosion_at_init(run: RunData, facts: dict, ev: dict, reasons: list) -> tuple[int | None, bool]:
+    """The layer (or time) ratio above EXPLODE; (layer, present at the first logged step)."""
     steps = end_steps(run)
-    if run.recurrent and steps:
+    if not steps:
+        return None, False
+    if run.recurrent:
+        if facts["per_step"]:
+            return None, False
         ratios = {s: time_ratio(run, s) for s in steps}
         step = _headline({s: v[0] for s, v in ratios.items()}, lambda r: r > EXPLODE)
-        if step is not None:
-            r, T, lay = ratios[step]
-            ev.update(time_ratio_first_last=r, T=T)
-            reasons.append(f"||dL/dh_1|| is {r:.2e} times ||dL/dh_T|| over T = {T} steps")
-            layer = lay
-    elif len(run.hidden) >= 2 and steps:
-        ratios = {s: delta_ratio(run, s) for s in steps}
-        step = _headline(ratios, lambda r: r > EXPLODE)
-        if step is not None:
-            ev.update(step=step, delta_ratio_first_last_hidden=ratios[step])
-            reasons.append(f"delta_norm of hidden layer {run.hidden[0]} is {ratios[step]:.2e} times layer "
-                           f"{run.hidden[-1]}'s at step {step}")
-            layer = crossing(run, step, below=False)
+        if step is None:
+            return None, False
+        r, T, layer = ratios[step]
+        ev.update(step=step, time_ratio_first_last=r, T=T)
+        reasons.append(f"||dL/dh_1|| is {r:.2e} times ||dL/dh_T|| over T = {T} steps at step {step}")
+        return layer, step == steps[0]
+    if len(run.hidden) < 2:
+        return None, False
+    ratios = {s: delta_ratio(run, s) for s in steps}
+    step = _headline(ratios, lambda r: r > EXPLODE)
+    if step is None:
+        return None, False
+    ev.update(step=step, delta_ratio_first_last_hidden=ratios[step])
+    reasons.append(f"delta_norm of hidden layer {run.hidden[0]} is {ratios[step]:.2e} times layer "
+                   f"{run.hidden[-1]}'s at step {step}")
+    return crossing(run, step, below=False), step == steps[0]
+
+
+def exploding(run: RunData, facts: dict) -> Finding | None:
+    ev, reasons = {}, []
+    layer, at_init = _explosion_at_init(run, facts, ev, reasons)
     g = global_norms(run)
+    grew = False
     if len(g) >= 8:
         k = max(1, len(g) // 5)
         growth = float(np.median(g[-k:]) / np.median(g[:k]))
         if growth > GROWTH:
+            grew = True
             ev["global_norm_growth"] = growth
             reasons.append(f"the global gradient norm grew {growth:.3g}x from the first to the last fifth of the run")
     loss = run.metrics.loss.to_numpy(dtype=float)
     if len(loss) > 1 and math.isfinite(loss[0]) and loss[0] > 0:
         later = loss[1:][np.isfinite(loss[1:])]
         if len(later) and later.max() > SPIKE * loss[0]:
+            grew = True
             ev.update(loss_first=float(loss[0]), loss_max=float(later.max()))
             reasons.append(f"the loss rose to {later.max():.3g}, {later.max() / loss[0]:.3g}x its first value")
     swings = oscillation(loss)
@@ -263,29 +349,46 @@ def exploding(run: RunData, facts: dict) -> Finding | None:
         ev["loss_swings"] = swings
         reasons.append(f"the loss oscillates: {swings:.0%} of steps change it by more than 2x, up and down, "
                        "without progress")
-    if run.summary.get("status") == "diverged" or not np.isfinite(run.metrics.grad_norm.to_numpy(dtype=float)).all():
+    diverged = run.summary.get("status") == "diverged" or not np.isfinite(run.metrics.grad_norm.to_numpy(float)).all()
+    if diverged:
         at, where = run.summary.get("diverged_at"), run.summary.get("diverged_where")
         ev.update(diverged_at=at, diverged_layer=run.summary.get("diverged_layer"), diverged_where=where)
         reasons.append(f"NaN/Inf at step {at}" + (f", first in layer {run.summary.get('diverged_layer')} ({where})"
                                                      if where else ""))
         layer = layer if layer is not None else run.summary.get("diverged_layer")
+        at_init = at_init or at == 0
     if not reasons:
         return None
-    clip = suggest_clip(run, exploding=True)
     if len(g):
         ev["global_norms"] = norm_spread(g)
-    ev["suggested_clip"] = clip
-    lr = (run.raw.get("train") or {}).get("lr")
-    remedies = []
-    if clip is not None:
-        remedies.append(f"gradient clipping by global norm at about {clip:.3g} (the median of the logged norms "
-                        f"before they grew): --set train.clip={clip:.3g}")
-    remedies.append("a smaller init scale (Xavier for tanh, He for relu; gain or identity scale at most 1)")
-    if lr:
-        remedies.append(f"a lower learning rate: --set train.lr={lr / 10:g}")
-    if run.recurrent:
-        remedies.append("truncated BPTT: --set train.bptt.truncate=20")
+    remedies = _exploding_remedies(run, facts, ev, at_init, grew or diverged or swings is not None)
     return Finding("exploding", layer, "; ".join(reasons), ev, remedies)
+
+
+def _exploding_remedies(run: RunData, facts: dict, ev: dict, at_init: bool, unstable: bool) -> list[str]:
+    """Init first when the explosion is there before any update; clipping and the learning rate when
+    training itself blows up (a ratio between layers is a property of the weights, not of the step size)."""
+    remedies = []
+    if at_init:
+        remedies += init_remedies(facts, "exploding") or ["a smaller init scale (gain or identity scale at most 1)"]
+    clip = suggest_clip(run, grew=unstable)
+    ev["suggested_clip"] = clip
+    if clip is not None:
+        current = facts.get("clip")
+        if current is None:
+            source = "before they grew" if unstable else "over the run"
+            cause = " (it caps each step; the init is the cause)" if at_init else ""
+            remedies.append(f"gradient clipping by global norm{cause}; seed 004: the highest threshold that tames "
+                            f"the curve of the norm; the median of the logged norms {source} is {clip:.3g}: "
+                            f"--set train.clip={num(clip)}")
+        elif unstable:
+            ev["clip_threshold"] = current
+            remedies.append(f"a lower clipping threshold than {current:g}: --set train.clip={num(current / 10)}")
+    if facts.get("lr") and unstable and not (at_init and run.summary.get("diverged_at") == 0):
+        remedies.append(f"a lower learning rate: --set train.lr={num(facts['lr'] / 10)}")
+    if facts.get("shape") == "rnn" and not facts.get("truncate") and (facts.get("T") or 0) > 20:
+        remedies.append("truncated BPTT (seed 004): --set train.bptt.truncate=20")
+    return remedies
 
 
 def _fraction_finding(run: RunData, column: str, limit: float) -> tuple[int, dict] | None:
@@ -306,11 +409,14 @@ def dead_units(run: RunData, facts: dict) -> Finding | None:
     step, over = found
     first = min(over)
     ev = {"step": step, "frac_dead": over, "layers_over_half": len(over), "hidden_layers": len(run.hidden)}
-    remedies = ["leaky relu keeps a small gradient where relu is 0 (seed 002): --set model.activation=leaky_relu"]
+    remedies = activation_remedies(facts, "leaky_relu")
     if facts.get("bias_init", 0) < 0:
         ev["bias_init"] = facts["bias_init"]
         remedies.append(f"bias_init {facts['bias_init']:g} pushes units below 0 from the start: --set model.bias_init=0")
-    remedies += ["He init: --set model.init=he_normal", "a lower learning rate (a large step can kill a unit for good)"]
+    remedies += init_remedies(facts)
+    if facts.get("lr"):
+        remedies.append(f"a lower learning rate (a large step can kill a unit for good): "
+                        f"--set train.lr={num(facts['lr'] / 10)}")
     msg = (f"{len(over)} of {len(run.hidden)} hidden layers have more than {DEAD:.0%} dead relu units at "
            f"step {step} (layer {first}: {over[first]:.0%})")
     return Finding("dead_units", first, msg, ev, remedies)
@@ -323,26 +429,30 @@ def saturation(run: RunData, facts: dict) -> Finding | None:
     step, over = found
     first = min(over)
     ev = {"step": step, "frac_saturated": over, "layers_over_half": len(over)}
-    remedies = ["batch norm keeps pre-activations near 0: --set model.batchnorm=true"]
+    remedies = []
+    if facts.get("shape") == "stack" and not facts["batchnorm"]:
+        remedies.append("batch norm keeps pre-activations near 0: --set model.batchnorm=true")
+    elif facts.get("shape") == "layers":
+        remedies.append("a {type: batchnorm} item before each activation item of model.layers")
     if facts.get("init_std") and facts["init_std"] > 1.4 * facts["prescribed_std"]:
         ev.update(init_std=facts["init_std"], prescribed_std=facts["prescribed_std"])
-        remedies.append(f"a smaller init: std {facts['init_std']:.3g} is {facts['init_std'] / facts['prescribed_std']:.2g}x "
-                        f"what {facts['prescribed']} prescribes: --set model.init={facts['prescribed']}")
-    else:
-        remedies.append("Xavier init: --set model.init=xavier_normal")
-    remedies.append("relu or leaky_relu, which do not saturate for positive inputs")
+    remedies += init_remedies(facts)
+    remedies += activation_remedies(facts, "relu")
     msg = (f"{len(over)} hidden layer(s) have more than {SATURATED:.0%} of their units saturated "
            f"(derivative below 5% of its maximum) at step {step} (layer {first}: {over[first]:.0%})")
     return Finding("saturation", first, msg, ev, remedies)
 
 
-def healthy(run: RunData) -> Finding:
+def healthy(run: RunData, facts: dict) -> Finding:
     steps = end_steps(run)
     ev: dict = {}
     if run.recurrent:
         for s in steps:
             ev[f"time_ratio_at_step_{s}"] = time_ratio(run, s)[0]
         what = "||dL/dh_1|| / ||dL/dh_T||"
+        if truncation(run):
+            T = time_ratio(run, steps[0])[1] if steps else 0
+            what += f" over the last truncated-BPTT chunk ({T} step(s) back from T)"
     else:
         for s in steps:
             ev[f"delta_ratio_at_step_{s}"] = delta_ratio(run, s)
@@ -352,6 +462,11 @@ def healthy(run: RunData) -> Finding:
             ev["fitted_gain_per_layer"] = fitted_gain(run.hidden, [at.delta_norm[l] for l in run.hidden])
     shown = ", ".join(f"{v:.3g} at step {k.rsplit('_', 1)[1]}" for k, v in ev.items() if "_at_step_" in k)
     message = f"{what} {shown}; no layer dead or saturated"
+    if run.recurrent and facts["per_step"]:
+        ev = {}
+        message = ("a loss at every time step: ||dL/dh_1|| holds step 1's own loss, so the ratio through time "
+                   "does not show the long-range gradient (time_grad_norms.csv has it per step); no layer dead "
+                   "or saturated")
     threshold = run.clip_threshold()
     if threshold is not None and len(run.metrics):
         clipped = int(run.metrics.clipped.sum())
@@ -361,13 +476,13 @@ def healthy(run: RunData) -> Finding:
 
 
 def diagnose(run: RunData) -> list[Finding]:
-    """Every finding that applies; 'healthy' when none does."""
+    """Every finding that applies; 'healthy' when none does; nothing before the first logged step."""
     if run.layers.empty:
         return []
     facts = model_facts(run)
     found = [f(run, facts) for f in (vanishing, exploding, dead_units, saturation)]
     found = [f for f in found if f is not None]
-    return found or [healthy(run)]
+    return found or [healthy(run, facts)]
 
 
 def findings_frame(findings: list[Finding]) -> pd.DataFrame:

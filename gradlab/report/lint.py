@@ -45,7 +45,7 @@ def _mlp(config: Config, n_features: int | None) -> list[Lint]:
                           f"the second moment, about 2^-{depth - 1} = {2.0 ** -(depth - 1):.1e} over the net "
                           "(He et al. 2015). Use he_normal."))
     if scheme in ("normal", "uniform", "truncated_normal", "variance_scaling", "identity", "orthogonal") \
-            and depth >= 3 and not model.batchnorm:
+            and depth >= 3 and not model.batchnorm and not model.block:
         from ..nn.init import expected_std
         std = expected_std(model.init, (model.width, model.width))
         name, want = prescribed(act, model.width, model.width)

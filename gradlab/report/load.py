@@ -123,6 +123,17 @@ def _csv(path: Path) -> pd.DataFrame | None:
     return frame
 
 
+def _mapping(path: Path, parse) -> dict:
+    """A YAML or JSON file that must hold a mapping; a ConfigError naming the file otherwise."""
+    try:
+        value = parse(path.read_text(encoding="utf-8")) or {}
+    except (ValueError, yaml.YAMLError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ConfigError(f"{path}: not readable as written by gradlab ({str(exc).splitlines()[0]}).") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: should hold a mapping of keys, as gradlab writes it; found {type(value).__name__}.")
+    return value
+
+
 def load_run(path: str | Path) -> RunData:
     """Read a run folder (a killed run's partial files too)."""
     path = Path(path)
@@ -130,12 +141,12 @@ def load_run(path: str | Path) -> RunData:
         raise ConfigError(f"{path}: a sweep folder, not a run folder; give one of its runs, or report the sweep.")
     raw = {}
     if (path / "config.yaml").exists():
-        raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+        raw = _mapping(path / "config.yaml", yaml.safe_load)
     try:
         config = validate(raw, str(path / "config.yaml")) if raw else None
     except ConfigError:
         config = None
-    summary = json.loads((path / "summary.json").read_text(encoding="utf-8")) if (path / "summary.json").exists() else {}
+    summary = _mapping(path / "summary.json", json.loads) if (path / "summary.json").exists() else {}
     files = {name: (path / name).read_bytes() for name in ("grad_norms.csv", "layer_stats.csv") if (path / name).exists()}
     grads = _csv(path / "grad_norms.csv")
     stats = _csv(path / "layer_stats.csv")
@@ -154,5 +165,10 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     path = Path(path)
     if kind_of(path) != "sweep":
         raise ConfigError(f"{path}: a run folder, not a sweep folder.")
-    spec = yaml.safe_load((path / "sweep.yaml").read_text(encoding="utf-8")) or {}
-    return SweepData(dir=path, spec=spec, summary=_csv(path / "summary.csv"), profile=_csv(path / "profile.csv"))
+    spec = _mapping(path / "sweep.yaml", yaml.safe_load)
+    sweep = SweepData(dir=path, spec=spec, summary=_csv(path / "summary.csv"), profile=_csv(path / "profile.csv"))
+    for frame in (sweep.summary, sweep.profile):
+        for key in sweep.keys:  # a swept null (train.clip: [null, 1.0]) reads back as NaN, which equals nothing
+            if frame is not None and key in frame.columns and frame[key].isna().any():
+                frame[key] = frame[key].astype(object).where(frame[key].notna(), "null")
+    return sweep

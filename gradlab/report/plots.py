@@ -323,7 +323,9 @@ def plot_sweep_ratio_heatmap(sweep: SweepData, path: Path) -> Path | None:
     if not keys or summary is None or summary.empty or RATIO not in summary:
         return None
     data = summary[keys].copy()
-    data[RATIO] = _positive(summary[RATIO])
+    # a run that failed (an exception, not a divergence) has no ratio worth a colour: a blank cell
+    finished = summary.status.isin(["completed", "diverged"]) if "status" in summary else True
+    data[RATIO] = _positive(summary[RATIO].where(finished))
     med = data.groupby(keys, sort=False, dropna=False)[RATIO].median().reset_index()
     facets = _facets(med, keys[2:])
     ncols = min(len(facets), 3)
