@@ -236,6 +236,7 @@ REMEDY_RUNS = {
               "init": {"scheme": "normal", "std": 0.01}}, {}, None),
     "rnn": ({"kind": "rnn", "hidden": 16, "recurrent_init": {"scheme": "orthogonal", "gain": 0.5}},
             {"batch_size": 32}, {"kind": "adding", "T": 40, "n_samples": 64}),
+    "lstm": ({"kind": "rnn", "cell": "lstm", "hidden": 8}, {"batch_size": 32}, {"kind": "adding", "T": 100, "n_samples": 64}),
     "relu_rnn": ({"kind": "rnn", "hidden": 16, "activation": "relu", "recurrent_init": {"scheme": "identity", "scale": 1.5}},
                  {"batch_size": 32}, {"kind": "adding", "T": 40, "n_samples": 64}),
 }

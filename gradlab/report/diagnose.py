@@ -149,6 +149,7 @@ def model_facts(run: RunData) -> dict:
     if model.kind == "rnn":
         rec = model.recurrent_init
         facts.update(shape="rnn", cell=model.cell, activation=model.activation, bias_init=model.bias_init,
+                     forget_bias=model.forget_bias,
                      recurrent=rec.scheme, recurrent_gain=rec.gain * (rec.scale if rec.scheme == "identity" else 1.0))
         return facts
     facts["bias_init"] = model.bias_init
@@ -195,9 +196,13 @@ def structure_remedies(facts: dict, kind: str) -> list[str]:
             out.append("batch norm: --set model.batchnorm=true")
     elif facts["shape"] == "layers":
         out.append("a {type: batchnorm} item after each dense item of model.layers")
+    elif facts["shape"] == "rnn" and facts["cell"] == "lstm" and kind == "vanishing" and facts["forget_bias"] < 3:
+        out.append(f"a larger forget-gate bias keeps the cell state over longer lags (sigmoid({facts['forget_bias']:g}) "
+                   f"= {1 / (1 + math.exp(-facts['forget_bias'])):.2f} per step at the start): "
+                   "--set model.forget_bias=3.0")
     elif facts["shape"] == "rnn" and facts["cell"] == "vanilla":
-        out.append("a gated cell carries the gradient over long lags: --set model.cell=lstm "
-                   "--set model.activation=null (or cell gru)")
+        out.append("a gated cell (lstm or gru) carries the gradient over long lags: --set model.cell=lstm "
+                   "--set model.activation=null")
         if kind == "vanishing" and facts["activation"] == "tanh":
             out.append("relu with an identity recurrent matrix (IRNN, Le et al. 2015): --set model.activation=relu "
                        "--set model.recurrent_init=identity")
@@ -215,7 +220,8 @@ def activation_remedies(facts: dict, want: str) -> list[str]:
         return [f"{{type: activation, name: {want}}} items in model.layers"]
     if facts["shape"] == "rnn" and facts["cell"] == "vanilla":
         other = "tanh" if facts["activation"] == "relu" else "relu"
-        return [f"a gated cell: --set model.cell=lstm --set model.activation=null (or --set model.activation={other})"]
+        return ["a gated cell: --set model.cell=lstm --set model.activation=null",
+                f"another activation: --set model.activation={other}"]
     return []
 
 
