@@ -134,7 +134,7 @@ def train(
         out.print(ratio_line(result), soft_wrap=True)
         if result.last.times:
             out.print(time_line(result), soft_wrap=True)
-    if result.run_dir and result.first is not None:
+    if result.run_dir and result.first is not None and (report or not quiet):
         with bad_input(config):
             rep = api.report(result.run_dir, write=report)
         if not quiet:

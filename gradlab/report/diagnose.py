@@ -6,10 +6,9 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from .load import RunData
-from .theory import SATURATING, fitted_gain, prescribed
+from .theory import SATURATING, fitted_gain, init_vs_prescribed
 
 VANISH = 1e-3  # delta_norm of the first hidden layer below this fraction of the last's
 EXPLODE = 1e3
@@ -156,10 +155,7 @@ def model_facts(run: RunData) -> dict:
     if model.layers is not None:
         facts["shape"] = "layers"
         return facts
-    from ..nn.init import expected_std
-
-    std = float(expected_std(model.init, (model.width, model.width)))
-    scheme, want = prescribed(model.activation.name, model.width, model.width)
+    std, scheme, want = init_vs_prescribed(model)
     facts.update(shape="stack", depth=model.depth, activation=model.activation.name, init=model.init.scheme,
                  init_std=std, prescribed=scheme, prescribed_std=want, residual=bool(model.block),
                  batchnorm=bool(model.batchnorm))
@@ -490,6 +486,3 @@ def diagnose(run: RunData) -> list[Finding]:
     found = [f for f in found if f is not None]
     return found or [healthy(run, facts)]
 
-
-def findings_frame(findings: list[Finding]) -> pd.DataFrame:
-    return pd.DataFrame([{"kind": f.kind, "layer": f.layer, "message": f.message} for f in findings])

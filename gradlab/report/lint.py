@@ -1,10 +1,11 @@
 """Config lint: known mismatches, printed before a run starts. Advice, never an error."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..config import Config
-from .theory import RELU_LIKE, SATURATING, applies, predict, prescribed
+from .theory import RELU_LIKE, SATURATING, applies, init_vs_prescribed, predict
 
 LONG_SEQUENCE = 50  # vanilla RNNs over this many steps lose (or blow up) the gradient (Pascanu 2013)
 DEEP = 8
@@ -46,9 +47,7 @@ def _mlp(config: Config, n_features: int | None) -> list[Lint]:
                           "(He et al. 2015). Use he_normal."))
     if scheme in ("normal", "uniform", "truncated_normal", "variance_scaling", "identity", "orthogonal") \
             and depth >= 3 and not model.batchnorm and not model.block:
-        from ..nn.init import expected_std
-        std = expected_std(model.init, (model.width, model.width))
-        name, want = prescribed(act, model.width, model.width)
+        std, name, want = init_vs_prescribed(model)
         if not 0.5 < std / want < 2.0:
             found.append(Lint("model.init", f"std {std:.3g} is {std / want:.2g}x the {want:.3g} that {name} "
                               f"prescribes for {act} at width {model.width}."))
@@ -61,9 +60,7 @@ def _mlp(config: Config, n_features: int | None) -> list[Lint]:
                           "0, so units start dead (zero gradient). Use 0."))
     if n_features and applies(model) is None and depth >= 2:
         gains = [th.gain for th in predict(model, n_features)[1:]]
-        ratio = 1.0
-        for g in gains:
-            ratio *= g
+        ratio = math.prod(gains)
         if not 1e-3 <= ratio <= 1e3:
             what = "vanishes" if ratio < 1e-3 else "explodes"
             found.append(Lint("model", f"theory predicts the gradient {what} with depth: delta_norm of layer 1 "

@@ -60,7 +60,7 @@ class RunData:
 
 @dataclass
 class SweepData:
-    """A sweep folder: its spec, summary.csv, profile.csv and the run folders under it."""
+    """A sweep folder: its spec, summary.csv and profile.csv (one run folder per summary row)."""
 
     dir: Path
     spec: dict  # sweep.yaml (name, base, grid, zip, seeds)
@@ -79,8 +79,6 @@ class SweepData:
             keys.append("seed")
         return [k for k in keys if k in self.summary.columns]
 
-    def run_dirs(self) -> list[Path]:
-        return [self.dir / r for r in self.summary.run if (self.dir / r / "metrics.csv").exists()]
 
 
 def kind_of(path: str | Path) -> str:

@@ -45,6 +45,12 @@ def prescribed(activation: str, fan_in: int, fan_out: int) -> tuple[str, float]:
     return "xavier_normal", math.sqrt(2.0 / (fan_in + fan_out))
 
 
+def init_vs_prescribed(model) -> tuple[float, str, float]:
+    """(std of a width x width W from the config's init, the scheme the activation wants, its std)."""
+    std = float(expected_std(model.init, (model.width, model.width)))
+    return (std, *prescribed(model.activation.name, model.width, model.width))
+
+
 @dataclass
 class LayerTheory:
     """One hidden layer l: what its weights and activation predict for the gradient entering it."""
