@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
-import shutil
 import subprocess
 import warnings
 from html.parser import HTMLParser
@@ -21,6 +20,8 @@ from gradlab.report import plots
 from gradlab.report.html import Section, findings_table, write_html
 from gradlab.report.load import load_run, load_sweep_dir
 
+from optional import need_chromium
+
 PNG = b"\x89PNG\r\n\x1a\n"
 RUN_PNGS = ["gradient_flow.png", "grad_heatmap.png", "loss_grad_norm.png", "activations.png"]
 SWEEP_PNGS = ["sweep_ratio_heatmap.png", "sweep_gradient_flow.png"]
@@ -35,7 +36,6 @@ RNN = {"name": "rnn", "seed": 0, "data": {"kind": "adding", "T": 10, "n_samples"
 DIVERGING = {"name": "diverging", "seed": 0, "data": {"kind": "blobs", "n_samples": 256, "n_features": 32, "n_classes": 10},
              "model": {"depth": 50, "width": 32, "activation": "linear", "init": {"scheme": "identity", "scale": 1.2}},
              "train": {"steps": 20, "batch_size": 64}, "log": {"every": 1}}
-CHROMIUMS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
 
 def strict(fn, *args):
@@ -254,10 +254,6 @@ def test_findings_table_colours_kinds_and_formats_evidence():
     assert '<th class="text">run</th>' in by_run and "depth=4,init=&lt;x&gt;" in by_run
 
 
-def chromium() -> str | None:
-    return next((found for name in CHROMIUMS if (found := shutil.which(name))), None)
-
-
 PROBE = """<script>
 // Synchronous on window.load (img.decode() promises resolve off the main thread, after --dump-dom
 // may already have run): an image counts when it loaded, has a size, and drawing it onto a canvas
@@ -281,9 +277,7 @@ window.addEventListener("load", function () {
 
 
 def test_report_images_decode_in_headless_chromium(mlp_pngs, sweep2, tmp_path):
-    browser = chromium()
-    if browser is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium); report.html not loaded in a browser")
+    browser = need_chromium()
     pngs = [*mlp_pngs, *plots.write_sweep_plots(sweep2, tmp_path / "sweep")]
     page = report(pngs, tmp_path / "report.html")
     probe = tmp_path / "probe" / "report.html"
