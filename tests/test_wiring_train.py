@@ -169,6 +169,24 @@ def test_l2_moves_weights_by_lr_g_plus_l2_w_and_biases_by_lr_g(tmp_path):
     assert read(result.run_dir, "metrics.csv").loss[0] == pytest.approx(data_loss + penalty, rel=RTOL)
 
 
+def test_l2_leaves_batchnorm_and_prelu_parameters_alone(tmp_path):
+    lr, l2 = 0.1, 0.3
+    cfg = gradlab.config_from_dict({
+        "name": "wiring-bn", "seed": 1, "data": {"kind": "spirals", "n_samples": 40},
+        "model": {"depth": 2, "width": 6, "activation": "prelu", "batchnorm": True},
+        "train": {"optimizer": "sgd", "lr": lr, "batch_size": "full", "steps": 1, "l2": l2},
+        "log": {"out": str(tmp_path)}})
+    s = gradlab.setup(cfg)
+    P0 = {k: v.copy() for k, v in s.model.params.items()}
+    s.model.loss_and_grads(s.data.X_train, s.data.y_train, s.loss, 0.0)  # the data loss's gradient alone
+    g = s.model.grads
+    weights = {"dense1.W", "dense2.W", "dense3.W"}
+    assert weights < set(P0) and {"bn1.gamma", "bn1.beta", "prelu1.alpha", "dense3.b"} < set(P0)
+    result = gradlab.train(cfg)
+    expected = {k: P0[k] - lr * (g[k] + l2 * P0[k]) if k in weights else P0[k] - lr * g[k] for k in P0}
+    assert_params(load(result.run_dir, "params_final.npz"), expected)
+
+
 # --------------------------------------------------------------------------- 3, 4. optimizers over several steps
 
 def adam_by_hand(lr, b1, b2, eps):
