@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .nn import Dense, Dropout, MLP, Loss, Module
+from .nn.module import l2_applies
 
 TIERS = ((1e-2, "wrong"), (1e-4, "uncomfortable"), (1e-7, "acceptable"))
 TINY = 1e-10  # below this in absolute value, gradients sit where floats are sparse (seed 000)
@@ -114,7 +115,7 @@ class NetObjective:
         self.states = list(self.model.states)
         self.dense_out: dict[int, np.ndarray] = {}
         self.masks = {id(m): m.mask.copy() for _, m in self.kink_modules}
-        self.sq = {k: float(np.vdot(W, W)) for k, W in self.model.params.items() if k.endswith(".W")}
+        self.sq = {k: float(np.vdot(W, W)) for k, W in self.model.params.items() if l2_applies(k)}
 
     def values(self, name: str, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """J at K perturbed copies of one tensor, stack: (K, *shape) -> (J (K,), kink crossed (K,))."""
@@ -206,7 +207,7 @@ class NetObjective:
         if key == "b":
             return D.sum(axis=0)
         numeric = h.T @ D
-        if self.l2:  # the penalty's own centred difference: l2/2 ((w + eps)^2 - (w - eps)^2) / (2 eps)
+        if self.l2 and l2_applies(name):  # the penalty, centred: l2/2 ((w + eps)^2 - (w - eps)^2) / (2 eps)
             W = module.params["W"]
             numeric = numeric + 0.5 * self.l2 * ((W + eps) ** 2 - (W - eps) ** 2) / (2 * eps)
         return numeric

@@ -18,7 +18,7 @@ from .dense import Dense
 from .dropout import Dropout
 from .init import init_weight
 from .losses import Loss
-from .module import Module
+from .module import Module, l2_applies
 from .norm import BatchNorm
 
 
@@ -138,12 +138,13 @@ class MLP:
         return len(self.layers), "loss"
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, loss: Loss, l2: float = 0.0, train: bool = True) -> float:
-        """J = loss(f(x), y) + l2/2 sum ||W||^2; fills grads with dJ/dtheta and returns J."""
+        """J = loss(f(x), y) + l2/2 sum ||W||^2 over the weight matrices (``l2_applies``); fills grads with
+        dJ/dtheta and returns J."""
         J = loss.forward(self.forward(x, train), self.targets(y))
         self.input_grad = self.backward(loss.backward())  # dJ/dx, which a gradient check compares too
         if l2:
             for name, W in self.params.items():
-                if name.endswith(".W"):
+                if l2_applies(name):
                     J += 0.5 * l2 * float(np.vdot(W, W))
                     self.grads[name] += l2 * W
         return J

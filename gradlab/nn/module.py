@@ -45,3 +45,9 @@ class Module:
 
     def named_grads(self) -> dict[str, np.ndarray]:
         return {f"{self.name}.{k}": v for k, v in self.grads.items()}
+
+
+def l2_applies(name: str) -> bool:
+    """Whether ``train.l2`` penalises the parameter ``name`` (``dense3.W``, ``lstm1.U_f``): every weight
+    matrix -- a dense W, each gate's W and U of a recurrent cell -- and no bias, gamma, beta or alpha."""
+    return name.rsplit(".", 1)[-1].split("_", 1)[0] in ("W", "U")
