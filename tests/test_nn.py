@@ -6,6 +6,8 @@ from gradlab.check import centred_difference, rel_error
 from gradlab.config import ActivationConfig, InitConfig, MLPConfig
 from gradlab.nn import ACTIVATIONS, LOSSES, BatchNorm, Dense, Dropout, build_mlp, make_activation, make_loss
 
+from jitter import jitter
+
 TOL = 1e-7  # the seeds' "good" tier
 
 
@@ -152,11 +154,17 @@ def mlp(rng, **kw):
     {"activation": "sigmoid", "batchnorm": True, "residual": 1},
     {"activation": "elu", "dropout": 0.3, "residual": True},
     {"activation": "softsign", "depth": 4, "residual": 3, "batchnorm": True, "dropout": 0.2},
+    {"activation": "leaky_relu", "batchnorm": True},
 ])
 @pytest.mark.parametrize("loss_name", ["cross_entropy", "mse"])
-def test_whole_network_gradient_with_l2(options, loss_name):
+@pytest.mark.parametrize("params", ["default", "generic"])
+def test_whole_network_gradient_with_l2(options, loss_name, params):
+    """At the built defaults (b = 0, gamma = 1, beta = 0, the default slopes) and at generic values,
+    where a backward that ignores beta or b, or mixes up gamma and 1/gamma, can no longer pass."""
     rng = np.random.default_rng(0)
     model = mlp(rng, **options)
+    if params == "generic":
+        jitter(model, seed=1)
     for m in model.modules():
         if isinstance(m, Dropout):
             m.forward(np.zeros((8, 5)))
@@ -171,6 +179,26 @@ def test_whole_network_gradient_with_l2(options, loss_name):
     model.loss_and_grads(x, y, loss)
     dx = model.backward(loss.backward())
     assert rel_error(dx, centred_difference(lambda: loss.forward(model.forward(x), y), x)) < TOL
+
+
+def test_generic_values_move_every_parameter_but_the_weights():
+    options = {"activation": "leaky_relu", "batchnorm": True, "depth": 2}
+    plain = mlp(np.random.default_rng(0), **options)
+    moved = jitter(mlp(np.random.default_rng(0), **options), seed=1)
+    assert list(moved.params) == ["dense1.W", "bn1.gamma", "bn1.beta", "dense2.W", "bn2.gamma", "bn2.beta",
+                                  "dense3.W", "dense3.b"]
+    shifts = []
+    for name, p in plain.params.items():
+        if name.endswith(".W"):
+            np.testing.assert_array_equal(moved.params[name], p)
+        else:
+            assert np.all(moved.params[name] != p), name
+            shifts.append(moved.params[name] - p)
+    assert 0.2 < np.sqrt(np.mean(np.concatenate(shifts) ** 2)) < 0.4  # N(0, 0.3^2), 22 draws
+    bn1 = moved.layers[0].modules[1]
+    assert bn1.params["gamma"] is moved.params["bn1.gamma"]  # in place: the net and the layer see one array
+    slopes = [m.alpha for m in moved.modules() if m.name.startswith("leaky_relu")]
+    assert len(slopes) == 2 and all(0.01 < a < 2 for a in slopes)
 
 
 def test_l2_penalty_is_in_the_loss():
