@@ -8,10 +8,13 @@ and seeded; ``jitter_builds`` does it to every model that ``gradlab.train.setup`
 """
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
-import gradlab.train
 from gradlab.nn import Activation
+
+TRAIN = importlib.import_module("gradlab.train")  # the module: gradlab.train is also the function
 
 STD = 0.3
 
@@ -37,12 +40,12 @@ def jitter(model, seed: int = 0, std: float = STD):
 
 def jitter_builds(monkeypatch, seed: int = 0, std: float = STD) -> None:
     """Every model built by ``gradlab.train.setup`` from now on (the check's, a run's) comes jittered."""
-    build = gradlab.train.setup
+    build = TRAIN.setup
 
     def setup(config, source: str = "<config>"):
         s = build(config, source)
         jitter(s.model, seed, std)
         return s
 
-    monkeypatch.setattr(gradlab.train, "setup", setup)
+    monkeypatch.setattr(TRAIN, "setup", setup)
 

@@ -24,8 +24,10 @@ from gradlab.check import (
 )
 from gradlab.config import ConfigError
 from gradlab.nn import MLP, BatchNorm, Dense, Dropout
-from gradlab.nn.activations import ReLU, Sigmoid, Tanh
+from gradlab.nn.activations import ELU, PReLU, ReLU, Sigmoid, Tanh
 from gradlab.nn.losses import BCE, MSE, CrossEntropy
+
+from jitter import is_weight, jitter_builds
 
 SPIRALS = {"kind": "spirals", "n_samples": 64}
 BLOBS = {"kind": "blobs", "n_samples": 64, "n_classes": 3}
@@ -70,11 +72,35 @@ def assert_all_good(report) -> None:
     assert all(t.tier == "good" for t in report.layers), [(t.name, t.rel_error) for t in report.layers]
 
 
+@pytest.fixture(params=["default", "generic"])
+def params(request, monkeypatch):
+    """The check's model as built (b = 0, gamma = 1, beta = 0, default slopes) or at generic values."""
+    if request.param == "generic":
+        jitter_builds(monkeypatch)
+    return request.param
+
+
+def test_generic_checks_really_check_at_generic_values(monkeypatch):
+    """The check builds its model through gradlab.train.setup; jittered there, it checks that model."""
+    cfg = make(net("elu", batchnorm=True))
+    plain = prepare(cfg).model
+    jitter_builds(monkeypatch)
+    cs = prepare(cfg)
+    moved = cs.model
+    for name, p in plain.params.items():
+        same = np.array_equal(moved.params[name], p)
+        assert same == is_weight(name.split(".")[1]), name
+    assert [m.alpha for m in moved.modules() if m.name.startswith("elu")] != [1.0] * 3
+    # and the objective's reference pass ran at those values
+    J = cs.objective.value()
+    assert J == moved.loss_and_grads(cs.objective.x, cs.objective.y, cs.objective.loss)
+
+
 # --------------------------------------------------------------------------- 1. correct nets pass
 
 @pytest.mark.parametrize("activation", ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu",
                                         "softplus", "softsign"])
-def test_every_activation_passes(activation):
+def test_every_activation_passes(activation, params):
     report = check(make(net(activation)))
     assert report.mode == "full" and report.dtype == "float64" and report.eps == 1e-7
     # whole net: dense1..dense4 W and b (+ prelu slopes) and the input; every entry of each
@@ -106,13 +132,13 @@ def test_every_activation_passes(activation):
     ("mse", TEACHER, 2),  # regression
     ("mse", BLOBS, 3),  # against one-hot class targets
 ])
-def test_every_loss_passes(loss, data, n_out):
+def test_every_loss_passes(loss, data, n_out, params):
     report = check(make(net("tanh"), data=data, loss=loss))
     assert by_name(report.tensors, "dense4.W").shape == (8, n_out)
     assert_all_good(report)
 
 
-def test_residual_batchnorm_dropout_l2_pass():
+def test_residual_batchnorm_dropout_l2_pass(params):
     cfg = make(net("tanh", depth=4, residual=True, batchnorm=True, dropout=0.25), train={"l2": 0.05})
     report = check(cfg)
     assert_all_good(report)
@@ -124,7 +150,7 @@ def test_residual_batchnorm_dropout_l2_pass():
     assert any("training mode" in n for n in report.notes)
 
 
-def test_residual_blocks_are_really_there_and_pass():
+def test_residual_blocks_are_really_there_and_pass(params):
     cs = prepare(make(net("tanh", depth=5, residual=2)))
     assert cs.model.block_start == {2: 3, 4: 5}
     assert_all_good(check(make(net("tanh", depth=5, residual=2))))
@@ -143,7 +169,7 @@ def test_dropout_mask_is_frozen_and_really_drops():
     assert J != pytest.approx(plain, rel=1e-6)
 
 
-def test_l2_term_is_in_both_gradients():
+def test_l2_term_is_in_both_gradients(params):
     plain = check(make(net("tanh")))
     l2 = check(make(net("tanh"), train={"l2": 0.5}))
     assert_all_good(l2)
@@ -285,7 +311,7 @@ BROKEN = {
 
 @pytest.mark.parametrize("mode", ["full", "directional", "sample"])
 @pytest.mark.parametrize("bug", list(BROKEN))
-def test_broken_backward_fails_and_is_named(monkeypatch, bug, mode):
+def test_broken_backward_fails_and_is_named(monkeypatch, bug, mode, params):
     patch, model, top, whole_bad, whole_ok, alone_bad, alone_ok = BROKEN[bug]
     cfg = make(model, {"mode": mode, "samples": 5, "directions": 4}, **top)
     assert check(cfg).passed  # the unbroken net passes in this mode
@@ -310,6 +336,67 @@ def test_broken_backward_fails_and_is_named(monkeypatch, bug, mode):
         assert all(t.checked == min(5, math.prod(t.shape)) for t in report.tensors + report.layers)
     if mode == "directional":
         assert all(t.checked == 4 for t in report.tensors + report.layers)
+
+
+def batchnorm_dx_without_gamma(mp):
+    original = BatchNorm.backward
+
+    def backward(self, dout):
+        original(self, dout)  # gamma and beta right
+        xhat, n = self.xhat, dout.shape[0]  # dx as if dxhat were dout: the gamma factor dropped
+        return (self.inv_std / n) * (n * dout - dout.sum(axis=0) - xhat * np.sum(dout * xhat, axis=0))
+    mp.setattr(BatchNorm, "backward", backward)
+
+
+def batchnorm_dgamma_from_output(mp):
+    original = BatchNorm.backward
+
+    def backward(self, dout):
+        dx = original(self, dout)
+        np.sum(dout * (self.params["gamma"] * self.xhat + self.params["beta"]), axis=0, out=self.grads["gamma"])
+        return dx  # sum(dout * out): xhat read off the output, forgetting beta and gamma
+    mp.setattr(BatchNorm, "backward", backward)
+
+
+def prelu_initial_slope(mp):
+    original = PReLU.backward
+
+    def backward(self, dout):
+        original(self, dout)  # d alpha right
+        return np.where(self.mask, dout, self.alpha * dout)  # the configured initial slope, not the learned one
+    mp.setattr(PReLU, "backward", backward)
+
+
+def elu_alpha_one(mp):
+    mp.setattr(ELU, "backward", lambda self, dout: dout * np.where(self.mask, 1.0, self.out + 1.0))
+
+
+# (patch, model, whole-net tensors that must fail at generic values, layers alone that must fail)
+HIDDEN = {
+    "batchnorm_dx_without_gamma": (batchnorm_dx_without_gamma, net("tanh", batchnorm=True),
+                                   {"dense1.W", "bn1.gamma", "input"}, {"bn1.input", "bn2.input", "bn3.input"}),
+    "batchnorm_dgamma_from_output": (batchnorm_dgamma_from_output, net("tanh", batchnorm=True),
+                                     {"bn1.gamma", "bn2.gamma", "bn3.gamma"}, {"bn1.gamma", "bn2.gamma", "bn3.gamma"}),
+    "prelu_initial_slope": (prelu_initial_slope, net("prelu"),
+                            {"dense1.W", "prelu1.alpha", "input"}, {"prelu1.input", "prelu2.input", "prelu3.input"}),
+    "elu_alpha_one": (elu_alpha_one, net("elu"), {"dense1.W", "input"}, {"elu1.input", "elu2.input", "elu3.input"}),
+}
+
+
+@pytest.mark.parametrize("bug", list(HIDDEN))
+def test_a_backward_right_only_at_the_defaults_is_caught_at_generic_values(monkeypatch, bug):
+    """At gamma = 1, beta = 0 and the initial slopes these bugs give the right numbers, so the check passes
+    them; at generic values it fails them and names the layer."""
+    patch, model, whole_bad, alone_bad = HIDDEN[bug]
+    patch(monkeypatch)
+    assert check(make(model)).passed  # where the bug hides
+    jitter_builds(monkeypatch)
+    report = check(make(model))
+    assert not report.passed
+    assert whole_bad <= whole_failed(report), whole_failed(report)
+    assert alone_bad <= alone_failed(report), alone_failed(report)
+    assert all(by_name(report.layers, n).tier == "wrong" for n in alone_bad)
+    assert {"dense4.W", "dense4.b"}.isdisjoint(whole_failed(report))  # above every hidden layer: still right
 
 
 def test_broken_parameterless_activation_is_localised(monkeypatch):
@@ -513,7 +600,7 @@ def test_eps_sweep_on_an_objective_directly():
     assert rows[1]["centred"] < 1e-7 < rows[0]["one_sided"]
 
 
-def test_taylor_rates_two_for_correct_net():
+def test_taylor_rates_two_for_correct_net(params):
     rows = taylor(make(net("tanh")))
     assert [r["param"] for r in rows][-1] == "input"
     assert len(rows) == 9
