@@ -1,60 +1,76 @@
 """Time one training step of gradlab against a minimal hand-written NumPy loop.
 
-The network: 20 tanh hidden layers of width 256, Xavier-normal init, softmax
-cross-entropy over 10 classes, plain SGD, batch 128, float64, on 32-feature blobs.
+The network: 20 tanh hidden layers of width 256, Xavier-normal init, softmax cross-entropy over
+10 classes, plain SGD, batch 128, float64, on 32-feature blobs.
 
-* gradlab: ``gradlab.train.setup`` + ``gradlab.train.fit`` with a ``RunWriter``
-  observer writing the run folder (metrics.csv, grad_norms.csv, layer_stats.csv) to a
-  temporary directory at every step (``log.every: 1``), exactly as ``gradlab.train``
-  does. ``--no-log`` drops the writer and sets ``log.every`` to the run length, so only
-  the first and last steps compute their statistics (the least logging gradlab does);
-  ``--no-writer`` keeps the per-step statistics but writes no CSV.
-* minimal: forward x @ W + b and tanh, softmax cross-entropy, backward, SGD update;
-  nothing else. It starts from gradlab's initial weights and draws the same batches,
-  so both compute the same losses (checked once before timing).
+Sides (``--sides``, default all but ``stats``), timed under one protocol (benchmarks/protocol.py): a
+warm-up call of each, then ``--repeats`` rounds interleaved in alternating order, medians with the
+per-repeat range, ratios as medians of the per-repeat ratios, BLAS on ``--threads`` threads (default 1).
 
-Repeats are interleaved (gradlab, minimal, minimal, gradlab, ...), the first round is
-a warm-up, and the figures are medians. Timings are never asserted: exit status 0.
+* logged: ``gradlab.train.setup`` + ``gradlab.train.fit`` with a ``RunWriter`` observer writing the
+  run folder (metrics.csv, grad_norms.csv, layer_stats.csv) to a temporary directory at every step
+  (``log.every: 1``), exactly as ``gradlab.train`` does.
+* unlogged: no writer and ``log.every`` set to the run length, so only the first and last steps
+  compute their statistics (the least logging gradlab does). logged - unlogged is what logging costs.
+* stats: the per-step statistics computed, no CSV written.
+* minimal: forward x @ W + b and tanh, softmax cross-entropy, backward, SGD update; nothing else. It
+  starts from gradlab's initial weights and draws the same batches.
 
-    python benchmarks/bench_step.py [--steps 200] [--repeats 7] [--no-log] [--threads N]
+Each side's time is its own clock around its step loop (fit's wall_time for gradlab; set-up and
+the closing evaluation excluded on every side) divided by the steps.
+Compared (any mismatch exits 1): every call of every side reaches the same last loss as the minimal
+loop's (relative 1e-9). Timings are printed, never asserted.
 
-BLAS runs on one thread unless ``--threads`` says otherwise (0 = the library's default):
-on a 2-core machine shared with other work, a 2-thread OpenBLAS spins against the other
-load and single repeats then differ by 2x, which drowns the ratio.
+    python benchmarks/bench_step.py                    # the README's figures
+    python benchmarks/bench_step.py --quick            # a tiny net, 1 repeat: does it run?
+
+On a 2-core machine shared with other work, a 2-thread OpenBLAS spins against the other load and
+single repeats then differ by 2x, which drowns the ratio: hence one BLAS thread by default.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+import protocol
+
+SIDES = ("logged", "unlogged", "stats", "minimal")
+LOSS_TOL = 1e-9
+TARGET = 1.2  # logged gradlab / minimal
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=200, help="training steps per timed repeat (default 200)")
-    p.add_argument("--repeats", type=int, default=7, help="timed repeats of each, interleaved (default 7)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
-    p.add_argument("--no-log", action="store_true",
-                   help="gradlab without the CSV writer and with log.every = steps (stats at 2 steps only)")
-    p.add_argument("--no-writer", action="store_true",
-                   help="gradlab computing its per-step statistics but writing no CSV")
-    p.add_argument("--threads", type=int, default=1,
-                   help="BLAS threads, set through OPENBLAS/OMP/MKL_NUM_THREADS (default 1; 0 = leave as is)")
+    p.add_argument("--steps", type=int, default=200, help="training steps per timed call (default 200)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed rounds of every side, interleaved (default 7; 1 with --quick)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls of every side first (default 1)")
+    p.add_argument("--sides", default="logged,unlogged,minimal",
+                   help=f"comma-separated, of {', '.join(SIDES)} (default logged,unlogged,minimal)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1; 0 = the library's default)")
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--quick", action="store_true", help="depth 2, width 16, batch 8, 5 steps, 1 repeat: a smoke run")
     p.add_argument("--profile", metavar="FILE", default=None,
-                   help="also write a cProfile of one gradlab fit() to FILE (not timed)")
-    return p.parse_args(argv)
+                   help="also write a cProfile of one logged gradlab fit() to FILE (not timed)")
+    args = p.parse_args(argv)
+    args.sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    unknown = set(args.sides) - set(SIDES)
+    if unknown or "minimal" not in args.sides:
+        p.error(f"--sides: {sorted(unknown) or 'minimal is missing'}; choose from {', '.join(SIDES)}, with minimal")
+    if args.quick:
+        args.depth, args.width, args.batch, args.steps = 2, 16, 8, 5
+    if args.repeats is not None and args.repeats < 1:
+        p.error("--repeats: at least 1")
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 7
+    return args
 
 
-ARGS = parse_args()
-if ARGS.threads:  # must happen before numpy loads its BLAS
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+if __name__ == "__main__":  # BLAS reads its thread count when numpy loads: pin it first
+    protocol.pin_blas_env(parse_args().threads)
 
-import math  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -63,8 +79,6 @@ import numpy as np  # noqa: E402
 import gradlab  # noqa: E402
 from gradlab.logging import RunWriter  # noqa: E402
 from gradlab.train import fit, new_run_dir, setup  # noqa: E402
-
-TARGET = 1.2  # gradlab / minimal, logging included
 
 
 def make_config(args: argparse.Namespace, out: str, every: int = 1):
@@ -83,13 +97,12 @@ def make_config(args: argparse.Namespace, out: str, every: int = 1):
 
 # --------------------------------------------------------------------------- gradlab
 
-def run_gradlab(config, log: bool, out: str) -> tuple[float, float]:
-    """(seconds per step, last loss) of ``fit``'s step loop; setup and the final metrics are not timed."""
+def run_gradlab(config, write: bool, out: str) -> tuple[float, float]:
+    """(seconds per step, last loss) of ``fit``'s step loop; set-up and the final metrics are not timed."""
     s = setup(config)
     observers, writer = [], None
-    if log:  # what gradlab.train does with write=True
-        run_dir = new_run_dir(out, config.name)
-        writer = RunWriter(run_dir)
+    if write:  # what gradlab.train does with write=True
+        writer = RunWriter(new_run_dir(out, config.name))
         writer.write_config(config.resolved())
         observers.append(writer)
     try:
@@ -97,7 +110,8 @@ def run_gradlab(config, log: bool, out: str) -> tuple[float, float]:
     finally:
         if writer is not None:
             writer.close()
-    assert result.status == "completed", result.status
+    if result.status != "completed":
+        raise SystemExit(f"gradlab's run ended {result.status}: nothing to time")
     # fit's own clock: the step loop only (it stops before the closing full-data evaluation)
     return result.wall_time / result.steps, result.last.loss
 
@@ -158,64 +172,78 @@ def run_minimal(config, steps: int) -> tuple[float, float]:
 
 # --------------------------------------------------------------------------- main
 
-def main() -> int:
-    args = ARGS
-    log = not (args.no_log or args.no_writer)
-    mode = ("OFF (--no-log: no writer, statistics at the first and last step only)" if args.no_log else
-            "stats only (--no-writer: per-step statistics, no CSV)" if args.no_writer else
-            "ON (RunWriter, every step)")
+def sides(args: argparse.Namespace, tmp: str) -> list[protocol.Side]:
+    logged, stats = make_config(args, tmp), make_config(args, tmp)
+    unlogged = make_config(args, tmp, every=args.steps)
+    run = {"logged": lambda: run_gradlab(logged, True, tmp),
+           "unlogged": lambda: run_gradlab(unlogged, False, tmp),
+           "stats": lambda: run_gradlab(stats, False, tmp),
+           "minimal": lambda: run_minimal(logged, args.steps)}
+    return [protocol.Side(name, run[name]) for name in args.sides]
+
+
+LABELS = {"logged": "gradlab, CSV logging every step", "unlogged": "gradlab, no logging (statistics at 2 steps)",
+          "stats": "gradlab, statistics every step, no CSV", "minimal": "minimal NumPy loop"}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    threads = protocol.pin_threads(args.threads)
+    protocol.header(f"gradlab one training step: depth {args.depth}, width {args.width}, batch {args.batch}, float64, "
+                    f"tanh, xavier_normal, sgd; {args.steps} steps per call; sides {', '.join(args.sides)}",
+                    threads, args.repeats, args.warmup)
+    v = protocol.Verdicts()
     with tempfile.TemporaryDirectory(prefix="gradlab-bench-") as tmp:
-        config = make_config(args, tmp, every=args.steps if args.no_log else 1)
-        threads = os.environ.get("OPENBLAS_NUM_THREADS", "library default")
-        print(f"gradlab one training step: depth {args.depth}, width {args.width}, batch {args.batch}, float64, "
-              f"tanh, xavier_normal, sgd; {args.steps} steps x {args.repeats} repeats, interleaved, medians; "
-              f"logging {mode}; BLAS threads {threads}")
+        def show(r: int, name: str, s: float) -> None:
+            print(f"  {'warm-up' if r == 0 else f'repeat {r}'}: {name:8s} {s * 1e3:8.3f} ms/step", flush=True)
 
-        # correctness: both loops compute the same losses from the same start
-        _, j_grad = run_gradlab(config, log, tmp)
-        _, j_min = run_minimal(config, args.steps)
-        same = math.isclose(j_grad, j_min, rel_tol=1e-9, abs_tol=1e-12)
-        print(f"check: last loss gradlab {j_grad:.12g}, minimal {j_min:.12g} -> {'same' if same else 'DIFFERENT'}")
+        t = protocol.interleave(sides(args, tmp), args.repeats, args.warmup, show)
 
-        for _ in range(max(args.warmup - 1, 0)):
-            run_gradlab(config, log, tmp)
-            run_minimal(config, args.steps)
+        ref = t["minimal"].all_results[0]
+        for name, timings in t.items():
+            losses = timings.all_results
+            off = [j for j in losses if not abs(j - ref) <= LOSS_TOL * abs(ref)]
+            whose = "the minimal loop's first" if name == "minimal" else "the minimal loop's"
+            v.expect(not off, f"{name}: the last loss of {len(losses) - len(off)} of {len(losses)} calls is {whose}, "
+                              f"{ref:.12g} (relative {LOSS_TOL:g}){'; got ' + repr(off[0]) if off else ''}")
 
-        t_grad, t_min, ratios = [], [], []
-        for r in range(args.repeats):
-            # alternate the order so drift in machine load hits both alike
-            if r % 2 == 0:
-                tg, _ = run_gradlab(config, log, tmp)
-                tm, _ = run_minimal(config, args.steps)
-            else:
-                tm, _ = run_minimal(config, args.steps)
-                tg, _ = run_gradlab(config, log, tmp)
-            t_grad.append(tg)
-            t_min.append(tm)
-            ratios.append(tg / tm)
-            print(f"  repeat {r + 1:2d}: gradlab {tg * 1e3:7.3f} ms/step   minimal {tm * 1e3:7.3f} ms/step   "
-                  f"ratio {tg / tm:5.3f}")
-
-        mg, mm = statistics.median(t_grad), statistics.median(t_min)
-        print(f"median gradlab: {mg * 1e3:.3f} ms/step (min {min(t_grad) * 1e3:.3f})")
-        print(f"median minimal: {mm * 1e3:.3f} ms/step (min {min(t_min) * 1e3:.3f})")
-        print(f"median of per-repeat ratios: {statistics.median(ratios):.3f}x "
-              f"(range {min(ratios):.3f}-{max(ratios):.3f})")
-        what = " without logging" if args.no_log else " without the CSV writer" if args.no_writer else ""
-        print(f"ratio gradlab/minimal{what}: {mg / mm:.2f}x (target <= {TARGET}x)")
-        if max(ratios) > 1.5 * min(ratios):
-            print("note: the per-repeat ratios spread widely; the machine is busy (try more --repeats)")
-
+        print()
+        for name, timings in t.items():
+            print(f"{LABELS[name]}: {timings.spread.text('.3f', 1e3, ' ms')} per step")
+        for name in t:
+            if name != "minimal":
+                r = protocol.ratio(t[name], t["minimal"])
+                print(f"ratio {name} / minimal, per repeat: {r.text('.3f', unit='x')}")
+        print(summary(args, t))
         if args.profile:
             import cProfile
 
             prof = cProfile.Profile()
             prof.enable()
-            run_gradlab(config, log, tmp)
+            run_gradlab(make_config(args, tmp), True, tmp)
             prof.disable()
             prof.dump_stats(args.profile)
-            print(f"profile of one gradlab fit() written to {args.profile}")
-    return 0
+            print(f"profile of one logged gradlab fit() written to {args.profile}")
+    print(protocol.load_line("end"))
+    return v.exit_code()
+
+
+def summary(args: argparse.Namespace, t: dict) -> str:
+    """The lines that read like the README's sentences."""
+    m = t["minimal"]
+    lines = []
+    for name in ("logged", "stats", "unlogged"):
+        if name in t:
+            r = protocol.ratio(t[name], m)
+            lines.append(f"summary ({name}): {t[name].spread.median * 1e3:.1f} ms per step against "
+                         f"{m.spread.median * 1e3:.1f} ms, a ratio of **{r.median:.2f}x** (per-repeat range "
+                         f"{r.span(unit='x')} over {len(r.values)} repeats"
+                         f"{f'; target at most {TARGET}x' if name == 'logged' else ''})")
+    if "logged" in t and "unlogged" in t:
+        d = protocol.difference(t["logged"], t["unlogged"])
+        lines.append(f"summary (logging): logging costs about {d.median * 1e3:.1f} ms of that (per repeat "
+                     f"{d.span('.1f', 1e3, ' ms')}): activation statistics, weight norms and the CSV rows")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
