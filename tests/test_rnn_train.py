@@ -184,17 +184,3 @@ def test_models_and_data_must_match():
     with pytest.raises(ConfigError, match="use 'model.kind: rnn'"):
         gradlab.setup(gradlab.config_from_dict({"data": {"kind": "adding"}, "model": {"depth": 1, "width": 2}, "loss": "mse"}))
 
-
-@pytest.mark.slow
-def test_lstm_solves_the_adding_problem_where_a_tanh_rnn_does_not(tmp_path):
-    """Hochreiter & Schmidhuber 1997 / Le et al. 2015: T = 100, batch 64, adam 3e-3, clip 1, 3000 steps."""
-    finals = {}
-    for cell in ("lstm", "vanilla"):
-        model = {"cell": cell, "hidden": 32}
-        if cell == "vanilla":
-            model["recurrent_init"] = {"scheme": "normal", "std": 1 / np.sqrt(32)}
-        cfg = rnn_config(tmp_path, model, {"T": 100, "n_samples": 10000, "val_fraction": 0.1},
-                         {"steps": 3000}, log={"every": 500, "val_every": 500, "out": str(tmp_path)})
-        finals[cell] = gradlab.train(cfg, write=False).final["final_val_loss"]
-    assert finals["lstm"] < 0.01
-    assert finals["vanilla"] > 0.1  # near the 1/6 baseline of always answering 1
