@@ -20,12 +20,12 @@ def missing(why: str):
     pytest.skip(why)
 
 
-def need_torch():
-    """The torch module, or a skip (a failure in CI) saying how to get it."""
+def need_torch(what: str = "the torch replay"):
+    """The torch module, or a skip (a failure in CI) saying how to get it and what is not run."""
     try:
         import torch
     except ImportError:
-        missing("torch is not installed (pip install torch==2.13.0): the torch replay is not run")
+        missing(f"torch is not installed (pip install torch==2.13.0): {what} is not run")
     torch.set_default_dtype(torch.float64)
     return torch
 

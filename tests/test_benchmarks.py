@@ -123,7 +123,7 @@ def test_bench_check_exits_1_when_the_reference_net_differs(capsys, monkeypatch)
 
 
 def test_bench_check_with_torch_compares_its_gradients(capsys):
-    torch = need_torch()
+    torch = need_torch("the benchmark's torch comparison")
     before = torch.get_num_threads()
     try:
         bench = load("bench_check")
