@@ -1,4 +1,5 @@
-"""Gradient checking: analytic gradients against centred differences, graded by seed 000's tiers.
+"""Gradient checking: analytic gradients against centred differences, graded by the tiers of
+CS231n's gradient-check notes.
 
 The numerical gradient of entry i is (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps).
 Rather than a full forward pass per entry, an *objective* re-runs only the layers from the
@@ -18,7 +19,7 @@ from .nn import Dense, Dropout, MLP, Loss, Module
 from .nn.module import l2_applies
 
 TIERS = ((1e-2, "wrong"), (1e-4, "uncomfortable"), (1e-7, "acceptable"))
-TINY = 1e-10  # below this in absolute value, gradients sit where floats are sparse (seed 000)
+TINY = 1e-10  # below this in absolute value, floats are sparse (CS231n's gradient-check notes)
 CHUNK_FLOATS = 2**21  # at most about 16 MB of float64 stacked copies of a tensor
 CHUNK_ROWS = 4096  # rows (copies x batch) per batched evaluation
 
@@ -42,7 +43,7 @@ def centred_difference(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6)
 
 
 def one_sided_difference(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """dJ/dx by (J(x + eps e_i) - J(x)) / eps: error O(eps), against O(eps^2) centred (seed 003)."""
+    """dJ/dx by (J(x + eps e_i) - J(x)) / eps: error O(eps), against O(eps^2) centred."""
     grad = np.zeros_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
     J0 = f()
@@ -55,7 +56,8 @@ def one_sided_difference(f: Callable[[], float], x: np.ndarray, eps: float = 1e-
 
 
 def rel_error(a: np.ndarray, n: np.ndarray) -> float:
-    """||a - n||_2 / (||a||_2 + ||n||_2) (seed 000); 0 when both are exactly zero."""
+    """||a - n||_2 / (||a||_2 + ||n||_2), the usual gradient-check relative error; 0 when both are
+    exactly zero."""
     a, n = np.asarray(a, dtype=np.float64), np.asarray(n, dtype=np.float64)
     scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(n).max(initial=0.0)))
     if not scale > 0 or not np.isfinite(scale):
@@ -577,7 +579,7 @@ def flatten(tensors: dict[str, np.ndarray]) -> tuple[np.ndarray, Callable[[np.nd
 
 
 def overall(blocks: list[Entries]) -> float:
-    """Relative error of d_theta over every checked entry that crossed no kink (seed 000's step 3)."""
+    """Relative error of d_theta over every checked entry that crossed no kink."""
     a, _ = flatten({b.param: b.analytic[~b.kink] for b in blocks})
     n, _ = flatten({b.param: b.numeric[~b.kink] for b in blocks})
     return rel_error(a, n)
@@ -607,7 +609,7 @@ def is_finite_pass(model: MLP, x, y, loss, l2) -> tuple[bool, str]:
 def eps_sweep(obj, names: list[str], rng: np.random.Generator, epsilons=tuple(10.0 ** -k for k in range(1, 11)),
               directions: int = 4) -> list[dict]:
     """Overall relative error against eps, centred and one-sided: truncation error O(eps^2) or
-    O(eps) on the left, round-off O(1/eps) on the right (seed 003)."""
+    O(eps) on the left, round-off O(1/eps) on the right."""
     grads = obj.analytic()
     seeds = rng.integers(2**31, size=len(names))
     out = []
@@ -668,7 +670,8 @@ def prepare(config, source: str = "<config>", after_steps: int = 0) -> CheckSetu
     notes, warnings = [], []
     if cc.dtype == "float32":
         warnings.append("checking in float32: with correct code the relative error can reach 1e-2 in single "
-                        "precision (seed 000); use check.dtype float64 unless you mean to test float32.")
+                        "precision (CS231n's gradient-check notes); use check.dtype float64 unless you mean to "
+                        "test float32.")
     if after_steps:
         steps_cfg = s.config.model_copy(update={"train": train_cfg.model_copy(update={"steps": after_steps, "epochs": None})})
         result = fit(replace(s, config=steps_cfg))
@@ -730,9 +733,11 @@ def _check(config, source: str, after_steps: int, one_sided: bool) -> CheckRepor
     smooth_acceptable = [t.name for t in tensors + layers if t.tier == "acceptable" and not report.has_kinks]
     if smooth_acceptable:
         report.notes.append(f"'acceptable' ({listed(smooth_acceptable)}) is too high for a net without kinks "
-                            "(seed 000): expect below 1e-7; --strict fails it unless round-off explains it")
+                            "(CS231n's gradient-check notes): expect below 1e-7; --strict fails it unless round-off "
+                            "explains it")
     if model.depth >= 10 and report.tier in ("acceptable", "uncomfortable"):
-        report.notes.append(f"a {model.depth}-layer net accumulates rounding error end to end (seed 000); every "
+        report.notes.append(f"a {model.depth}-layer net accumulates rounding error end to end "
+                            "(CS231n's gradient-check notes); every "
                             "layer is also checked alone, so a wrong layer is still named")
     report.warnings += coarse_warnings(obj.targets, cc.eps)
     return report
@@ -775,7 +780,7 @@ def tiny_warnings(results: list[TensorResult]) -> list[str]:
     if not tiny:
         return out
     return out + [f"tiny gradients (|analytic| and |numeric| below {TINY:g}) in {listed(tiny)}"
-            f": floats are sparse there (seed 000); scale the loss up "
+            f": floats are sparse there (CS231n's gradient-check notes); scale the loss up "
             "with --loss-scale (e.g. 1e6) to bring them near 1"]
 
 

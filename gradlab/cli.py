@@ -151,7 +151,7 @@ KIND_STYLE = {"healthy": "green", "vanishing": "bold red", "exploding": "bold re
 
 
 def render_findings(findings: list[dict], notes: list[str] = ()) -> None:
-    """Each finding: its kind, what was measured, and what the seeds would try."""
+    """Each finding: its kind, what was measured, and the remedies to try."""
     out.print("[bold]Diagnosis[/]")
     for note in notes:
         out.print(escape(note), highlight=False, soft_wrap=True)
@@ -377,7 +377,7 @@ def verdict(report) -> str:
 
 
 def time_line(result: RunResult) -> str:
-    """||dL/dh_1|| / ||dL/dh_T|| of the last recurrent layer, first and last logged step (seed 004)."""
+    """||dL/dh_1|| / ||dL/dh_T|| of the last recurrent layer, first and last logged step."""
     def ratio(rec: StepRecord) -> str:
         top = max(t.layer for t in rec.times)
         norms = [t.grad_norm for t in rec.times if t.layer == top]

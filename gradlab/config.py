@@ -447,8 +447,8 @@ class ClipConfig(Strict):
 
 
 class BPTTConfig(Strict):
-    """Truncated BPTT (seed 004): chunks of ``truncate`` steps; the hidden state is carried across
-    chunks, the gradient flows only within one."""
+    """Truncated BPTT (Williams & Peng 1990): chunks of ``truncate`` steps; the hidden state is
+    carried across chunks, the gradient flows only within one."""
 
     truncate: int = Field(ge=1)
 

@@ -19,7 +19,7 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """W_new = W_old - lr * dL/dW (seed 002)."""
+    """W_new = W_old - lr * dL/dW."""
 
     def step(self, params, grads):
         for k, p in params.items():

@@ -150,7 +150,7 @@ def fit(s: Setup, observers: "list[Observer]" = ()) -> RunResult:
 
 
 def time_stats(model: MLP) -> list[TimeStat]:
-    """||dL/dh_t|| of every recurrent layer at every step t, from the last backward pass (seed 004)."""
+    """||dL/dh_t|| of every recurrent layer at every step t, from the last backward pass."""
     out = []
     for l, layer in enumerate(model.layers, 1):
         for m in layer.modules:

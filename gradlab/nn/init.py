@@ -1,4 +1,5 @@
-"""Weight initialisation schemes (seeds 000, 001, 004), each scaled by ``gain``.
+"""Weight initialisation schemes (Glorot & Bengio 2010, He et al. 2015, orthogonal: Saxe et al. 2014,
+identity: Le et al. 2015), each scaled by ``gain``.
 
 W has shape (fan_in, fan_out). The named schemes are presets of variance scaling:
 Var(W) = gain^2 * scale / n, with n = fan_in, fan_out or their mean.

@@ -1,5 +1,5 @@
 """Recurrent layers (vanilla RNN, LSTM, GRU) with backpropagation through time, truncated BPTT,
-and the gradient norm reaching every time step, ||dL/dh_t|| (seed 004).
+and the gradient norm reaching every time step, ||dL/dh_t||.
 
 Row convention as everywhere: a = x_t W + h_{t-1} U + b. Each gate has its own W_g, U_g, b_g
 (``lstm1.W_f``), so every gate is logged and checked; the forward pass stacks them into one

@@ -1,5 +1,5 @@
 """The diagnosis of a run: vanishing, exploding, dead units, saturation, or healthy; each finding with
-the numbers behind it and the remedies the seeds give, as ``--set`` options valid for this config."""
+the numbers behind it and the usual remedies, as ``--set`` options valid for this config."""
 from __future__ import annotations
 
 import math
@@ -174,7 +174,7 @@ def init_remedies(facts: dict, kind: str = "") -> list[str]:
         return ["He init for relu layers, Xavier for tanh/sigmoid: --set model.init=he_normal (or xavier_normal)"]
     if facts["shape"] == "rnn":
         if facts["recurrent"] not in ("orthogonal", "identity"):
-            return ["an orthogonal recurrent matrix (gain 1, seed 004): --set model.recurrent_init=orthogonal"]
+            return ["an orthogonal recurrent matrix (gain 1, Saxe et al. 2014): --set model.recurrent_init=orthogonal"]
         gain = facts["recurrent_gain"]
         if (gain > 1.0 and kind != "vanishing") or (gain < 1.0 and kind == "vanishing"):
             return [f"a recurrent gain of 1 instead of {facts['recurrent_gain']:g}: "
@@ -211,7 +211,7 @@ def activation_remedies(facts: dict, want: str) -> list[str]:
         init = "" if want == "leaky_relu" or facts["init"].startswith("he") else " --set model.init=he_normal"
         return [f"{want}, which does not saturate for positive inputs: --set model.activation={want}{init}"
                 if want == "relu" else
-                "leaky relu keeps a small gradient where relu is 0 (seed 002): --set model.activation=leaky_relu"]
+                "leaky relu keeps a small gradient where relu is 0: --set model.activation=leaky_relu"]
     if facts["shape"] == "layers":
         return [f"{{type: activation, name: {want}}} items in model.layers"]
     if facts["shape"] == "rnn" and facts["cell"] == "vanilla":
@@ -380,7 +380,7 @@ def _exploding_remedies(run: RunData, facts: dict, ev: dict, at_init: bool, unst
         if current is None:
             source = "before they grew" if unstable else "over the run"
             cause = " (it caps each step; the init is the cause)" if at_init else ""
-            remedies.append(f"gradient clipping by global norm{cause}; seed 004: the highest threshold that tames "
+            remedies.append(f"gradient clipping by global norm{cause}; pick the highest threshold that tames "
                             f"the curve of the norm; the median of the logged norms {source} is {clip:.3g}: "
                             f"--set train.clip={num(clip)}")
         elif unstable:
@@ -389,7 +389,7 @@ def _exploding_remedies(run: RunData, facts: dict, ev: dict, at_init: bool, unst
     if facts.get("lr") and unstable and not (at_init and run.summary.get("diverged_at") == 0):
         remedies.append(f"a lower learning rate: --set train.lr={num(facts['lr'] / 10)}")
     if facts.get("shape") == "rnn" and not facts.get("truncate") and (facts.get("T") or 0) > 20:
-        remedies.append("truncated BPTT (seed 004): --set train.bptt.truncate=20")
+        remedies.append("truncated BPTT (Williams & Peng 1990): --set train.bptt.truncate=20")
     return remedies
 
 

@@ -27,7 +27,7 @@ def lint(config: Config, n_features: int | None = None) -> list[Lint]:
     clip = config.train.clip
     if clip is not None and clip.mode == "value":
         found.append(Lint("train.clip.mode", "clipping by value changes the gradient's direction; clipping by "
-                          "norm only shortens it (seed 002, Pascanu et al. 2013): mode: norm"))
+                          "norm only shortens it (Pascanu et al. 2013): mode: norm"))
     return found
 
 
