@@ -1,5 +1,5 @@
 """The gradient check (gradlab.check): correct nets pass, broken backward passes fail and are named,
-kinks are graded by the subgradient test, warnings and pre-flight, and seed 003's step-size facts."""
+kinks are graded by the subgradient test, warnings and pre-flight, and the finite-difference step-size facts."""
 from __future__ import annotations
 
 import math
@@ -555,7 +555,7 @@ def test_after_steps_trains_first_and_notes_it():
     assert not any("training steps" in n for n in check(cfg).notes)
 
 
-# --------------------------------------------------------------------------- 6. seed 003: step sizes
+# --------------------------------------------------------------------------- 6. step sizes
 
 def test_seed_003_theta_cubed():
     theta = np.array([1.0])

@@ -8,7 +8,7 @@ from gradlab.nn import ACTIVATIONS, LOSSES, BatchNorm, Dense, Dropout, build_mlp
 
 from jitter import jitter
 
-TOL = 1e-7  # the seeds' "good" tier
+TOL = 1e-7  # CS231n's "good" tier for a gradient check
 
 
 def away_from_kinks(rng, shape, margin=1e-2):

@@ -78,7 +78,7 @@ def test_truncation_cuts_the_gradient_at_chunk_starts():
 
 @pytest.mark.parametrize("c", [0.9, 1.0, 1.1])
 def test_linear_rnn_gradient_scales_as_c_to_the_lag(c):
-    """W = c Q with Q orthogonal and no input: ||dL/dh_1|| / ||dL/dh_T|| = c^(T-1) (seed 000: 0.9^150, 1.1^150)."""
+    """W = c Q with Q orthogonal and no input: ||dL/dh_1|| / ||dL/dh_T|| = c^(T-1) (the lecture example: 0.9^150, 1.1^150)."""
     T, H = 150, 16
     rec = InitConfig(scheme="orthogonal", gain=c)
     layer = cell(VanillaRNN, {"activation": "linear"}, D=2, H=H, recurrent=rec)

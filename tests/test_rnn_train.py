@@ -43,7 +43,7 @@ def time_ratio_at_init(cfg) -> float:
 
 
 def test_tanh_rnn_vanishes_over_150_steps_where_the_irnn_does_not(tmp_path):
-    """Le et al. 2015 / seed 004: identity-initialised ReLU recurrences keep the gradient alive."""
+    """Le et al. 2015: identity-initialised ReLU recurrences keep the gradient alive."""
     H, T = 64, 150
     tanh = rnn_config(tmp_path, {"hidden": H, "activation": "tanh",
                                  "recurrent_init": {"scheme": "normal", "std": 1 / np.sqrt(H)}}, {"T": T})
