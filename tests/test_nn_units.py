@@ -1,0 +1,226 @@
+"""Layer behaviour at the edges the whole-network tests do not reach: where a divergence is located, the
+subgradient at exactly 0, softsign's saturation, truncated-normal redraws, a float32 BCE, and what a
+layer of your own is given (the train flag by position) and reports (dead units).
+"""
+import numpy as np
+import pytest
+
+from gradlab.nn import MLP, Sequential, make_activation
+from gradlab.nn.activations import Linear
+from gradlab.nn.custom import CustomActivation, CustomModule
+from gradlab.nn.dense import Dense
+from gradlab.nn.dropout import Dropout
+from gradlab.nn.init import truncated_normal
+from gradlab.nn.losses import BCE, MSE
+
+
+# --------------------------------------------------------------------------- where a pass went non-finite
+
+def scalar_net(w1: float, w2: float) -> MLP:
+    """x -> w1 x (linear) -> w2 h: two logged layers of one unit each, biases 0."""
+    return MLP([Sequential([Dense(np.array([[w1]]), np.zeros(1), "dense1"), Linear("linear1")]),
+                Sequential([Dense(np.array([[w2]]), np.zeros(1), "dense2")])])
+
+
+def pass_of(net: MLP, y: float) -> float:
+    with np.errstate(all="ignore"):
+        return net.loss_and_grads(np.array([[1.0]]), np.array([[y]]), MSE())
+
+
+def test_a_parameter_that_is_not_finite_is_named_first():
+    net = scalar_net(1.0, 1.0)
+    pass_of(net, 0.0)
+    net.params["dense2.W"][0, 0] = np.nan
+    assert net.first_nonfinite() == (2, "params")
+
+
+def test_a_forward_pass_that_overflows_is_named_at_its_first_layer():
+    net = scalar_net(1e300, 1.0)
+    with np.errstate(all="ignore"):
+        net.forward(np.array([[1e10]]))  # layer 1 gives inf, and layer 2 inherits it
+    assert net.first_nonfinite() == (1, "forward")
+
+
+def test_a_loss_that_overflows_on_finite_outputs_is_named_as_the_loss():
+    net = scalar_net(1.0, 1.0)
+    J = pass_of(net, 1e200)  # (1 - 1e200)^2 overflows
+    assert J == np.inf
+    assert net.first_nonfinite(loss_finite=False) == (2, "loss")
+
+
+def test_a_backward_pass_that_overflows_below_the_output_names_that_layer():
+    # forward: h = 1e-300, z = 1 (finite); loss (1 - 1e10)^2 finite; dL/dz = -2e10 finite, so layer 2's
+    # grads are finite, but dL/dh = -2e10 * 1e300 overflows: layer 1 is the first non-finite one
+    net = scalar_net(1e-300, 1e300)
+    assert np.isfinite(pass_of(net, 1e10))
+    assert np.isfinite(net.deltas[2]).all() and all(np.isfinite(g).all() for g in net.layers[1].grads.values())
+    assert net.first_nonfinite() == (1, "backward")
+
+
+def test_a_weight_gradient_that_overflows_with_a_finite_delta_names_its_layer():
+    # h = 1e300, z = 1: dL/dz = -2e10 is finite, dL/dW2 = h dL/dz overflows, dL/dh = 2e-290 is finite
+    net = scalar_net(1e300, 1e-300)
+    assert np.isfinite(pass_of(net, 1e10))
+    assert np.isfinite(net.deltas[2]).all() and np.isfinite(net.deltas[1]).all()
+    assert net.first_nonfinite() == (2, "backward")
+
+
+def test_a_finite_pass_is_reported_at_the_loss():
+    net = scalar_net(1.0, 2.0)
+    pass_of(net, 3.0)
+    assert net.first_nonfinite() == (2, "loss")
+
+
+# --------------------------------------------------------------------------- activations at the edges
+
+@pytest.mark.parametrize("name", ["elu", "prelu"])
+def test_the_derivative_at_exactly_zero_is_the_left_one(name):
+    """As torch takes it: x > 0 is the linear side, so at 0 the slope is alpha (ELU: alpha e^0)."""
+    act = make_activation(name, alpha=0.3, width=3)
+    x = np.array([[0.0, 2.0, -1.0]])
+    out = act.forward(x)
+    dx = act.backward(np.ones_like(x))
+    left = 0.3 * np.exp(-1.0) if name == "elu" else 0.3
+    np.testing.assert_allclose(out, [[0.0, 2.0, 0.3 * np.expm1(-1.0) if name == "elu" else -0.3]], rtol=1e-15)
+    np.testing.assert_allclose(dx, [[0.3, 1.0, left]], rtol=1e-15)
+
+
+def test_softsign_saturates_where_its_derivative_is_below_five_percent():
+    """softsign' = 1 / (1 + |x|)^2 < 0.05 where |x| > sqrt(20) - 1 = 3.472..."""
+    act = make_activation("softsign")
+    act.forward(np.array([[0.0, 1.0, 3.4, 3.5, -10.0, 100.0]]))
+    assert act.saturated() == 0.5
+    # float32: 1 + |x| = 4.472136 squares to exactly 20, a derivative of exactly 5%: not below it
+    act.forward(np.array([[np.float32(4.472136) - np.float32(1.0)]], dtype=np.float32))
+    assert act.denom[0, 0] ** 2 == np.float32(20.0)
+    assert act.saturated() == 0.0
+
+
+def test_tanh_saturates_strictly_beyond_the_five_percent_derivative():
+    """|tanh| > sqrt(0.95) is saturated; an output of exactly sqrt(0.95) (derivative 5%) is not."""
+    edge = np.sqrt(0.95)
+    x = np.arctanh(edge)
+    near = [x]
+    for direction in (np.inf, -np.inf):
+        y = x
+        for _ in range(50):
+            y = np.nextafter(y, direction)
+            near.append(y)
+    exact = [v for v in near if np.tanh(v) == edge]
+    if not exact:
+        pytest.skip("this platform's tanh never returns sqrt(0.95) exactly")
+    act = make_activation("tanh")
+    act.forward(np.array([[exact[0], 0.0, 3.0, -3.0]]))
+    assert act.saturated() == 0.5
+
+
+# --------------------------------------------------------------------------- dropout
+
+def test_dropout_draws_a_new_mask_every_training_pass_unless_frozen():
+    drop = Dropout(0.5, np.random.default_rng(0), "dropout1")
+    x = np.ones((4, 50))
+    first, second = drop.forward(x), drop.forward(x)
+    assert set(np.unique(first)) == {0.0, 2.0} and not np.array_equal(first, second)
+    drop.frozen = True
+    np.testing.assert_array_equal(drop.forward(x), second)
+
+
+@pytest.mark.parametrize("p, train", [(0.0, True), (0.5, False)], ids=["p0", "eval"])
+def test_dropout_that_keeps_everything_passes_the_gradient_through(p, train):
+    drop = Dropout(p, np.random.default_rng(0), "dropout1")
+    x, dout = np.arange(6.0).reshape(2, 3), np.array([[1.0, -2.0, 3.0], [0.5, 0.0, -1.0]])
+    np.testing.assert_array_equal(drop.forward(x, train), x)
+    np.testing.assert_array_equal(drop.backward(dout), dout)
+
+
+# --------------------------------------------------------------------------- init
+
+class Draws:
+    """A generator whose standard normal draws are given in advance, each call of the size asked for."""
+
+    def __init__(self, *draws):
+        self.draws = [np.array(d, dtype=float) for d in draws]
+
+    def standard_normal(self, size):
+        out = self.draws.pop(0)
+        assert out.size == int(np.prod(size)), (out.size, size)
+        return out.reshape(size)
+
+
+def test_truncated_normal_redraws_only_what_lies_beyond_two():
+    rng = Draws([2.0, -2.0, 3.0, 0.5], [-2.5], [1.5])  # 3.0 is redrawn, then -2.5 again; +-2.0 are kept
+    np.testing.assert_array_equal(truncated_normal(rng, 0.1, (4,)), 0.1 * np.array([2.0, -2.0, 1.5, 0.5]))
+    assert rng.draws == []
+
+
+# --------------------------------------------------------------------------- losses
+
+def test_bce_keeps_float32():
+    loss = BCE()
+    z = np.array([[0.5], [-1.0], [2.0]], dtype=np.float32)
+    loss.forward(z, np.array([1, 0, 1]))
+    g = loss.backward()
+    assert g.dtype == np.float32
+    p = 1.0 / (1.0 + np.exp(-z[:, 0].astype(np.float64)))
+    np.testing.assert_allclose(g[:, 0], (p - [1, 0, 1]) / 3, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- layers of your own
+
+class Flagged:
+    """forward's second parameter is not called train: it is passed by position."""
+
+    def __init__(self):
+        self.params, self.grads, self.seen = {}, {}, []
+
+    def forward(self, x, training=True):
+        self.seen.append(training)
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+class NoFlag(Flagged):
+    def forward(self, x):
+        self.seen.append(None)
+        return x
+
+
+def test_a_custom_layer_gets_the_train_flag_by_position_when_it_takes_one():
+    flagged, plain = CustomModule(Flagged(), "flagged1"), CustomModule(NoFlag(), "noflag1")
+    x = np.ones((2, 3))
+    for layer in (flagged, plain):
+        layer.forward(x, train=False)
+        layer.forward(x, train=True)
+    assert flagged.layer.seen == [False, True]
+    assert plain.layer.seen == [None, None]
+
+
+class HalfDead:
+    def __init__(self):
+        self.params, self.grads = {}, {}
+
+    def forward(self, x, train=True):
+        return np.maximum(x, 0.0)
+
+    def backward(self, grad_out):
+        return grad_out
+
+    def dead(self):
+        return 0.25
+
+
+def test_a_custom_activation_reports_its_own_dead_fraction_and_none_without_one():
+    assert CustomActivation(HalfDead(), "halfdead1").dead() == 0.25
+    assert CustomActivation(NoFlag(), "noflag1").dead() is None
+
+
+# --------------------------------------------------------------------------- dense
+
+def test_dense_names_the_output_column_an_entry_moves():
+    """W[i, j] and b[j] move output column j; an input entry moves a whole row (None)."""
+    dense = Dense(np.zeros((3, 4)), np.zeros(4), "dense1")
+    np.testing.assert_array_equal(dense.column("W", np.array([0, 5, 11])), [0, 1, 3])  # W[0,0], W[1,1], W[2,3]
+    np.testing.assert_array_equal(dense.column("b", np.array([2, 0])), [2, 0])
+    assert dense.column("input", np.array([1])) is None
