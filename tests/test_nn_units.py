@@ -7,11 +7,12 @@ import pytest
 
 from gradlab.nn import MLP, Sequential, make_activation
 from gradlab.nn.activations import Linear
-from gradlab.nn.custom import CustomActivation, CustomModule
+from gradlab.nn.custom import CustomActivation, CustomError, CustomModule
 from gradlab.nn.dense import Dense
 from gradlab.nn.dropout import Dropout
 from gradlab.nn.init import truncated_normal
 from gradlab.nn.losses import BCE, MSE
+from gradlab.nn.norm import BatchNorm
 
 
 # --------------------------------------------------------------------------- where a pass went non-finite
@@ -73,7 +74,7 @@ def test_a_finite_pass_is_reported_at_the_loss():
 
 # --------------------------------------------------------------------------- activations at the edges
 
-@pytest.mark.parametrize("name", ["elu", "prelu"])
+@pytest.mark.parametrize("name", ["elu", "prelu", "leaky_relu"])
 def test_the_derivative_at_exactly_zero_is_the_left_one(name):
     """As torch takes it: x > 0 is the linear side, so at 0 the slope is alpha (ELU: alpha e^0)."""
     act = make_activation(name, alpha=0.3, width=3)
@@ -123,6 +124,17 @@ def test_dropout_draws_a_new_mask_every_training_pass_unless_frozen():
     assert set(np.unique(first)) == {0.0, 2.0} and not np.array_equal(first, second)
     drop.frozen = True
     np.testing.assert_array_equal(drop.forward(x), second)
+    x32 = np.ones((4, 50), dtype=np.float32)
+    assert Dropout(0.5, np.random.default_rng(0), "d").forward(x32).dtype == np.float32  # float32 stays float32
+
+
+def test_a_dropout_of_zero_draws_nothing_so_the_next_dropouts_masks_stay_the_same():
+    """The dropout layers of a net share one generator: p = 0 must leave it to the others untouched."""
+    x = np.ones((4, 50))
+    alone = Dropout(0.5, np.random.default_rng(3), "dropout2").forward(x)
+    rng = np.random.default_rng(3)
+    Dropout(0.0, rng, "dropout1").forward(x)
+    np.testing.assert_array_equal(Dropout(0.5, rng, "dropout2").forward(x), alone)
 
 
 @pytest.mark.parametrize("p, train", [(0.0, True), (0.5, False)], ids=["p0", "eval"])
@@ -224,3 +236,82 @@ def test_dense_names_the_output_column_an_entry_moves():
     np.testing.assert_array_equal(dense.column("W", np.array([0, 5, 11])), [0, 1, 3])  # W[0,0], W[1,1], W[2,3]
     np.testing.assert_array_equal(dense.column("b", np.array([2, 0])), [2, 0])
     assert dense.column("input", np.array([1])) is None
+
+
+class OwnArrays:
+    """Keeps its gradient arrays as attributes and writes into them in place (w), or assigns a new array (v)."""
+
+    def __init__(self):
+        self.params = {"w": np.ones(3), "v": np.ones(3)}
+        self.dw = np.zeros(3)
+        self.grads = {"w": self.dw}  # v's gradient is only assigned in backward
+
+    def forward(self, x, train=True):
+        self.x = x
+        return x * self.params["w"] * self.params["v"]
+
+    def backward(self, grad_out):
+        self.dw[...] = (grad_out * self.x * self.params["v"]).sum(axis=0)
+        self.grads["v"] = (grad_out * self.x * self.params["w"]).sum(axis=0)
+        return grad_out * self.params["w"] * self.params["v"]
+
+
+def test_a_custom_layer_may_write_its_own_gradient_arrays_in_place_or_assign_new_ones():
+    layer = OwnArrays()
+    module = CustomModule(layer, "ownarrays1")
+    held = dict(module.grads)  # what the net's flat grads dict holds for the module's lifetime
+    assert held["w"] is layer.dw
+    x = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    for scale in (1.0, 2.0):  # twice: the second backward must land in the same arrays
+        module.forward(x)
+        module.backward(scale * np.ones_like(x))
+        np.testing.assert_array_equal(held["w"], scale * np.array([5.0, 7.0, 9.0]))
+        np.testing.assert_array_equal(held["v"], scale * np.array([5.0, 7.0, 9.0]))
+        assert module.grads["v"] is held["v"]
+
+
+@pytest.mark.parametrize("params, grads, message", [
+    ({"w": np.ones(2)}, [], "'grads' is list, not a dict"),
+    ({"w": [1.0, 2.0]}, {}, "params['w'] is list ;"),
+    ({"w": np.ones(2)}, {"u": np.ones(2)}, "grads['u'] has shape (2,), params: no such param"),
+    ({"w": np.ones(2)}, {"w": np.ones(3)}, "grads['w'] has shape (3,), params: (2,)"),
+])
+def test_a_custom_layer_that_breaks_the_protocol_is_refused_with_what_was_found(params, grads, message):
+    class Broken:
+        def forward(self, x, train=True):
+            return x
+
+        def backward(self, grad_out):
+            return grad_out
+
+    layer = Broken()
+    layer.params, layer.grads = params, grads
+    with pytest.raises(CustomError) as err:
+        CustomModule(layer, "broken1")
+    assert message in str(err.value) and str(err.value).startswith("Broken: ")
+
+
+def test_a_custom_layer_with_float32_parameters_is_accepted():
+    layer = OwnArrays()
+    layer.params = {k: v.astype(np.float32) for k, v in layer.params.items()}
+    layer.dw = np.zeros(3, dtype=np.float32)
+    layer.grads = {"w": layer.dw}
+    assert CustomModule(layer, "ownarrays1").params["w"].dtype == np.float32
+
+
+# --------------------------------------------------------------------------- batch norm
+
+def test_batch_norm_running_variance_is_unbiased_even_for_a_batch_of_two():
+    """running_var <- 0.9 running_var + 0.1 * var * n / (n - 1): x = 0, 2 has var 1, unbiased 2."""
+    bn = BatchNorm(1, name="bn1")
+    bn.forward(np.array([[0.0], [2.0]]))
+    np.testing.assert_allclose(bn.running_var, [0.9 * 1.0 + 0.1 * 2.0], rtol=1e-15)
+    np.testing.assert_allclose(bn.running_mean, [0.1 * 1.0], rtol=1e-15)
+
+
+def test_batch_norm_in_float32_stays_float32_in_training_and_in_eval():
+    bn = BatchNorm(2, dtype=np.float32, name="bn1")
+    x = np.array([[0.0, 1.0], [2.0, 5.0], [1.0, 3.0]], dtype=np.float32)
+    assert bn.forward(x, train=True).dtype == np.float32
+    assert bn.running_mean.dtype == np.float32 and bn.running_var.dtype == np.float32
+    assert bn.forward(x, train=False).dtype == np.float32
