@@ -42,7 +42,9 @@ def run_mutmut(children: int, log: Path) -> float:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     with log.open("w") as out:
-        code = subprocess.call([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *TARGETS],
+        # the mutmut script, not python -m mutmut: its worker processes re-import mutmut.__main__
+        mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or "mutmut"
+        code = subprocess.call([mutmut, "run", "--max-children", str(children), *TARGETS],
                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     wall = time.perf_counter() - t0
     if code != 0:
@@ -76,28 +78,36 @@ def percent(killed: int, total: int) -> str:
 
 
 def report(by_module: dict[str, dict[str, int | None]]) -> int:
-    """Prints the table and the survivors; returns the number of targeted mutants not run."""
-    width = max(map(len, by_module), default=10) + 2
-    killed_all = total_all = 0
+    """Prints the table and the survivors; returns the number of targeted mutants not run.
+
+    The score is killed / run: an interrupted run still gives each module's figure over what it ran."""
+    width = max(map(len, by_module), default=10) + 12
+    print(f"{'module':<{width}} {'killed':>6} {'survived':>8} {'not run':>7} {'mutants':>7}  score")
+    sums = Counter()
     survivors: list[tuple[str, str]] = []
     for module, codes in by_module.items():
         killed = sum(c in KILLED for c in codes.values())
+        not_run = sum(c is None for c in codes.values())
+        row = Counter(killed=killed, survived=len(codes) - killed - not_run, not_run=not_run, total=len(codes))
+        sums.update(row)
         label = module + (" (grading)" if module.endswith("check.py") else "")
-        print(f"{label:<{width + 10}} {killed:5d}/{len(codes):<5d} {percent(killed, len(codes))}")
-        killed_all, total_all = killed_all + killed, total_all + len(codes)
-        survivors += [(k, STATUS.get(c, f"exit {c}")) for k, c in codes.items() if c not in KILLED]
-    print(f"{'overall':<{width + 10}} {killed_all:5d}/{total_all:<5d} {percent(killed_all, total_all)}")
+        print(f"{label:<{width}} {row['killed']:6d} {row['survived']:8d} {row['not_run']:7d} {row['total']:7d}  "
+              f"{percent(killed, len(codes) - not_run)}")
+        survivors += [(k, STATUS.get(c, f"exit {c}")) for k, c in codes.items() if c not in KILLED and c is not None]
+    run = sums["total"] - sums["not_run"]
+    print(f"{'overall':<{width}} {sums['killed']:6d} {sums['survived']:8d} {sums['not_run']:7d} {sums['total']:7d}  "
+          f"{percent(sums['killed'], run)}")
     equivalent = equivalents()
     known = [name for name, _ in survivors if name in equivalent]
     if known:
-        print(f"{'without the equivalent ones':<{width + 10}} {killed_all:5d}/{total_all - len(known):<5d} "
-              f"{percent(killed_all, total_all - len(known))}")
+        print(f"{'overall, equivalent ones left out':<{width}} {sums['killed']:6d} {sums['survived'] - len(known):8d} "
+              f"{'':7} {'':7}  {percent(sums['killed'], run - len(known))}")
     if survivors:
         print(f"\nnot killed ({', '.join(f'{n} {s}' for s, n in Counter(s for _, s in survivors).items())}; "
               f"{len(known)} listed as equivalent in docs/MUTATION.md):")
         for name, status in sorted(survivors):
             print(f"  {name}  [{status}{', equivalent' if name in equivalent else ''}]")
-    return sum(s == "not run" for _, s in survivors)
+    return sums["not_run"]
 
 
 def main() -> None:
@@ -118,7 +128,7 @@ def main() -> None:
     if wall is not None:
         print(f"\nwall time of the mutmut run: {wall / 60:.1f} min")
     if not_run:
-        print(f"{not_run} mutants not run (an interrupted run?)")
+        print(f"{not_run} mutants not run: an interrupted run (the score is over those that ran)")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 subgradient at exactly 0, softsign's saturation, truncated-normal redraws, a float32 BCE, and what a
 layer of your own is given (the train flag by position) and reports (dead units).
 """
+import sys
+
 import numpy as np
 import pytest
 
 from gradlab.nn import MLP, Sequential, make_activation
 from gradlab.nn.activations import Linear
-from gradlab.nn.custom import CustomActivation, CustomError, CustomModule
+from gradlab.nn.custom import CustomActivation, CustomError, CustomModule, find_class
 from gradlab.nn.dense import Dense
 from gradlab.nn.dropout import Dropout
 from gradlab.nn.init import truncated_normal
@@ -315,3 +317,97 @@ def test_batch_norm_in_float32_stays_float32_in_training_and_in_eval():
     assert bn.forward(x, train=True).dtype == np.float32
     assert bn.running_mean.dtype == np.float32 and bn.running_var.dtype == np.float32
     assert bn.forward(x, train=False).dtype == np.float32
+
+
+# --------------------------------------------------------------------------- finding a layer of your own
+
+LAYER_SRC = """
+class Outer:
+    class Inner:
+        params, grads = {}, {}
+
+        def forward(self, x, train=True):
+            return x
+
+        def backward(self, grad_out):
+            return grad_out
+
+
+class Half:
+    def forward(self, x):
+        return x
+
+
+class Nothing:
+    pass
+"""
+
+
+@pytest.fixture
+def package(tmp_path, monkeypatch):
+    """mutunitpkg/layers.py under tmp_path, imported fresh and forgotten afterwards."""
+    (tmp_path / "mutunitpkg").mkdir()
+    (tmp_path / "mutunitpkg" / "__init__.py").write_text("")
+    (tmp_path / "mutunitpkg" / "layers.py").write_text(LAYER_SRC)
+    (tmp_path / "mutunitflat.py").write_text("VALUE = 1\n")
+    yield tmp_path
+    for name in ("mutunitpkg", "mutunitpkg.layers", "mutunitflat"):
+        sys.modules.pop(name, None)
+
+
+def test_a_class_is_found_by_dotted_module_and_qualified_name_and_sys_path_is_restored(package):
+    before = list(sys.path)
+    cls = find_class("mutunitpkg.layers:Outer.Inner", package)
+    assert cls.__qualname__ == "Outer.Inner" and cls.__module__ == "mutunitpkg.layers"
+    assert sys.path == before
+
+
+def test_without_a_folder_the_working_directory_is_searched(package, monkeypatch):
+    monkeypatch.chdir(package)
+    assert find_class("mutunitpkg.layers:Outer.Inner").__name__ == "Inner"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("mutunitpkg.nope:X", "no module 'mutunitpkg.nope' in "),
+    ("mutunitnopkg.layers:X", "no module 'mutunitnopkg.layers' in "),  # the package itself is missing
+    ("sys:path", "sys:path is a list, not a class"),  # a built-in module has no file
+    ("mutunitpkg.nope:X", "allowed: a file mutunitpkg/nope.py next to the config"),
+    ("mutunitflat:X", "has no 'X'; classes defined there: none"),
+    ("mutunitpkg.layers:X", "has no 'X'; classes defined there: Half, Nothing, Outer"),
+    ("mutunitpkg.layers:Half", "mutunitpkg.layers:Half has no backward(); "),
+    ("mutunitpkg.layers:Nothing", "mutunitpkg.layers:Nothing has no forward() or backward(); "),
+])
+def test_a_class_that_cannot_be_used_is_refused_saying_what_was_looked_up(package, spec, message):
+    with pytest.raises(CustomError) as err:
+        find_class(spec, package)
+    assert message in str(err.value)
+
+
+def test_the_config_folder_comes_first_on_the_import_path(package, tmp_path, monkeypatch):
+    """A module of the same name earlier on sys.path must not win over the one next to the config."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "mutunitshadow.py").write_text("class Other:\n    pass\n")
+    (package / "mutunitshadow.py").write_text(LAYER_SRC)
+    monkeypatch.syspath_prepend(str(elsewhere))
+    try:
+        assert find_class("mutunitshadow:Outer.Inner", package).__name__ == "Inner"
+    finally:
+        sys.modules.pop("mutunitshadow", None)
+
+
+@pytest.mark.parametrize("spec", ["mutunitdup:Outer.Inner", "mutunitdup.layers:Outer.Inner"])
+def test_a_module_already_imported_from_another_folder_is_refused(tmp_path, spec):
+    """Two configs' folders with the same package: the second would silently get the first's layer."""
+    for folder in ("first", "second"):
+        (tmp_path / folder / "mutunitdup").mkdir(parents=True)
+        (tmp_path / folder / "mutunitdup" / "__init__.py").write_text(LAYER_SRC)
+        (tmp_path / folder / "mutunitdup" / "layers.py").write_text(LAYER_SRC)
+    try:
+        find_class(spec, tmp_path / "first")
+        with pytest.raises(CustomError) as err:
+            find_class(spec, tmp_path / "second")
+        assert "is already imported from" in str(err.value) and str(tmp_path / "second") in str(err.value)
+    finally:
+        for name in ("mutunitdup", "mutunitdup.layers"):
+            sys.modules.pop(name, None)
