@@ -33,3 +33,75 @@ def test_the_tolerance_grows_with_the_size_of_the_derivatives():
     # left 1e6, right 3e6: the relative part, 1e-6 * 4e6 = 4, dwarfs 10 eps
     e = kink_entries([3e6 + 3.9, 3e6 + 4.1, 1e6 - 3.9, 1e6 - 4.1], [1e6] * 4, [3e6] * 4)
     np.testing.assert_array_equal(subgradient_ok(e, 1e-9), [True, False, True, False])
+
+
+# --------------------------------------------------------------------------- grade and resolution
+
+from gradlab.check import grade, overall, rel_error, resolution  # noqa: E402
+
+
+def entries(analytic, numeric, kink=None, left=None, right=None, shape=None, param="dense1.W") -> Entries:
+    n = len(analytic)
+    kink = np.zeros(n, dtype=bool) if kink is None else np.array(kink)
+    zeros = np.zeros(n)
+    return Entries(param, shape or (n,), np.arange(n), np.array(analytic, dtype=float),
+                   np.array(numeric, dtype=float), kink, zeros if left is None else np.array(left, dtype=float),
+                   zeros if right is None else np.array(right, dtype=float))
+
+
+def test_resolution_is_a_few_last_bits_of_the_loss_over_the_step():
+    u = np.finfo(np.float64).eps
+    assert resolution(2.0, 1e-7) == 4 * u * 2.0 / 2e-7  # centred: the step is 2 eps
+    assert resolution(-2.0, 1e-7) == resolution(2.0, 1e-7)
+    assert resolution(2.0, 1e-7, one_sided=True) == 4 * u * 2.0 / 1e-7
+    assert resolution(0.0, 1e-7) == 4 * u * np.finfo(np.float64).tiny / 2e-7  # never 0
+
+
+def test_grade_names_the_worst_entry_and_its_values():
+    e = entries([1.0, 2.0, 3.0, 4.0], [1.0, 2.0 + 1e-6, 3.0 - 4e-6, 4.0], shape=(2, 2))
+    r = grade("dense1.W", 1, (2, 2), e, 1e-7, strict_smooth=False)
+    assert (r.name, r.layer, r.shape, r.checked) == ("dense1.W", 1, (2, 2), 4)
+    assert r.tier == "acceptable" and r.passed and r.rel_error == rel_error(e.analytic, e.numeric)
+    assert (r.worst_index, r.worst_analytic, r.worst_numeric) == ("1,0", 3.0, 3.0 - 4e-6)
+    assert (r.max_analytic, r.max_numeric) == (4.0, 4.0)
+    assert (r.kinks, r.kink_failures, r.tiny, r.unresolved) == (0, 0, False, False)
+
+
+def test_kink_entries_are_graded_apart_by_the_subgradient_test():
+    # the kink entry's numeric value is far off, but its analytic value lies between left and right
+    e = entries([1.0, 0.5, 2.0], [1.0, 0.0, 2.0], kink=[False, True, False], left=[0, 0.0, 0], right=[0, 1.0, 0])
+    r = grade("dense1.W", 1, (3,), e, 1e-7, strict_smooth=False)
+    assert (r.tier, r.rel_error, r.kinks, r.kink_failures, r.passed) == ("good", 0.0, 1, 0, True)
+    outside = entries([1.0, 1.5, 2.0], [1.0, 0.0, 2.0], kink=[False, True, False], left=[0, 0.0, 0],
+                      right=[0, 1.0, 0])
+    r = grade("dense1.W", 1, (3,), outside, 1e-7, strict_smooth=False)
+    assert (r.tier, r.kink_failures, r.passed) == ("good", 1, False)
+
+
+def test_a_tensor_below_the_resolution_is_unresolved_and_passes():
+    e = entries([1e-9, -2e-9], [3e-9, 0.0])  # wrong, but both below the floor
+    r = grade("dense1.W", 1, (2,), e, 1e-7, strict_smooth=False, floor=5e-9)
+    assert r.tier == "wrong" and r.unresolved and r.passed
+    r = grade("dense1.W", 1, (2,), e, 1e-7, strict_smooth=False, floor=2e-9)  # 3e-9 is above it
+    assert not r.unresolved and not r.passed
+
+
+def test_gradients_below_1e_10_are_flagged_tiny():
+    assert grade("w", 1, (2,), entries([5e-11, 1e-11], [5e-11, 1e-11]), 1e-7, False).tiny
+    assert not grade("w", 1, (2,), entries([5e-11, 2e-10], [5e-11, 2e-10]), 1e-7, False).tiny
+    assert not grade("w", 1, (2,), entries([0.0, 0.0], [0.0, 0.0]), 1e-7, False).tiny  # exactly 0 is not tiny
+
+
+def test_strict_fails_an_acceptable_error_that_round_off_does_not_explain():
+    e = entries([1.0, 1.0], [1.0, 1.0 + 4e-6])  # rel_error 1e-6: acceptable
+    err = rel_error(e.analytic, e.numeric)
+    assert grade("w", 1, (2,), e, 1e-7, strict_smooth=False, floor=0.0).passed
+    assert not grade("w", 1, (2,), e, 1e-7, strict_smooth=True, floor=1e-9).passed  # round-off ~1e-9
+    # within 10x of what round-off explains (floor / rms = err / 5): still passes under strict
+    assert grade("w", 1, (2,), e, 1e-7, strict_smooth=True, floor=err / 5).passed
+
+
+def test_overall_error_leaves_out_the_kink_entries():
+    smooth = entries([3.0, 0.0], [0.0, 4.0], param="dense1.W")
+    kinked = entries([1.0, 7.0], [1.0, -7.0], kink=[False, True], param="dense1.b")
+    assert overall([smooth, kinked]) == rel_error(np.array([3.0, 0.0, 1.0]), np.array([0.0, 4.0, 1.0]))
