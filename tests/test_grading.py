@@ -1,9 +1,12 @@
 """The gradient check's grading rules at their edges, on hand-made entries: the subgradient test's interval
 and its tolerance (10 eps plus 1e-6 of the one-sided derivatives' size, since those carry O(eps) error).
 """
-import numpy as np
+import math
 
-from gradlab.check import Entries, subgradient_ok
+import numpy as np
+import pytest
+
+from gradlab.check import Entries, subgradient_ok, tier
 
 
 def kink_entries(analytic, left, right) -> Entries:
@@ -105,3 +108,69 @@ def test_overall_error_leaves_out_the_kink_entries():
     smooth = entries([3.0, 0.0], [0.0, 4.0], param="dense1.W")
     kinked = entries([1.0, 7.0], [1.0, -7.0], kink=[False, True], param="dense1.b")
     assert overall([smooth, kinked]) == rel_error(np.array([3.0, 0.0, 1.0]), np.array([0.0, 4.0, 1.0]))
+
+
+def test_a_tensor_with_no_checked_entry_passes_with_empty_figures():
+    r = grade("dense1.W", 1, (0,), entries([], []), 1e-7, strict_smooth=False, floor=1e-9)
+    assert (r.checked, r.worst_index, r.worst_analytic, r.worst_numeric) == (0, "", 0.0, 0.0)
+    assert (r.max_analytic, r.max_numeric, r.rel_error, r.tier) == (0.0, 0.0, 0.0, "good")
+    assert r.passed and not r.unresolved and not r.tiny
+
+
+def test_a_tensor_whose_entries_all_crossed_kinks_has_no_smooth_error():
+    e = entries([0.5, 0.2], [0.0, 1.0], kink=[True, True], left=[0.0, 0.0], right=[1.0, 1.0])
+    r = grade("dense1.W", 1, (2,), e, 1e-7, strict_smooth=True, floor=1e-9)
+    assert (r.rel_error, r.tier, r.kinks, r.kink_failures, r.passed) == (0.0, "good", 2, 0, True)
+
+
+@pytest.mark.parametrize("analytic, numeric, floor, unresolved", [
+    ([1e-9], [1e-9], 2e-9, True),  # a single entry, both below
+    ([3e-9], [1e-9], 2e-9, False),  # analytic above the floor
+    ([1e-9], [3e-9], 2e-9, False),  # numeric above the floor
+    ([2e-9], [1e-9], 2e-9, False),  # analytic at the floor is resolved
+    ([1e-9], [2e-9], 2e-9, False),  # numeric at the floor is resolved
+])
+def test_unresolved_means_both_strictly_below_the_floor(analytic, numeric, floor, unresolved):
+    assert grade("w", 1, (1,), entries(analytic, numeric), 1e-7, False, floor=floor).unresolved is unresolved
+
+
+@pytest.mark.parametrize("analytic, numeric, tiny", [
+    ([1e-10], [1e-11], False),  # at TINY is not below it
+    ([5e-11], [1e-10], False),
+    ([5e-11], [9e-11], True),
+])
+def test_tiny_means_below_1e_10_on_both_sides(analytic, numeric, tiny):
+    assert grade("w", 1, (1,), entries(analytic, numeric), 1e-7, False).tiny is tiny
+
+
+@pytest.mark.parametrize("factor, passes", [(9.0, True), (10.5, False), (11.5, False)])
+def test_strict_allows_ten_times_the_round_off_relative_to_the_rms_gradient(factor, passes):
+    """Under --strict an acceptable error passes if err <= 10 * floor / rms(analytic); rms here is 3."""
+    e = entries([3.0, -3.0], [3.0, -3.0 - 1.2e-5])
+    err = rel_error(e.analytic, e.numeric)
+    assert tier(err) == "acceptable"
+    floor = err * 3.0 / factor  # roundoff = floor / rms = err / factor
+    assert grade("w", 1, (2,), e, 1e-7, strict_smooth=True, floor=floor).passed is passes
+
+
+def test_strict_at_exactly_ten_times_the_round_off_passes():
+    e = entries([3.0, -3.0], [3.0, -3.0 - 1.2e-5])
+    err = rel_error(e.analytic, e.numeric)
+    floor = err * 3.0 / 10.0
+    while 10 * (floor / 3.0) != err:  # the floor whose roundoff is exactly err / 10 in floating point
+        floor = np.nextafter(floor, np.inf if 10 * (floor / 3.0) < err else 0.0)
+    assert grade("w", 1, (2,), e, 1e-7, strict_smooth=True, floor=floor).passed
+
+
+def test_rel_error_of_nothing_is_zero_and_of_non_finite_values_is_nan():
+    assert rel_error(np.zeros(0), np.zeros(0)) == 0.0
+    assert math.isnan(rel_error(np.array([np.nan, 1.0]), np.array([1.0, 1.0])))
+    assert math.isnan(rel_error(np.array([1.0]), np.array([np.inf])))
+    assert tier(rel_error(np.array([np.nan]), np.array([1.0]))) == "wrong"
+
+
+def test_rel_error_is_computed_in_float64_whatever_the_inputs():
+    a = np.array([1.0, 2.0, 3.0], dtype=np.float32) / np.float32(7.0)
+    n = a * np.float32(1.0 + 2**-20)
+    assert rel_error(a, n) == rel_error(a.astype(np.float64), n.astype(np.float64))
+    assert rel_error(n, a) == rel_error(n.astype(np.float64), a.astype(np.float64))
