@@ -8,7 +8,9 @@ the numerical one, so its relative error ||a - n|| / (||a|| + ||n||) is skew / (
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -54,11 +56,13 @@ ABOVE = ("dense2.W", "dense2.b", "dense3.W", "dense3.b")
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    """One folder for the layer's module (imported once per process) and every config."""
+def folder(tmp_path_factory) -> Iterator[Path]:
+    """One folder for the layer's module and every config; the module is forgotten afterwards, so a later
+    set-up in the same process (tests run apart, or reordered) imports it from its own new folder."""
     path = tmp_path_factory.mktemp("tiers")
     (path / "offtanh.py").write_text(LAYER, encoding="utf-8")
-    return path
+    yield path
+    sys.modules.pop("offtanh", None)
 
 
 def write(folder: Path, skew: float, second: str) -> Path:
