@@ -65,10 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.depth, args.width, args.batch = 2, 8, 4
-    if args.repeats is not None and args.repeats < 1:
-        p.error("--repeats: at least 1")
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
+    protocol.settle_repeats(p, args, 3)
     return args
 
 

@@ -61,10 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--sides: {sorted(unknown) or 'minimal is missing'}; choose from {', '.join(SIDES)}, with minimal")
     if args.quick:
         args.depth, args.width, args.batch, args.steps = 2, 16, 8, 5
-    if args.repeats is not None and args.repeats < 1:
-        p.error("--repeats: at least 1")
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 7
+    protocol.settle_repeats(p, args, 7)
     return args
 
 

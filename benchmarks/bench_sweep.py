@@ -54,10 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.seeds, args.overhead_runs = 2, 1, 2
-    if args.repeats is not None and args.repeats < 1:
-        p.error("--repeats: at least 1")
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
+    protocol.settle_repeats(p, args, 3)
     if args.overhead_runs < 2:
         p.error("--overhead-runs: at least 2 (the marginal cost compares it with a 1-run sweep)")
     return args

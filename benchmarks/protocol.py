@@ -29,6 +29,14 @@ _limits: list = []  # threadpoolctl limiters kept alive: a limit lasts as long a
 
 # --------------------------------------------------------------------------- threads and load
 
+def settle_repeats(parser, args, default: int) -> None:
+    """--repeats must be at least 1; left unset, it is 1 with --quick and ``default`` otherwise."""
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats: at least 1")
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else default
+
+
 def pin_blas_env(threads: int) -> None:
     """BLAS thread variables (0: leave them); only effective before numpy is imported."""
     if threads <= 0:
