@@ -178,20 +178,20 @@ def interleave(sides: list[Side], repeats: int, warmup: int = 1,
     """
     by_name = {s.name: s for s in sides}
     out = {s.name: Timings(s.name) for s in sides}
+
+    def call(name: str, label: int, times: list, results: list) -> None:
+        seconds, result = by_name[name].run()
+        times.append(seconds)
+        results.append(result)
+        if show:
+            show(label, name, seconds)
+
     for w in range(warmup):
         for name in order(list(by_name), w):
-            seconds, result = by_name[name].run()
-            out[name].warmup.append(seconds)
-            out[name].warmup_results.append(result)
-            if show:
-                show(0, name, seconds)
+            call(name, 0, out[name].warmup, out[name].warmup_results)
     for r in range(repeats):
         for name in order(list(by_name), r):
-            seconds, result = by_name[name].run()
-            out[name].times.append(seconds)
-            out[name].results.append(result)
-            if show:
-                show(r + 1, name, seconds)
+            call(name, r + 1, out[name].times, out[name].results)
     return out
 
 
