@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GRADING = ("tier", "rel_error", "grade", "subgradient_ok", "resolution", "overall")
 # mutmut names a mutant <module>.x_<function>__mutmut_<n>, or <module>.xǁ<Class>ǁ<method>__mutmut_<n>
 TARGETS = ["gradlab.optim.*", "gradlab.train.*", "gradlab.nn.*"] + [
-    f"gradlab.check.x_{f}__mutmut_*" for f in GRADING]
-MUTATED = [ROOT / "gradlab" / "optim.py", ROOT / "gradlab" / "train.py", ROOT / "gradlab" / "check.py",
+    f"gradlab.check.grading.x_{f}__mutmut_*" for f in GRADING]
+MUTATED = [ROOT / "gradlab" / "optim.py", ROOT / "gradlab" / "train.py", ROOT / "gradlab" / "check" / "grading.py",
            *sorted((ROOT / "gradlab" / "nn").glob("*.py"))]
 KILLED = {1, 3, 36, -24, 24, 152, 255}  # test failures, pytest internal errors, timeouts (mutmut's codes)
 STATUS = {0: "survived", 5: "no tests", 33: "no tests", None: "not run"}
@@ -90,7 +90,7 @@ def report(by_module: dict[str, dict[str, int | None]]) -> int:
         not_run = sum(c is None for c in codes.values())
         row = Counter(killed=killed, survived=len(codes) - killed - not_run, not_run=not_run, total=len(codes))
         sums.update(row)
-        label = module + (" (grading)" if module.endswith("check.py") else "")
+        label = module + (" (grading)" if module.endswith("grading.py") else "")
         print(f"{label:<{width}} {row['killed']:6d} {row['survived']:8d} {row['not_run']:7d} {row['total']:7d}  "
               f"{percent(killed, len(codes) - not_run)}")
         survivors += [(k, STATUS.get(c, f"exit {c}")) for k, c in codes.items() if c not in KILLED and c is not None]

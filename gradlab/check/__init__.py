@@ -1,0 +1,24 @@
+"""Gradient checking: analytic gradients against centred differences, graded by the tiers of
+CS231n's gradient-check notes.
+
+One file per concern: ``differences`` (the numerical gradient), ``grading`` (tiers, kinks, round-off),
+``objectives`` (J as a function of one tensor, on K perturbed copies at once), ``runner`` (the whole
+check of a config) and ``command`` (``gradlab check``).
+"""
+from .differences import (CHUNK_FLOATS, CHUNK_ROWS, Entries, Entry, centred_difference, check_directions,
+                          check_entries, chunk_size, chunks, entry_indices, eps_sweep, one_sided_difference,
+                          stack_at, taylor_test)
+from .grading import TIERS, TINY, TensorResult, flatten, grade, overall, rel_error, resolution, subgradient_ok, tier
+from .objectives import ModuleObjective, NetObjective, freeze
+from .runner import (AUTO_FULL_LIMIT, CheckReport, CheckSetup, check, check_modules, coarse_warnings, has_kinks,
+                     is_finite_pass, listed, n_params, prepare, report_dict, run_check, sweep_eps, taylor,
+                     tiny_warnings, write_entries)
+
+__all__ = [
+    "AUTO_FULL_LIMIT", "CHUNK_FLOATS", "CHUNK_ROWS", "CheckReport", "CheckSetup", "Entries", "Entry", "ModuleObjective",
+    "NetObjective", "TIERS", "TINY", "TensorResult", "centred_difference", "check", "check_directions", "check_entries",
+    "check_modules", "chunk_size", "chunks", "coarse_warnings", "entry_indices", "eps_sweep", "flatten", "freeze",
+    "grade", "has_kinks", "is_finite_pass", "listed", "n_params", "one_sided_difference", "overall", "prepare",
+    "rel_error", "report_dict", "resolution", "run_check", "stack_at", "subgradient_ok", "sweep_eps", "taylor",
+    "taylor_test", "tier", "tiny_warnings", "write_entries",
+]

@@ -1,0 +1,276 @@
+"""Objectives: J as a function of one tensor, evaluated on K perturbed copies at once.
+
+Rather than a full forward pass per entry, an objective re-runs only the layers from the
+perturbed one to the loss (every built-in layer broadcasts over a leading axis of copies).
+Kinks are found by comparing the "winners" (ReLU masks) of every perturbed copy with those at theta.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn import Dense, MLP, Loss, Module
+from ..nn.module import l2_applies
+from .differences import CHUNK_ROWS, chunks, stack_at
+
+def _batched(stack: np.ndarray) -> np.ndarray:
+    """K copies of a parameter, shaped to broadcast against (K, N, D) activations."""
+    return stack[:, None, :] if stack.ndim == 2 else stack
+
+
+class NetObjective:
+    """J(theta, x) = scale * loss(model(x), y) + l2/2 sum ||W||^2, in training mode with frozen dropout."""
+
+    def __init__(self, model: MLP, loss: Loss, x: np.ndarray, y: np.ndarray, l2: float = 0.0, scale: float = 1.0):
+        self.model, self.loss, self.x, self.l2, self.scale = model, loss, x, l2, scale
+        self.y = model.targets(y)
+        self.owner = {f"{m.name}.{k}": (m, k) for m in model.modules() for k in m.params}
+        self.layer_of = dict(model.param_layer)
+        self.kink_modules = [(l, m) for l, layer in enumerate(model.layers, 1) for m in layer.modules if m.kinks]
+        freeze(model, x)
+        self.analytic()  # the reference pass at theta
+
+    @property
+    def targets(self) -> dict[str, np.ndarray]:
+        return {**self.model.params, "input": self.x}
+
+    def layer(self, name: str) -> int | None:
+        return self.layer_of.get(name)
+
+    def value(self) -> float:
+        return float(self.values("input", self.x[None])[0][0])
+
+    def analytic(self) -> dict[str, np.ndarray]:
+        """dJ/dtheta for every parameter and dJ/dx, from the model's backward pass."""
+        J = self.model.loss_and_grads(self.x, self.y, self.loss, self.l2, train=True)
+        self.J = self.scale * J
+        grads = {k: self.scale * g for k, g in self.model.grads.items()}
+        grads["input"] = self.scale * self.model.input_grad
+        self._reference()
+        return grads
+
+    def _reference(self) -> None:
+        """Winners and layer states at theta (the last forward pass was at theta)."""
+        self.states = list(self.model.states)
+        self.dense_out: dict[int, np.ndarray] = {}
+        self.masks = {id(m): m.mask.copy() for _, m in self.kink_modules}
+        self.sq = {k: float(np.vdot(W, W)) for k, W in self.model.params.items() if l2_applies(k)}
+
+    def values(self, name: str, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """J at K perturbed copies of one tensor, stack: (K, *shape) -> (J (K,), kink crossed (K,))."""
+        start = 1 if name == "input" else self.layer_of[name]
+        tail = [m for layer in self.model.layers[start - 1:] for m in layer.modules]
+        if all(m.batched for m in tail):
+            z = self._forward(name, stack, start)
+            J = self.loss.value(z, self.y)
+            kinked = self._kinked(start, len(stack))
+        else:  # a module that cannot take K copies at once: one copy at a time
+            pairs = [self.values_one(name, s, start) for s in stack]
+            J, kinked = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        J = self.scale * J
+        if self.l2:
+            J = J + 0.5 * self.l2 * self._sum_sq(name, stack)
+        return J, kinked
+
+    def values_at(self, name: str, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """J at K copies, copy k with entry ``flat[k]`` of the tensor moved by ``delta[k]``."""
+        module, key = self.owner.get(name, (None, None))
+        start = self.layer_of.get(name, 1)
+        tail = [m for layer in self.model.layers[start - 1:] for m in layer.modules]
+        if not (hasattr(module, "perturb") and module is tail[0] and all(m.batched for m in tail)):
+            return self.values(name, stack_at(self.targets[name], flat, delta))
+        h = self.states[start][0]
+        z = self._tail_after(start, module.perturb(key, flat, delta, h), module.column(key, flat))
+        J = self.scale * self.loss.value(z, self.y)
+        if self.l2:
+            J = J + 0.5 * self.l2 * self._sum_sq_at(name, flat, delta)
+        return J, self._kinked(start, len(flat))
+
+    def _tail_after(self, l: int, dense_out: np.ndarray, j: np.ndarray | None) -> np.ndarray:
+        """Logits of K copies whose layer-l dense outputs are ``dense_out`` (K, N, D).
+
+        When copy k moved only column ``j[k]`` of them, layer l's other modules keep the change
+        in that column, so layer l+1's product is a rank-1 update of its value at theta.
+        """
+        model = self.model
+        skip = self.states[l][1]
+        layer = model.layers[l - 1]
+        out = layer.forward(dense_out, True, start=1)
+        if l in model.block_end:
+            out = out + skip[l]
+        if l == len(model.layers):
+            return out
+        nxt = model.layers[l]
+        h_next, skip_next = self.states[l + 1]
+        skip_next = dict(skip_next)
+        if l + 1 in model.block_start:  # the block starting at l+1 keeps the perturbed input
+            skip_next[model.block_start[l + 1]] = out
+        if isinstance(nxt.modules[0], Dense) and j is not None and all(m.columnwise for m in layer.modules[1:]):
+            z0 = self._dense_out(l + 1)
+            W = nxt.modules[0].params["W"]
+            k = np.arange(len(j))
+            change = out[k, :, j] - h_next[:, j].T  # (K, N): the one column that moved
+            z = z0[None] + change[:, :, None] * W[j][:, None, :]
+            return model.forward(z, True, start=l + 1, skip=skip_next, module=1)
+        return model.forward(out, True, start=l + 1, skip=skip_next)
+
+    def column_numeric(self, name: str, eps: float, one_sided: bool = False) -> np.ndarray | None:
+        """The numerical gradient of a whole dense W or b, from two evaluations per output column.
+
+        W[i, j] and b[j] move only column j of z = x W + b, by eps x[:, i] and eps. When every
+        sample's loss depends on its own row only (no batch norm in training mode) and the tail
+        is smooth (no kinks), sample n's centred difference in z[n, j], D[n, j], gives
+        dJ/db[j] = sum_n D[n, j] exactly as entry-by-entry differences of J would, and
+        dJ/dW[i, j] = sum_n x[n, i] D[n, j] up to O(eps^2), the centred difference's own
+        truncation error. None where that does not hold: use the entries.
+        """
+        module, key = self.owner.get(name, (None, None))
+        if not isinstance(module, Dense) or key not in ("W", "b"):
+            return None
+        l = self.layer_of[name]
+        tail = [m for layer in self.model.layers[l - 1:] for m in layer.modules]
+        if module is not tail[0] or not all(m.batched and not m.kinks and not m.couples_samples for m in tail):
+            return None
+        h = self.states[l][0]
+        cols = np.arange(module.params["W"].shape[1])
+        signs = (eps,) if one_sided else (eps, -eps)
+        flat, delta = np.tile(cols, len(signs)), np.repeat(signs, len(cols))
+        terms = np.concatenate([self._sample_losses(l, module.shift(flat[c], delta[c], h), flat[c])
+                                for c in chunks(len(flat), max(1, CHUNK_ROWS // len(h)))])
+        if one_sided:
+            base = self.loss.terms(self.model.forward(self.x, True), self.y)
+            D = (terms - base) / eps
+        else:
+            D = (terms[: len(cols)] - terms[len(cols):]) / (2 * eps)
+        D = self.scale * D.T / len(h)  # (N, D): sample n's share of dJ/dz[n, j]
+        if key == "b":
+            return D.sum(axis=0)
+        numeric = h.T @ D
+        if self.l2 and l2_applies(name):  # the penalty, centred: l2/2 ((w + eps)^2 - (w - eps)^2) / (2 eps)
+            W = module.params["W"]
+            numeric = numeric + 0.5 * self.l2 * ((W + eps) ** 2 - (W - eps) ** 2) / (2 * eps)
+        return numeric
+
+    def _sample_losses(self, l: int, dense_out: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Per-sample losses (K, N) of K copies whose layer-l dense outputs are ``dense_out``."""
+        return self.loss.terms(self._tail_after(l, dense_out, j), self.y)
+
+    def _dense_out(self, l: int) -> np.ndarray:
+        """Layer l's dense output at theta, (N, fan_out), computed once."""
+        if l not in self.dense_out:
+            dense = self.model.layers[l - 1].modules[0]
+            W, b = dense.params["W"], dense.params.get("b")
+            self.dense_out[l] = self.states[l][0] @ W + (b if b is not None else 0.0)
+        return self.dense_out[l]
+
+    def _sum_sq_at(self, name: str, flat: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        total = sum(self.sq.values())
+        if name not in self.sq:
+            return np.full(len(flat), total)
+        w = self.targets[name].reshape(-1)[flat]
+        return total + 2 * w * delta + delta * delta  # (w + d)^2 - w^2
+
+    def values_one(self, name: str, value: np.ndarray, start: int) -> tuple[float, bool]:
+        z = self._forward(name, value, start, batched=False)
+        return float(self.loss.value(z, self.y)), bool(self._kinked(start, 1)[0])
+
+    def _forward(self, name: str, stack: np.ndarray, start: int, batched: bool = True) -> np.ndarray:
+        if name == "input":
+            return self.model.forward(stack, True)
+        module, key = self.owner[name]
+        saved = module.params[key]
+        module.params[key] = _batched(stack) if batched else stack
+        try:
+            h, skip = self.states[start]
+            return self.model.forward(h, True, start=start, skip=skip)
+        finally:
+            module.params[key] = saved
+
+    def _kinked(self, start: int, k: int) -> np.ndarray:
+        crossed = np.zeros(k, dtype=bool)
+        for l, m in self.kink_modules:
+            if l >= start:
+                changed = m.mask != self.masks[id(m)]
+                crossed |= changed.reshape(k, -1).any(axis=1) if changed.ndim == 3 else changed.any()
+        return crossed
+
+    def _sum_sq(self, name: str, stack: np.ndarray) -> np.ndarray:
+        total = sum(self.sq.values())
+        if name not in self.sq:
+            return np.full(len(stack), total)
+        return total - self.sq[name] + np.sum(stack * stack, axis=tuple(range(1, stack.ndim)))
+
+
+class ModuleObjective:
+    """A module alone: J = sum(forward(x) * r) for a fixed random r, so dJ/dout = r."""
+
+    def __init__(self, module: Module, x: np.ndarray, rng: np.random.Generator, layer: int | None = None):
+        self.module, self.x, self.layer_index = module, x, layer
+        self.r = rng.standard_normal(module.forward(x, True).shape)
+        self.kink = module.kinks
+
+    @property
+    def targets(self) -> dict[str, np.ndarray]:
+        return {**{f"{self.module.name}.{k}": v for k, v in self.module.params.items()},
+                f"{self.module.name}.input": self.x}
+
+    def layer(self, name: str) -> int | None:
+        return self.layer_index
+
+    def analytic(self) -> dict[str, np.ndarray]:
+        out = self.module.forward(self.x, True)
+        self.J = float(np.sum(out * self.r))
+        dx = self.module.backward(self.r.copy())
+        self.mask = self.module.mask.copy() if self.kink else None
+        grads = {f"{self.module.name}.{k}": g.copy() for k, g in self.module.grads.items()}
+        grads[f"{self.module.name}.input"] = dx
+        return grads
+
+    def values(self, name: str, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.module.batched:
+            pairs = [self._one(name, s) for s in stack]
+            return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        out = self._forward(name, stack, batched=True)
+        J = np.sum(out * self.r, axis=(-2, -1))
+        return J, self._kinked(len(stack))
+
+    def values_at(self, name: str, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = name.split(".", 1)[1]
+        if not hasattr(self.module, "perturb"):
+            return self.values(name, stack_at(self.targets[name], flat, delta))
+        out = self.module.perturb(key, flat, delta, self.x)
+        return np.sum(out * self.r, axis=(-2, -1)), self._kinked(len(flat))
+
+    def _one(self, name, value):
+        out = self._forward(name, value, batched=False)
+        return float(np.sum(out * self.r)), bool(self._kinked(1)[0])
+
+    def _forward(self, name: str, stack: np.ndarray, batched: bool) -> np.ndarray:
+        if name.endswith(".input"):
+            return self.module.forward(stack, True)
+        key = name.split(".", 1)[1]
+        saved = self.module.params[key]
+        self.module.params[key] = _batched(stack) if batched else stack
+        try:
+            return self.module.forward(self.x, True)
+        finally:
+            self.module.params[key] = saved
+
+    def _kinked(self, k: int) -> np.ndarray:
+        if not self.kink:
+            return np.zeros(k, dtype=bool)
+        changed = self.module.mask != self.mask
+        return changed.reshape(k, -1).any(axis=1) if changed.ndim == 3 else np.full(k, changed.any())
+
+
+def freeze(model: MLP, x: np.ndarray) -> bool:
+    """Hold what a forward pass draws or cuts at its values at theta: dropout masks, and the
+    chunk-start states of truncated BPTT (so J's gradient is the truncated one backward computes).
+    Returns True if anything was frozen."""
+    held = [m for m in model.modules() if hasattr(m, "frozen")]
+    for m in held:
+        m.frozen = False
+    if held:
+        model.forward(x, True)
+        for m in held:
+            m.frozen = True
+    return bool(held)
