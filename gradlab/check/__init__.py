@@ -3,7 +3,8 @@ CS231n's gradient-check notes.
 
 One file per concern: ``differences`` (the numerical gradient), ``grading`` (tiers, kinks, round-off),
 ``objectives`` (J as a function of one tensor, on K perturbed copies at once), ``runner`` (the whole
-check of a config) and ``command`` (``gradlab check``).
+check of a config) ``render`` (the terminal view) and ``command``
+(``gradlab check``).
 """
 from .differences import (CHUNK_FLOATS, CHUNK_ROWS, Entries, Entry, centred_difference, check_directions,
                           check_entries, chunk_size, chunks, entry_indices, eps_sweep, one_sided_difference,
