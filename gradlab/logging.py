@@ -1,10 +1,11 @@
 """Step records -> CSV rows, flushed as written, so a killed run leaves valid files."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,37 @@ def jsonable(value):
     return value
 
 
+@dataclass
+class FullTimeStat(TimeStat):
+    """A row of time_grad_norms.csv with ``full_grad_norm``: ||dL/dh_t|| of the full-sequence gradient."""
+
+    full_grad_norm: float
+
+
+def full_sequence_times(times: list[TimeStat], model, loss, x: np.ndarray, y: np.ndarray) -> list[FullTimeStat]:
+    """``times`` (the training backward's ||dL/dh_t||) beside the untruncated ||dL/dh_t|| on the same batch.
+
+    With truncated BPTT the training gradient stops at each chunk's start, so the logged norms say
+    nothing about the steps before the last chunk. The full-sequence norms come from one backward
+    of a copy of the model (and of the loss) with truncation off: the training model, its gradients
+    and caches are not touched. Without truncation both columns are the same numbers.
+    """
+    cells = [m for m in model.modules() if getattr(m, "truncate", None)]
+    if not cells:
+        return [FullTimeStat(t.layer, t.t, t.lag, t.grad_norm, t.grad_norm) for t in times]
+    twin, twin_loss = copy.deepcopy((model, loss))
+    for m in twin.modules():
+        if getattr(m, "truncate", None):
+            m.truncate = None
+    twin.loss_and_grads(x, y, twin_loss, train=True)
+    full = {}  # (layer, t) -> ||dL/dh_t||, as train.time_stats numbers them
+    for l, layer in enumerate(twin.layers, 1):
+        for m in layer.modules:
+            if getattr(m, "time_norms", None) is not None:
+                full.update({(l, t + 1): float(n) for t, n in enumerate(m.time_norms)})
+    return [FullTimeStat(t.layer, t.t, t.lag, t.grad_norm, full.get((t.layer, t.t), math.nan)) for t in times]
+
+
 class RunWriter:
     """Observer that writes a run folder: config.yaml, the three CSVs, params .npz, summary.json."""
 
@@ -68,7 +100,8 @@ class RunWriter:
         self.tables = [self.metrics, self.grads, self.layers]
         self.times = self.gates = None
         if recurrent:
-            self.times = CsvTable(self.dir / "time_grad_norms.csv", ["step", *(f.name for f in fields(TimeStat))])
+            self.times = CsvTable(self.dir / "time_grad_norms.csv",
+                                  ["step", *(f.name for f in fields(TimeStat)), "full_grad_norm"])
             self.gates = CsvTable(self.dir / "gate_stats.csv", ["step", *(f.name for f in fields(GateStat))])
             self.tables += [self.times, self.gates]
 
@@ -84,7 +117,8 @@ class RunWriter:
         self.grads.write([[rec.step, rec.epoch, *(getattr(p, c) for c in self.param_cols)] for p in rec.params])
         self.layers.write([[rec.step, *(getattr(s, c) for c in self.layer_cols)] for s in rec.layers])
         if self.times is not None:
-            self.times.write([[rec.step, t.layer, t.t, t.lag, t.grad_norm] for t in rec.times])
+            self.times.write([[rec.step, t.layer, t.t, t.lag, t.grad_norm, getattr(t, "full_grad_norm", t.grad_norm)]
+                              for t in rec.times])
             self.gates.write([[rec.step, g.layer, g.gate, g.mean] for g in rec.gates])
 
     def write_summary(self, summary: dict) -> None:
