@@ -14,7 +14,7 @@ import numpy as np
 
 from .config import Config, ConfigError
 from .data import Dataset, load_data
-from .logging import RunWriter, summary_of
+from .logging import RunWriter, full_sequence_times, summary_of
 from .nn import MLP, Loss, build_mlp, make_loss
 from .nn.recurrent import build_rnn
 from .optim import clip_grads, make_optimizer, norm
@@ -187,7 +187,8 @@ def _loop(s: Setup, observers: list, result: RunResult) -> None:
         clip = clip_grads(model.grads, norms, cfg.clip if finite else None)
         if logged:
             rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, cfg.lr,
-                             params=pstats, layers=stats, times=time_stats(model), gates=gate_stats(model))
+                             params=pstats, layers=stats, gates=gate_stats(model),
+                             times=full_sequence_times(time_stats(model), model, loss, data.X_train[idx], data.y_train[idx]))
             if finite and len(data.X_val) and (step % log.val_every == 0 or step == n_steps - 1):
                 rec.val_loss, rec.val_accuracy = evaluate(model, loss, data.X_val, data.y_val)
             result.first = result.first or rec
