@@ -1,4 +1,5 @@
 """The diagnosis, the theory columns and the config lint, through the Python API."""
+import importlib
 import math
 import re
 from pathlib import Path
@@ -261,3 +262,41 @@ def test_a_loss_at_every_step_is_not_read_as_a_ratio_through_time(tmp_path):
     assert data.summary["per_step"] is True
     (f,) = diagnose_dir(folder)
     assert f.kind == "healthy" and "a loss at every time step" in f.message
+
+
+# --------------------------------------------------------------------------- the full-sequence log of truncated BPTT
+
+ORDER = {"kind": "temporal_order", "T": 20, "n_samples": 256}
+
+
+def order_run(tmp_path, name: str, truncate: int | None, steps: int = 5):
+    model = {"kind": "rnn", "cell": "lstm", "hidden": 8}
+    bptt = {"truncate": truncate} if truncate else None
+    return run(tmp_path, model, {"optimizer": "adam", "lr": 3e-3, "batch_size": 32, "steps": steps, "bptt": bptt},
+               ORDER, name=name)
+
+
+def test_truncated_runs_also_log_the_full_sequence_gradient_of_the_same_batch(tmp_path):
+    """T = 20, chunks cut at t = 6, 12, 18 (0-based): the training gradient reaches t = 19, 20 only; the
+    full_grad_norm column is what an untruncated run of the same seed logs at step 0 (same init, same batch)."""
+    cut = load_run(order_run(tmp_path, "cut", 6)).times
+    full = load_run(order_run(tmp_path, "full", None)).times
+    c0, f0 = cut[cut.step == 0].sort_values("t"), full[full.step == 0].sort_values("t")
+    assert (c0.grad_norm.iloc[:18] == 0).all() and (c0.grad_norm.iloc[18:] > 0).all()
+    np.testing.assert_allclose(c0.full_grad_norm, f0.grad_norm, rtol=1e-12, atol=0)
+    assert (c0.full_grad_norm > 0).all()
+    assert (full.full_grad_norm == full.grad_norm).all()  # without truncation: the same numbers
+
+
+def test_the_full_sequence_log_does_not_change_training(tmp_path, monkeypatch):
+    """The untruncated backward runs on a copy: parameters, losses and norms are those of a run without it."""
+    with_log = order_run(tmp_path, "with", 6, steps=8)
+    monkeypatch.setattr(importlib.import_module("gradlab.train"), "full_sequence_times", lambda times, *args: times)
+    without = order_run(tmp_path, "without", 6, steps=8)
+    a, b = np.load(with_log / "params_final.npz"), np.load(without / "params_final.npz")
+    assert sorted(a.files) == sorted(b.files)
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k])
+    ma, mb = load_run(with_log).metrics, load_run(without).metrics
+    np.testing.assert_array_equal(ma.loss, mb.loss)
+    np.testing.assert_array_equal(ma.grad_norm, mb.grad_norm)
