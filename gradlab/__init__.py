@@ -9,6 +9,7 @@ from .records import LayerStat, ParamStat, RunResult, StepRecord  # noqa: E402
 from .train import setup, train  # noqa: E402
 from . import check as gradcheck  # noqa: E402
 from .check import CheckReport  # noqa: E402
+from .check.functions import check_function, check_layer  # noqa: E402
 from . import sweep as sweeps  # noqa: E402
 from . import report as reports  # noqa: E402
 
@@ -16,6 +17,6 @@ check = gradcheck.check
 report = reports.report
 
 __all__ = [
-    "CheckReport", "Config", "ConfigError", "check", "gradcheck", "sweeps", "LayerStat", "ParamStat", "RunResult", "StepRecord",
+    "CheckReport", "Config", "ConfigError", "check", "check_function", "check_layer", "gradcheck", "sweeps", "LayerStat", "ParamStat", "RunResult", "StepRecord",
     "config_from_dict", "load_config", "report", "reports", "setup", "train", "__version__",
 ]

@@ -1,21 +1,36 @@
-"""``gradlab check`` (also ``gradlab gradcheck``): parse, call the check, render the tensors and the verdict."""
+"""``gradlab check`` (also ``gradlab gradcheck``): parse, call the check, render the tensors and the verdict.
+
+The argument is a config, or ``FILE.py:NAME`` for a layer or a forward/backward pair of the user's
+(see ``functions.FIND_RULE``), checked on random inputs of the ``--shape``s given.
+"""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 import gradlab as api
-from ..console import SET_HELP, bad_input
+from ..config import ConfigError
+from ..console import SET_HELP, bad_input, err, out
 from ..logging import jsonable
-from .render import render_check
+from .functions import FIND_RULE, CheckInputError, check_file
+from .render import render_check, tensor_table
+
+TARGET = re.compile(r"(?P<file>.+\.py):(?P<name>[A-Za-z_]\w*)")
+SHAPE = re.compile(r"\d+(,\d+)*")
 
 
 def check_command(
-    config: Path = typer.Argument(..., help="YAML config file."),
+    config: Path = typer.Argument(..., help="YAML config file, or FILE.py:NAME (a layer class or a "
+                                            "NAME_forward/NAME_backward pair of yours)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
+    shape: Optional[List[str]] = typer.Option(None, "--shape", help="FILE.py:NAME only: the shape of one input, "
+                                                                    "e.g. 4,5 (repeatable, in input order)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="FILE.py:NAME: seed of the random inputs "
+                                                                   "(default 0); a config: its seed."),
     mode: Optional[str] = typer.Option(None, help="full | sample | directional (default: full up to 100k parameters)."),
     eps: Optional[float] = typer.Option(None, help="Centred-difference step (default 1e-7)."),
     strict: bool = typer.Option(False, "--strict", help="Fail 'acceptable' too when the net has no kinks."),
@@ -29,19 +44,78 @@ def check_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Check backprop against centred differences; exit 0 when every tensor passes, 1 when any fails."""
+    target = TARGET.fullmatch(str(config))
+    if target:
+        unused = {"--set": set_, "--dtype": dtype, "--loss-scale": loss_scale, "--after-steps": after_steps,
+                  "--taylor": taylor, "--eps-sweep": eps_sweep}
+        with bad_input(config):
+            report = _check_target(target, shape or [], seed, mode, eps, strict, one_sided,
+                                   [k for k, v in unused.items() if v])
+        _emit(report, {}, csv_path, as_json, function=True)
+        return
     flags = {"check.mode": mode, "check.eps": eps, "check.dtype": dtype, "check.loss_scale": loss_scale,
-             "check.strict": "true" if strict else None}
+             "check.strict": "true" if strict else None, "seed": seed}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
     with bad_input(config):
+        if shape:
+            raise ConfigError(f"{config}: --shape applies to FILE.py:NAME only (a layer or function of yours); "
+                              "a config's shapes come from its data and model.")
         cfg = api.load_config(config, overrides)
         report = api.check(cfg, str(config), after_steps, one_sided)
         studies = {"taylor": api.gradcheck.taylor(cfg, str(config), after_steps) if taylor else None,
                    "eps_sweep": api.gradcheck.sweep_eps(cfg, str(config), after_steps) if eps_sweep else None}
+    _emit(report, studies, csv_path, as_json)
+
+
+def _check_target(target: re.Match, shapes: list[str], seed: int | None, mode: str | None, eps: float | None,
+                  strict: bool, one_sided: bool, unused: list[str]):
+    """``FILE.py:NAME`` checked on random inputs; every problem is a ConfigError naming the file."""
+    file = target["file"]
+    if unused:
+        raise ConfigError(f"{file}: {', '.join(unused)} apply to a config only; allowed with FILE.py:NAME: --shape, "
+                          "--seed, --mode, --eps, --strict, --one-sided, --csv, --json.")
+    if not shapes:
+        raise ConfigError(f"{file}: give the inputs' shapes, one --shape per array input in order (e.g. "
+                          f"{file}:affine --shape 4,5 --shape 5,3 --shape 3); {FIND_RULE}.")
+    bad = [s for s in shapes if not SHAPE.fullmatch(s.replace(" ", ""))]
+    if bad:
+        raise ConfigError(f"{file}: --shape {bad[0]!r} is not a shape; allowed: sizes separated by commas, "
+                          "e.g. 4,5 or 2,3,8,8.")
+    sizes = [tuple(int(k) for k in s.replace(" ", "").split(",")) for s in shapes]
+    if any(0 in s or max(s) > 10_000 for s in sizes):
+        raise ConfigError(f"{file}: --shape sizes must be 1 to 10000 (the check makes two forward calls per entry: "
+                          "keep shapes small).")
+    kw = {"mode": mode or "full", "eps": eps, "strict": strict, "one_sided": one_sided, "seed": seed or 0}
+    try:
+        return check_file(str(target[0]), sizes, **kw)
+    except CheckInputError as exc:
+        raise ConfigError(f"{exc}." if not str(exc).endswith(".") else str(exc)) from None
+
+
+def _emit(report, studies: dict, csv_path: Path | None, as_json: bool, function: bool = False) -> None:
     if csv_path:
         api.gradcheck.write_entries(report, csv_path)
     if as_json:
         data = {**api.gradcheck.report_dict(report), **{k: v for k, v in studies.items() if v is not None}}
         print(json.dumps(jsonable(data), indent=2))
+    elif function:
+        render_alone(report)
     else:
         render_check(report, studies)
     raise typer.Exit(0 if report.passed else 1)
+
+
+def render_alone(report) -> None:
+    """A layer or function checked alone: its tensors, the warnings and notes, and which gradient is wrong."""
+    out.print(tensor_table(f"Checked alone ({report.mode}, eps {report.eps:g}, {report.dtype})", report.tensors))
+    for w in report.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    for n in report.notes:
+        out.print(f"note: {n}", highlight=False, soft_wrap=True)
+    if report.passed:
+        out.print(f"[green]PASS[/]: every gradient passes; overall relative error {report.rel_error:.2e} "
+                  f"({report.tier}), {report.seconds:.2f} s", soft_wrap=True)
+    else:
+        wrong = ", ".join(f"{t.name} ({t.tier}, rel error {t.rel_error:.1e})" for t in report.failed)
+        out.print(f"[bold red]FAIL[/]: the gradient backward returns for {wrong} is wrong", soft_wrap=True,
+                  highlight=False)
