@@ -270,13 +270,17 @@ class MLPConfig(Compact):
 
 
 RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+BUILTIN_CELLS = ("vanilla", "lstm", "gru")
+CELL_PATH_HELP = "an import path module:Class of your own cell (e.g. cs231n_layers:LSTMCell)"
 
 
 class RNNConfig(Compact):
     """A recurrent net: ``num_layers`` cells of ``hidden`` units and a dense read-out."""
 
     kind: Literal["rnn"]
-    cell: Literal["vanilla", "lstm", "gru"] = "vanilla"
+    cell: str = Field("vanilla", description="vanilla, lstm, gru, or module:Class (a cell of your own)")
+    cell_args: dict[str, Any] = Field({}, description="keyword arguments of a cell of your own")
+    import_dir: str | None = Field(None, description="folder searched first for module:Class (default: the config's)")
     hidden: int = Field(64, ge=1)
     num_layers: int = Field(1, ge=1)
     activation: Literal[RNN_ACTIVATIONS] | None = None  # type: ignore[valid-type]  # vanilla only; tanh
@@ -285,8 +289,26 @@ class RNNConfig(Compact):
     bias_init: float = 0.0
     forget_bias: float | None = None  # lstm only; 1.0
 
+    @field_validator("cell")
+    @classmethod
+    def _cell(cls, value: str) -> str:
+        if value not in BUILTIN_CELLS and not CLASS_PATH.fullmatch(value):
+            raise ValueError(f"should be {', '.join(BUILTIN_CELLS)} or {CELL_PATH_HELP}")
+        return value
+
+    @property
+    def custom(self) -> bool:
+        """A cell of your own (module:Class), run by gradlab's step protocol."""
+        return self.cell not in BUILTIN_CELLS
+
     @model_validator(mode="after")
     def _cell_keys(self) -> "RNNConfig":
+        if self.custom and (self.activation is not None or self.forget_bias is not None):
+            key = "activation" if self.activation is not None else "forget_bias"
+            raise ValueError(f"'{key}' applies to the built-in cells only; a cell of your own ({self.cell}) takes "
+                             "its arguments from model.cell_args")
+        if self.cell_args and not self.custom:
+            raise ValueError(f"'cell_args' applies to a cell of your own (module:Class) only, not {self.cell}")
         if self.activation is not None and self.cell != "vanilla":
             raise ValueError(f"'activation' applies to cell vanilla only ({self.cell} has its own gates)")
         if self.forget_bias is not None and self.cell != "lstm":
@@ -752,11 +774,10 @@ def validate(raw: Any, source: str = "<config>", folder: str | Path | None = Non
 
 def _resolve_custom(config: Config, folder: Path, source: str) -> None:
     """Make ``model.import_dir`` absolute (relative to ``folder``); import, build and check every
-    class of your own the model names, so a bad one is a ConfigError naming its key path."""
+    class of your own the model names, so a bad one is a ConfigError naming its key path. A layer
+    that changes the width hands its output width to the next one."""
     model = config.model
-    if not isinstance(model, MLPConfig):
-        return
-    refs = model.custom_refs()
+    refs = model.custom_refs() if isinstance(model, MLPConfig) else [(None, "model.cell", None)] * model.custom
     if model.import_dir is None and not refs:
         return
     try:
@@ -764,20 +785,32 @@ def _resolve_custom(config: Config, folder: Path, source: str) -> None:
     except (OSError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"{source}: 'model.import_dir': not a usable path ({exc}).") from None
     if refs and not home.is_dir():
+        what = "model.cell" if isinstance(model, RNNConfig) else "model.activation or model.layers"
         raise ConfigError(f"{source}: 'model.import_dir': no folder {home}; allowed: a folder (relative to the "
-                          "config file's) holding the modules of model.activation or model.layers.")
+                          f"config file's) holding the modules of {what}.")
     model.import_dir = str(home)
     import numpy as np  # here, like gradlab.nn, which imports this module
 
-    from .nn.custom import CustomError, make_custom
+    from .nn.custom import CustomError, make_cell, make_custom, output_width
 
     dtype = np.dtype(config.train.dtype).type
-    for item, where, width in refs:
-        try:
-            make_custom(item.spec, model.import_dir, getattr(item, "args", {}), width, dtype, 1,
-                        activation=item.type == "activation")
-        except CustomError as exc:
-            raise ConfigError(f"{source}: '{where}': {exc}.") from None
+    where = "model.cell"
+    try:
+        if isinstance(model, RNNConfig):
+            if model.custom:  # the data's feature count is not known yet: a one-feature dummy tries the protocol
+                make_cell(model.cell, model.import_dir, model.cell_args, 1, model.hidden, np.random.default_rng(0),
+                          dtype)
+            return
+        width, seen = 0, {}
+        for item, where, _ in model.plan():
+            width = getattr(item, "units", width)
+            if item.spec and (where, width) not in seen:
+                layer = make_custom(item.spec, model.import_dir, getattr(item, "args", {}), width, dtype, 1,
+                                    activation=item.type == "activation")
+                seen[where, width] = output_width(layer, width, dtype)
+            width = seen.get((where, width), width)
+    except CustomError as exc:
+        raise ConfigError(f"{source}: '{where}': {exc}.") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -414,3 +414,170 @@ def test_set_reaches_into_the_layers_list():
     with pytest.raises(ConfigError, match=r"--set 'model.layers.6.units=1': '6' is not an index of that list "
                                           r"\(allowed: 0..5\)\."):
         load_config(EXAMPLES / "custom_ok.yaml", ["model.layers.6.units=1"])
+
+
+# --------------------------------------------------------------------------- layers that change the width
+
+HALVE = """
+class Halve:
+    '''x (N, 2K) -> the mean of each pair of columns (N, K); no params.'''
+    def __init__(self):
+        self.params, self.grads = {}, {}
+    def forward(self, x, train=True):
+        self.n = x.shape[-1]
+        return 0.5 * (x[..., 0::2] + x[..., 1::2])
+    def backward(self, dout):
+        return np.repeat(0.5 * dout, 2, axis=-1)
+
+class SaysItsWidth(Halve):
+    out_width = 3  # said, so never measured: forward would fail on the dummy batch
+    def forward(self, x, train=True):
+        if x.shape[0] == 2:
+            raise RuntimeError("measured")
+        return super().forward(x)
+
+class Flat:
+    def __init__(self):
+        self.params, self.grads = {}, {}
+    def forward(self, x, train=True):
+        return x.reshape(-1)
+    def backward(self, dout):
+        return dout
+"""
+
+
+AFFINE = f"""
+import sys
+sys.path.insert(0, {str(EXAMPLES)!r})
+from cs231n_layers import Affine  # the example's
+sys.path.pop(0)
+"""
+
+
+def shape_layers(name: str) -> list[dict]:
+    return [{"type": "dense", "units": 6}, {"type": "activation", "name": "tanh"},
+            {"type": "custom", "class": f"{name}:Affine", "args": {"units": 8}},
+            {"type": "activation", "name": "tanh"}, {"type": "custom", "class": f"{name}:Halve"},
+            {"type": "dense", "units": 3}, {"type": "custom", "class": f"{name}:SaysItsWidth"}]
+
+
+def test_a_layer_that_changes_the_width_hands_it_on_and_trains_and_checks(tmp_path):
+    """6 -> Affine 8 -> Halve 4 -> dense 3 -> 6 -> SaysItsWidth 3 -> output: every next matrix takes the width
+    the layer before gave, and the check passes on the whole net."""
+    name = module_file(tmp_path, HALVE + AFFINE)
+    layers = shape_layers(name)
+    layers[-2]["units"] = 6
+    path = write_config(tmp_path, {"layers": layers}, check={"batch": 4})
+    cfg = load_config(path, [f"log.out={tmp_path / 'runs'}", "train.steps=60"])
+    model = gradlab.setup(cfg).model
+    shapes = {k: v.shape for k, v in model.params.items()}
+    assert shapes == {"dense1.W": (2, 6), "dense1.b": (6,), "affine1.W": (6, 8), "affine1.b": (8,),
+                      "dense2.W": (4, 6), "dense2.b": (6,), "dense3.W": (3, 2), "dense3.b": (2,)}  # 2 classes
+    result = gradlab.train(cfg)
+    assert result.status == "completed" and result.final["final_train_loss"] < result.first.loss
+    report = gradlab.check(cfg)
+    assert report.passed, [(t.name, t.rel_error) for t in report.failed]
+    assert "affine1.W" in {t.name for t in report.tensors}
+
+
+def test_a_wrong_shape_changing_layer_is_named_by_the_check(tmp_path):
+    wrong = HALVE.replace("np.repeat(0.5 * dout", "np.repeat(dout")  # drops the 1/2 of the mean
+    name = module_file(tmp_path, wrong)
+    path = write_config(tmp_path, {"layers": [{"type": "dense", "units": 6}, {"type": "activation", "name": "tanh"},
+                                              {"type": "custom", "class": f"{name}:Halve"}]}, check={"batch": 4})
+    report = gradlab.check(load_config(path))
+    assert not report.passed and {t.name for t in report.layers if not t.passed} == {"halve1.input"}
+
+
+def test_a_layer_that_does_not_give_n_by_width_is_refused(tmp_path):
+    name = module_file(tmp_path, HALVE)
+    path = write_config(tmp_path, {"layers": [{"type": "dense", "units": 4}, {"type": "custom", "class": f"{name}:Flat"}]})
+    message = error_of(path)
+    assert "'model.layers[1].class': Flat.forward maps a batch of shape (2, 4) to (8,)" in message
+
+
+# --------------------------------------------------------------------------- cells of your own
+
+def cell_config(tmp_path: Path, cell: str, **train) -> dict:
+    return {"name": "c", "data": {"kind": "adding", "T": 5, "n_samples": 64},
+            "model": {"kind": "rnn", "cell": cell, "hidden": 4, "import_dir": str(EXAMPLES)},
+            "loss": "mse", "train": {"steps": 15, "batch_size": 16, "optimizer": "adam", "lr": 0.01, **train},
+            "check": {"batch": 4}, "log": {"out": str(tmp_path / "runs")}}
+
+
+def as_builtin(stacked: dict, H: int) -> dict:
+    """LSTMCell's Wx, Wh, b (gates i, f, o, g side by side) as the built-in LSTM's lstm1.W_i, lstm1.U_i, ..."""
+    out = {}
+    for k, gate in enumerate("ifog"):
+        cols = slice(k * H, (k + 1) * H)
+        out[f"lstm1.W_{gate}"] = stacked["Wx"][:, cols]
+        out[f"lstm1.U_{gate}"] = stacked["Wh"][:, cols]
+        out[f"lstm1.b_{gate}"] = stacked["b"][cols]
+    return out
+
+
+@pytest.mark.parametrize("truncate", [None, 2])
+def test_a_custom_lstm_cell_computes_the_builtin_lstms_gradients(tmp_path, truncate):
+    """The same weights in cs231n_layers:LSTMCell and in the built-in LSTM (an independent implementation):
+    equal losses and gradients, with full and truncated BPTT."""
+    bptt = {"bptt": {"truncate": truncate}} if truncate else {}
+    mine = gradlab.setup(config_from_dict(cell_config(tmp_path, "cs231n_layers:LSTMCell", **bptt)))
+    ref = gradlab.setup(config_from_dict(cell_config(tmp_path, "lstm", **bptt)))
+    cell = mine.model.layers[0].modules[0]
+    for k, v in {**as_builtin(cell.params, 4), "dense2.W": mine.model.params["dense2.W"],
+                 "dense2.b": mine.model.params["dense2.b"]}.items():
+        ref.model.params[k][...] = v
+    x, y = mine.data.X_train[:8], mine.data.y_train[:8]
+    J = [s.model.loss_and_grads(x, y, s.loss) for s in (mine, ref)]
+    assert J[0] == pytest.approx(J[1], rel=1e-12)
+    got = {**as_builtin(cell.grads, 4), "dense2.W": mine.model.grads["dense2.W"], "dense2.b": mine.model.grads["dense2.b"]}
+    assert all(np.abs(g).max() > 0 for g in got.values())
+    for k, g in got.items():
+        np.testing.assert_allclose(g, ref.model.grads[k], rtol=1e-9, atol=1e-13, err_msg=k)
+    np.testing.assert_allclose(cell.time_norms, ref.model.layers[0].modules[0].time_norms, rtol=1e-9)
+
+
+def test_a_custom_cell_trains_and_checks_and_a_wrong_one_is_named(tmp_path):
+    cfg = config_from_dict(cell_config(tmp_path, "cs231n_layers:LSTMCell"))
+    result = gradlab.train(cfg)
+    assert result.status == "completed" and result.final["final_train_loss"] < result.first.loss
+    assert [p.param for p in result.last.params][:3] == ["lstmcell1.Wx", "lstmcell1.Wh", "lstmcell1.b"]
+    ok = gradlab.check(cfg)
+    assert ok.passed, [(t.name, t.rel_error) for t in ok.failed]
+    truncated = gradlab.check(config_from_dict(cell_config(tmp_path, "cs231n_layers:LSTMCell", bptt={"truncate": 2})))
+    assert truncated.passed
+    wrong = gradlab.check(config_from_dict(cell_config(tmp_path, "cs231n_layers:LSTMCellWrong")))
+    assert not wrong.passed
+    assert {t.name for t in wrong.layers if not t.passed} >= {"lstmcellwrong1.Wx", "lstmcellwrong1.input"}
+    assert all(t.name.startswith("lstmcellwrong1.") for t in wrong.layers if not t.passed)
+
+
+CELLS = """
+class NoStep:
+    def __init__(self, hidden):
+        self.params, self.grads = {}, {}
+
+class BadShape:
+    def __init__(self, hidden):
+        self.params, self.grads = {}, {}
+        self.hidden = hidden
+    def step(self, x_t, state):
+        return x_t, state, None
+    def step_backward(self, dh, dstate, cache):
+        return dh, dstate
+"""
+
+
+@pytest.mark.parametrize("model, fragment", [
+    ({"cell": "lstmm"}, "'model.cell': should be vanilla, lstm, gru or an import path module:Class of your own cell"),
+    ({"cell": "{m}:NoStep"}, "'model.cell': {m}:NoStep has no step() or step_backward(); a cell class needs"),
+    ({"cell": "{m}:Nope"}, "'model.cell': module '{m}' ("),
+    ({"cell": "{m}:BadShape", "hidden": 3}, "'model.cell': BadShape: a step on x_t of shape (2, 1) gave h_t (2, 1)"),
+    ({"cell": "{m}:NoStep", "forget_bias": 1.0}, "'forget_bias' applies to the built-in cells only"),
+    ({"cell": "lstm", "cell_args": {"k": 1}}, "'cell_args' applies to a cell of your own (module:Class) only"),
+])
+def test_bad_cells_name_model_cell(tmp_path, model, fragment):
+    m = module_file(tmp_path, CELLS)
+    raw = {"kind": "rnn", "hidden": 4, **{k: v.format(m=m) if isinstance(v, str) else v for k, v in model.items()}}
+    message = error_of(write_config(tmp_path, raw, data={"kind": "adding", "T": 4}))
+    assert fragment.format(m=m) in message

@@ -1,9 +1,14 @@
-"""Layers of your own, named by import path ``module:Class`` in a config.
+"""Layers and recurrent cells of your own, named by import path ``module:Class`` in a config.
 
 A layer class needs ``forward(x, train=True)`` (caching what backward needs),
 ``backward(grad_out)`` (filling ``grads``, in place or by assignment, and returning dL/dx)
 and dicts ``params`` and ``grads`` of NumPy arrays with the same keys and shapes. It need
 not subclass Module: ``CustomModule`` wraps it and names its params ``<class><layer>.<key>``.
+It may change the width, (N, D) -> (N, D'): ``output_width`` reads D' from ``out_width`` or
+measures it with one forward pass on a dummy batch.
+
+A cell class (``model.cell``) speaks the step protocol of ``CELL_PROTOCOL``; ``recurrent.CustomCell``
+runs it over time.
 """
 from __future__ import annotations
 
@@ -110,6 +115,88 @@ def check_layer(layer: object, what: str) -> None:
         if k not in params or np.shape(g) != params[k].shape:
             shape = params[k].shape if k in params else "no such param"
             raise CustomError(f"{what}: grads[{k!r}] has shape {np.shape(g)}, params: {shape}; {PROTOCOL}")
+
+
+def output_width(module: "CustomModule", width: int, dtype) -> int:
+    """The width D' a layer maps (N, width) to: its ``out_width`` if it says, else measured with
+    one forward pass (train=False) on a dummy batch of 2 rows."""
+    said = getattr(module.layer, "out_width", None)
+    if isinstance(said, (int, np.integer)) and not isinstance(said, bool) and said >= 1:
+        return int(said)
+    x = np.random.default_rng(0).standard_normal((2, width)).astype(dtype)
+    try:
+        out = module.forward(x, False)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's forward raises
+        raise CustomError(f"{type(module.layer).__name__}.forward on a dummy batch of shape (2, {width}) failed: "
+                          f"{type(exc).__name__}: {exc}; a layer in the net maps (N, {width}) to (N, D') for any "
+                          "N") from None
+    if np.ndim(out) != 2 or np.shape(out)[0] != 2 or np.shape(out)[1] < 1:
+        raise CustomError(f"{type(module.layer).__name__}.forward maps a batch of shape (2, {width}) to "
+                          f"{np.shape(out)}; a layer in the net maps (N, {width}) to (N, D') with D' >= 1 (set "
+                          "out_width, or use gradlab.check_layer for layers of other shapes)")
+    return int(np.shape(out)[1])
+
+
+# --------------------------------------------------------------------------- cells of your own
+
+CELL_PROTOCOL = ("a cell class needs dicts params and grads (same keys and shapes), step(x_t, state) -> "
+                 "(h_t, state, cache) and step_backward(dh_t, dstate, cache) -> (dx_t, dstate_prev) adding the "
+                 "step's gradients to grads; state is a tuple of arrays, initial_state(N) gives it (default: one "
+                 "(N, hidden) array of zeros); __init__ gets input_size=, hidden=, rng= and dtype= if it takes them")
+
+
+def find_cell(spec: str, folder: str | Path | None = None) -> type:
+    """``'module:Class'`` -> a cell class with step() and step_backward()."""
+    module_name, _, qualname = spec.partition(":")
+    module = _import(module_name, str(Path(folder or ".").resolve()))
+    obj = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if not isinstance(obj, type):
+        found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == module.__name__)
+        raise CustomError(f"module '{module_name}' ({module.__file__}) has no class '{qualname}'; classes defined "
+                          f"there: {', '.join(found) or 'none'}")
+    missing = [f"{m}()" for m in ("step", "step_backward") if not callable(getattr(obj, m, None))]
+    if missing:
+        raise CustomError(f"{spec} has no {' or '.join(missing)}; {CELL_PROTOCOL}")
+    return obj
+
+
+def make_cell(spec: str, folder: str | Path | None, args: dict, input_size: int, hidden: int,
+              rng: np.random.Generator, dtype) -> object:
+    """Build the cell ``Class(**args)`` (adding input_size, hidden, rng, dtype when it takes them) and try one
+    step and its backward on a dummy batch, so a cell that does not fit fails here, with a message."""
+    cls = find_cell(spec, folder)
+    given = {"input_size": input_size, "hidden": hidden, "rng": rng, "dtype": dtype}
+    extra = {k: v for k, v in given.items() if k not in args and _takes(cls, k)}
+    try:
+        cell = cls(**args, **extra)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's __init__ raises
+        shown = ", ".join(f"{k}={v!r}" for k, v in {**args, **extra}.items() if k != "rng")
+        raise CustomError(f"{cls.__name__}({shown}) failed: {type(exc).__name__}: {exc}") from None
+    check_layer(cell, cls.__name__)
+    try:
+        state = initial_state(cell, 2, hidden, dtype)
+        h, state, cache = cell.step(np.zeros((2, input_size), dtype=dtype), state)
+        dx, dstate = cell.step_backward(np.zeros_like(h), tuple(np.zeros_like(s) for s in state), cache)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's step raises
+        raise CustomError(f"{cls.__name__}: one step on a dummy batch of shape (2, {input_size}) failed: "
+                          f"{type(exc).__name__}: {exc}; {CELL_PROTOCOL}") from None
+    if np.shape(h) != (2, hidden) or np.shape(dx) != (2, input_size):
+        raise CustomError(f"{cls.__name__}: a step on x_t of shape (2, {input_size}) gave h_t {np.shape(h)} and "
+                          f"dx_t {np.shape(dx)}; allowed: h_t (N, hidden) = (2, {hidden}), dx_t of x_t's shape")
+    for k, g in cell.grads.items():  # the dummy backward must leave no trace in the gradients
+        g[...] = 0
+    return cell
+
+
+def initial_state(cell: object, N: int, hidden: int, dtype) -> tuple:
+    """The cell's ``initial_state(N)`` as a tuple of arrays, or ``(zeros (N, hidden),)``."""
+    make = getattr(cell, "initial_state", None)
+    if not callable(make):
+        return (np.zeros((N, hidden), dtype=dtype),)
+    state = make(N)
+    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
 
 
 # --------------------------------------------------------------------------- the adapter

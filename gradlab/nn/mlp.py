@@ -13,7 +13,7 @@ import numpy as np
 from ..config import ConfigError
 from .activations import Activation, make_activation
 from .recurrent import Recurrent
-from .custom import CustomError, make_custom
+from .custom import CustomError, CustomModule, make_custom, output_width
 from .dense import Dense
 from .dropout import Dropout
 from .init import init_weight
@@ -177,6 +177,13 @@ def _custom(item, b: _Build, l: int, width: int, where: str) -> Module:
         raise ConfigError(f"'{where}': {exc}.") from None
 
 
+def _output_width(module: CustomModule, width: int, dtype, where: str) -> int:
+    try:
+        return output_width(module, width, dtype)
+    except CustomError as exc:
+        raise ConfigError(f"'{where}': {exc}.") from None
+
+
 def _activation(item, b: _Build, l: int, width: int, where: str) -> Module:
     if item.spec:
         return _custom(item, b, l, width, where)
@@ -212,11 +219,14 @@ def build_mlp(cfg, n_in: int, n_out: int, rng: np.random.Generator, dropout_rng:
     b = _Build(cfg, rng, dropout_rng, dtype, n_in)
     plan = cfg.plan()
     groups: list[list[Module]] = []
-    for i, (item, where, width) in enumerate(plan):
+    for i, (item, where, _) in enumerate(plan):
         if item.type == "dense":
             after = plan[i + 1][0].type if i + 1 < len(plan) else None
             groups.append([_dense(b, item.units, len(groups) + 1, bias=after != "batchnorm")])
         else:
-            groups[-1].append(_unique(BUILDERS[item.type](item, b, len(groups), width, where), groups[-1]))
+            module = BUILDERS[item.type](item, b, len(groups), b.fan_in, where)
+            if isinstance(module, CustomModule):  # it may change the width: the next layer takes what it gives
+                b.fan_in = _output_width(module, b.fan_in, dtype, where)
+            groups[-1].append(_unique(module, groups[-1]))
     groups.append([_dense(b, n_out, len(groups) + 1, bias=True)])
     return MLP([Sequential(modules) for modules in groups], cfg.block)

@@ -291,6 +291,83 @@ class EveryStep(Module):
         return dout.reshape(self.shape)
 
 
+class CustomCell(Recurrent):
+    """A cell of your own (``model.cell: module:Class``, see ``custom.CELL_PROTOCOL``) run over time:
+    x (N, T, D) -> h (N, T, H), with full or truncated BPTT like the built-in cells.
+
+    The cell's gradients live in fixed arrays (the net's flat ``grads`` dict holds them): they are
+    zeroed before BPTT, and a gradient the cell assigned as a new array is copied back after each step.
+    """
+
+    def __init__(self, cell: object, name: str, H: int, truncate: int | None = None) -> None:  # noqa: D107
+        Module.__init__(self)  # no Recurrent.__init__: the params are the cell's own
+        self.cell, self.name, self.H, self.truncate = cell, name, H, truncate
+        self.kinks = bool(getattr(cell, "kinks", False))
+        self.frozen, self.boundary = False, {}
+        self._fixed = {k: np.zeros_like(p) for k, p in cell.params.items()}
+        cell.grads.update(self._fixed)
+
+    params = property(lambda self: self.cell.params, lambda self, v: None)
+    grads = property(lambda self: self.cell.grads, lambda self, v: None)
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        from .custom import initial_state
+
+        N, T, _ = x.shape
+        state = initial_state(self.cell, N, self.H, x.dtype)
+        self.cache, hs = [], []
+        for t in range(T):
+            if self.chunk_start(t):
+                if self.frozen and t in self.boundary:
+                    state = self.boundary[t]
+                else:
+                    self.boundary[t] = state
+            h, state, cache = self.cell.step(x[:, t], tuple(state))
+            self.cache.append(cache)
+            hs.append(h)
+        self.last_state = tuple(state)
+        self.out = np.stack(hs, axis=1)
+        return self.out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """BPTT: dout (N, T, H) = dL/dh_t from above; returns dL/dx (N, T, D)."""
+        for k, g in self._fixed.items():
+            g[...] = 0
+            self.cell.grads[k] = g
+        T = dout.shape[1]
+        dstate = tuple(np.zeros_like(s) for s in self.last_state)
+        self.time_norms, dxs = np.empty(T), [None] * T
+        for t in range(T - 1, -1, -1):
+            reach = dout[:, t] + dstate[0] if dstate[0].shape == dout[:, t].shape else dout[:, t]
+            self.time_norms[t] = np.sqrt(np.vdot(reach, reach))  # ||dL/dh_t||, h_t taken as state[0]
+            dxs[t], dstate = self.cell.step_backward(dout[:, t], dstate, self.cache[t])
+            dstate = tuple(dstate) if isinstance(dstate, (tuple, list)) else (dstate,)
+            self._settle()
+            if self.chunk_start(t):  # truncated BPTT: nothing flows into the previous chunk
+                dstate = tuple(np.zeros_like(d) for d in dstate)
+        return np.stack(dxs, axis=1)
+
+    def _settle(self) -> None:
+        for k, fixed in self._fixed.items():
+            g = self.cell.grads.get(k)
+            if g is not fixed:
+                np.copyto(fixed, g)
+                self.cell.grads[k] = fixed
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The winners of every step, (N, T, ...): a cell with kinks returns them from ``winners(cache)``."""
+        return np.stack([np.asarray(self.cell.winners(c)) for c in self.cache], axis=1)
+
+    def saturated(self):
+        fn = getattr(self.cell, "saturated", None)
+        return fn() if callable(fn) else None
+
+    def dead(self):
+        fn = getattr(self.cell, "dead", None)
+        return fn() if callable(fn) else None
+
+
 CELLS = {"vanilla": VanillaRNN, "lstm": LSTM, "gru": GRU}
 
 
@@ -304,8 +381,11 @@ def build_rnn(cfg, n_in: int, n_out: int, rng: np.random.Generator, per_step: bo
     extra = {"vanilla": {"activation": cfg.activation}, "lstm": {"forget_bias": cfg.forget_bias}, "gru": {}}
     layers, D = [], n_in
     for l in range(1, cfg.num_layers + 1):
-        cell = CELLS[cfg.cell](f"{cfg.cell if cfg.cell != 'vanilla' else 'rnn'}{l}", D, cfg.hidden, cfg.init,
-                               cfg.recurrent_init, rng, dtype, cfg.bias_init, truncate, **extra[cfg.cell])
+        if cfg.cell not in CELLS:  # a cell of your own, module:Class
+            cell = custom_cell(cfg, l, D, rng, dtype, truncate)
+        else:
+            cell = CELLS[cfg.cell](f"{cfg.cell if cfg.cell != 'vanilla' else 'rnn'}{l}", D, cfg.hidden, cfg.init,
+                                   cfg.recurrent_init, rng, dtype, cfg.bias_init, truncate, **extra[cfg.cell])
         layers.append(Sequential([cell]))
         D = cfg.hidden
     L = cfg.num_layers + 1
@@ -314,3 +394,15 @@ def build_rnn(cfg, n_in: int, n_out: int, rng: np.random.Generator, per_step: bo
     model = MLP(layers)
     model.per_step = per_step
     return model
+
+
+def custom_cell(cfg, l: int, D: int, rng: np.random.Generator, dtype, truncate: int | None) -> CustomCell:
+    """Layer l's cell of your own, named ``<class lowercased><l>`` (``lstmcell1.Wx``)."""
+    from ..config import ConfigError
+    from .custom import CustomError, make_cell
+
+    try:
+        cell = make_cell(cfg.cell, cfg.import_dir, cfg.cell_args, D, cfg.hidden, rng, dtype)
+    except CustomError as exc:
+        raise ConfigError(f"'model.cell': {exc}.") from None
+    return CustomCell(cell, f"{type(cell).__name__.lower()}{l}", cfg.hidden, truncate)
