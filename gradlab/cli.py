@@ -120,7 +120,7 @@ def train(
 
 
 KIND_STYLE = {"healthy": "green", "vanishing": "bold red", "exploding": "bold red", "dead_units": "bold yellow",
-              "saturation": "bold yellow"}
+              "saturation": "bold yellow", "not_learning": "bold red", "spike": "yellow"}
 
 
 def render_findings(findings: list[dict], notes: list[str] = ()) -> None:
