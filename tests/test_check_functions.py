@@ -270,3 +270,14 @@ def test_shape_is_refused_for_a_config():
 def test_check_file_from_python():
     report = check_file(f"{LAYERS}:affine", [(2, 3), (3, 2), (2,)], seed=4)
     assert report.passed and report.n_params == 6 + 6 + 2
+
+
+def test_check_layer_runs_a_cell_of_the_step_protocol_through_time():
+    """LSTMCell over T = 4 steps is checked through BPTT; the wrong cell's dprev_c reaches every tensor
+    through the earlier steps, so all of them fail (with T = 1 nothing flows into a previous c)."""
+    x = inputs_of([(2, 4, 3)])[0]
+    ok = gradlab.check_layer(L.LSTMCell(input_size=3, hidden=4), x)
+    assert ok.passed and [t.name for t in ok.tensors] == ["lstmcell.Wx", "lstmcell.Wh", "lstmcell.b", "lstmcell.input"]
+    bad = gradlab.check_layer(L.LSTMCellWrong(input_size=3, hidden=4), x)
+    assert set(names_failed(bad)) == {f"lstmcellwrong.{k}" for k in ("Wx", "Wh", "b", "input")}
+    assert gradlab.check_layer(L.LSTMCellWrong(input_size=3, hidden=4), x[:, :1]).passed

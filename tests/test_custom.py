@@ -581,3 +581,13 @@ def test_bad_cells_name_model_cell(tmp_path, model, fragment):
     raw = {"kind": "rnn", "hidden": 4, **{k: v.format(m=m) if isinstance(v, str) else v for k, v in model.items()}}
     message = error_of(write_config(tmp_path, raw, data={"kind": "adding", "T": 4}))
     assert fragment.format(m=m) in message
+
+
+@pytest.mark.parametrize("name, passes", [("custom_shape", True), ("custom_cell", True), ("custom_cell_wrong", False)])
+def test_the_shape_and_cell_examples_check(name, passes):
+    """The examples as documented (the cells on a shorter sequence, to stay fast): exit 0, 0 and 1."""
+    cfg = load_config(EXAMPLES / f"{name}.yaml", ["data.T=4", "data.n_samples=64"] if "cell" in name else [])
+    report = gradlab.check(cfg)
+    assert report.passed is passes, [(t.name, t.rel_error) for t in report.failed]
+    if not passes:
+        assert {t.name.split(".")[0] for t in report.layers if not t.passed} == {"lstmcellwrong1"}

@@ -22,7 +22,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..nn.custom import CustomError, CustomModule
-from .differences import stack_at
 from .grading import overall, tier
 from .runner import CheckReport, coarse_warnings, run_check, tiny_warnings
 
@@ -68,8 +67,17 @@ class _Objective:
         return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs], dtype=bool)
 
     def values_at(self, name: str, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """J at K copies, copy k with entry ``flat[k]`` of the tensor moved by ``delta[k]``."""
-        return self.values(name, stack_at(self.targets[name], flat, delta))
+        """J at K copies, copy k with entry ``flat[k]`` of the tensor moved by ``delta[k]``: one working
+        copy, moved and put back entry by entry (the K copies are never stacked)."""
+        base = self.targets[name]
+        work = np.array(base, copy=True)
+        view, orig = work.reshape(-1), base.reshape(-1)
+        J, kinked = np.empty(len(flat)), np.zeros(len(flat), dtype=bool)
+        for k, (i, d) in enumerate(zip(flat, delta)):
+            view[i] = orig[i] + d
+            J[k], kinked[k] = self._one(name, work)
+            view[i] = orig[i]
+        return J, kinked
 
     def _one(self, name: str, value: np.ndarray) -> tuple[float, bool]:
         J = self._J(self._outputs(name, value))
@@ -154,6 +162,10 @@ class LayerObjective(_Objective):
 
     def __init__(self, layer: Any, x: np.ndarray, rng: np.random.Generator, label: str | None = None):
         self.label = label or type(layer).__name__.lower()
+        if not callable(getattr(layer, "forward", None)) and callable(getattr(layer, "step", None)):
+            from ..nn.recurrent import CustomCell  # a cell of the step protocol: run it over x's T steps
+
+            layer = CustomCell(layer, self.label, int(getattr(layer, "hidden", 0)))
         try:
             self.module = CustomModule(layer, self.label)
         except CustomError as exc:
@@ -230,7 +242,9 @@ def check_layer(layer: Any, x: np.ndarray, *, eps: float | None = None, mode: st
 
     layer: ``params``/``grads`` dicts, ``forward(x, train=True)`` (any output shape), ``backward(dout)``
     filling grads and returning dx. A max-like layer sets ``kinks = True`` and keeps its winners in
-    ``self.mask`` after every forward. Two forward calls per checked entry.
+    ``self.mask`` after every forward. A recurrent cell of the step protocol (``model.cell``) is run
+    over the T steps of x (N, T, D), as in a net, and checked through time. Two forward calls per
+    checked entry.
     """
     rng = np.random.default_rng(seed)
     return _run(lambda: LayerObjective(layer, x, rng, label), mode, eps, samples, directions, rng, one_sided, strict)

@@ -175,6 +175,9 @@ def make_cell(spec: str, folder: str | Path | None, args: dict, input_size: int,
         shown = ", ".join(f"{k}={v!r}" for k, v in {**args, **extra}.items() if k != "rng")
         raise CustomError(f"{cls.__name__}({shown}) failed: {type(exc).__name__}: {exc}") from None
     check_layer(cell, cls.__name__)
+    if getattr(cell, "kinks", False) and not callable(getattr(cell, "winners", None)):
+        raise CustomError(f"{cls.__name__}: kinks = True but no winners(cache); a cell with kinks returns the "
+                          "winners of its max-like units at one step (e.g. a > 0) from winners(cache)")
     try:
         state = initial_state(cell, 2, hidden, dtype)
         h, state, cache = cell.step(np.zeros((2, input_size), dtype=dtype), state)
