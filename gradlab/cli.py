@@ -15,6 +15,7 @@ import gradlab as api
 from .check.command import check_command
 from .config import ConfigError
 from .console import SET_HELP, bad_input, err, fail, out
+from .logging import jsonable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Experiments on vanishing and exploding gradients, in NumPy.")

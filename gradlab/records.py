@@ -4,6 +4,7 @@ The dataclass fields are the CSV columns, in order; nothing else names them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -75,11 +76,12 @@ class StepRecord:
         return [getattr(self, k) for k in self.METRICS]
 
     def layer_grad_norms(self) -> dict[int, float]:
-        """L2 norm of all of a layer's parameter gradients, by layer."""
-        sq: dict[int, float] = {}
+        """L2 norm of all of a layer's parameter gradients, by layer (hypot: finite norms of 1e200 and
+        more are not squared, so they do not overflow)."""
+        norms: dict[int, list[float]] = {}
         for p in self.params:
-            sq[p.layer] = sq.get(p.layer, 0.0) + p.grad_norm**2
-        return {layer: s**0.5 for layer, s in sq.items()}
+            norms.setdefault(p.layer, []).append(p.grad_norm)
+        return {layer: math.hypot(*g) for layer, g in norms.items()}
 
 
 @dataclass
@@ -92,7 +94,7 @@ class RunResult:
     final: dict = field(default_factory=dict)  # train/val loss and accuracy, in eval mode
     diverged_at: int | None = None
     diverged_layer: int | None = None
-    diverged_where: str | None = None  # params, forward or backward
+    diverged_where: str | None = None  # params, forward, loss, backward, statistics or final loss
     wall_time: float = 0.0
     first: StepRecord | None = None
     last: StepRecord | None = None

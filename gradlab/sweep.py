@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -353,9 +354,21 @@ def layer_table(files: dict[str, bytes]) -> pd.DataFrame | None:
         return None
     grads = pd.read_csv(io.BytesIO(files["grad_norms.csv"]))
     stats = pd.read_csv(io.BytesIO(files["layer_stats.csv"]))
-    per_layer = (grads.assign(sq=grads.grad_norm ** 2).groupby(["step", "layer"], as_index=False).sq.sum())
-    per_layer["grad_norm"] = per_layer.sq ** 0.5
-    return per_layer.drop(columns="sq").merge(stats[["step", "layer", "delta_norm"]], on=["step", "layer"])
+    return layer_norms(grads).merge(stats[["step", "layer", "delta_norm"]], on=["step", "layer"])
+
+
+def layer_norms(grads: pd.DataFrame) -> pd.DataFrame:
+    """(step, layer, grad_norm): the L2 norm over a layer's tensors, from their norms. Each is divided by
+    the layer's largest first, so norms of 1e200 are not squared into inf; a NaN tensor makes the layer NaN."""
+    keys = ["step", "layer"]
+    g = grads.grad_norm.astype(float)
+    top = g.groupby([grads.step, grads.layer]).transform("max")
+    scale = top.where(np.isfinite(top) & (top > 0), 1.0)
+    parts = pd.DataFrame({"step": grads.step, "layer": grads.layer, "sq": (g / scale) ** 2, "scale": scale,
+                          "nan": g.isna()})
+    per_layer = parts.groupby(keys, as_index=False).agg(sq=("sq", "sum"), scale=("scale", "first"), nan=("nan", "any"))
+    per_layer["grad_norm"] = np.where(per_layer.nan, np.nan, per_layer.scale * per_layer.sq ** 0.5)
+    return per_layer[[*keys, "grad_norm"]]
 
 
 def profile_rows(values: dict, files: dict[str, bytes], layers: pd.DataFrame | None = None) -> pd.DataFrame:

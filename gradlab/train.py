@@ -120,17 +120,53 @@ def layer_stats(model: MLP) -> list[LayerStat]:
     for l, layer in enumerate(model.layers, 1):
         act = layer.activation
         a = (act.out if act is not None else model.outputs[l]).reshape(-1)
-        mean = float(a.sum()) / a.size
-        d = a - mean  # centred first: exact even when std << mean (sigmoid near 0.5)
+        mean, std = moments(a)
         stats.append(LayerStat(
             layer=l,
             act_mean=mean,
-            act_std=float(np.sqrt(np.dot(d, d) / a.size)),
+            act_std=std,
             frac_saturated=act.saturated() if act is not None else None,
             frac_dead=act.dead() if act is not None else None,
             delta_norm=norm(model.deltas[l]),
         ))
     return stats
+
+
+def moments(a: np.ndarray) -> tuple[float, float]:
+    """(mean, std) of a flat array, centred first (exact even when std << mean, sigmoid near 0.5) and
+    rescaled where the sum or the squares overflow, so finite activations of 1e200 give finite figures."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(a.sum()) / a.size
+        d = a - mean
+        std = float(np.sqrt(np.dot(d, d) / a.size))
+    if math.isfinite(mean) and math.isfinite(std):
+        return mean, std
+    m = float(np.abs(a).max())
+    if not math.isfinite(m) or m == 0.0:
+        return mean, std
+    u = a / m
+    mean_u = float(u.sum()) / u.size
+    d = u - mean_u
+    return m * mean_u, m * float(np.sqrt(np.dot(d, d) / u.size))
+
+
+def nonfinite_in(rec: StepRecord) -> tuple[int | None, str] | None:
+    """(layer, what) of the first non-finite value a record would log, or None when all are finite:
+    a run whose logged figures are NaN or Inf did not complete, even if its loss and gradients did not say so."""
+    if not all(math.isfinite(x) for x in (rec.loss, rec.val_loss) if x is not None):
+        return None, "loss"
+    if not math.isfinite(rec.grad_norm):  # each tensor's norm finite, their global norm beyond 1.8e308
+        return None, "backward"
+    for s in rec.layers:
+        if not all(math.isfinite(x) for x in (s.act_mean, s.act_std, s.delta_norm)):
+            return s.layer, "statistics"
+    for p in rec.params:
+        if not (math.isfinite(p.grad_norm) and math.isfinite(p.weight_norm)):
+            return p.layer, "statistics"
+    for t in (*rec.times, *rec.gates):
+        if not math.isfinite(getattr(t, "grad_norm", getattr(t, "mean", 0.0))):
+            return t.layer, "statistics"
+    return None
 
 
 def fit(s: Setup, observers: "list[Observer]" = ()) -> RunResult:
@@ -146,7 +182,18 @@ def fit(s: Setup, observers: "list[Observer]" = ()) -> RunResult:
         result.wall_time = time.perf_counter() - t0
         if result.status != "diverged":
             result.final = final_metrics(s)
+            _nonfinite_final(s, result)
     return result
+
+
+def _nonfinite_final(s: Setup, result: RunResult) -> None:
+    """A run whose last update left a loss of NaN or Inf on the training or validation set diverged
+    after its last step (an empty validation set's NaN is no such value)."""
+    f = result.final
+    losses = [f["final_train_loss"], *([f["final_val_loss"]] if len(s.data.X_val) else [])]
+    if result.status == "completed" and not all(map(math.isfinite, losses)):
+        result.status, result.diverged_at = "diverged", result.steps
+        result.diverged_layer, result.diverged_where = len(s.model.layers), "final loss"
 
 
 def time_stats(model: MLP) -> list[TimeStat]:
@@ -193,6 +240,12 @@ def _loop(s: Setup, observers: list, result: RunResult) -> None:
                 rec.val_loss, rec.val_accuracy = evaluate(model, loss, data.X_val, data.y_val)
             result.first = result.first or rec
             result.last = rec
+            bad = nonfinite_in(rec) if finite else None
+            if bad is not None:
+                finite = False
+                result.status, result.diverged_at = "diverged", step
+                result.diverged_layer = bad[0] if bad[0] is not None else model.first_nonfinite(True)[0]
+                result.diverged_where = bad[1]
             for obs in observers:
                 obs.on_step(rec)
         if not finite:

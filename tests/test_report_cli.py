@@ -140,3 +140,21 @@ def test_sweep_report_with_a_null_grid_value_and_a_failed_run(tmp_path):
     assert len(data["notes"]) == 1 and "failed, not diagnosed" in data["notes"][0]
     assert len({f["run"] for f in data["findings"]}) == 3
     assert (folder / "sweep_ratio_heatmap.png").exists()
+
+
+RELU_RNN = ("name: relu_rnn\nseed: 0\ndata: {kind: adding, T: 50, n_samples: 512, val_fraction: 0.1}\n"
+            "model: {kind: rnn, cell: vanilla, hidden: 32, activation: relu, init: xavier_normal, "
+            "recurrent_init: {scheme: identity, scale: 1.1}}\nloss: mse\n"
+            "train: {optimizer: sgd, lr: 0.05, batch_size: 64, steps: 200}\nlog: {every: 10, out: OUT}\n")
+
+
+def test_train_of_an_exploding_rnn_ends_with_its_status_not_a_traceback(tmp_path):
+    """configs/relu_rnn_exploding.yaml, smaller: step 1 logs a bias gradient norm near 1e242, whose square
+    overflowed in the end-of-run table; now the table, the diagnosis and the closing line print."""
+    result = invoke("train", config(tmp_path, RELU_RNN))
+    assert result.exit_code == 3, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output, result.exception
+    assert "Gradients by layer" in result.stdout and "Diagnosis" in result.stdout
+    assert "diverged: 1 steps, non-finite at step 1" in result.stdout
+    grads = (only_run(tmp_path) / "grad_norms.csv").read_text()
+    assert any(float(row.split(",")[4]) > 1e154 for row in grads.splitlines()[1:] if row.split(",")[4] != "nan")

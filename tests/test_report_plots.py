@@ -290,3 +290,50 @@ def test_report_images_decode_in_headless_chromium(mlp_pngs, sweep2, tmp_path):
     assert found, f"no DECODED title in the dumped DOM (exit {done.returncode}): {done.stderr[-2000:]}"
     decoded, total = int(found.group(1)), int(found.group(2))
     assert decoded == total and total == len(pngs) >= 4
+
+
+# --------------------------------------------------------------------------- huge finite values
+
+HUGE_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "val_loss", "weight_norm", "act_mean", "act_std",
+                "delta_norm")
+
+
+def with_huge_values(src: Path, dst: Path) -> Path:
+    """A copy of a run folder whose later logged rows hold 1e200, then 1e291, then 1e308, inf and nan in
+    every column of norms, losses and activation statistics (what an exploding run logs on its way)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    for name in ("metrics.csv", "grad_norms.csv", "layer_stats.csv", "time_grad_norms.csv"):
+        table = pd.read_csv(dst / name)
+        steps = sorted(table.step.unique())
+        for step, value in zip(steps[len(steps) // 2:], [1e200, 1e291, 1e291, 1e308, np.inf, np.nan]):
+            for col in HUGE_COLUMNS:
+                if col in table:
+                    table.loc[table.step == step, col] = value
+        table.to_csv(dst / name, index=False)
+    return dst
+
+
+def test_huge_and_non_finite_values_give_every_figure_and_the_html(runs, tmp_path):
+    """Values of 1e291 made matplotlib's log ticks pass the largest float (an OverflowError in its tick
+    labels); every figure and report.html must still be written, for a recurrent run (all five figures)."""
+    folder = with_huge_values(runs["rnn"].dir, tmp_path / "run")
+    assert (pd.read_csv(folder / "metrics.csv").loss == 1e291).sum() == 2
+    rep = gradlab.report(folder)
+    assert names(rep.images) == [*RUN_PNGS, "time_grad_norms.png"]
+    for path in rep.images:
+        assert_png(path)
+    assert rep.html.read_text(encoding="utf-8").count("data:image/png;base64,") == 5
+
+
+@pytest.mark.parametrize("top", [1e250, 1e291, 1e308, float(np.finfo(float).max)])
+def test_a_log_axis_spans_values_up_to_the_largest_float(tmp_path, top):
+    fig, (ax,) = plots._figure()
+    ax.plot([0, 1, 2], [0.1, 1.0, top])
+    ax.set_yscale("log")
+    assert_png(strict(plots._save, fig, tmp_path / "a.png"))
+    low, high = ax.get_ylim()
+    assert low <= 0.1 and top <= high <= np.finfo(float).max
+    ticks = ax.get_yticks()
+    assert np.isfinite(ticks).all() and len(ticks) >= 3

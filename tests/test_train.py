@@ -228,3 +228,93 @@ def test_a_loss_that_overflows_is_named_as_the_loss(tmp_path):
                  model__init="{scheme: identity, scale: 1.0e+101}", train__steps=1)
     result = gradlab.train(cfg, write=False)
     assert result.status == "diverged" and result.diverged_where == "loss"
+
+
+# --------------------------------------------------------------------------- huge finite values
+
+def test_layer_norm_of_huge_tensor_norms_is_finite_and_exact():
+    """Norms of 8.2e242 (a logged dense2.b of the exploding ReLU RNN) square to more than 1.8e308; the
+    layer's norm is still the exact sqrt of the sum of squares, computed here in exact decimals."""
+    from decimal import Decimal, getcontext
+
+    from gradlab.records import ParamStat
+
+    getcontext().prec = 50
+    norms = {1: [8.2e242, 3.0e300, 1.0], 2: [1.5e308, 1.5e308], 3: [3.0, 4.0]}
+    rec = StepRecord(0, 0, 1.0, 1.0, 1.0, False, 0.1,
+                     params=[ParamStat(l, f"p{l}{i}", g, 1.0) for l, gs in norms.items() for i, g in enumerate(gs)])
+    got = rec.layer_grad_norms()
+    for layer in (1, 3):
+        exact = float(sum(Decimal(g) ** 2 for g in norms[layer]).sqrt())
+        assert got[layer] == pytest.approx(exact, rel=1e-15)
+    assert got[2] == float("inf")  # 1.5e308 * sqrt(2) is beyond the largest float: inf is the right answer
+    nan = StepRecord(0, 0, 1.0, 1.0, 1.0, False, 0.1, params=[ParamStat(1, "a", float("nan"), 1.0)])
+    assert np.isnan(nan.layer_grad_norms()[1])
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e200, 1e291, 1e307])
+def test_activation_moments_do_not_overflow(scale):
+    """act_mean and act_std of activations near 1e291 are those of the unscaled ones times the scale."""
+    from gradlab.train import moments
+
+    a = np.random.default_rng(0).normal(0.5, 0.2, 1000)
+    mean, std = moments(a * scale)
+    assert mean == pytest.approx(a.mean() * scale, rel=1e-12)
+    assert std == pytest.approx(a.std() * scale, rel=1e-12)
+    assert moments(np.array([1.0, np.inf]))[0] == np.inf
+    assert np.isnan(moments(np.array([1.0, np.nan]))[1])
+
+
+def test_a_run_with_huge_finite_activations_completes_with_finite_statistics(tmp_path):
+    """The deep 1.2 I linear net clipped at 1.02e5 keeps finite but huge activations (1e150 and more):
+    every logged statistic stays finite, the status is completed and the final loss is the huge one."""
+    cfg = config(tmp_path, data__kind="blobs", data__n_features=32, data__n_classes=10, data__n_samples=256,
+                 model__depth=50, model__width=32, model__activation="linear",
+                 model__init="{scheme: identity, scale: 1.2}", train__batch_size=64, train__steps=30,
+                 train__clip="1.02e+05")
+    result = gradlab.train(cfg)
+    run = tmp_path / result.run_dir.split("/")[-1]
+    stats = pd.read_csv(run / "layer_stats.csv")
+    assert stats.act_std.max() > 1e150  # the case: squares of these overflow
+    assert np.isfinite(stats[["act_mean", "act_std", "delta_norm"]].to_numpy()).all()
+    assert result.status == "completed" and result.exit_code == 0
+    assert result.final["final_train_loss"] > 1e100
+
+
+def test_a_final_update_that_overflows_the_loss_is_diverged(tmp_path):
+    """Every logged step finite, but the last update leaves the training loss at inf: not completed."""
+    cfg = config(tmp_path, data__kind="blobs", data__n_features=32, data__n_classes=10, data__n_samples=256,
+                 model__depth=50, model__width=32, model__activation="linear",
+                 model__init="{scheme: identity, scale: 1.2}", train__batch_size=64, train__steps=2)
+    seen = Collect()
+    result = gradlab.train(cfg, [seen])
+    assert [r.step for r in seen.records] == [0, 1] and all(np.isfinite(r.loss) for r in seen.records)
+    assert result.status == "diverged" and result.exit_code == 3
+    assert (result.diverged_at, result.diverged_where, result.steps) == (2, "final loss", 2)
+    summary = json.loads((tmp_path / result.run_dir.split("/")[-1] / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["final_train_loss"] is None
+
+
+def test_a_non_finite_logged_figure_is_found_where_it_is():
+    """What makes a step's record non-finite, by field: the run stops there as diverged."""
+    import dataclasses
+
+    from gradlab.records import GateStat, LayerStat, ParamStat, TimeStat
+    from gradlab.train import nonfinite_in
+
+    rec = StepRecord(3, 0, 1.0, 2.0, 2.0, False, 0.1, val_loss=1.5,
+                     params=[ParamStat(1, "rnn1.W", 1.0, 1.0), ParamStat(2, "dense2.W", 1.0, 1.0)],
+                     layers=[LayerStat(1, 0.0, 1.0, None, 0.1, 1.0), LayerStat(2, 0.0, 1.0, None, None, 1.0)],
+                     times=[TimeStat(1, 1, 1, 1.0), TimeStat(1, 2, 0, 1.0)], gates=[GateStat(1, "f", 0.5)])
+    assert nonfinite_in(rec) is None
+    inf, nan = float("inf"), float("nan")
+    cases = [
+        (dataclasses.replace(rec, val_loss=inf), (None, "loss")),
+        (dataclasses.replace(rec, grad_norm=inf), (None, "backward")),
+        (dataclasses.replace(rec, layers=[rec.layers[0], LayerStat(2, 0.0, inf, None, None, 1.0)]), (2, "statistics")),
+        (dataclasses.replace(rec, params=[rec.params[0], ParamStat(2, "dense2.W", 1.0, nan)]), (2, "statistics")),
+        (dataclasses.replace(rec, times=[TimeStat(1, 1, 1, inf)]), (1, "statistics")),
+        (dataclasses.replace(rec, gates=[GateStat(1, "f", nan)]), (1, "statistics")),
+    ]
+    for bad, where in cases:
+        assert nonfinite_in(bad) == where

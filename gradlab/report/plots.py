@@ -6,6 +6,7 @@ Every ``plot_*`` function returns the Path it wrote, or None when its data does 
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator
 
 from .load import RunData, SweepData
 
@@ -35,12 +37,42 @@ def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = SIZE, **
     return fig, axes.ravel()
 
 
+LOG_LIMITS = (1e-300, float(np.finfo(float).max))  # a log axis ends inside these: finite ticks
+LOG_SAFE = (1e-250, 1e250)  # within these, matplotlib's own log ticks stay finite
+
+
 def _save(fig: Figure, path: Path) -> Path:
     """Write the figure as PNG (legends outside the axes included); return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for ax in fig.axes:
+        _clamp_log(ax)
     fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")
     return path
+
+
+def _clamp_log(ax) -> None:
+    """Keep a log y axis and its ticks within LOG_LIMITS. For values near 1e291 matplotlib's margin and
+    its decade ticks (one stride past the top) pass the largest float, 1.8e308, where its labels fail;
+    there the axis spans the data, 5% of its decades beyond each end up to the largest float, with at
+    most 9 decade ticks."""
+    if ax.get_yscale() != "log":
+        return
+    low, high = ax.get_ylim()
+    data_low, data_high = ax.dataLim.minposy, ax.dataLim.y1
+    if not (math.isfinite(data_low) and math.isfinite(data_high) and 0 < data_low <= data_high):
+        return
+    if LOG_SAFE[0] <= min(low, data_low) and max(high, data_high) <= LOG_SAFE[1]:
+        return
+    span = max(math.log10(data_high) - math.log10(data_low), 1.0)
+    low = max(LOG_LIMITS[0], 10.0 ** (math.log10(data_low) - 0.05 * span))
+    high = min(LOG_LIMITS[1], 10.0 ** min(math.log10(data_high) + 0.05 * span, 308.0))
+    high = max(high, data_high)
+    ax.set_ylim(low, high)
+    first, last = math.ceil(math.log10(low)), math.floor(math.log10(high))
+    stride = max(1, math.ceil((last - first) / 8))
+    ax.yaxis.set_major_locator(FixedLocator([10.0 ** k for k in range(first, last + 1, stride)]))
+    ax.yaxis.set_minor_locator(NullLocator())
 
 
 def _positive(values) -> np.ndarray:
