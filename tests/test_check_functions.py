@@ -281,3 +281,28 @@ def test_check_layer_runs_a_cell_of_the_step_protocol_through_time():
     bad = gradlab.check_layer(L.LSTMCellWrong(input_size=3, hidden=4), x)
     assert set(names_failed(bad)) == {f"lstmcellwrong.{k}" for k in ("Wx", "Wh", "b", "input")}
     assert gradlab.check_layer(L.LSTMCellWrong(input_size=3, hidden=4), x[:, :1]).passed
+
+
+CELL_FILE = """
+import sys
+sys.path.insert(0, {examples!r})
+from cs231n_layers import LSTMCell, LSTMCellWrong
+sys.path.pop(0)
+
+class Cell(LSTMCell):
+    def __init__(self):
+        super().__init__(input_size=3, hidden=4)
+
+class CellWrong(LSTMCellWrong):
+    def __init__(self):
+        super().__init__(input_size=3, hidden=4)
+"""
+
+
+def test_cli_checks_a_cell_class_through_time(tmp_path):
+    f = tmp_path / "cells.py"
+    f.write_text(CELL_FILE.format(examples=str(EXAMPLES)), encoding="utf-8")
+    assert run(f"{f}:Cell", "--shape", "2,4,3").exit_code == 0
+    wrong = run(f"{f}:CellWrong", "--shape", "2,4,3")
+    assert wrong.exit_code == 1 and "cellwrong.Wh" in wrong.stdout
+    assert_bad_input(run(f"{f}:Cell", "--shape", "2,4"), "Cell is a recurrent cell: its --shape is x's, N,T,D")

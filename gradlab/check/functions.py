@@ -296,7 +296,8 @@ def failed_names(report: CheckReport) -> list[str]:
 
 # --------------------------------------------------------------------------- a file of the user's
 
-FIND_RULE = ("NAME is a class of the layer protocol that takes no arguments, or a pair of functions: "
+FIND_RULE = ("NAME is a class of the layer protocol (or a cell of the step protocol, x of shape N,T,D) that takes "
+             "no arguments, or a pair of functions: "
              "NAME_forward and NAME_backward (CS231n's affine_forward/affine_backward as NAME affine), NAME and "
              "NAME_backward, or a NAME containing _forward and the same name with _backward "
              "(conv_forward_naive/conv_backward_naive); a function NAME_mask(cache), if there is one, gives the "
@@ -329,6 +330,8 @@ def find_target(module, name: str, path: str | Path) -> tuple:
     found = getattr(module, name, None)
     if isinstance(found, type):
         missing = [m for m in ("forward", "backward") if not callable(getattr(found, m, None))]
+        if missing and all(callable(getattr(found, m, None)) for m in ("step", "step_backward")):
+            return ("layer", found)  # a cell: check_layer runs it over the T steps of x (N, T, D)
         if missing:
             raise CheckInputError(f"{path}: class {name} has no {' or '.join(missing)}(); allowed: {FIND_RULE}")
         return ("layer", found)
@@ -355,7 +358,8 @@ def checkable(module) -> list[str]:
     pairs += [k for k, v in names.items() if "_forward" in k[1:] and not k.endswith("_forward") and callable(v)
               and callable(names.get(k.replace("_forward", "_backward", 1)))]
     classes = [k for k, v in names.items() if isinstance(v, type) and v.__module__ == module.__name__
-               and callable(getattr(v, "forward", None)) and callable(getattr(v, "backward", None))]
+               and (all(callable(getattr(v, m, None)) for m in ("forward", "backward"))
+                    or all(callable(getattr(v, m, None)) for m in ("step", "step_backward")))]
     return pairs + classes
 
 
@@ -382,6 +386,9 @@ def check_file(target: str, shapes: Sequence[tuple[int, ...]], seed: int = 0, **
                 raise CheckInputError(f"{name}() failed: {type(exc).__name__}: {exc}; allowed: a class that "
                                       "builds with no arguments (give its arguments defaults), or "
                                       "gradlab.check_layer(layer, x) from Python") from None
+            if callable(getattr(layer, "step", None)) and len(shapes[0]) != 3:
+                raise CheckInputError(f"{name} is a recurrent cell: its --shape is x's, N,T,D (e.g. 2,5,3), not "
+                                      f"{shown}")
             return check_layer(layer, inputs[0], seed=seed, **kw)
         forward, backward, mask = found[1:]
         need = _required(forward)
