@@ -306,3 +306,27 @@ def test_cli_checks_a_cell_class_through_time(tmp_path):
     wrong = run(f"{f}:CellWrong", "--shape", "2,4,3")
     assert wrong.exit_code == 1 and "cellwrong.Wh" in wrong.stdout
     assert_bad_input(run(f"{f}:Cell", "--shape", "2,4"), "Cell is a recurrent cell: its --shape is x's, N,T,D")
+
+
+def test_integer_inputs_are_passed_unchecked():
+    """CS231n's word_embedding_forward(x, W): x holds indices (ints), only W is checked; a backward that
+    assigns instead of accumulating repeated indices is named."""
+    def embed_forward(x, W):
+        return W[x], (x, W.shape)
+
+    def embed_backward(dout, cache):
+        x, shape = cache
+        dW = np.zeros(shape)
+        np.add.at(dW, x, dout)
+        return dW
+
+    def embed_wrong_backward(dout, cache):
+        x, shape = cache
+        dW = np.zeros(shape)
+        dW[x] = dout  # repeated words keep only their last gradient
+        return dW
+
+    x, W = np.array([[0, 2, 0], [1, 2, 3]]), inputs_of([(5, 4)])[0]
+    ok = gradlab.check_function(embed_forward, embed_backward, [x, W])
+    assert ok.passed and [t.name for t in ok.tensors] == ["embed.W"]
+    assert names_failed(gradlab.check_function(embed_forward, embed_wrong_backward, [x, W])) == ["embed.W"]

@@ -224,7 +224,7 @@ def check_function(forward: Callable, backward: Callable, inputs: Sequence[Any],
     """Check ``backward`` against centred differences of ``forward``, CS231n's (out, cache) convention.
 
     inputs: the positional arguments of forward; every float array among them is checked (others,
-    such as CS231n's conv_param dict, are passed as they are). backward returns one gradient per
+    such as CS231n's conv_param dict or integer word indices, are passed as they are). backward returns one gradient per
     float-array input, in their order (a single array when there is one). ``mask(cache)`` returns
     the winners of a max-like function (e.g. ``cache > 0`` for relu_forward), so entries whose
     winners change between theta - eps and theta + eps are graded as kinks. Two forward calls per
@@ -424,8 +424,8 @@ def _is_float_array(a: Any) -> bool:
 
 
 def _as_float64(a: Any) -> Any:
-    """Float arrays (and lists of numbers) in float64, copied; anything else as it is."""
-    if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.number) and a.dtype != bool:
+    """Float arrays in float64, copied; anything else (integer indices, options) as it is, unchecked."""
+    if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating):
         return a.astype(np.float64)
     return a
 
