@@ -52,14 +52,13 @@ def test_deep_linear_net_with_identity_1_2_is_exploding_and_clip_suggestion_lies
     found = diagnose_dir(folder)
     assert "exploding" in kinds(found)
     f = found[kinds(found).index("exploding")]
-    assert f.evidence["delta_ratio_first_last_hidden"] == pytest.approx(1.2**49, rel=1e-9)
+    assert f.evidence["delta_ratio_at_step_0"] == pytest.approx(1.2**49, rel=1e-9)
     assert f.evidence["diverged_at"] is not None  # this one overflows within a few steps
-    clip = f.evidence["suggested_clip"]
-    norms = load_run(folder).metrics.grad_norm.to_numpy()
-    norms = norms[np.isfinite(norms)]
-    assert norms.min() <= clip <= norms.max()
-    assert any(f"train.clip={num(clip)}" in r for r in f.remedies)
-    assert "init" in f.remedies[0]  # the explosion is there before any update: the init comes first
+    loss = load_run(folder).metrics.loss.to_numpy()
+    assert not (loss[1:] < loss[:-1]).any()  # no step lowered the loss: no norm of a learning step to clip at
+    assert f.evidence["suggested_clip"] == 1.0  # so Pascanu et al.'s threshold
+    assert "train.clip=1.0" in f.remedies[0]  # clipping caps every step whatever the cause: first
+    assert "model.init=orthogonal" in f.remedies[1]  # the explosion is there before any update: the init next
 
 
 def test_exploding_without_divergence_still_suggests_a_threshold_within_the_norms(tmp_path):
@@ -82,13 +81,16 @@ def test_relu_with_a_large_negative_bias_has_dead_units(tmp_path):
     assert any("leaky_relu" in r for r in f.remedies) and any("bias_init=0" in r for r in f.remedies)
 
 
-def test_30_layer_he_relu_net_is_healthy_and_says_its_ratio(tmp_path):
+def test_30_layer_he_relu_net_after_10_steps_is_not_learning_yet_and_says_its_ratio_is_fine(tmp_path):
+    """He et al. 2015: the gradient reaches layer 1 intact; 10 steps are too few to leave ln 10 behind."""
     cfg = gradlab.load_config(CONFIGS / "he_relu_healthy.yaml", ["train.steps=10"])
     gradlab.train(cfg, run_dir=tmp_path / "he")
     (f,) = diagnose_dir(tmp_path / "he")
-    assert f.kind == "healthy" and f.remedies == []
+    assert f.kind == "not_learning" and not f.evidence["learned"]
+    assert f.evidence["chance_loss"] == pytest.approx(math.log(10), abs=0.01)  # 10 balanced classes
     assert 0.1 < f.evidence["delta_ratio_at_step_0"] < 10
-    assert f"{f.evidence['delta_ratio_at_step_0']:.3g} at step 0" in f.message
+    assert f"{f.evidence['delta_ratio_at_step_0']:.3g} at step 0" in f.message and "gradients look fine" in f.message
+    assert not any("model.init" in r for r in f.remedies)  # not the init: the learning rate, the data, the loss
 
 
 def test_the_same_net_with_xavier_is_vanishing_and_names_he(tmp_path):
@@ -186,10 +188,13 @@ def test_lint_of_recurrent_configs():
     assert lint_keys(gradlab.config_from_dict(raw)) == ["model.recurrent_init"]
 
 
-def test_suggested_clip_is_the_median_of_a_steady_run(tmp_path):
+def test_suggested_clip_is_the_median_norm_of_the_steps_that_lowered_the_loss(tmp_path):
     folder = run(tmp_path, {"depth": 3, "width": 16, "activation": "tanh"}, {"steps": 21})
     data = load_run(folder)
-    assert suggest_clip(data) == pytest.approx(float(np.median(data.metrics.grad_norm)))
+    loss, g = data.metrics.loss.to_numpy(), data.metrics.grad_norm.to_numpy()
+    learning = g[:-1][loss[1:] < loss[:-1]]
+    assert 0 < len(learning) < 20
+    assert suggest_clip(data)[0] == pytest.approx(float(np.median(learning)))
 
 
 def test_a_loss_that_swings_without_progress_is_oscillation_and_a_falling_one_is_not():
@@ -208,24 +213,35 @@ def test_sgd_at_too_high_a_learning_rate_is_diagnosed_as_exploding(tmp_path):
     folder = run(tmp_path, model, {"lr": 1.0e3, "steps": 30}, {"kind": "teacher", "n_samples": 128}, loss="mse")
     (f,) = [f for f in diagnose_dir(folder) if f.kind == "exploding"]
     assert "diverged_at" in f.evidence or "loss_max" in f.evidence
-    assert any("train.lr=100" in r for r in f.remedies)
+    # the learning rate scaled to the measured norm: ||lr g|| / ||W|| = 1e-3 at step 0 (SGD)
+    at = load_run(folder).grads.query("step == 0")
+    g, W = np.sqrt((at.grad_norm**2).sum()), np.sqrt((at.weight_norm**2).sum())
+    assert any(f"train.lr={num(1e-3 * W / g)}" in r for r in f.remedies), f.remedies
 
 
-def test_truncated_bptt_is_not_mistaken_for_vanishing(tmp_path):
+def test_truncated_bptt_is_judged_on_the_full_sequence_and_says_what_the_truncation_hides(tmp_path):
     model = {"kind": "rnn", "cell": "lstm", "hidden": 8}
     folder = run(tmp_path, model, {"steps": 3, "batch_size": 32, "bptt": {"truncate": 5}},
                  {"kind": "adding", "T": 13, "n_samples": 64}, loss="mse")
     times = load_run(folder).times
-    assert (times[(times.step == 0) & (times.t <= 10)].grad_norm == 0).all()  # cut at the chunk starts
+    t0 = times[times.step == 0].sort_values("t")
+    assert (t0.grad_norm.iloc[:10] == 0).all()  # the training gradient is cut at the chunk starts
     (f,) = diagnose_dir(folder)
-    assert f.kind == "healthy" and 0.01 < f.evidence["time_ratio_at_step_0"] < 100  # over t = 11..13
+    assert f.kind == "not_learning"  # 3 steps
+    full = t0.full_grad_norm.to_numpy()
+    assert f.evidence["time_ratio_at_step_0"] == pytest.approx(full[0] / full[-1], rel=1e-12)  # t = 1 .. 13
+    assert f.evidence["steps_the_truncated_gradient_reaches"] == 3  # chunks 1-5, 6-10, 11-13
+    last = times[times.step == 2].sort_values("t").full_grad_norm.to_numpy()  # what it hides at the end
+    assert f.evidence["full_ratio_before_last_chunk"] == pytest.approx(last[9] / last[-1], rel=1e-12)
+    assert "last 3 of T = 13 steps" in f.message and "steps 1..10 is never trained" in f.message
+    assert f.remedies[0].endswith("--set train.bptt=null")
 
 
-def test_a_healthy_clipped_run_says_how_often_clipping_acted(tmp_path):
+def test_a_clipped_run_says_how_often_clipping_acted(tmp_path):
     folder = run(tmp_path, {"depth": 3, "width": 16, "activation": "tanh"}, {"steps": 20, "clip": 0.05})
     (f,) = diagnose_dir(folder)
     clipped = int(load_run(folder).metrics.clipped.sum())
-    assert f.kind == "healthy" and f.evidence["clipped_steps"] == clipped > 0
+    assert f.kind == "not_learning" and f.evidence["clipped_steps"] == clipped > 0  # steps of at most 0.005
     assert f"clipping at 0.05 acted on {clipped} of 20 logged steps" in f.message
 
 
@@ -261,7 +277,7 @@ def test_a_loss_at_every_step_is_not_read_as_a_ratio_through_time(tmp_path):
     data = load_run(folder)
     assert data.summary["per_step"] is True
     (f,) = diagnose_dir(folder)
-    assert f.kind == "healthy" and "a loss at every time step" in f.message
+    assert f.kind == "not_learning" and "a loss at every time step" in f.message
 
 
 # --------------------------------------------------------------------------- the full-sequence log of truncated BPTT
@@ -300,3 +316,19 @@ def test_the_full_sequence_log_does_not_change_training(tmp_path, monkeypatch):
     ma, mb = load_run(with_log).metrics, load_run(without).metrics
     np.testing.assert_array_equal(ma.loss, mb.loss)
     np.testing.assert_array_equal(ma.grad_norm, mb.grad_norm)
+
+
+def test_the_html_table_shows_not_learning_as_a_failure_and_a_spike_as_a_note_with_its_step():
+    from gradlab.report.html import findings_table
+
+    page = findings_table([
+        {"kind": "not_learning", "layer": None, "message": "the loss stayed at 2.30", "remedies": ["x: --set train.lr=0.5"],
+         "evidence": {"when": "over the whole run", "at_end": True}},
+        {"kind": "spike", "layer": None, "message": "a loss spike at step 1", "remedies": [],
+         "evidence": {"when": "at step 1", "at_end": False, "step": 1}},
+        {"kind": "vanishing", "layer": 3, "message": "cured", "remedies": [],
+         "evidence": {"when": "at initialisation (step 0), cured by training by step 40", "at_end": False}},
+    ])
+    assert '<span class="kind bad">not_learning</span><br><span class="when">over the whole run</span>' in page
+    assert '<span class="kind note">spike</span><br><span class="when">at step 1</span>' in page
+    assert '<span class="kind note">vanishing</span>' in page  # a problem training cured is not a failure

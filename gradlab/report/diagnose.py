@@ -1,12 +1,21 @@
-"""The diagnosis of a run: vanishing, exploding, dead units, saturation, or healthy; each finding with
-the numbers behind it and the usual remedies, as ``--set`` options valid for this config."""
+"""The diagnosis of a run, judged over the whole run and saying when.
+
+Findings come in this order: what is wrong at the end of the run (exploding, vanishing, dead units,
+saturation, or not learning while the gradients look fine), then ``healthy`` for a run that learned,
+then notes that are not failures: a loss spike the run recovered from (``spike``) and a problem at
+initialisation that training cured. Each finding carries the numbers behind it (``evidence``, with
+``when`` and ``step``) and remedies as ``--set`` options valid for this config, the one most likely
+to work first.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 
+from ..config import ConfigError
 from .load import RunData
 from .theory import SATURATING, fitted_gain, init_vs_prescribed
 
@@ -14,11 +23,16 @@ VANISH = 1e-3  # delta_norm of the first hidden layer below this fraction of the
 EXPLODE = 1e3
 DEAD = 0.5  # fraction of a layer's units
 SATURATED = 0.5
-GROWTH = 100.0  # global norm at the end over the start
-SPIKE = 10.0  # loss above its first value by this factor
+GROWTH = 100.0  # global norm in the last fifth of the run over the first fifth
+SPIKE = 10.0  # loss above the median of the few logged losses before it by this factor
 OSCILLATION = 0.2  # fraction of steps where the loss jumps 2x up then down (or down then up)
+LEARNED = 0.9  # a run learned when its final loss is below this fraction of min(first loss, chance loss)
+ABOVE_CHANCE = 0.1  # ... and, for classification, its accuracy above chance by this fraction of 1 - chance
+UPDATE_RATIO = 1e-3  # ||lr * update|| / ||weights|| per step (CS231n's rule of thumb: about 1e-3)
+RNN_CLIP = 1.0  # the threshold of Pascanu et al. 2013's recurrent experiments
 
-KINDS = ("vanishing", "exploding", "dead_units", "saturation", "healthy")
+KINDS = ("vanishing", "exploding", "dead_units", "saturation", "not_learning", "spike", "healthy")
+PROBLEMS = ("exploding", "vanishing", "dead_units", "saturation", "not_learning")  # headline order
 
 
 @dataclass
@@ -26,11 +40,16 @@ class Finding:
     kind: str  # one of KINDS
     layer: int | None  # where it applies (the layer where it starts, or the first layer affected)
     message: str
-    evidence: dict = field(default_factory=dict)
-    remedies: list[str] = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)  # the numbers; 'when', 'step' and 'at_end' say when
+    remedies: list[str] = field(default_factory=list)  # "what: --set key=value [--set ...]", best first
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def at_end(self) -> bool:
+        """Still there at the end of the run (a problem), not cured on the way (a note)."""
+        return bool(self.evidence.get("at_end", True))
 
 
 def num(x: float) -> str:
@@ -40,6 +59,92 @@ def num(x: float) -> str:
         return repr(float(text))
     mantissa, exponent = text.split("e")
     return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}"
+
+
+# --------------------------------------------------------------------------- did it learn?
+
+def chance(run: RunData) -> tuple[float | None, float | None]:
+    """(loss, accuracy) of the best constant prediction on the training set (class frequencies for
+    cross-entropy and BCE, the target mean for MSE): what a net that learnt nothing from the inputs
+    reaches. (None, None) when the data cannot be rebuilt from the config."""
+    cfg = run.config
+    if cfg is None:
+        return None, None
+    from ..data import load_data
+    from ..train import streams
+
+    try:
+        with np.errstate(all="ignore"):
+            data = load_data(cfg.data, streams(cfg.seed)["data"])
+    except (ConfigError, OSError, ValueError):  # a user's file moved since the run: the first loss still judges
+        return None, None
+    y = np.asarray(data.y_train)
+    if data.task != "classification":
+        return float(np.sum(np.var(y.reshape(len(y), -1), axis=0))), None
+    p = np.bincount(y.reshape(-1).astype(np.int64)) / y.size
+    p = p[p > 0]
+    acc = float(p.max())
+    if cfg.loss == "mse":  # one-hot targets: sum_k p_k (1 - p_k)
+        return float(np.sum(p * (1.0 - p))), acc
+    return float(-np.sum(p * np.log(p))), acc
+
+
+@dataclass
+class Progress:
+    """The loss at the first logged step and at the end, beside chance."""
+
+    first: float
+    end: float  # the final training loss over the whole set (summary.json), inf for a diverged run
+    chance: float | None
+    chance_accuracy: float | None
+    accuracy: float | None  # final validation accuracy (training accuracy without a validation set)
+    steps: int
+
+    @property
+    def reference(self) -> float:
+        """What the loss must fall below: its first value, or chance where that is lower."""
+        return min(self.first, self.chance) if self.chance is not None else self.first
+
+    @property
+    def learned(self) -> bool:
+        if not (math.isfinite(self.end) and math.isfinite(self.reference)):
+            return False
+        fell = self.end < LEARNED * self.reference
+        if self.accuracy is None or self.chance_accuracy is None:
+            return fell
+        return fell and self.accuracy > self.chance_accuracy + ABOVE_CHANCE * (1.0 - self.chance_accuracy)
+
+    def describe(self) -> str:
+        text = f"the loss went from {self.first:.3g} (first logged step) to {self.end:.3g} at the end ({self.steps} steps)"
+        if self.chance is not None:
+            text += f"; chance is {self.chance:.3g}"
+        if self.accuracy is not None and self.chance_accuracy is not None:
+            text += f", accuracy {self.accuracy:.3g} against chance {self.chance_accuracy:.3g}"
+        return text
+
+    def evidence(self) -> dict:
+        ev = {"loss_first": self.first, "loss_end": self.end, "learned": self.learned}
+        if self.chance is not None:
+            ev["chance_loss"] = self.chance
+        if self.accuracy is not None:
+            ev.update(accuracy=self.accuracy, chance_accuracy=self.chance_accuracy)
+        return ev
+
+
+def progress(run: RunData) -> Progress:
+    loss = run.metrics.loss.to_numpy(dtype=float)
+    first = float(loss[0]) if len(loss) else math.nan
+    end = run.summary.get("final_train_loss")
+    if run.summary.get("status") == "diverged" or (len(loss) and not math.isfinite(loss[-1])):
+        end = math.inf
+    elif end is None or not math.isfinite(end):  # a run still going or killed: the last logged fifth
+        finite = loss[np.isfinite(loss)]
+        end = float(np.median(finite[-max(1, len(finite) // 5):])) if len(finite) else math.nan
+    acc = run.summary.get("final_val_accuracy")
+    acc = run.summary.get("final_train_accuracy") if acc is None else acc
+    loss_c, acc_c = chance(run)
+    steps = int(run.summary.get("steps") or (int(run.metrics.step.max()) + 1 if len(run.metrics) else 0))
+    return Progress(first, float(end), loss_c, acc_c, acc, steps)
 
 
 # --------------------------------------------------------------------------- measurements
@@ -68,25 +173,72 @@ def delta_ratio(run: RunData, step: int) -> float:
     return _ratio(at.delta_norm.get(hidden[0], math.nan), at.delta_norm.get(hidden[-1], math.nan))
 
 
+def delta_ratios(run: RunData) -> pd.Series:
+    """delta_ratio at every logged step with finite statistics, by step."""
+    steps = _finite_steps(run)
+    table = run.layers.pivot_table(index="step", columns="layer", values="delta_norm", aggfunc="first")
+    first, last = table[run.hidden[0]].astype(float), table[run.hidden[-1]].astype(float)
+    return (first / last.where(last > 0)).reindex(steps)
+
+
 def truncation(run: RunData) -> int | None:
     bptt = (run.raw.get("train") or {}).get("bptt")
     return int(bptt["truncate"]) if isinstance(bptt, dict) and bptt.get("truncate") else None
 
 
-def time_ratio(run: RunData, step: int) -> tuple[float, int, int]:
-    """(||dL/dh_1|| / ||dL/dh_T||, T, layer) of the top recurrent layer at ``step``. With truncated BPTT
-    the gradient stops at each chunk's start by design, so the ratio is taken over the chunk holding T."""
+def _full_column(times: pd.DataFrame) -> str:
+    """full_grad_norm (the untruncated gradient) where the run logged it, else grad_norm."""
+    if "full_grad_norm" in times.columns and times.full_grad_norm.notna().any():
+        return "full_grad_norm"
+    return "grad_norm"
+
+
+def _top_times(run: RunData, step: int) -> pd.DataFrame:
     t = run.times[run.times.step == step]
+    return t[t.layer == t.layer.max()].sort_values("t") if not t.empty else t
+
+
+def time_ratio(run: RunData, step: int) -> tuple[float, int, int]:
+    """(||dL/dh_1|| / ||dL/dh_T||, T, layer) of the top recurrent layer at ``step``, over the full sequence
+    (full_grad_norm, also under truncated BPTT). A run logged before that column existed has only the
+    truncated norms: the ratio is then over the last chunk, the only one the gradient reaches."""
+    t = _top_times(run, step)
     if t.empty:
         return math.nan, 0, 0
-    layer = int(t.layer.max())
-    t = t[t.layer == layer].sort_values("t")
+    layer, column = int(t.layer.iloc[0]), _full_column(run.times)
     k = truncation(run)
-    if k:  # chunks start at t = 1, k + 1, 2k + 1, ...
+    if k and column == "grad_norm":  # chunks start at t = 1, k + 1, 2k + 1, ...
         t = t[t.t > k * ((len(t) - 1) // k)]
         if len(t) < 2:
             return math.nan, len(t), layer
-    return _ratio(t.grad_norm.iloc[0], t.grad_norm.iloc[-1]), len(t), layer
+    return _ratio(t[column].iloc[0], t[column].iloc[-1]), len(t), layer
+
+
+def time_ratios(run: RunData) -> pd.Series:
+    steps = _finite_steps(run)
+    return pd.Series({s: time_ratio(run, s)[0] for s in steps}, dtype=float)
+
+
+def what_truncation_hides(run: RunData, step: int) -> tuple[str, dict]:
+    """With truncated BPTT: how many of the T steps the loss at the last step reaches, and how much of
+    the full-sequence gradient reaches the steps before that chunk. ('', {}) without truncation."""
+    k = truncation(run)
+    t = _top_times(run, step) if run.recurrent else None
+    if not k or t is None or t.empty:
+        return "", {}
+    T = len(t)
+    reach = T - k * ((T - 1) // k)  # the last chunk: t = T - reach + 1 .. T
+    ev = {"truncate": k, "T": T, "steps_the_truncated_gradient_reaches": reach}
+    text = (f"truncated BPTT (k = {k}) cuts the gradient at every chunk's start, so the loss at the last step "
+            f"trains on the last {reach} of T = {T} steps only; any dependence on steps 1..{T - reach} is never "
+            "trained")
+    if _full_column(run.times) == "full_grad_norm":
+        g = t.full_grad_norm.to_numpy(dtype=float)
+        before = _ratio(g[T - reach - 1], g[-1]) if T > reach else math.nan
+        ev.update(full_time_ratio_first_last=_ratio(g[0], g[-1]), full_ratio_before_last_chunk=before)
+        text += (f" (the full-sequence gradient, not used for training, reaches step {T - reach} with "
+                 f"{before:.2g} and step 1 with {ev['full_time_ratio_first_last']:.2g} of ||dL/dh_T|| at step {step})")
+    return text, ev
 
 
 def crossing(run: RunData, step: int, below: bool) -> int:
@@ -98,18 +250,99 @@ def crossing(run: RunData, step: int, below: bool) -> int:
     return int(beyond.index.max()) if len(beyond) else hidden[0]
 
 
+def when(series: pd.Series, bad: pd.Series) -> dict | None:
+    """When a condition held over the logged steps: {'when', 'step', 'at_end'} or None if never.
+    ``step`` is the last step when it lasts to the end, else the first step it held."""
+    if not len(series) or not bad.any():
+        return None
+    steps = list(series.index)
+    flags = list(bad.to_numpy(dtype=bool))
+    if flags[-1]:
+        start = len(flags) - 1
+        while start > 0 and flags[start - 1]:
+            start -= 1
+        text = "from the first logged step to the end" if start == 0 else f"from step {steps[start]} to the end"
+        return {"when": text, "step": int(steps[-1]), "since": int(steps[start]), "at_end": True}
+    first = flags.index(True)
+    gone = next(i for i in range(first, len(flags)) if not flags[i])
+    text = (f"at initialisation (step {steps[0]}), cured by training by step {steps[gone]}" if first == 0
+            else f"from step {steps[first]}, gone by step {steps[gone]}")
+    return {"when": text, "step": int(steps[first]), "gone_by": int(steps[gone]), "at_end": False}
+
+
 def global_norms(run: RunData) -> np.ndarray:
     g = run.metrics.grad_norm.to_numpy(dtype=float)
     return g[np.isfinite(g) & (g > 0)]
 
 
-def suggest_clip(run: RunData, grew: bool = False) -> float | None:
-    """A clipping threshold from the logged global norms: their median (Pascanu et al. 2013: the average
-    norm over many updates), over the first quarter of the logged steps when the norm grew or diverged."""
-    g = global_norms(run)
-    if not len(g):
+def spikes(run: RunData) -> list[tuple[int, float, float, bool]]:
+    """Loss spikes: (step, loss, factor over the median of up to 5 logged losses before it, recovered).
+    A run of consecutive high steps counts once, at its highest; recovered when a later logged loss is
+    back within 2x of that median and none after it is NaN/Inf. Finite losses only, up to the first
+    non-finite one."""
+    steps = run.metrics.step.to_numpy(dtype=int)
+    loss = run.metrics.loss.to_numpy(dtype=float)
+    out, i = [], 1
+    while i < len(loss):
+        if not math.isfinite(loss[i]):  # NaN/Inf is divergence, not a spike
+            break
+        base = np.median(loss[max(0, i - 5):i])
+        if not (math.isfinite(base) and base > 0 and loss[i] > SPIKE * base):
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(loss) and math.isfinite(loss[j + 1]) and loss[j + 1] > SPIKE * base:
+            j += 1
+        top = i + int(np.argmax(loss[i:j + 1]))
+        rest = loss[j + 1:]
+        recovered = len(rest) > 0 and bool(np.isfinite(rest).all()) and rest.min() <= 2 * base
+        out.append((int(steps[top]), float(loss[top]), float(loss[top] / base), bool(recovered)))
+        i = j + 1
+    return out
+
+
+def learning_steps(run: RunData) -> np.ndarray:
+    """The global gradient norms of the logged steps that were still learning: before the first spike
+    or non-finite value, the steps after which the loss fell."""
+    loss = run.metrics.loss.to_numpy(dtype=float)
+    g = run.metrics.grad_norm.to_numpy(dtype=float)
+    stop = len(loss)
+    for step, *_ in spikes(run):
+        stop = min(stop, int(np.searchsorted(run.metrics.step.to_numpy(dtype=int), step)))
+    bad = np.flatnonzero(~(np.isfinite(loss) & np.isfinite(g)))
+    stop = min(stop, int(bad[0]) if len(bad) else stop)
+    fell = np.flatnonzero(loss[1:stop] < loss[:stop - 1]) if stop > 1 else np.array([], dtype=int)
+    return g[fell]
+
+
+def suggest_clip(run: RunData) -> tuple[float, str]:
+    """(threshold, where it comes from): the median global norm of the steps that were still learning
+    (Pascanu et al. 2013: the average norm over many updates), not of the explosion; 1, their
+    recurrent experiments' threshold, for recurrent nets or when no logged step lowered the loss."""
+    g = learning_steps(run)
+    if run.recurrent or not len(g):
+        why = "recurrent nets" if run.recurrent else "no logged step lowered the loss before the blow-up"
+        return RNN_CLIP, f"{RNN_CLIP:g}, the threshold of Pascanu et al. 2013 ({why})"
+    clip = float(np.median(g))
+    return clip, f"{clip:.3g}, the median norm of the {len(g)} logged step(s) that still lowered the loss"
+
+
+def update_ratio(run: RunData, facts: dict, step: int | None = None) -> float | None:
+    """||lr * update|| / ||weights|| at ``step`` (default: the first logged step): lr * ||g|| for SGD,
+    lr * sqrt(number of weights) for Adam, whose step is about lr per weight."""
+    lr = facts.get("lr")
+    if not lr or run.grads.empty or "weight_norm" not in run.grads.columns:
         return None
-    return float(np.median(g[: max(1, len(g) // 4)] if grew else g))
+    step = int(run.grads.step.min()) if step is None else step
+    at = run.grads[run.grads.step == step]
+    w = float(np.sqrt(np.sum(at.weight_norm.to_numpy(dtype=float) ** 2)))
+    if facts.get("optimizer") == "adam":
+        size = facts.get("n_weights")
+        u = lr * math.sqrt(size) if size else None
+    else:
+        g = float(np.sqrt(np.sum(at.grad_norm.to_numpy(dtype=float) ** 2)))
+        u = lr * g
+    return _ratio(u, w) if u is not None else None
 
 
 def oscillation(loss: np.ndarray) -> float | None:
@@ -136,14 +369,16 @@ def norm_spread(g: np.ndarray) -> dict:
 
 def model_facts(run: RunData) -> dict:
     """What the remedies depend on: the model's shape (a depth x width stack, a layers list, or a recurrent
-    net), activation, init std against the std the activation wants, clipping, learning rate."""
+    net), activation, init std against the std the activation wants, clipping, optimizer, learning rate."""
     cfg = run.config
     facts = {"depth": len(run.hidden), "shape": None, "per_step": bool(run.summary.get("per_step"))}
     if cfg is None:
         return facts
     clip = cfg.train.clip
-    facts.update(lr=cfg.train.lr, clip=clip.threshold if clip is not None and clip.mode == "norm" else None,
-                 truncate=cfg.train.bptt.truncate if cfg.train.bptt else None, T=getattr(cfg.data, "T", None))
+    facts.update(lr=cfg.train.lr, optimizer=cfg.train.optimizer.name, loss=cfg.loss,
+                 clip=clip.threshold if clip is not None and clip.mode == "norm" else None,
+                 truncate=cfg.train.bptt.truncate if cfg.train.bptt else None, T=getattr(cfg.data, "T", None),
+                 standardize=getattr(cfg.data, "standardize", None), n_weights=_n_weights(run))
     model = cfg.model
     if model.kind == "rnn":
         rec = model.recurrent_init
@@ -162,14 +397,25 @@ def model_facts(run: RunData) -> dict:
     return facts
 
 
+def _n_weights(run: RunData) -> int | None:
+    path = run.dir / "params_init.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as params:
+        return int(sum(params[k].size for k in params.files))
+
+
 # --------------------------------------------------------------------------- remedies, valid for the config
 
 def init_remedies(facts: dict, kind: str = "") -> list[str]:
-    """The init the activation wants (stacks), or a recurrent gain of 1 (RNNs)."""
+    """The init the activation wants (stacks; orthogonal for a linear stack), or a recurrent gain of 1 (RNNs)."""
+    if facts["shape"] == "stack" and facts["activation"] == "linear" and facts["init"] != "orthogonal":
+        return [("orthogonal weights keep every singular value of a linear net's product at 1 (Saxe et al. 2014): "
+                 "--set model.init=orthogonal")]
     if facts["shape"] == "stack" and facts["init"] != facts["prescribed"]:
         name = "He" if facts["prescribed"].startswith("he") else "Xavier"
-        return [f"{name} init for {facts['activation']} (std {facts['prescribed_std']:.3g} instead of "
-                f"{facts['init_std']:.3g}): --set model.init={facts['prescribed']}"]
+        return [(f"{name} init for {facts['activation']} (std {facts['prescribed_std']:.3g} instead of "
+                 f"{facts['init_std']:.3g}): --set model.init={facts['prescribed']}")]
     if facts["shape"] == "layers":
         return ["He init for relu layers, Xavier for tanh/sigmoid: --set model.init=he_normal (or xavier_normal)"]
     if facts["shape"] == "rnn":
@@ -177,8 +423,8 @@ def init_remedies(facts: dict, kind: str = "") -> list[str]:
             return ["an orthogonal recurrent matrix (gain 1, Saxe et al. 2014): --set model.recurrent_init=orthogonal"]
         gain = facts["recurrent_gain"]
         if (gain > 1.0 and kind != "vanishing") or (gain < 1.0 and kind == "vanishing"):
-            return [f"a recurrent gain of 1 instead of {facts['recurrent_gain']:g}: "
-                    f"--set model.recurrent_init={facts['recurrent']}"]
+            return [(f"an orthogonal recurrent matrix (gain 1) instead of gain {gain:g}: "
+                     "--set model.recurrent_init=orthogonal")]
     return []
 
 
@@ -186,10 +432,10 @@ def structure_remedies(facts: dict, kind: str) -> list[str]:
     """Residual connections, batch norm, a gated cell: whichever the config can take."""
     out = []
     if facts["shape"] == "stack":
-        if not facts["residual"]:
-            out.append("residual connections: --set model.residual=true")
         if not facts["batchnorm"]:
             out.append("batch norm: --set model.batchnorm=true")
+        if not facts["residual"]:
+            out.append("residual connections: --set model.residual=true")
     elif facts["shape"] == "layers":
         out.append("a {type: batchnorm} item after each dense item of model.layers")
     elif facts["shape"] == "rnn" and facts["cell"] == "lstm" and kind == "vanishing" and facts["forget_bias"] < 3:
@@ -197,12 +443,17 @@ def structure_remedies(facts: dict, kind: str) -> list[str]:
                    f"= {1 / (1 + math.exp(-facts['forget_bias'])):.2f} per step at the start): "
                    "--set model.forget_bias=3.0")
     elif facts["shape"] == "rnn" and facts["cell"] == "vanilla":
-        out.append("a gated cell (lstm or gru) carries the gradient over long lags: --set model.cell=lstm "
-                   "--set model.activation=null")
+        out.append("a gated cell (LSTM, Hochreiter & Schmidhuber 1997) carries the gradient over long lags: "
+                   "--set model.cell=lstm --set model.activation=null" + _rnn_clip(facts))
         if kind == "vanishing" and facts["activation"] == "tanh":
             out.append("relu with an identity recurrent matrix (IRNN, Le et al. 2015): --set model.activation=relu "
-                       "--set model.recurrent_init=identity")
+                       "--set model.recurrent_init=identity" + _rnn_clip(facts))
     return out
+
+
+def _rnn_clip(facts: dict) -> str:
+    """A recurrent remedy also clips at 1 when the config does not clip yet."""
+    return "" if facts.get("clip") else f" --set train.clip={num(RNN_CLIP)}"
 
 
 def activation_remedies(facts: dict, want: str) -> list[str]:
@@ -216,42 +467,92 @@ def activation_remedies(facts: dict, want: str) -> list[str]:
         return [f"{{type: activation, name: {want}}} items in model.layers"]
     if facts["shape"] == "rnn" and facts["cell"] == "vanilla":
         other = "tanh" if facts["activation"] == "relu" else "relu"
-        return ["a gated cell: --set model.cell=lstm --set model.activation=null",
+        return ["a gated cell: --set model.cell=lstm --set model.activation=null" + _rnn_clip(facts),
                 f"another activation: --set model.activation={other}"]
     return []
 
 
+def lr_factor(run: RunData, facts: dict) -> float:
+    """UPDATE_RATIO over the measured ||lr * update|| / ||weights||: what the learning rate must be
+    multiplied by for the rule of thumb (nan when it cannot be measured)."""
+    u = update_ratio(run, facts)
+    return UPDATE_RATIO / u if u and math.isfinite(u) else math.nan
+
+
+def lr_remedy(run: RunData, facts: dict, direction: str) -> list[str]:
+    """A learning rate scaled to the measured gradient norm: the one that makes ||lr * update|| / ||weights||
+    about UPDATE_RATIO at the first logged step (CS231n's rule of thumb), when it lies in ``direction``
+    ('up' or 'down') from the current one by more than 3x; else a tenth of it ('down') or nothing ('up')."""
+    lr = facts.get("lr")
+    if not lr:
+        return []
+    u = update_ratio(run, facts)
+    factor = lr_factor(run, facts)
+    ok = math.isfinite(factor) and (factor > 3 if direction == "up" else factor < 1 / 3)
+    if direction == "up" and not ok:
+        return []
+    new = lr * factor if ok else lr * 0.1
+    why = (f"the update is {u:.2g} of the weights' norm per step; about {UPDATE_RATIO:g} is the rule of thumb"
+           if u and math.isfinite(u) else "")
+    word = "higher" if direction == "up" else "lower"
+    return [f"a {word} learning rate" + (f" ({why})" if why else "") + f": --set train.lr={num(new)}"]
+
+
+def clip_remedy(run: RunData, facts: dict) -> list[str]:
+    current = facts.get("clip")
+    clip, why = suggest_clip(run)
+    if current is not None and current <= clip:
+        clip, why = current / 10, f"a tenth of the current {current:g}"
+    return [f"gradient clipping by global norm (g <- g * threshold / ||g||) at {why}: --set train.clip={num(clip)}"]
+
+
+def _ordered(remedies: list[str]) -> list[str]:
+    """Drop repeats, keep the order."""
+    return list(dict.fromkeys(remedies))
+
+
 # --------------------------------------------------------------------------- findings
 
-def _headline(ratios: dict[int, float], beyond) -> int | None:
-    """The first step (of first and last) whose ratio is beyond the threshold; None if none is."""
-    return next((s for s, r in sorted(ratios.items()) if math.isfinite(r) and beyond(r)), None)
+def is_problem(f: Finding) -> bool:
+    """A failure to headline: a problem kind, still there at the end, and not a ratio the run learned despite."""
+    return f.kind in PROBLEMS and f.at_end and not f.evidence.get("learned_regardless")
 
 
-def vanishing(run: RunData, facts: dict) -> Finding | None:
+def _note(finding: Finding, prog: Progress, cured: bool) -> Finding:
+    """A finding that is not a failure: cured by training, or there at the end of a run that learned anyway."""
+    if cured:
+        finding.message += f"; training cured it ({prog.describe()})"
+    else:
+        finding.evidence["learned_regardless"] = True
+        finding.message += f"; the run learned regardless ({prog.describe()})"
+    finding.remedies = []
+    return finding
+
+
+def vanishing(run: RunData, facts: dict, prog: Progress) -> Finding | None:
     if run.recurrent:
-        return None if facts["per_step"] else _vanishing_in_time(run, facts)
-    steps = end_steps(run)
-    if len(run.hidden) < 2 or not steps:
+        return None if facts["per_step"] else _vanishing_in_time(run, facts, prog)
+    if len(run.hidden) < 2 or not _finite_steps(run):
         return None
-    ratios = {s: delta_ratio(run, s) for s in steps}
-    step = _headline(ratios, lambda r: r < VANISH)
-    if step is None:
+    series = delta_ratios(run)
+    w = when(series, series < VANISH)
+    if w is None:
         return None
-    r, hidden, at = ratios[step], run.hidden, run.at(step)
-    ev = {"step": step, "delta_ratio_first_last_hidden": r,
-          **{f"delta_ratio_at_step_{s}": v for s, v in ratios.items()},
+    step, hidden = w["step"], run.hidden
+    r, at = float(series[step]), run.at(step)
+    first, last = series.index[0], series.index[-1]
+    ev = {**w, "delta_ratio_first_last_hidden": r, f"delta_ratio_at_step_{first}": float(series[first]),
+          f"delta_ratio_at_step_{last}": float(series[last]),
           "first_hidden_delta_norm": float(at.delta_norm[hidden[0]]),
           "last_hidden_delta_norm": float(at.delta_norm[hidden[-1]]),
           "fitted_gain_per_layer": fitted_gain(hidden, [at.delta_norm[l] for l in hidden]),
-          "depth": facts["depth"]}
+          "depth": facts["depth"], **prog.evidence()}
     causes, remedies = [], []
     act, depth = facts.get("activation"), facts["depth"]
-    if step != steps[0] and math.isfinite(ratios[steps[0]]) and ratios[steps[0]] >= VANISH:
-        causes.append(f"it appeared during training (the ratio was {ratios[steps[0]]:.3g} at step {steps[0]}): "
+    if w["at_end"] and w["since"] != first:
+        causes.append(f"it appeared during training (the ratio was {series[first]:.3g} at step {first}): "
                       "large updates can push units into saturation or kill them")
-        if facts.get("lr"):
-            remedies.append(f"a lower learning rate: --set train.lr={num(facts['lr'] / 10)}")
+        remedies += lr_remedy(run, facts, "down")
     if act in SATURATING:
         causes.append(f"a saturating activation ({act}) in a {depth}-layer net")
     if act == "sigmoid":
@@ -262,91 +563,119 @@ def vanishing(run: RunData, facts: dict) -> Finding | None:
     dead = [int(l) for l, v in frac.items() if v > DEAD]
     if dead:
         causes.append(f"dead relu units (more than {DEAD:.0%} in {len(dead)} layer(s), see dead_units)")
-        remedies += activation_remedies(facts, "leaky_relu")
     if "init_std" in facts:
         ev.update(init_std=facts["init_std"], prescribed_std=facts["prescribed_std"])
         if facts["init_std"] < 0.7 * facts["prescribed_std"]:
             causes.append(f"init std {facts['init_std']:.3g} is {facts['init_std'] / facts['prescribed_std']:.2g}x "
                           f"the {facts['prescribed_std']:.3g} that {facts['prescribed']} prescribes for {act}")
-    remedies += init_remedies(facts, "vanishing")
+    if act == "sigmoid":  # batch norm first: a better init alone does not rescue a deep sigmoid stack
+        remedies += structure_remedies(facts, "vanishing") + init_remedies(facts, "vanishing")
+    else:
+        remedies += init_remedies(facts, "vanishing")
+        remedies += activation_remedies(facts, "leaky_relu") if dead else []
+        remedies += structure_remedies(facts, "vanishing")
     if act in SATURATING:
         remedies += activation_remedies(facts, "relu")
-    remedies += structure_remedies(facts, "vanishing")
-    layer = crossing(run, step, below=True)
-    message = (f"delta_norm of hidden layer {hidden[0]} is {r:.2e} of layer {hidden[-1]}'s at step {step}"
-               f" (below {VANISH:g} from layer {layer} down)")
+    layer = crossing(run, w.get("since", step), below=True)  # where it starts, at the step it starts
+    message = (f"vanishing {w['when']}: delta_norm of hidden layer {hidden[0]} is {r:.2e} of layer "
+               f"{hidden[-1]}'s at step {step} (below {VANISH:g} from layer {layer} down at step "
+               f"{w.get('since', step)})")
     if causes:
         message += "; likely cause: " + "; ".join(causes)
-    return Finding("vanishing", layer, message, ev, remedies)
+    finding = Finding("vanishing", layer, message, ev, _ordered(remedies))
+    if not w["at_end"]:
+        return _note(finding, prog, cured=True)
+    return _note(finding, prog, cured=False) if prog.learned else _not_learned(finding, prog)
 
 
-def _vanishing_in_time(run: RunData, facts: dict) -> Finding | None:
-    ratios = {s: time_ratio(run, s) for s in end_steps(run)}
-    step = _headline({s: v[0] for s, v in ratios.items()}, lambda r: r < VANISH)
-    if step is None:
+def _not_learned(finding: Finding, prog: Progress) -> Finding:
+    if not prog.learned and math.isfinite(prog.end):
+        finding.message += f"; the run did not learn ({prog.describe()})"
+    return finding
+
+
+def _vanishing_in_time(run: RunData, facts: dict, prog: Progress) -> Finding | None:
+    series = time_ratios(run)
+    w = when(series, series < VANISH)
+    if w is None:
         return None
-    r, T, layer = ratios[step]
-    t = run.times[(run.times.step == step) & (run.times.layer == layer)].sort_values("t").tail(T)
-    ev = {"step": step, "T": T, "time_ratio_first_last": r,
-          "fitted_gain_per_step": fitted_gain(list(-t.lag), list(t.grad_norm))}
+    step = w["step"]
+    r, T, layer = time_ratio(run, step)
+    t = _top_times(run, step)
+    column = _full_column(run.times)
+    ev = {**w, "T": T, "time_ratio_first_last": r,
+          "fitted_gain_per_step": fitted_gain(list(-t.lag), list(t[column])), **prog.evidence()}
     remedies = [*structure_remedies(facts, "vanishing"), *init_remedies(facts, "vanishing"),
                 "shorter sequences first, then longer (curriculum)"]
     cell = facts.get("cell", "recurrent")
-    msg = (f"through time: ||dL/dh_1|| is {r:.2e} of ||dL/dh_T|| over T = {T} steps at step {step} "
-           f"(layer {layer}, {cell} cell)")
-    if truncation(run):
+    msg = (f"vanishing through time {w['when']}: ||dL/dh_1|| is {r:.2e} of ||dL/dh_T|| over T = {T} steps at "
+           f"step {step} (layer {layer}, {cell} cell)")
+    if truncation(run) and column == "grad_norm":
         msg = msg.replace("||dL/dh_1||", f"||dL/dh_(T-{T - 1})||") + ", within the last truncated-BPTT chunk"
-    return Finding("vanishing", layer, msg, ev, remedies)
+    hidden, hidden_ev = what_truncation_hides(run, step)
+    if hidden:
+        msg += f"; {hidden}"
+        ev.update(hidden_ev)
+        remedies.insert(0, "full BPTT, so the gradient reaches every step: --set train.bptt=null")
+    finding = Finding("vanishing", layer, msg, ev, _ordered(remedies))
+    if not w["at_end"]:
+        return _note(finding, prog, cured=True)
+    return _note(finding, prog, cured=False) if prog.learned else _not_learned(finding, prog)
 
 
-def _explosion_at_init(run: RunData, facts: dict, ev: dict, reasons: list) -> tuple[int | None, bool]:
-    """The layer (or time) ratio above EXPLODE; (layer, present at the first logged step)."""
-    steps = end_steps(run)
-    if not steps:
-        return None, False
+def _ratio_explosion(run: RunData, facts: dict) -> tuple[dict | None, int | None, str]:
+    """When the layer (or time) ratio was above EXPLODE: (when, layer, what was measured)."""
     if run.recurrent:
         if facts["per_step"]:
-            return None, False
-        ratios = {s: time_ratio(run, s) for s in steps}
-        step = _headline({s: v[0] for s, v in ratios.items()}, lambda r: r > EXPLODE)
-        if step is None:
-            return None, False
-        r, T, layer = ratios[step]
-        ev.update(step=step, time_ratio_first_last=r, T=T)
-        reasons.append(f"||dL/dh_1|| is {r:.2e} times ||dL/dh_T|| over T = {T} steps at step {step}")
-        return layer, step == steps[0]
-    if len(run.hidden) < 2:
-        return None, False
-    ratios = {s: delta_ratio(run, s) for s in steps}
-    step = _headline(ratios, lambda r: r > EXPLODE)
-    if step is None:
-        return None, False
-    ev.update(step=step, delta_ratio_first_last_hidden=ratios[step])
-    reasons.append(f"delta_norm of hidden layer {run.hidden[0]} is {ratios[step]:.2e} times layer "
-                   f"{run.hidden[-1]}'s at step {step}")
-    return crossing(run, step, below=False), step == steps[0]
+            return None, None, ""
+        series = time_ratios(run)
+        w = when(series, series > EXPLODE)
+        if w is None:
+            return None, None, ""
+        r, T, layer = time_ratio(run, w["step"])
+        return ({**w, "time_ratio_first_last": r, "T": T}, layer,
+                f"||dL/dh_1|| is {r:.2e} times ||dL/dh_T|| over T = {T} steps at step {w['step']} ({w['when']})")
+    if len(run.hidden) < 2 or not _finite_steps(run):
+        return None, None, ""
+    series = delta_ratios(run)
+    w = when(series, series > EXPLODE)
+    if w is None:
+        return None, None, ""
+    r = float(series[w["step"]])
+    ends = {f"delta_ratio_at_step_{s}": float(series[s]) for s in (series.index[0], series.index[-1])}
+    text = (f"delta_norm of hidden layer {run.hidden[0]} is {r:.2e} times layer {run.hidden[-1]}'s at step "
+            f"{w['step']} ({w['when']})")
+    return {**w, "delta_ratio_first_last_hidden": r, **ends}, crossing(run, w.get("since", w["step"]), below=False), text
 
 
-def exploding(run: RunData, facts: dict) -> Finding | None:
+def exploding(run: RunData, facts: dict, prog: Progress) -> Finding | None:
+    """Exploding at the end: NaN/Inf, a loss that rose and stayed up, a growing norm, oscillation, or a
+    layer/time ratio above EXPLODE at the end. A ratio only at initialisation is a note; spikes the
+    run recovered from are ``spike`` notes (see :func:`spike_notes`)."""
     ev, reasons = {}, []
-    layer, at_init = _explosion_at_init(run, facts, ev, reasons)
+    ratio_w, layer, ratio_text = _ratio_explosion(run, facts)
+    first_step = (_finite_steps(run) or [None])[0]
+    at_init = ratio_w is not None and ratio_w.get("since", ratio_w["step"]) == first_step
+    if ratio_w is not None and ratio_w["at_end"]:
+        ev.update(ratio_w)
+        reasons.append(ratio_text)
     g = global_norms(run)
-    grew = False
     if len(g) >= 8:
         k = max(1, len(g) // 5)
         growth = float(np.median(g[-k:]) / np.median(g[:k]))
         if growth > GROWTH:
-            grew = True
             ev["global_norm_growth"] = growth
             reasons.append(f"the global gradient norm grew {growth:.3g}x from the first to the last fifth of the run")
-    loss = run.metrics.loss.to_numpy(dtype=float)
-    if len(loss) > 1 and math.isfinite(loss[0]) and loss[0] > 0:
-        later = loss[1:][np.isfinite(loss[1:])]
-        if len(later) and later.max() > SPIKE * loss[0]:
-            grew = True
-            ev.update(loss_first=float(loss[0]), loss_max=float(later.max()))
-            reasons.append(f"the loss rose to {later.max():.3g}, {later.max() / loss[0]:.3g}x its first value")
-    swings = oscillation(loss)
+    kept = [s for s in spikes(run) if not s[3]]
+    if kept:
+        step, value, factor, _ = kept[0]
+        ev.update(step=step, loss_max=value, spike_factor=factor)
+        reasons.append(f"the loss rose to {value:.3g} at step {step}, {factor:.3g}x the losses before it, and did not "
+                       "come back")
+    elif math.isfinite(prog.end) and prog.end > SPIKE * prog.first:
+        ev.update(loss_end=prog.end, loss_first=prog.first)
+        reasons.append(f"the run ended at loss {prog.end:.3g}, {prog.end / prog.first:.3g}x its first value")
+    swings = oscillation(run.metrics.loss.to_numpy(dtype=float))
     if swings is not None:
         ev["loss_swings"] = swings
         reasons.append(f"the loss oscillates: {swings:.0%} of steps change it by more than 2x, up and down, "
@@ -358,79 +687,82 @@ def exploding(run: RunData, facts: dict) -> Finding | None:
         reasons.append(f"NaN/Inf at step {at}" + (f", first in layer {run.summary.get('diverged_layer')} ({where})"
                                                      if where else ""))
         layer = layer if layer is not None else run.summary.get("diverged_layer")
-        at_init = at_init or at == 0
-    if not reasons:
-        return None
+        ev.setdefault("step", at)
     if len(g):
         ev["global_norms"] = norm_spread(g)
-    remedies = _exploding_remedies(run, facts, ev, at_init, grew or diverged or swings is not None)
-    return Finding("exploding", layer, "; ".join(reasons), ev, remedies)
+    if not reasons:
+        if ratio_w is None:
+            return None
+        finding = Finding("exploding", layer, f"exploding {ratio_text}", {**ev, **ratio_w}, [])
+        return _note(finding, prog, cured=True)
+    ev.update(prog.evidence(), at_end=True, when=ev.get("when") or "at the end")
+    remedies = _exploding_remedies(run, facts, ev, at_init)
+    return Finding("exploding", layer, "exploding: " + "; ".join(reasons), ev, remedies)
 
 
-def _exploding_remedies(run: RunData, facts: dict, ev: dict, at_init: bool, unstable: bool) -> list[str]:
-    """Init first when the explosion is there before any update; clipping and the learning rate when
-    training itself blows up (a ratio between layers is a property of the weights, not of the step size)."""
-    remedies = []
-    if at_init:
-        remedies += init_remedies(facts, "exploding") or ["a smaller init scale (gain or identity scale at most 1)"]
-    clip = suggest_clip(run, grew=unstable)
-    ev["suggested_clip"] = clip
-    if clip is not None:
-        current = facts.get("clip")
-        if current is None:
-            source = "before they grew" if unstable else "over the run"
-            cause = " (it caps each step; the init is the cause)" if at_init else ""
-            remedies.append(f"gradient clipping by global norm{cause}; pick the highest threshold that tames "
-                            f"the curve of the norm; the median of the logged norms {source} is {clip:.3g}: "
-                            f"--set train.clip={num(clip)}")
-        elif unstable:
-            ev["clip_threshold"] = current
-            remedies.append(f"a lower clipping threshold than {current:g}: --set train.clip={num(current / 10)}")
-    if facts.get("lr") and unstable and not (at_init and run.summary.get("diverged_at") == 0):
-        remedies.append(f"a lower learning rate: --set train.lr={num(facts['lr'] / 10)}")
-    if facts.get("shape") == "rnn" and not facts.get("truncate") and (facts.get("T") or 0) > 20:
-        remedies.append("truncated BPTT (Williams & Peng 1990): --set train.bptt.truncate=20")
-    return remedies
+def _exploding_remedies(run: RunData, facts: dict, ev: dict, at_init: bool) -> list[str]:
+    """Best first: clipping, at the norm of the steps that still learned (or about 1), caps every step
+    whatever the cause; then, for recurrent nets, a recurrent matrix of gain 1 and a gated cell; for a
+    stack whose layer ratio explodes before any update, the init; then a learning rate scaled to the
+    measured norm."""
+    clip = clip_remedy(run, facts)
+    ev["suggested_clip"] = float(clip[0].rsplit("train.clip=", 1)[1])
+    lr = lr_remedy(run, facts, "down")
+    if facts.get("shape") == "rnn":
+        return _ordered([*clip, *init_remedies(facts, "exploding"), *structure_remedies(facts, "exploding"), *lr])
+    if at_init:  # clipping still first: a better init alone can leave the step too long for a deep net
+        return _ordered([*clip, *init_remedies(facts, "exploding"), *lr, *structure_remedies(facts, "exploding")])
+    return _ordered([*clip, *lr])
 
 
-def _fraction_finding(run: RunData, column: str, limit: float) -> tuple[int, dict] | None:
-    """(step, {layer: fraction}) at the last finite logged step, for the hidden layers above ``limit``:
-    units that trained into (or stayed in) that state, not a batch's passing look at initialisation."""
+def _fraction_finding(run: RunData, column: str, limit: float) -> tuple[int, dict, bool] | None:
+    """(step, {layer: fraction}, at the end) for the hidden layers above ``limit`` at the last finite
+    logged step, or else at the first one (a state training left)."""
     steps = end_steps(run)
-    if not steps:
-        return None
-    frac = run.at(steps[-1])[column].reindex(run.hidden).dropna()
-    over = {int(l): float(v) for l, v in frac.items() if v > limit}
-    return (steps[-1], over) if over else None
+    for step, at_end in ((steps[-1], True), (steps[0], False)) if steps else ():
+        frac = run.at(step)[column].reindex(run.hidden).dropna()
+        over = {int(l): float(v) for l, v in frac.items() if v > limit}
+        if over:
+            return step, over, at_end
+    return None
 
 
-def dead_units(run: RunData, facts: dict) -> Finding | None:
+def _cured_at(run: RunData, found: tuple[int, dict, bool]) -> dict:
+    step, _, at_end = found
+    if at_end:
+        return {"when": "at the end", "at_end": True}
+    return {"when": f"at initialisation (step {step}), gone by the end", "at_end": False}
+
+
+def dead_units(run: RunData, facts: dict, prog: Progress) -> Finding | None:
     found = _fraction_finding(run, "frac_dead", DEAD)
     if found is None:
         return None
-    step, over = found
+    step, over, at_end = found
     first = min(over)
-    ev = {"step": step, "frac_dead": over, "layers_over_half": len(over), "hidden_layers": len(run.hidden)}
-    remedies = activation_remedies(facts, "leaky_relu")
+    ev = {"step": step, "frac_dead": over, "layers_over_half": len(over), "hidden_layers": len(run.hidden),
+          **_cured_at(run, found), **prog.evidence()}
+    remedies = []
     if facts.get("bias_init", 0) < 0:
         ev["bias_init"] = facts["bias_init"]
         remedies.append(f"bias_init {facts['bias_init']:g} pushes units below 0 from the start: --set model.bias_init=0")
     remedies += init_remedies(facts)
-    if facts.get("lr"):
-        remedies.append(f"a lower learning rate (a large step can kill a unit for good): "
-                        f"--set train.lr={num(facts['lr'] / 10)}")
+    remedies += activation_remedies(facts, "leaky_relu")
+    remedies += lr_remedy(run, facts, "down")
     msg = (f"{len(over)} of {len(run.hidden)} hidden layers have more than {DEAD:.0%} dead relu units at "
            f"step {step} (layer {first}: {over[first]:.0%})")
-    return Finding("dead_units", first, msg, ev, remedies)
+    finding = Finding("dead_units", first, msg, ev, _ordered(remedies))
+    return _note(finding, prog, cured=not at_end) if not at_end or prog.learned else _not_learned(finding, prog)
 
 
-def saturation(run: RunData, facts: dict) -> Finding | None:
+def saturation(run: RunData, facts: dict, prog: Progress) -> Finding | None:
     found = _fraction_finding(run, "frac_saturated", SATURATED)
     if found is None:
         return None
-    step, over = found
+    step, over, at_end = found
     first = min(over)
-    ev = {"step": step, "frac_saturated": over, "layers_over_half": len(over)}
+    ev = {"step": step, "frac_saturated": over, "layers_over_half": len(over), **_cured_at(run, found),
+          **prog.evidence()}
     remedies = []
     if facts.get("shape") == "stack" and not facts["batchnorm"]:
         remedies.append("batch norm keeps pre-activations near 0: --set model.batchnorm=true")
@@ -442,19 +774,22 @@ def saturation(run: RunData, facts: dict) -> Finding | None:
     remedies += activation_remedies(facts, "relu")
     msg = (f"{len(over)} hidden layer(s) have more than {SATURATED:.0%} of their units saturated "
            f"(derivative below 5% of its maximum) at step {step} (layer {first}: {over[first]:.0%})")
-    return Finding("saturation", first, msg, ev, remedies)
+    finding = Finding("saturation", first, msg, ev, _ordered(remedies))
+    return _note(finding, prog, cured=not at_end) if not at_end or prog.learned else _not_learned(finding, prog)
 
 
-def healthy(run: RunData, facts: dict) -> Finding:
-    steps = end_steps(run)
-    ev: dict = {}
+def _gradient_summary(run: RunData, facts: dict) -> tuple[str, dict]:
+    """The ratio that says the gradient reaches the bottom (first and last step), in words and as evidence."""
+    steps, ev = end_steps(run), {}
     if run.recurrent:
+        if facts["per_step"]:
+            return ("a loss at every time step: ||dL/dh_1|| holds step 1's own loss, so the ratio through time "
+                    "does not show the long-range gradient (time_grad_norms.csv has it per step)"), {}
         for s in steps:
             ev[f"time_ratio_at_step_{s}"] = time_ratio(run, s)[0]
         what = "||dL/dh_1|| / ||dL/dh_T||"
-        if truncation(run):
-            T = time_ratio(run, steps[0])[1] if steps else 0
-            what += f" over the last truncated-BPTT chunk ({T} step(s) back from T)"
+        if truncation(run) and _full_column(run.times) == "grad_norm":
+            what += f" over the last truncated-BPTT chunk ({time_ratio(run, steps[0])[1] if steps else 0} step(s))"
     else:
         for s in steps:
             ev[f"delta_ratio_at_step_{s}"] = delta_ratio(run, s)
@@ -463,26 +798,96 @@ def healthy(run: RunData, facts: dict) -> Finding:
             at = run.at(steps[0])
             ev["fitted_gain_per_layer"] = fitted_gain(run.hidden, [at.delta_norm[l] for l in run.hidden])
     shown = ", ".join(f"{v:.3g} at step {k.rsplit('_', 1)[1]}" for k, v in ev.items() if "_at_step_" in k)
-    message = f"{what} {shown}; no layer dead or saturated"
-    if run.recurrent and facts["per_step"]:
-        ev = {}
-        message = ("a loss at every time step: ||dL/dh_1|| holds step 1's own loss, so the ratio through time "
-                   "does not show the long-range gradient (time_grad_norms.csv has it per step); no layer dead "
-                   "or saturated")
+    return f"{what} {shown}; no layer dead or saturated", ev
+
+
+def _clipping(run: RunData, ev: dict) -> str:
     threshold = run.clip_threshold()
-    if threshold is not None and len(run.metrics):
-        clipped = int(run.metrics.clipped.sum())
-        ev.update(clip_threshold=threshold, clipped_steps=clipped, logged_steps=len(run.metrics))
-        message += f"; clipping at {threshold:g} acted on {clipped} of {len(run.metrics)} logged steps"
-    return Finding("healthy", None, message, ev, [])
+    if threshold is None or not len(run.metrics):
+        return ""
+    clipped = int(run.metrics.clipped.sum())
+    ev.update(clip_threshold=threshold, clipped_steps=clipped, logged_steps=len(run.metrics))
+    return f"; clipping at {threshold:g} acted on {clipped} of {len(run.metrics)} logged steps"
+
+
+def not_learning(run: RunData, facts: dict, prog: Progress) -> Finding:
+    """The loss stayed near its first value (or chance) while the gradients look fine."""
+    grads, ev = _gradient_summary(run, facts)
+    ev.update(prog.evidence(), when="over the whole run", at_end=True)
+    message = f"not learning: {prog.describe()}, while the gradients look fine ({grads})"
+    remedies = []
+    steps = end_steps(run)
+    hidden, hidden_ev = what_truncation_hides(run, steps[-1]) if steps else ("", {})
+    if hidden:
+        message += f"; {hidden}"
+        ev.update(hidden_ev)
+        remedies.append("full BPTT, so the gradient reaches every step: --set train.bptt=null")
+    u = update_ratio(run, facts)
+    if u is not None and math.isfinite(u):
+        ev["update_ratio"] = u
+    scaled = lr_remedy(run, facts, "down" if u and u > 30 * UPDATE_RATIO else "up")
+    remedies += scaled
+    if facts.get("optimizer") in ("sgd", "momentum"):
+        remedies.append("Adam, whose step is about lr per weight whatever the scale of the gradient (Kingma & Ba "
+                        f"2015): --set train.optimizer=adam --set train.lr={num(1e-3)}")
+    if facts.get("loss") == "mse" and prog.chance_accuracy is not None:
+        remedies.append("cross-entropy for class labels (MSE on one-hot targets gives small gradients near "
+                        "0 and 1): --set loss=cross_entropy")
+    if facts.get("standardize") is False and not run.recurrent:
+        remedies.append("standardized inputs (zero mean, unit variance per feature): --set data.standardize=true")
+    if prog.steps:
+        remedies.append(f"more steps (the loss may still be on a plateau): --set train.steps={4 * prog.steps}")
+    remedies.append("check the data: targets that do not depend on the inputs (or are shuffled apart from them) "
+                    "cannot be learnt; train on a few examples first: the loss must go to 0")
+    return Finding("not_learning", None, message + _clipping(run, ev), ev, _ordered(remedies))
+
+
+def healthy(run: RunData, facts: dict, prog: Progress) -> Finding:
+    grads, ev = _gradient_summary(run, facts)
+    ev.update(prog.evidence())
+    message = f"{grads}; {prog.describe()}"
+    steps = end_steps(run)
+    hidden, hidden_ev = what_truncation_hides(run, steps[-1]) if steps else ("", {})
+    if hidden:
+        message += f"; {hidden}"
+        ev.update(hidden_ev)
+    return Finding("healthy", None, message + _clipping(run, ev), ev, [])
+
+
+def spike_notes(run: RunData, prog: Progress) -> list[Finding]:
+    """Loss spikes the run recovered from: notes with their step, not failures."""
+    out = []
+    for step, value, factor, recovered in spikes(run):
+        if recovered:
+            ev = {"step": step, "loss": value, "factor": factor, "when": f"at step {step}", "at_end": False,
+                  **prog.evidence()}
+            out.append(Finding("spike", None, f"a loss spike at step {step}: {value:.3g}, {factor:.3g}x the "
+                               f"losses before it, and the run recovered ({prog.describe()})", ev, []))
+    return out
+
+
+def _rank(f: Finding, hidden: int) -> float:
+    """Headline order: PROBLEMS', but dead units come before vanishing when most hidden layers are
+    dead: then they are why the gradient vanishes."""
+    if f.kind == "dead_units" and f.evidence["layers_over_half"] > hidden / 2:
+        return PROBLEMS.index("vanishing") - 0.5
+    return PROBLEMS.index(f.kind) if f.kind in PROBLEMS else len(PROBLEMS)
 
 
 def diagnose(run: RunData) -> list[Finding]:
-    """Every finding that applies; 'healthy' when none does; nothing before the first logged step."""
+    """What is wrong at the end first (the headline), then 'healthy' for a run that learned with nothing
+    wrong, then notes (spikes it recovered from, problems training cured or learned despite);
+    nothing before the first logged step."""
     if run.layers.empty:
         return []
     facts = model_facts(run)
-    found = [f(run, facts) for f in (vanishing, exploding, dead_units, saturation)]
+    prog = progress(run)
+    found = [f(run, facts, prog) for f in (exploding, vanishing, dead_units, saturation)]
     found = [f for f in found if f is not None]
-    return found or [healthy(run, facts)]
-
+    problems = [f for f in found if is_problem(f)]
+    notes = [f for f in found if not is_problem(f)]
+    if not problems:
+        problems = [healthy(run, facts, prog) if prog.learned else not_learning(run, facts, prog)]
+    problems.sort(key=lambda f: _rank(f, len(run.hidden)))
+    spiking = [] if any(f.kind == "exploding" for f in problems) else spike_notes(run, prog)
+    return [*problems, *spiking, *notes]

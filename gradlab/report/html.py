@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
-KIND_CLASS = {"healthy": "ok", "vanishing": "bad", "exploding": "bad", "dead_units": "warn", "saturation": "warn"}
+KIND_CLASS = {"healthy": "ok", "vanishing": "bad", "exploding": "bad", "dead_units": "warn", "saturation": "warn",
+              "not_learning": "bad", "spike": "note"}
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 1100px;
@@ -33,6 +34,8 @@ td.text, th.text { text-align: left; }
 pre { background: #f7f7f7; padding: .7em; overflow-x: auto; font-size: .85em; }
 .kind { font-weight: bold; padding: .1em .45em; border-radius: 3px; color: #fff; white-space: nowrap; }
 .kind.ok { background: #1e8449; } .kind.bad { background: #c0392b; } .kind.warn { background: #d35400; }
+.kind.note { background: #7f8c8d; }
+.when { color: #555; font-size: .9em; }
 ul.remedies { margin: 0; padding-left: 1.1em; text-align: left; }
 .scroll { overflow-x: auto; }
 """
@@ -117,7 +120,9 @@ def table_html(frame: pd.DataFrame, digits: int = 4) -> str:
 def findings_table(findings: list[dict]) -> str:
     """Diagnosis findings as an HTML table: kind (coloured), layer, message, evidence, remedies.
 
-    A "run" column comes first when findings carry a ``run`` key (a sweep's findings, by run).
+    A "run" column comes first when findings carry a ``run`` key (a sweep's findings, by run). A finding
+    that is not a failure (a spike the run recovered from, a problem training cured: evidence
+    ``at_end`` false, or ``learned_regardless``) is shown as a grey note, with when it held under its kind.
     """
     if not findings:
         return "<p>No findings.</p>"
@@ -132,10 +137,13 @@ def _finding_row(finding: dict, by_run: bool = False) -> str:
     """One finding as a table row (with its run first when ``by_run``)."""
     kind = str(finding.get("kind", ""))
     layer = finding.get("layer")
-    evidence = "<br>".join(f"{html.escape(str(k))} = {html.escape(_evidence_value(v))}"
-                           for k, v in (finding.get("evidence") or {}).items())
+    ev = finding.get("evidence") or {}
+    evidence = "<br>".join(f"{html.escape(str(k))} = {html.escape(_evidence_value(v))}" for k, v in ev.items())
     remedies = "".join(f"<li>{html.escape(str(r))}</li>" for r in finding.get("remedies") or [])
-    cells = [f'<span class="kind {KIND_CLASS.get(kind, "warn")}">{html.escape(kind)}</span>',
+    note = ev.get("at_end") is False or bool(ev.get("learned_regardless"))
+    css = "note" if note else KIND_CLASS.get(kind, "warn")
+    when = f'<br><span class="when">{html.escape(str(ev["when"]))}</span>' if ev.get("when") else ""
+    cells = [f'<span class="kind {css}">{html.escape(kind)}</span>{when}',
              "all" if layer is None else html.escape(str(layer)),
              html.escape(str(finding.get("message", ""))), evidence,
              f'<ul class="remedies">{remedies}</ul>' if remedies else ""]
