@@ -28,6 +28,7 @@ SPIKE = 10.0  # loss above the median of the few logged losses before it by this
 OSCILLATION = 0.2  # fraction of steps where the loss jumps 2x up then down (or down then up)
 LEARNED = 0.9  # a run learned when its final loss is below this fraction of min(first loss, chance loss)
 ABOVE_CHANCE = 0.1  # ... and, for classification, its accuracy above chance by this fraction of 1 - chance
+# (or by half of 1 - chance whatever the loss)
 UPDATE_RATIO = 1e-3  # ||lr * update|| / ||weights|| per step (CS231n's rule of thumb: about 1e-3)
 RNN_CLIP = 1.0  # the threshold of Pascanu et al. 2013's recurrent experiments
 
@@ -112,7 +113,9 @@ class Progress:
         fell = self.end < LEARNED * self.reference
         if self.accuracy is None or self.chance_accuracy is None:
             return fell
-        return fell and self.accuracy > self.chance_accuracy + ABOVE_CHANCE * (1.0 - self.chance_accuracy)
+        room = 1.0 - self.chance_accuracy
+        # accuracy far above chance counts even when a few confident mistakes keep the loss up
+        return self.accuracy > self.chance_accuracy + (ABOVE_CHANCE if fell else 0.5) * room
 
     def describe(self) -> str:
         text = f"the loss went from {self.first:.3g} (first logged step) to {self.end:.3g} at the end ({self.steps} steps)"
