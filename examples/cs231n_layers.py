@@ -180,7 +180,8 @@ class Affine:
 class LSTMCell:
     """An LSTM cell in gradlab's step protocol (``model.cell: "cs231n_layers:LSTMCell"``).
 
-    state = (h, c); step(x_t, state) -> (h_t, state, cache);
+    Params W_x, W_h, b (named W_* so that train.l2 penalises the weight matrices). state = (h, c);
+    step(x_t, state) -> (h_t, state, cache);
     step_backward(dh_t, dstate, cache) -> (dx_t, dstate_prev), adding the step's gradients to grads.
     """
 
@@ -190,22 +191,22 @@ class LSTMCell:
         self.hidden = H
         b = np.zeros(4 * H, dtype=dtype)
         b[H:2 * H] = 1.0  # forget bias 1: remember by default (Gers et al. 2000)
-        self.params = {"Wx": (rng.standard_normal((D, 4 * H)) / np.sqrt(D)).astype(dtype),
-                       "Wh": (rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(dtype), "b": b}
+        self.params = {"W_x": (rng.standard_normal((D, 4 * H)) / np.sqrt(D)).astype(dtype),
+                       "W_h": (rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(dtype), "b": b}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def initial_state(self, N):
         return (np.zeros((N, self.hidden)), np.zeros((N, self.hidden)))
 
     def step(self, x_t, state):
-        h, c, cache = lstm_step_forward(x_t, *state, self.params["Wx"], self.params["Wh"], self.params["b"])
+        h, c, cache = lstm_step_forward(x_t, *state, self.params["W_x"], self.params["W_h"], self.params["b"])
         return h, (h, c), cache
 
     def step_backward(self, dh_t, dstate, cache):
         dh_next, dc_next = dstate
         dx, dh, dc, dWx, dWh, db = lstm_step_backward(dh_t + dh_next, dc_next, cache)  # h_t is also state[0]
-        self.grads["Wx"] += dWx
-        self.grads["Wh"] += dWh
+        self.grads["W_x"] += dWx
+        self.grads["W_h"] += dWh
         self.grads["b"] += db
         return dx, (dh, dc)
 
@@ -216,7 +217,7 @@ class LSTMCellWrong(LSTMCell):
     def step_backward(self, dh_t, dstate, cache):
         dh_next, dc_next = dstate
         dx, dh, dc, dWx, dWh, db = lstm_step_wrong_backward(dh_t + dh_next, dc_next, cache)
-        self.grads["Wx"] += dWx
-        self.grads["Wh"] += dWh
+        self.grads["W_x"] += dWx
+        self.grads["W_h"] += dWh
         self.grads["b"] += db
         return dx, (dh, dc)

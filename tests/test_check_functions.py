@@ -277,9 +277,9 @@ def test_check_layer_runs_a_cell_of_the_step_protocol_through_time():
     through the earlier steps, so all of them fail (with T = 1 nothing flows into a previous c)."""
     x = inputs_of([(2, 4, 3)])[0]
     ok = gradlab.check_layer(L.LSTMCell(input_size=3, hidden=4), x)
-    assert ok.passed and [t.name for t in ok.tensors] == ["lstmcell.Wx", "lstmcell.Wh", "lstmcell.b", "lstmcell.input"]
+    assert ok.passed and [t.name for t in ok.tensors] == ["lstmcell.W_x", "lstmcell.W_h", "lstmcell.b", "lstmcell.input"]
     bad = gradlab.check_layer(L.LSTMCellWrong(input_size=3, hidden=4), x)
-    assert set(names_failed(bad)) == {f"lstmcellwrong.{k}" for k in ("Wx", "Wh", "b", "input")}
+    assert set(names_failed(bad)) == {f"lstmcellwrong.{k}" for k in ("W_x", "W_h", "b", "input")}
     assert gradlab.check_layer(L.LSTMCellWrong(input_size=3, hidden=4), x[:, :1]).passed
 
 
@@ -304,7 +304,7 @@ def test_cli_checks_a_cell_class_through_time(tmp_path):
     f.write_text(CELL_FILE.format(examples=str(EXAMPLES)), encoding="utf-8")
     assert run(f"{f}:Cell", "--shape", "2,4,3").exit_code == 0
     wrong = run(f"{f}:CellWrong", "--shape", "2,4,3")
-    assert wrong.exit_code == 1 and "cellwrong.Wh" in wrong.stdout
+    assert wrong.exit_code == 1 and "cellwrong.W_h" in wrong.stdout
     assert_bad_input(run(f"{f}:Cell", "--shape", "2,4"), "Cell is a recurrent cell: its --shape is x's, N,T,D")
 
 

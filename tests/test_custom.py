@@ -506,20 +506,21 @@ def cell_config(tmp_path: Path, cell: str, **train) -> dict:
 
 
 def as_builtin(stacked: dict, H: int) -> dict:
-    """LSTMCell's Wx, Wh, b (gates i, f, o, g side by side) as the built-in LSTM's lstm1.W_i, lstm1.U_i, ..."""
+    """LSTMCell's W_x, W_h, b (gates i, f, o, g side by side) as the built-in LSTM's lstm1.W_i, lstm1.U_i, ..."""
     out = {}
     for k, gate in enumerate("ifog"):
         cols = slice(k * H, (k + 1) * H)
-        out[f"lstm1.W_{gate}"] = stacked["Wx"][:, cols]
-        out[f"lstm1.U_{gate}"] = stacked["Wh"][:, cols]
+        out[f"lstm1.W_{gate}"] = stacked["W_x"][:, cols]
+        out[f"lstm1.U_{gate}"] = stacked["W_h"][:, cols]
         out[f"lstm1.b_{gate}"] = stacked["b"][cols]
     return out
 
 
-@pytest.mark.parametrize("truncate", [None, 2])
-def test_a_custom_lstm_cell_computes_the_builtin_lstms_gradients(tmp_path, truncate):
+@pytest.mark.parametrize("truncate, l2", [(None, 0.0), (2, 0.05)])
+def test_a_custom_lstm_cell_computes_the_builtin_lstms_gradients(tmp_path, truncate, l2):
     """The same weights in cs231n_layers:LSTMCell and in the built-in LSTM (an independent implementation):
-    equal losses and gradients, with full and truncated BPTT."""
+    equal losses and gradients, with full and truncated BPTT, and with train.l2 on every weight matrix
+    (the cell names them W_x, W_h)."""
     bptt = {"bptt": {"truncate": truncate}} if truncate else {}
     mine = gradlab.setup(config_from_dict(cell_config(tmp_path, "cs231n_layers:LSTMCell", **bptt)))
     ref = gradlab.setup(config_from_dict(cell_config(tmp_path, "lstm", **bptt)))
@@ -528,7 +529,7 @@ def test_a_custom_lstm_cell_computes_the_builtin_lstms_gradients(tmp_path, trunc
                  "dense2.b": mine.model.params["dense2.b"]}.items():
         ref.model.params[k][...] = v
     x, y = mine.data.X_train[:8], mine.data.y_train[:8]
-    J = [s.model.loss_and_grads(x, y, s.loss) for s in (mine, ref)]
+    J = [s.model.loss_and_grads(x, y, s.loss, l2) for s in (mine, ref)]
     assert J[0] == pytest.approx(J[1], rel=1e-12)
     got = {**as_builtin(cell.grads, 4), "dense2.W": mine.model.grads["dense2.W"], "dense2.b": mine.model.grads["dense2.b"]}
     assert all(np.abs(g).max() > 0 for g in got.values())
@@ -541,14 +542,14 @@ def test_a_custom_cell_trains_and_checks_and_a_wrong_one_is_named(tmp_path):
     cfg = config_from_dict(cell_config(tmp_path, "cs231n_layers:LSTMCell"))
     result = gradlab.train(cfg)
     assert result.status == "completed" and result.final["final_train_loss"] < result.first.loss
-    assert [p.param for p in result.last.params][:3] == ["lstmcell1.Wx", "lstmcell1.Wh", "lstmcell1.b"]
+    assert [p.param for p in result.last.params][:3] == ["lstmcell1.W_x", "lstmcell1.W_h", "lstmcell1.b"]
     ok = gradlab.check(cfg)
     assert ok.passed, [(t.name, t.rel_error) for t in ok.failed]
     truncated = gradlab.check(config_from_dict(cell_config(tmp_path, "cs231n_layers:LSTMCell", bptt={"truncate": 2})))
     assert truncated.passed
     wrong = gradlab.check(config_from_dict(cell_config(tmp_path, "cs231n_layers:LSTMCellWrong")))
     assert not wrong.passed
-    assert {t.name for t in wrong.layers if not t.passed} >= {"lstmcellwrong1.Wx", "lstmcellwrong1.input"}
+    assert {t.name for t in wrong.layers if not t.passed} >= {"lstmcellwrong1.W_x", "lstmcellwrong1.input"}
     assert all(t.name.startswith("lstmcellwrong1.") for t in wrong.layers if not t.passed)
 
 
