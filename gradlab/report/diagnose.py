@@ -435,10 +435,15 @@ def structure_remedies(facts: dict, kind: str) -> list[str]:
     """Residual connections, batch norm, a gated cell: whichever the config can take."""
     out = []
     if facts["shape"] == "stack":
-        if not facts["batchnorm"]:
-            out.append("batch norm: --set model.batchnorm=true")
         if not facts["residual"]:
-            out.append("residual connections: --set model.residual=true")
+            out.append("residual connections, an identity path for the gradient: --set model.residual=true")
+        if not facts["batchnorm"]:
+            # BN(aWu) = BN(Wu), but the weight gradient scales by 1/a (Ioffe & Szegedy 2015): with weights
+            # far below the prescribed scale every update is far too long, so the init comes with it
+            far = facts["init"] != facts["prescribed"] and facts["init_std"] < 0.5 * facts["prescribed_std"]
+            out.append("batch norm" + (f" with {facts['prescribed']} weights (batch norm makes the output "
+                                       "independent of the weights' scale, not their gradient)" if far else "")
+                       + ": --set model.batchnorm=true" + (f" --set model.init={facts['prescribed']}" if far else ""))
     elif facts["shape"] == "layers":
         out.append("a {type: batchnorm} item after each dense item of model.layers")
     elif facts["shape"] == "rnn" and facts["cell"] == "lstm" and kind == "vanishing" and facts["forget_bias"] < 3:
@@ -571,7 +576,7 @@ def vanishing(run: RunData, facts: dict, prog: Progress) -> Finding | None:
         if facts["init_std"] < 0.7 * facts["prescribed_std"]:
             causes.append(f"init std {facts['init_std']:.3g} is {facts['init_std'] / facts['prescribed_std']:.2g}x "
                           f"the {facts['prescribed_std']:.3g} that {facts['prescribed']} prescribes for {act}")
-    if act == "sigmoid":  # batch norm first: a better init alone does not rescue a deep sigmoid stack
+    if act == "sigmoid":  # structure first: a better init alone does not rescue a deep sigmoid stack
         remedies += structure_remedies(facts, "vanishing") + init_remedies(facts, "vanishing")
     else:
         remedies += init_remedies(facts, "vanishing")
