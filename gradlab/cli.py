@@ -140,17 +140,71 @@ def render_findings(findings: list[dict], notes: list[str] = ()) -> None:
 def report(
     path: Path = typer.Argument(..., help="A run folder or a sweep folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON (kind, layer, evidence, remedies)."),
+    try_: bool = typer.Option(False, "--try", help="Run each remedy of the diagnosis as a short run of the same "
+                              "config (in parallel, resumable) and tabulate what each does: RUN/remedies.csv."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="With --try: steps of each trial run "
+                                        "(default: the run's own)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --try: worker processes "
+                                          "(default: all cores)."),
 ) -> None:
     """Write plots and a self-contained report.html into a run or sweep folder; print the diagnosis."""
+    trials = None
+    if try_:
+        trials = try_command(path, steps, workers, quiet=as_json)
+    elif steps is not None or workers is not None:
+        fail(ConfigError("--steps and --workers go with --try (gradlab report RUN --try --steps 200)."))
     with bad_input(path):
         rep = api.report(path)
     if as_json:
-        print(json.dumps(jsonable(rep.as_dict()), indent=2))
-        return
-    render_findings(rep.findings, rep.notes)
-    for item in rep.lints:
-        out.print(f"[yellow]lint:[/] {escape(item)}", highlight=False, soft_wrap=True)
-    out.print(f"{len(rep.images)} plots and {rep.html}", highlight=False, soft_wrap=True)
+        data = rep.as_dict()
+        if trials is not None:
+            data["trials"] = trials.rows
+        print(json.dumps(jsonable(data), indent=2))
+    else:
+        render_findings(rep.findings, rep.notes)
+        for item in rep.lints:
+            out.print(f"[yellow]lint:[/] {escape(item)}", highlight=False, soft_wrap=True)
+        out.print(f"{len(rep.images)} plots and {rep.html}", highlight=False, soft_wrap=True)
+        if trials is not None:
+            render_trials(trials)
+    if trials is not None and trials.status == "interrupted":
+        raise typer.Exit(130)
+
+
+def try_command(path: Path, steps: int | None, workers: int | None, quiet: bool):
+    """Run the remedies of a run's diagnosis (bad input: exit 2; no remedy: say so, exit 0)."""
+    from .report import trial
+
+    with bad_input(path):
+        view = [] if quiet else [SweepView()]
+        result = trial.try_remedies(path, steps, workers, view)
+    if not result.rows:
+        out.print(f"{path}: the diagnosis offers no remedy with a --set option to try; nothing was run.",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(0)
+    return result
+
+
+def render_trials(result) -> None:
+    """The table, best first, the original first of all, and what was run."""
+    table = Table(title="Remedies tried (best first; the original run first)")
+    for col in ("remedy", "status", "final loss", "delta ratio", "verdict"):
+        table.add_column(col, justify="right" if col in ("final loss", "delta ratio") else "left",
+                         overflow="fold")
+    fmt = lambda v, f: "" if v is None or v != v else format(v, f)  # noqa: E731
+    for row in result.rows:
+        status = row["status"]
+        if status == "diverged" and row["diverged_at"] is not None:
+            status += f" at step {row['diverged_at']:g}"
+        table.add_row(escape(row["remedy"].replace("--set ", "")), status, fmt(row["final_loss"], ".4g"),
+                      fmt(row["delta_ratio"], ".3g"), row["verdict"])
+    out.print(table)
+    steps = f"{result.steps} steps each" if result.steps else "the run's own steps"
+    out.print(f"{len(result.rows) - 1} remedies, each the run's config with its --set options ({steps}, same seed); "
+              f"{result.ran} run now, {result.reused} reused -> {result.dir}; table: {result.table}. final loss: "
+              "over the training set at the end (blank if not completed); delta ratio: first/last hidden layer "
+              "delta_norm, or ||dL/dh_1||/||dL/dh_T|| for recurrent nets, at the last finite logged step; "
+              "verdict: the diagnosis of the trial run.", highlight=False, soft_wrap=True)
 
 
 def ratio_line(result: RunResult) -> str:

@@ -402,13 +402,15 @@ class SweepResult:
 
 
 def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | None = None,
-              scheduler: str | None = None, observers: list = ()) -> SweepResult:
-    """Run every combination not completed yet; write run folders, summary.csv and profile.csv."""
+              scheduler: str | None = None, observers: list = (), reuse=None) -> SweepResult:
+    """Run every combination not completed yet; write run folders, summary.csv and profile.csv.
+    ``reuse(folder, combo)`` says which existing run folders stand (default: those that completed)."""
     from .train import new_run_dir
 
     out = Path(resume) if resume else new_run_dir(sweep.combos[0].config.log.out, sweep.name, sweep.source)
     (out / "sweep.yaml").write_text(yaml.safe_dump(jsonable(sweep.resolved()), sort_keys=False), encoding="utf-8")
-    done = {c.label for c in sweep.combos if _completed(out / c.label)}
+    reuse = reuse or (lambda folder, combo: _completed(folder))
+    done = {c.label for c in sweep.combos if reuse(out / c.label, c)}
     todo = [c for c in sweep.combos if c.label not in done]
     for obs in observers:
         if hasattr(obs, "on_start"):

@@ -4,6 +4,7 @@
     diagnose.py  findings (vanishing, exploding, dead_units, saturation, healthy) with evidence and remedies
     theory.py    the gain per layer that init and activation predict, beside the measured one
     lint.py      known config mismatches, before a run
+    trial.py     --try: each remedy run as a short run of the same config, and the table of what it did
     plots.py     matplotlib figures (Agg, no display)
     html.py      report.html with every image embedded
 """
@@ -19,9 +20,10 @@ from ..config import ConfigError
 from .diagnose import KINDS, Finding, diagnose
 from .lint import Lint, lint
 from .load import RunData, SweepData, kind_of, load_run, load_sweep_dir
+from .trial import try_remedies
 
 __all__ = ["KINDS", "Finding", "Lint", "Report", "RunData", "SweepData", "diagnose", "diagnose_dir", "lint",
-           "load_run", "load_sweep_dir", "report"]
+           "load_run", "load_sweep_dir", "report", "try_remedies"]
 
 
 @dataclass
@@ -79,6 +81,7 @@ def _run_report(run: RunData, write: bool) -> Report:
         sections = [
             html.Section("Summary", table=summary_frame(run)),
             html.Section("Diagnosis", html=html.findings_table(rep.findings), pre="\n".join(notes) or None),
+            *_trials_section(run.dir),
             html.Section("Plots", images=rep.images),
             html.Section("Theory beside measurement",
                          text=THEORY_NOTE, table=table, pre=_lines(fits)),
@@ -87,6 +90,24 @@ def _run_report(run: RunData, write: bool) -> Report:
         ]
         rep.html = html.write_html(run.dir / "report.html", f"gradlab report: {run.name}", sections)
     return rep
+
+
+def _trials_section(folder: Path) -> list:
+    """The table of ``gradlab report RUN --try`` (remedies.csv), when it has been run."""
+    from . import html
+
+    path = folder / "remedies.csv"
+    if not path.exists():
+        return []
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    cols = [c for c in ("remedy", "status", "final_loss", "delta_ratio", "verdict", "diverged_at", "run")
+            if c in table.columns]
+    return [html.Section("Remedies tried", table=table[cols].astype(object).where(table[cols].notna(), ""),
+                         text="Each remedy of the diagnosis run on the same config and seed (gradlab report RUN "
+                              "--try), best first, the original run first; the verdict is the diagnosis of "
+                              "the trial run.")]
 
 
 THEORY_NOTE = ("Going down one layer, the back-propagated gradient (delta_norm) is multiplied on average by "
