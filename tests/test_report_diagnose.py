@@ -332,3 +332,16 @@ def test_the_html_table_shows_not_learning_as_a_failure_and_a_spike_as_a_note_wi
     assert '<span class="kind bad">not_learning</span><br><span class="when">over the whole run</span>' in page
     assert '<span class="kind note">spike</span><br><span class="when">at step 1</span>' in page
     assert '<span class="kind note">vanishing</span>' in page  # a problem training cured is not a failure
+
+
+def test_chance_is_the_loss_of_the_best_constant_prediction(tmp_path):
+    """Balanced classes: ln K and 1/K; the adding problem: Var(X1 + X2) = 2/12 = 1/6 (Le et al.'s baseline)."""
+    from gradlab.report.progress import chance
+
+    blobs = run(tmp_path, {"depth": 1, "width": 4}, {"steps": 1}, {**BLOBS, "n_samples": 4000}, name="blobs")
+    loss, acc = chance(load_run(blobs))
+    assert loss == pytest.approx(math.log(10), rel=0.01) and acc == pytest.approx(0.1, abs=0.02)
+    adding = run(tmp_path, {"kind": "rnn", "hidden": 4}, {"steps": 1}, {"kind": "adding", "T": 10, "n_samples": 4000},
+                 name="adding", loss="mse")
+    loss, acc = chance(load_run(adding))
+    assert loss == pytest.approx(1 / 6, rel=0.08) and acc is None
