@@ -511,5 +511,12 @@ def check_resume_dir(path: str | Path) -> Path:
 def load_resume(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
     """The sweep a folder was made from (its sweep.yaml), to finish it."""
     path = check_resume_dir(path)
+    try:
+        spec = yaml.safe_load((path / "sweep.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        spec = None  # load_sweep says what is wrong with it
+    if isinstance(spec, dict) and "trials" in spec:
+        raise ConfigError(f"--resume {path}: the remedies tried by gradlab report --try, not a sweep; finish it "
+                          f"with gradlab report {path.parent} --try.")
     return load_sweep(path / "sweep.yaml", overrides)
 

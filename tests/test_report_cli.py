@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from gradlab.cli import app
@@ -158,3 +159,25 @@ def test_train_of_an_exploding_rnn_ends_with_its_status_not_a_traceback(tmp_path
     assert "diverged: 1 steps, non-finite at step 1" in result.stdout
     grads = (only_run(tmp_path) / "grad_norms.csv").read_text()
     assert any(float(row.split(",")[4]) > 1e154 for row in grads.splitlines()[1:] if row.split(",")[4] != "nan")
+
+
+HUGE_SWEEP = ("name: huge\nbase: {name: huge, seed: 0, data: {kind: blobs, n_samples: 256, n_features: 32, "
+              "n_classes: 10}, model: {depth: 50, width: 32, activation: linear, init: {scheme: identity, "
+              "scale: 1.2}}, train: {steps: 30, batch_size: 64}, log: {every: 1, out: OUT}}\n"
+              "grid: {train.clip: [null, 1.02e+05]}\n")
+
+
+@pytest.mark.slow  # a worker process (spawn, then imports) and the sweep's plots: several seconds on 2 cores
+def test_a_sweep_whose_runs_reach_1e168_or_diverge_reports_each_status(tmp_path):
+    """The deep 1.2 I linear net: unclipped it diverges at step 2; clipped at 1.02e5 it completes with
+    activations and losses near 1e168. summary.csv, the closing table and report.html say which is which."""
+    result = invoke("sweep", config(tmp_path, HUGE_SWEEP), "--workers", "1", "--report")
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    (folder,) = (tmp_path / "runs").iterdir()
+    import pandas as pd
+
+    summary = pd.read_csv(folder / "summary.csv").set_index("run")
+    assert summary.status.to_dict() == {"clip=null,seed=0": "diverged", "clip=102000.0,seed=0": "completed"}
+    assert 1e100 < summary.final_loss["clip=102000.0,seed=0"] < float("inf")
+    assert summary.diverged_at["clip=null,seed=0"] == 2
+    assert "1 not completed" in result.stdout and (folder / "report.html").exists()

@@ -30,7 +30,7 @@ CLIP, SLOW, WILD = "train.clip=1.0", "train.lr=1.0e-04", "train.lr=5.0"
 FINDINGS = [Finding("exploding", 1, "test", remedies=[f"clipping: --set {CLIP}", f"a lower lr: --set {SLOW}",
                                                       "advice without an option"]),
             Finding("dead_units", 1, "test", remedies=[f"again: --set {CLIP}", f"a higher lr: --set {WILD}"])]
-ONE = [Finding("exploding", 1, "test", remedies=[f"--set {CLIP}"])]
+ONE = [Finding("exploding", 1, "test", remedies=[f"--set {CLIP}", "not for this config: --set train.lr=-1.0"])]
 ADDING_BASELINE = 1 / 6  # the variance of the sum of two U(0, 1) numbers: the loss of predicting the mean
 
 
@@ -136,11 +136,13 @@ def test_an_interrupted_try_keeps_the_trials_that_finished(tmp_path):
     assert len(resumed.rows) == 3
 
 
-def test_steps_runs_the_original_again_as_long_as_the_trials(tried):
+def test_steps_runs_the_original_again_as_long_as_the_trials_and_bad_remedies_are_rows(tried):
     run, _ = tried
     result = try_remedies(run, steps=12, workers=1, findings=ONE)
     assert result.dir == run / "try-12steps"
-    assert [r["run"] for r in result.rows] == ["try-12steps/remedy=original", "try-12steps/remedy=train.clip=1.0"]
+    assert [r["run"] for r in result.rows] == ["try-12steps/remedy=original", "try-12steps/remedy=train.clip=1.0", ""]
+    invalid = result.rows[-1]  # a remedy the config does not take is a row that says why, not an error
+    assert invalid["status"] == "invalid" and "'train.lr': Input should be greater than 0" in invalid["verdict"]
     original = json.loads((run / result.rows[0]["run"] / "summary.json").read_text())
     assert original["steps"] == 12 and yaml.safe_load((run / result.rows[1]["run"] / "config.yaml").read_text())[
         "train"]["steps"] == 12
@@ -199,3 +201,9 @@ def test_a_run_with_nothing_to_try_says_so(tmp_path):
     assert result.exit_code == 0, result.output
     assert "no remedy" in result.stdout and "nothing was run" in result.stdout
     assert not (run / "try").exists() and not (run / "remedies.csv").exists()
+
+
+def test_sweep_resume_of_a_try_folder_points_to_report_try(tried):
+    run, result = tried
+    message = assert_bad_input(invoke("sweep", "--resume", result.dir), "gradlab report", "--try")
+    assert str(run) in message

@@ -135,13 +135,18 @@ def try_remedies(path: str | Path, steps: int | None = None, workers: int | None
     source = str(run.dir / "config.yaml")
     original = Trial([], "the run's own config")
     todo = [original, *remedies] if rerun else remedies
-    combos = [Combo(t.values, t.label, trial_config(run.raw, t.sets, result.steps, source)) for t in todo]
+    combos, invalid = [], {}
+    for t in todo:  # a remedy this config does not take is a row of its own, not the end of the others
+        try:
+            combos.append(Combo(t.values, t.label, trial_config(run.raw, t.sets, result.steps, source)))
+        except ConfigError as exc:
+            invalid[t.label] = str(exc)
     folders = {t.label: result.dir / t.label for t in todo}
     folders.setdefault(original.label, run.dir)
     sweep = TrialSweep(run.name, run.raw, {}, {}, [run.config.seed], source, combos)
     result.dir.mkdir(exist_ok=True)
     result.reused = sum(_same_run(folders[c.label], c) for c in combos)
-    writer = TableWriter(result, [original, *remedies], folders)
+    writer = TableWriter(result, [original, *remedies], folders, invalid)
     swept = run_sweep(sweep, workers, result.dir, observers=[*observers, writer], reuse=_same_run)
     result.status, result.ran = swept.status, swept.ran
     result.rows = writer.write()
@@ -166,8 +171,9 @@ def _run(path: Path) -> RunData:
 class TableWriter:
     """Sweep observer: rewrites RUN/remedies.csv from the folders on disk each time a trial finishes."""
 
-    def __init__(self, result: TrialResult, trials: list[Trial], folders: dict[str, Path]) -> None:
-        self.result, self.trials, self.folders = result, trials, folders
+    def __init__(self, result: TrialResult, trials: list[Trial], folders: dict[str, Path],
+                 invalid: dict[str, str]) -> None:
+        self.result, self.trials, self.folders, self.invalid = result, trials, folders, invalid
 
     def on_run(self, res: dict) -> None:
         self.write()
@@ -180,6 +186,10 @@ class TableWriter:
 
     def row(self, trial: Trial) -> dict | None:
         """The trial's row from its folder, or None while it has not run."""
+        if trial.label in self.invalid:  # not run: the config does not take these options
+            return {"remedy": trial.remedy, "status": "invalid", "final_loss": math.nan, "delta_ratio": math.nan,
+                    "verdict": self.invalid[trial.label], "steps": None, "diverged_at": None, "run": "",
+                    "description": trial.description}
         folder = self.folders[trial.label]
         summary, failed = _summary(folder), (folder / "error.txt").exists()
         if summary is None and not failed:
