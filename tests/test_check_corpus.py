@@ -56,6 +56,11 @@ ADDING = {"kind": "adding", "T": 6, "n_samples": 64}
 BLOBS8 = {"kind": "blobs", "n_samples": 64, "n_features": 8, "n_classes": 3}  # per-sample feature variance ~1
 SMOOTH_BOUND = 1e-7  # CS231n's notes: a correct net without kinks, float64
 KINKED_BOUND = 1e-6  # the smooth entries of a net with kinks (the kinked ones are graded apart)
+# At the numerical extremes a correct net's error may exceed 1e-7 where round-off or truncation explains it;
+# these bounds only say the check's numbers are real ('uncomfortable' or 'wrong' overall is not), and the
+# closed forms below carry the precision.
+EXTREME_BOUND = 1e-4
+DEEP_BOUND = 1e-2  # 100-200 layers with inputs up to 8e15: CS231n's notes allow 1e-2 end to end for deep nets
 
 
 # --------------------------------------------------------------------------- building configs
@@ -232,18 +237,28 @@ def checked_in_float64(cfg, report):
 def _correct_cases() -> dict[str, Case]:
     cases = {
         # the numerical extremes
-        "deep_sigmoid_vanishing.yaml": Case(lambda p: shipped("deep_sigmoid_vanishing.yaml")),
+        # as shipped (slow: 82k and 32k parameters, 2-20 s), and the same extremes at width 4
+        "deep_sigmoid_vanishing.yaml": Case(lambda p: shipped("deep_sigmoid_vanishing.yaml"),
+                                            marks=(pytest.mark.slow,)),
         "linear_identity_vanishing.yaml": Case(lambda p: shipped("linear_identity_vanishing.yaml"),
-                                               numbers=identity_numbers(0.5, 30)),
+                                               numbers=identity_numbers(0.5, 30), marks=(pytest.mark.slow,)),
+        "deep_sigmoid_vanishing_width4": Case(lambda p: shipped("deep_sigmoid_vanishing.yaml", "model.width=4")),
+        "linear_identity_vanishing_width4": Case(lambda p: shipped("linear_identity_vanishing.yaml", "model.width=4",
+                                                                   "data.n_features=4"),
+                                                 numbers=identity_numbers(0.5, 30)),
         # slow: every entry of the 1,153 parameters and of the 8 x 151 inputs costs a 151-step pass (30-70 s
         # today); the same 150 steps of c = 1.1 with 4 units on one sequence is the fast stand-in
-        "linear_rnn_c150.yaml": Case(lambda p: shipped("linear_rnn_c150.yaml"), marks=(pytest.mark.slow,)),
+        "linear_rnn_c150.yaml": Case(lambda p: shipped("linear_rnn_c150.yaml"), EXTREME_BOUND,
+                                     marks=(pytest.mark.slow,)),
         "linear_rnn_c150_hidden4_batch1": Case(lambda p: shipped("linear_rnn_c150.yaml", "model.hidden=4",
-                                                                 "check.batch=1")),
-        "identity_1.2_depth200": Case(lambda p: identity_net(1.2, 200), numbers=identity_numbers(1.2, 200)),
-        "identity_1.2_depth100_inputs_1e8": Case(lambda p: identity_net(1.2, 100), numbers=identity_numbers(1.2, 100)),
+                                                                 "check.batch=1"), EXTREME_BOUND),
+        "identity_1.2_depth200": Case(lambda p: identity_net(1.2, 200), DEEP_BOUND, identity_numbers(1.2, 200)),
+        "identity_1.2_depth100_inputs_1e8": Case(lambda p: identity_net(1.2, 100), DEEP_BOUND,
+                                                 identity_numbers(1.2, 100)),
         # targets = outputs + 1e-6, mse over 3 outputs: J = 3e-12, dJ/db_out = 2 sum(z - y) / N = -2e-6 each
-        "loss_3e-12_fitted": Case(fitted, numbers=output_bias_numbers(2e-6, 1e-6)),
+        # (exact for any step: J is quadratic in the output bias); elsewhere the gradient is of the order of
+        # the 1e-6 residual while J's curvature is of order 1, so a step of 1e-5 leaves ~1e-5 of truncation
+        "loss_3e-12_fitted": Case(fitted, EXTREME_BOUND, output_bias_numbers(2e-6, 1e-6)),
         # the same with inputs of 1e4: the residuals of 1e-6 are differences of numbers of 1e4, whose float
         # spacing (1.8e-12) leaves ~2e-6 of relative error in analytic and numerical gradients alike, whatever eps
         "loss_3e-12_inputs_1e4": Case(lambda p: fitted(p, scale=1e4, activation="linear",
