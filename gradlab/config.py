@@ -508,13 +508,15 @@ class CheckConfig(Strict):
     """``gradlab check``: analytic gradients against centred differences on a fixed batch."""
 
     batch: int = Field(8, ge=1, description="the first `batch` training samples")
-    eps: float = Field(1e-7, gt=0, description="centred-difference step")
-    mode: Literal["auto", "full", "sample", "directional"] = "auto"  # auto: full up to 100000 parameters
+    eps: float | None = Field(None, gt=0, description="centred-difference step relative to each tensor's scale, "
+                                                      "h = eps * max(1, rms); default 1e-5 (float64), 5e-3 (float32)")
+    # auto: full up to 100000 parameters, a sample of what costs a sequence pass per entry
+    mode: Literal["auto", "full", "sample", "directional"] = "auto"
     samples: int = Field(10, ge=1, description="entries per tensor in sample mode")
     directions: int = Field(4, ge=1, description="random unit directions per tensor in directional mode")
-    dtype: Literal["float64", "float32"] = "float64"
-    strict: bool = False
-    loss_scale: float = Field(1.0, gt=0, description="multiplies the loss")
+    dtype: Literal["float64", "float32"] = "float64"  # the check's own, whatever train.dtype is
+    strict: bool = Field(False, description="the 1e-7 tier for nets with kinks too")
+    loss_scale: float = Field(1.0, gt=0, description="multiplies the loss (and its round-off alike)")
 
 
 class Config(Strict):

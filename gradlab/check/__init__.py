@@ -9,13 +9,19 @@ check of a config) ``render`` (the terminal view) and ``command``
 from .differences import (CHUNK_FLOATS, CHUNK_ROWS, Entries, Entry, centred_difference, check_directions,
                           check_entries, chunk_size, chunks, entry_indices, eps_sweep, one_sided_difference,
                           stack_at, taylor_test)
-from .grading import TIERS, TINY, TensorResult, flatten, grade, overall, rel_error, resolution, subgradient_ok, tier
-from .objectives import ModuleObjective, NetObjective, freeze
-from .runner import (AUTO_FULL_LIMIT, CheckReport, CheckSetup, check, check_modules, coarse_warnings, has_kinks,
-                     is_finite_pass, listed, n_params, prepare, report_dict, run_check, sweep_eps, taylor,
-                     tiny_warnings, write_entries)
+from .differences import SAFETY, noise
+from .grading import (KINK_LIMIT, RESOLVE, SMOOTH_LIMIT, TIERS, TINY, TensorResult, flatten, grade, judge,
+                      max_rel_error, overall, rel_bound, rel_error, resolution, subgradient_ok, tier)
+from .objectives import LossObjective, ModuleObjective, NetObjective, freeze, module_label
+from .runner import (AUTO_FULL_LIMIT, DEFAULT_EPS, EXIT_FAIL, EXIT_PASS, EXIT_UNRESOLVED, CheckReport, CheckSetup,
+                     check, check_modules, check_tensor, coarse_warnings, culprit, has_kinks, is_finite_pass, listed,
+                     n_params, prepare, report_dict, run_check, step_of, sweep_eps, taylor, tiny_warnings,
+                     write_entries)
 
 __all__ = [
+    "DEFAULT_EPS", "EXIT_FAIL", "EXIT_PASS", "EXIT_UNRESOLVED", "KINK_LIMIT", "LossObjective", "RESOLVE", "SAFETY",
+    "SMOOTH_LIMIT", "check_tensor", "culprit", "judge", "max_rel_error", "module_label", "noise", "rel_bound",
+    "step_of",
     "AUTO_FULL_LIMIT", "CHUNK_FLOATS", "CHUNK_ROWS", "CheckReport", "CheckSetup", "Entries", "Entry", "ModuleObjective",
     "NetObjective", "TIERS", "TINY", "TensorResult", "centred_difference", "check", "check_directions", "check_entries",
     "check_modules", "chunk_size", "chunks", "coarse_warnings", "entry_indices", "eps_sweep", "flatten", "freeze",

@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .grading import overall
+from .grading import CS231N_FLOOR, overall
 
 CHUNK_FLOATS = 2**21  # at most about 16 MB of float64 stacked copies of a tensor
 CHUNK_ROWS = 4096  # rows (copies x batch) per batched evaluation
@@ -66,6 +66,9 @@ class Entry:
     kink: bool
     left: float | None = None  # one-sided derivatives, at a crossed kink
     right: float | None = None
+    cs231n_rel_error: float = 0.0  # |a - n| / max(1e-8, |a| + |n|), CS231n's rel_error of this entry
+    bound: float = 0.0  # what round-off and truncation can explain of |a - n|
+    step: float = 0.0  # the realised step h
 
 
 
@@ -98,10 +101,21 @@ class Entries:
     index: np.ndarray  # flat indices into the tensor, or direction numbers when ``directional``
     analytic: np.ndarray
     numeric: np.ndarray
-    kink: np.ndarray  # bool: the winners changed between theta - eps and theta + eps
-    left: np.ndarray  # one-sided derivatives (J(theta) - J(theta - eps)) / eps
-    right: np.ndarray  # and (J(theta + eps) - J(theta)) / eps
+    kink: np.ndarray  # bool: the winners changed between theta - h and theta + h
+    left: np.ndarray  # one-sided derivatives (J(theta) - J(theta - h)) / h
+    right: np.ndarray  # and (J(theta + h) - J(theta)) / h
     directional: bool = False
+    bound: np.ndarray | None = None  # what round-off and truncation can explain of |analytic - numeric|
+    step: np.ndarray | None = None  # the realised step of each entry
+    truncation: np.ndarray | None = None  # |n(2h) - n(h)|, the part of the bound that is truncation error
+    restepped: np.ndarray | None = None  # bool: crossed a kink at the tensor's step, none at a smaller one
+
+    def __post_init__(self) -> None:
+        for key in ("bound", "step", "truncation"):
+            if getattr(self, key) is None:
+                setattr(self, key, np.zeros(len(self.index)))
+        if self.restepped is None:
+            self.restepped = np.zeros(len(self.index), dtype=bool)
 
     def label(self, i: int) -> str:
         if self.directional:
@@ -113,51 +127,135 @@ class Entries:
         diff = np.abs(self.analytic - self.numeric)
         denom = np.abs(self.analytic) + np.abs(self.numeric)
         err = np.divide(diff, denom, out=np.zeros_like(diff), where=denom > 0)
+        cs231n = diff / np.maximum(CS231N_FLOOR, denom)
         for i in range(len(self.index)):
             kink = bool(self.kink[i])
             yield Entry(self.param, self.label(i), float(self.analytic[i]), float(self.numeric[i]), float(diff[i]),
                         float(err[i]), kink, float(self.left[i]) if kink else None,
-                        float(self.right[i]) if kink else None)
+                        float(self.right[i]) if kink else None, float(cs231n[i]), float(self.bound[i]),
+                        float(self.step[i]))
 
 
-def _differences(J0: float, J: np.ndarray, kinked: np.ndarray, eps: float, one_sided: bool):
-    """(numeric, kink, left, right) from J at the +eps copies followed by the -eps copies."""
+# --------------------------------------------------------------------------- round-off, measured
+
+NOISE_POINTS = 9  # J at theta + k h v, k = -4..4: a difference table of order up to 8
+NOISE_ORDERS = (4, 5, 6)  # orders where h^k J^(k) is far below round-off for any sensible h
+SAFETY = 3.0  # bounds are 3 standard deviations of the measured round-off
+
+
+def noise(table: np.ndarray, dtype=np.float64) -> float:
+    """The standard deviation of the round-off in J, from rows of J at equally spaced points.
+
+    Moré and Wild, "Estimating computational noise" (SIAM J. Sci. Comput. 2011): the k-th differences of
+    a smooth function at a small spacing vanish like h^k, those of its round-off do not; with
+    gamma_k = (k!)^2 / (2k)!, sigma_k^2 = gamma_k mean((Delta^k f)^2) estimates the noise's variance.
+    The median over orders 4-6 is taken, and never less than a unit round-off of J (J is one rounded
+    number at least).
+    """
+    table = np.atleast_2d(np.asarray(table, dtype=np.float64))
+    floor = 0.5 * float(np.finfo(dtype).eps) * float(np.abs(table).max(initial=0.0))
+    if table.shape[-1] <= max(NOISE_ORDERS) or table.size == 0:
+        return floor  # too few points for a difference table: one rounding of J
+    levels, d = [], table
+    for k in range(1, max(NOISE_ORDERS) + 1):
+        d = np.diff(d, axis=-1)
+        if k in NOISE_ORDERS:
+            gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
+            levels.append(math.sqrt(gamma * float(np.mean(d * d))))
+    return max(float(np.median(levels)), floor)
+
+
+def _ladder(h: float) -> np.ndarray:
+    k = NOISE_POINTS // 2
+    return np.arange(-k, k + 1) * h
+
+
+def entry_noise(obj, name: str, idx: np.ndarray, h: float, probes: int = 4) -> float:
+    """Round-off of J when entries of ``name`` move: ``noise`` of J along a few of the checked entries."""
+    if not len(idx):
+        return 0.0
+    pick = idx[np.linspace(0, len(idx) - 1, min(probes, len(idx))).astype(int)]
+    arr = obj.targets[name]
+    steps = _ladder(h)
+    flat = np.repeat(pick, len(steps))
+    delta = _realised(arr.reshape(-1)[flat], np.tile(steps, len(pick)))
+    J, kinked = _values_at(obj, name, flat, delta)
+    table = np.asarray(J, dtype=np.float64).reshape(len(pick), len(steps))
+    smooth = ~np.asarray(kinked).reshape(len(pick), len(steps)).any(axis=1)  # a kink is no round-off
+    return noise(table[smooth] if smooth.any() else table[:, NOISE_POINTS // 2:NOISE_POINTS // 2 + 1], arr.dtype)
+
+
+def _values_at(obj, name: str, flat: np.ndarray, delta: np.ndarray):
+    """J at K copies, copy k with entry ``flat[k]`` moved by ``delta[k]`` (through the objective's fast
+    path when it has one)."""
+    if hasattr(obj, "values_at"):
+        return obj.values_at(name, flat, delta)
+    return obj.values(name, stack_at(obj.targets[name], flat, delta))
+
+
+def _realised(theta: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The step a float can take: (theta + h) - theta, in theta's precision (exact: both are floats of it)."""
+    theta = np.asarray(theta)
+    moved = (theta + np.asarray(h).astype(theta.dtype)).astype(theta.dtype)
+    return moved.astype(np.float64) - theta.astype(np.float64)
+
+
+def _differences(J0: float, J: np.ndarray, kinked: np.ndarray, up: np.ndarray, down: np.ndarray, one_sided: bool):
+    """(numeric, kink, left, right) from J at the +h copies followed by the -h copies; ``up`` and ``down``
+    are the realised steps (down > 0)."""
     k = len(J) // 2
     plus, minus = J[:k], J[k:]
-    numeric = (plus - J0) / eps if one_sided else (plus - minus) / (2 * eps)
-    return numeric, kinked[:k] | kinked[k:], (J0 - minus) / eps, (plus - J0) / eps
+    numeric = (plus - J0) / up if one_sided else (plus - minus) / (up + down)
+    return numeric, kinked[:k] | kinked[k:], (J0 - minus) / down, (plus - J0) / up
 
 
 def check_entries(obj, name: str, g: np.ndarray, idx: np.ndarray, eps: float, one_sided: bool = False) -> Entries:
-    """Centred (or one-sided) differences at the flat indices ``idx`` of tensor ``name``."""
+    """Centred (or one-sided) differences at the flat indices ``idx`` of tensor ``name``, step ``eps``, with
+    each entry's bound: SAFETY standard deviations of J's measured round-off over the realised step."""
     arr = obj.targets[name]
     by_column = getattr(obj, "column_numeric", lambda *a: None)(name, eps, one_sided)
     if by_column is not None:
+        numeric, bound = by_column
         zeros = np.zeros(len(idx))
-        return Entries(name, arr.shape, idx, g.reshape(-1)[idx], by_column.reshape(-1)[idx], zeros.astype(bool),
-                       zeros, zeros)
-    J0 = obj.values(name, arr[None])[0][0]
+        return Entries(name, arr.shape, idx, g.reshape(-1)[idx], numeric.reshape(-1)[idx], zeros.astype(bool),
+                       zeros, zeros, bound=bound.reshape(-1)[idx], step=np.full(len(idx), float(eps)))
+    theta = arr.reshape(-1)[idx]
+    up, down = _realised(theta, np.full(len(idx), eps)), -_realised(theta, np.full(len(idx), -eps))
+    J0 = float(obj.values(name, arr[None])[0][0])
     parts = []
     for sl in chunks(len(idx), chunk_size(obj, arr)):
         part = idx[sl]
-        k = len(part)
-        J, kinked = obj.values_at(name, np.concatenate([part, part]), np.repeat([eps, -eps], k))
-        parts.append(_differences(J0, J, kinked, eps, one_sided))
+        J, kinked = _values_at(obj, name, np.concatenate([part, part]), np.concatenate([up[sl], -down[sl]]))
+        parts.append(_differences(J0, np.asarray(J, dtype=np.float64), np.asarray(kinked), up[sl], down[sl],
+                                  one_sided))
     numeric, kink, left, right = (np.concatenate(c) for c in zip(*parts)) if parts else (np.zeros(0),) * 4
-    return Entries(name, arr.shape, idx, g.reshape(-1)[idx], numeric, kink.astype(bool), left, right)
+    sigma = entry_noise(obj, name, idx, eps)
+    bound = SAFETY * sigma * ((1.0 / up) if one_sided else 2.0 / (up + down)) * (math.sqrt(2) if one_sided else 1.0)
+    return Entries(name, arr.shape, idx, g.reshape(-1)[idx], numeric, kink.astype(bool), left, right,
+                   bound=bound, step=0.5 * (up + down))
 
 
 def check_directions(obj, name: str, g: np.ndarray, n_dirs: int, eps: float, rng: np.random.Generator,
                      one_sided: bool = False) -> Entries:
-    """v . g against (J(theta + eps v) - J(theta - eps v)) / (2 eps) for random unit directions v."""
+    """v . g against (J(theta + h v) - J(theta - h v)) / (2 h) for random unit directions v.
+
+    The bound adds to J's measured round-off what rounding theta + h v to floats can move J by:
+    sum_i |g_i| spacing(theta_i) / 2 on each side."""
     arr = obj.targets[name]
     v = rng.standard_normal((n_dirs,) + arr.shape)
     v /= np.sqrt(np.sum(v * v, axis=tuple(range(1, v.ndim)), keepdims=True))
-    J0 = obj.values(name, arr[None])[0][0]
+    J0 = float(obj.values(name, arr[None])[0][0])
     J, kinked = obj.values(name, np.concatenate([arr + eps * v, arr - eps * v]))
-    numeric, kink, left, right = _differences(J0, J, kinked, eps, one_sided)
+    steps = np.full(n_dirs, float(eps))
+    numeric, kink, left, right = _differences(J0, np.asarray(J, dtype=np.float64), np.asarray(kinked), steps, steps,
+                                              one_sided)
     analytic = np.tensordot(v, g, axes=g.ndim) if g.ndim else v * g
-    return Entries(name, arr.shape, np.arange(n_dirs), analytic, numeric, kink, left, right, directional=True)
+    ladder = _ladder(eps).reshape((-1,) + (1,) * arr.ndim)
+    sigma = noise(np.asarray(obj.values(name, arr + ladder * v[0])[0], dtype=np.float64), arr.dtype)
+    rounding = float(np.sum(np.abs(g) * np.spacing(np.abs(arr).astype(arr.dtype)).astype(np.float64)))
+    bound = (SAFETY * sigma + rounding) / (eps if one_sided else 2 * eps) * np.ones(n_dirs)
+    return Entries(name, arr.shape, np.arange(n_dirs), analytic, numeric, kink, left, right, directional=True,
+                   bound=bound, step=steps)
 
 
 def eps_sweep(obj, names: list[str], rng: np.random.Generator, epsilons=tuple(10.0 ** -k for k in range(1, 11)),

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..nn import Dense, MLP, Loss, Module
 from ..nn.module import l2_applies
-from .differences import CHUNK_ROWS, chunks, stack_at
+from . import fast
+from .differences import CHUNK_ROWS, SAFETY, _ladder, chunks, noise, stack_at
 
 def _batched(stack: np.ndarray) -> np.ndarray:
     """K copies of a parameter, shaped to broadcast against (K, N, D) activations."""
@@ -76,10 +77,10 @@ class NetObjective:
         module, key = self.owner.get(name, (None, None))
         start = self.layer_of.get(name, 1)
         tail = [m for layer in self.model.layers[start - 1:] for m in layer.modules]
-        if not (hasattr(module, "perturb") and module is tail[0] and all(m.batched for m in tail)):
+        if not (fast.fast_path(module) and module is tail[0] and all(m.batched for m in tail)):
             return self.values(name, stack_at(self.targets[name], flat, delta))
         h = self.states[start][0]
-        z = self._tail_after(start, module.perturb(key, flat, delta, h), module.column(key, flat))
+        z = self._tail_after(start, fast.perturb(module, key, flat, delta, h), fast.column(module, key, flat))
         J = self.scale * self.loss.value(z, self.y)
         if self.l2:
             J = J + 0.5 * self.l2 * self._sum_sq_at(name, flat, delta)
@@ -113,8 +114,9 @@ class NetObjective:
             return model.forward(z, True, start=l + 1, skip=skip_next, module=1)
         return model.forward(out, True, start=l + 1, skip=skip_next)
 
-    def column_numeric(self, name: str, eps: float, one_sided: bool = False) -> np.ndarray | None:
-        """The numerical gradient of a whole dense W or b, from two evaluations per output column.
+    def column_numeric(self, name: str, eps: float, one_sided: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+        """The numerical gradient of a whole dense W or b, from two evaluations per output column, and its
+        bound per entry.
 
         W[i, j] and b[j] move only column j of z = x W + b, by eps x[:, i] and eps. When every
         sample's loss depends on its own row only (no batch norm in training mode) and the tail
@@ -122,9 +124,12 @@ class NetObjective:
         dJ/db[j] = sum_n D[n, j] exactly as entry-by-entry differences of J would, and
         dJ/dW[i, j] = sum_n x[n, i] D[n, j] up to O(eps^2), the centred difference's own
         truncation error. None where that does not hold: use the entries.
+
+        The bound: the per-sample losses' measured round-off over the step, and what rounding z + eps
+        to floats moves each D by (spacing(z) / 2 over eps), summed over the samples with |x[n, i]|.
         """
         module, key = self.owner.get(name, (None, None))
-        if not isinstance(module, Dense) or key not in ("W", "b"):
+        if not isinstance(module, Dense) or key not in ("W", "b") or not fast.fast_path(module):
             return None
         l = self.layer_of[name]
         tail = [m for layer in self.model.layers[l - 1:] for m in layer.modules]
@@ -134,7 +139,7 @@ class NetObjective:
         cols = np.arange(module.params["W"].shape[1])
         signs = (eps,) if one_sided else (eps, -eps)
         flat, delta = np.tile(cols, len(signs)), np.repeat(signs, len(cols))
-        terms = np.concatenate([self._sample_losses(l, module.shift(flat[c], delta[c], h), flat[c])
+        terms = np.concatenate([self._sample_losses(l, fast.shift(module, flat[c], delta[c], h), flat[c])
                                 for c in chunks(len(flat), max(1, CHUNK_ROWS // len(h)))])
         if one_sided:
             base = self.loss.terms(self.model.forward(self.x, True), self.y)
@@ -142,13 +147,20 @@ class NetObjective:
         else:
             D = (terms[: len(cols)] - terms[len(cols):]) / (2 * eps)
         D = self.scale * D.T / len(h)  # (N, D): sample n's share of dJ/dz[n, j]
+        z = self._dense_out(l)
+        ladder = _ladder(eps)
+        probe = np.full(len(ladder), len(cols) // 2)
+        sigma = noise(self._sample_losses(l, fast.shift(module, probe, ladder, h), probe).T, z.dtype)
+        per_sample = SAFETY * self.scale * sigma / eps / len(h)  # round-off of (t+ - t-) / (2 eps N), 3 sigma
+        rounding = np.abs(D) * np.spacing(np.abs(z)).astype(np.float64) / eps  # (N, D)
+        slack = per_sample + rounding
         if key == "b":
-            return D.sum(axis=0)
-        numeric = h.T @ D
+            return D.sum(axis=0), slack.sum(axis=0)
+        numeric, bound = h.T @ D, np.abs(h).T @ slack
         if self.l2 and l2_applies(name):  # the penalty, centred: l2/2 ((w + eps)^2 - (w - eps)^2) / (2 eps)
             W = module.params["W"]
             numeric = numeric + 0.5 * self.l2 * ((W + eps) ** 2 - (W - eps) ** 2) / (2 * eps)
-        return numeric
+        return numeric, bound
 
     def _sample_losses(self, l: int, dense_out: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Per-sample losses (K, N) of K copies whose layer-l dense outputs are ``dense_out``."""
@@ -200,18 +212,23 @@ class NetObjective:
         return total - self.sq[name] + np.sum(stack * stack, axis=tuple(range(1, stack.ndim)))
 
 
+def module_label(module: Module, layer: int | None) -> str:
+    """A module's name in messages: its own, or its class and layer (``laststep2``) when it has none."""
+    return module.name or f"{type(module).__name__.lower()}{layer if layer is not None else ''}"
+
+
 class ModuleObjective:
     """A module alone: J = sum(forward(x) * r) for a fixed random r, so dJ/dout = r."""
 
     def __init__(self, module: Module, x: np.ndarray, rng: np.random.Generator, layer: int | None = None):
         self.module, self.x, self.layer_index = module, x, layer
+        self.name = module_label(module, layer)
         self.r = rng.standard_normal(module.forward(x, True).shape)
         self.kink = module.kinks
 
     @property
     def targets(self) -> dict[str, np.ndarray]:
-        return {**{f"{self.module.name}.{k}": v for k, v in self.module.params.items()},
-                f"{self.module.name}.input": self.x}
+        return {**{f"{self.name}.{k}": v for k, v in self.module.params.items()}, f"{self.name}.input": self.x}
 
     def layer(self, name: str) -> int | None:
         return self.layer_index
@@ -221,8 +238,8 @@ class ModuleObjective:
         self.J = float(np.sum(out * self.r))
         dx = self.module.backward(self.r.copy())
         self.mask = self.module.mask.copy() if self.kink else None
-        grads = {f"{self.module.name}.{k}": g.copy() for k, g in self.module.grads.items()}
-        grads[f"{self.module.name}.input"] = dx
+        grads = {f"{self.name}.{k}": g.copy() for k, g in self.module.grads.items()}
+        grads[f"{self.name}.input"] = dx
         return grads
 
     def values(self, name: str, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,14 +247,14 @@ class ModuleObjective:
             pairs = [self._one(name, s) for s in stack]
             return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
         out = self._forward(name, stack, batched=True)
-        J = np.sum(out * self.r, axis=(-2, -1))
+        J = np.sum(out * self.r, axis=tuple(range(1, out.ndim)))
         return J, self._kinked(len(stack))
 
     def values_at(self, name: str, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        key = name.split(".", 1)[1]
-        if not hasattr(self.module, "perturb"):
+        key = name.rsplit(".", 1)[1]
+        if not fast.fast_path(self.module):
             return self.values(name, stack_at(self.targets[name], flat, delta))
-        out = self.module.perturb(key, flat, delta, self.x)
+        out = fast.perturb(self.module, key, flat, delta, self.x)
         return np.sum(out * self.r, axis=(-2, -1)), self._kinked(len(flat))
 
     def _one(self, name, value):
@@ -247,7 +264,7 @@ class ModuleObjective:
     def _forward(self, name: str, stack: np.ndarray, batched: bool) -> np.ndarray:
         if name.endswith(".input"):
             return self.module.forward(stack, True)
-        key = name.split(".", 1)[1]
+        key = name.rsplit(".", 1)[1]
         saved = self.module.params[key]
         self.module.params[key] = _batched(stack) if batched else stack
         try:
@@ -260,6 +277,30 @@ class ModuleObjective:
             return np.zeros(k, dtype=bool)
         changed = self.module.mask != self.mask
         return changed.reshape(k, -1).any(axis=1) if changed.ndim == 3 else np.full(k, changed.any())
+
+
+class LossObjective:
+    """The loss alone, as a function of the logits z at theta: J(z) = scale * loss(z, y); its analytic
+    gradient is the loss's backward. Names the loss when its backward is wrong."""
+
+    def __init__(self, loss: Loss, z: np.ndarray, y: np.ndarray, scale: float = 1.0):
+        self.loss, self.z, self.y, self.scale = loss, z, y, scale
+        self.name = f"loss({loss.name})" if loss.name else "loss"
+        self.x = z  # chunk sizes count its rows
+
+    @property
+    def targets(self) -> dict[str, np.ndarray]:
+        return {f"{self.name}.input": self.z}
+
+    def layer(self, name: str) -> int | None:
+        return None
+
+    def analytic(self) -> dict[str, np.ndarray]:
+        self.J = self.scale * float(self.loss.forward(self.z, self.y))
+        return {f"{self.name}.input": self.scale * np.array(self.loss.backward(), dtype=self.z.dtype)}
+
+    def values(self, name: str, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.scale * np.asarray(self.loss.value(stack, self.y)), np.zeros(len(stack), dtype=bool)
 
 
 def freeze(model: MLP, x: np.ndarray) -> bool:

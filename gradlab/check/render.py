@@ -12,21 +12,22 @@ WIDE = 130  # narrower terminals get the essential columns; --json and --csv hav
 
 
 def tensor_table(title: str, results) -> Table:
-    """Per tensor: shape, entries checked, largest values, relative error, tier, kinks, worst entry."""
+    """Per tensor: shape, entries checked, largest values, relative error (norm and CS231n's element-wise
+    maximum), its bound, tier and verdict, kinks, worst entry."""
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     wide = out.width >= WIDE
-    cols = ["tensor", "layer", "shape", "checked", "max|analytic|", "max|numeric|", "rel error", "tier", "kinks",
-            "worst entry: analytic, numeric"]
+    cols = ["tensor", "layer", "shape", "checked", "max|analytic|", "rel error", "max rel", "bound", "tier",
+            "kinks", "worst entry: analytic, numeric"]
     if not wide:
-        cols = ["tensor", "layer", "checked", "rel error", "tier", "kinks"]
+        cols = ["tensor", "layer", "checked", "rel error", "max rel", "bound", "tier", "kinks"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("tensor", "tier", cols[-1]) else "right", no_wrap=True)
     for t in results:
-        mark = " (unresolved)" if t.unresolved else ("" if t.passed else " FAIL")
         cells = {
             "tensor": t.name, "layer": str(t.layer or ""), "shape": "x".join(map(str, t.shape)),
-            "checked": str(t.checked), "max|analytic|": f"{t.max_analytic:.2e}", "max|numeric|": f"{t.max_numeric:.2e}",
-            "rel error": f"{t.rel_error:.1e}", "tier": f"[{TIER_STYLE[t.tier]}]{t.tier}{mark}[/]",
+            "checked": str(t.checked), "max|analytic|": f"{t.max_analytic:.2e}",
+            "rel error": f"{t.rel_error:.1e}", "max rel": f"{t.max_rel_error:.1e}", "bound": f"{t.bound:.1e}",
+            "tier": f"[{TIER_STYLE[t.tier]}]{t.tier}{mark(t)}[/]",
             "kinks": f"{t.kinks}" + (f" ({t.kink_failures} bad)" if t.kink_failures else ""),
             "worst entry: analytic, numeric": f"[{t.worst_index}] {t.worst_analytic:.4g}, {t.worst_numeric:.4g}",
         }
@@ -34,14 +35,23 @@ def tensor_table(title: str, results) -> Table:
     return table
 
 
+def mark(t) -> str:
+    """What the tier cell adds: FAIL, unresolved, or why a tensor above its tier passes."""
+    if t.verdict == "fail":
+        return " FAIL"
+    if t.verdict == "unresolved":
+        return " (covered alone)" if t.covered else " UNRESOLVED"
+    return " (explained)" if t.explained else ""
+
+
 def render_check(report, studies: dict) -> None:
-    out.print(tensor_table(f"Whole network ({report.mode}, eps {report.eps:g}, {report.dtype})", report.tensors))
-    bad_layers = [t for t in report.layers if not t.passed]
+    out.print(tensor_table(f"Whole network ({report.mode}, eps {report.eps:g} relative, {report.dtype})", report.tensors))
+    bad_layers = [t for t in report.layers if t.verdict != "pass"]
     if bad_layers:
-        out.print(tensor_table("Each layer alone: the ones that fail", bad_layers))
+        out.print(tensor_table("Each layer alone (and the loss): the ones that do not pass", bad_layers))
     else:
-        out.print(f"Each layer alone: all {len(report.layers)} tensors pass "
-                  f"(worst rel error {max(t.rel_error for t in report.layers):.2e}).")
+        out.print(f"Each layer alone, and the loss: all {len(report.layers)} tensors pass "
+                  f"(worst rel error {max((t.rel_error for t in report.layers), default=0.0):.2e}).")
     if studies.get("taylor"):
         t = Table(title="Taylor test: |J(theta + h v) - J(theta) - h v.g| should shrink as h^2 (rate 2)")
         t.add_column("tensor")
@@ -60,21 +70,20 @@ def render_check(report, studies: dict) -> None:
         err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     for n in report.notes:
         out.print(f"note: {n}", highlight=False, soft_wrap=True)
-    if report.passed:
-        out.print(f"[green]PASS[/]: every tensor passes; overall relative error {report.rel_error:.2e} "
-                  f"({report.tier}), {report.n_params} parameters, {report.seconds:.2f} s", soft_wrap=True)
-    else:
+    if report.failed:
         out.print(f"[bold red]FAIL[/]: {verdict(report)}", soft_wrap=True, highlight=False)
+    elif report.unresolved:
+        names = ", ".join(t.name for t in report.unresolved[:8])
+        out.print(f"[bold yellow]UNRESOLVED[/] (exit 3): nothing fails, but the bound of {names} cannot tell a "
+                  "right gradient from a wrong one; see the cure above", soft_wrap=True, highlight=False)
+    else:
+        out.print(f"[green]PASS[/]: every tensor passes; overall relative error {report.rel_error:.2e} "
+                  f"({report.tier}), CS231n's element-wise max {report.max_rel_error:.2e}, {report.n_params} "
+                  f"parameters, {report.seconds:.2f} s", soft_wrap=True)
 
 
 def verdict(report) -> str:
-    """Name the modules whose own backward is wrong first; then what fails end to end."""
-    modules = list(dict.fromkeys(t.name.split(".")[0] for t in report.layers if not t.passed))
-    ends = [t for t in report.tensors if not t.passed]
-    parts = []
-    if modules:
-        parts.append(f"the backward of {', '.join(modules)} is wrong (checked alone)")
-    if ends:
-        shown = ", ".join(f"{t.name} ({t.tier})" for t in ends[:8]) + (" ..." if len(ends) > 8 else "")
-        parts.append(f"end to end {len(ends)} tensor(s) fail: {shown}")
-    return "; ".join(parts)
+    """Name the culprit: the loss, then the modules whose own backward is wrong, then what fails end to end."""
+    from .runner import culprit
+
+    return culprit(report)

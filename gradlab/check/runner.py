@@ -9,8 +9,14 @@ import numpy as np
 
 from ..nn import Dropout, MLP
 from .differences import Entries, Entry, check_directions, check_entries, entry_indices, eps_sweep, taylor_test
-from .grading import TensorResult, grade, overall, resolution, tier, TINY
-from .objectives import ModuleObjective, NetObjective
+from .grading import (KINK_LIMIT, RESOLVE, SMOOTH_LIMIT, TensorResult, grade, max_rel_error, overall, tier)
+from .objectives import LossObjective, ModuleObjective, NetObjective, module_label
+
+EXIT_PASS, EXIT_FAIL, EXIT_UNRESOLVED = 0, 1, 3  # 2 is bad input (every command)
+DEFAULT_EPS = {"float64": 1e-5, "float32": 5e-3}  # about u^(1/3): truncation h^2 and round-off u/h balance
+MAX_EPS = 1e-2  # relative steps beyond this are left to the user: truncation takes over
+RETRY = 100.0  # an unresolved tensor whose bound is round-off is retried once at 100x the step
+
 
 @dataclass
 class CheckReport:
@@ -19,7 +25,7 @@ class CheckReport:
     dtype: str
     n_params: int
     tensors: list[TensorResult]  # the whole network, each parameter and the input
-    layers: list[TensorResult]  # each module alone: its input and parameters
+    layers: list[TensorResult]  # each module alone: its input and parameters; and the loss alone
     rel_error: float  # over every smooth entry of the whole network
     tier: str
     has_kinks: bool
@@ -28,10 +34,23 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)
     blocks: list[Entries] = field(default_factory=list, repr=False)
     seconds: float = 0.0
+    max_rel_error: float = 0.0  # CS231n's element-wise rel_error over every smooth entry of the whole network
 
     @property
     def failed(self) -> list[TensorResult]:
-        return [t for t in self.tensors + self.layers if not t.passed]
+        return [t for t in self.tensors + self.layers if t.verdict == "fail"]
+
+    @property
+    def unresolved(self) -> list[TensorResult]:
+        """Tensors that neither pass nor fail: not covered by the checks alone either."""
+        return [t for t in self.tensors + self.layers if t.verdict == "unresolved" and not t.covered]
+
+    @property
+    def exit_code(self) -> int:
+        """0 every tensor passes; 1 any fails; 3 none fails but some cannot be resolved."""
+        if self.failed:
+            return EXIT_FAIL
+        return EXIT_UNRESOLVED if self.unresolved else EXIT_PASS
 
     @property
     def entries(self) -> list[Entry]:
@@ -39,21 +58,111 @@ class CheckReport:
         return [row for b in self.blocks for row in b.rows()]
 
 
+def step_of(arr: np.ndarray, eps: float) -> float:
+    """The step for a tensor: eps relative to its scale, eps * max(1, rms): an input of 1e8 is moved by
+    about 1e3, never by less than its floats can show."""
+    rms = float(np.sqrt(np.mean(np.square(arr, dtype=np.float64)))) if arr.size else 0.0
+    return float(eps * max(1.0, rms)) if np.isfinite(rms) else float(eps)
+
+
+def _differences(obj, name, g, how, h, seed, one_sided):
+    mode, count = how
+    if mode == "directional":
+        return check_directions(obj, name, g, count, h, np.random.default_rng(seed), one_sided)
+    idx = entry_indices(g.shape, "sample" if mode == "sample" else "full", count, np.random.default_rng(seed))
+    return check_entries(obj, name, g, idx, h, one_sided)
+
+
+def check_tensor(obj, name: str, g: np.ndarray, how: tuple, eps: float, seed: int, one_sided: bool = False,
+                 limit: float = SMOOTH_LIMIT, adapt: bool = False) -> tuple[TensorResult, Entries]:
+    """One tensor: differences at h = eps * scale, graded; a tensor that does not pass at once gets the
+    truncation error (from a second step, 2h) in its bound and is graded again; with ``adapt`` an unresolved
+    one whose bound is round-off is tried once more at a 100x larger step."""
+    arr = obj.targets[name]
+    h = step_of(arr, eps)
+    result, e = _graded(obj, name, g, how, h, seed, one_sided, limit)
+    hopeful = result.bound / RETRY <= RESOLVE and eps * RETRY <= MAX_EPS  # round-off shrinks as 1 / h
+    if result.verdict == "unresolved" and adapt and hopeful and _round_off_bound(e):
+        retry, e2 = _graded(obj, name, g, how, h * RETRY, seed, one_sided, limit)
+        if retry.verdict != "unresolved" or retry.bound < result.bound:
+            result, e = retry, e2
+    if result.verdict == "unresolved":
+        result.cure = cure(result, e, eps, obj)
+    return result, e
+
+
+KINK_STEPS = (1e-2, 1e-4)  # an entry that crossed a kink is tried again at these fractions of its step
+
+
+def _graded(obj, name, g, how, h, seed, one_sided, limit):
+    e = _differences(obj, name, g, how, h, seed, one_sided)
+    if not e.directional:
+        rekink(obj, name, g, e, h, one_sided)
+    result = grade(name, obj.layer(name), g.shape, e, limit, step=h)
+    if result.verdict != "pass" and not result.kink_failures:
+        e2 = _differences(obj, name, g, how, 2 * h, seed, one_sided)  # Richardson: n(2h) - n(h) = 3 C h^2
+        e.truncation = np.abs(e2.numeric - e.numeric)
+        e.truncation[e.kink | e2.kink] = 0.0
+        e.bound = e.bound + e.truncation
+        result = grade(name, obj.layer(name), g.shape, e, limit, step=h)
+    return result, e
+
+
+def rekink(obj, name: str, g: np.ndarray, e: Entries, h: float, one_sided: bool) -> None:
+    """Entries that crossed a kink, differenced again at smaller steps: one that no longer crosses is graded
+    as a smooth entry (its analytic value is the slope of the piece theta lies on); what still crosses at
+    the smallest step is left to the subgradient test."""
+    for fraction in KINK_STEPS:
+        where = np.flatnonzero(e.kink)
+        if not len(where):
+            return
+        again = check_entries(obj, name, g, e.index[where], h * fraction, one_sided)
+        for key in ("numeric", "kink", "left", "right", "bound", "step"):
+            getattr(e, key)[where] = getattr(again, key)
+        e.restepped[where] = ~again.kink
+
+
+def _round_off_bound(e: Entries) -> bool:
+    """Whether the bound is mostly round-off (a larger step shrinks it) rather than truncation."""
+    return float(np.sum(e.truncation ** 2)) < 0.25 * float(np.sum(e.bound ** 2))
+
+
+def cure(result: TensorResult, e: Entries, eps: float, obj) -> str:
+    """What resolves an unresolved tensor, of the cures that work: float64, a larger step; a loss scale
+    never does (it multiplies J's round-off as much as J)."""
+    dtype = obj.targets[result.name].dtype
+    if dtype != np.float64:
+        return "check in float64 (--dtype float64): its round-off is 5e8 times smaller"
+    if not _round_off_bound(e):
+        return f"a smaller step (--eps {eps / 10:g}): the bound is truncation error"
+    need = result.bound / (0.1 * RESOLVE)  # the step factor that brings the round-off part under RESOLVE / 10
+    factor = 10.0 ** math.ceil(math.log10(need)) if need > 1 else 10.0
+    if eps * factor <= MAX_EPS:
+        return f"a larger step (--eps {eps * factor:g}): the bound is J's round-off over the step"
+    return ("none by differences of J: its gradient is below what J's round-off lets a difference show at any "
+            "step; the modules it passes through are checked alone")
+
+
 def run_check(obj, names: list[str], mode: str, eps: float, rng: np.random.Generator, samples: int = 10,
-              directions: int = 4, one_sided: bool = False, strict_smooth: bool = False) -> tuple[list[TensorResult], list[Entries]]:
-    """Check the tensors ``names`` of an objective; returns their grades and their entries."""
+              directions: int = 4, one_sided: bool = False, strict_smooth: bool = False, kinks: bool = False,
+              strict: bool = False, adapt: bool = False,
+              plan: dict | None = None) -> tuple[list[TensorResult], list[Entries]]:
+    """Check the tensors ``names`` of an objective; returns their grades and their entries.
+
+    ``eps`` is relative (see ``step_of``); ``mode`` full | sample | directional, or a per-tensor ``plan``
+    {name: (mode, count)}. The tier's limit is 1e-7, or 1e-4 when ``kinks`` (unless ``strict``);
+    ``strict_smooth`` is the old name of ``not kinks``.
+    """
+    limit = KINK_LIMIT if kinks and not strict else SMOOTH_LIMIT
     grads = obj.analytic()
     results, blocks = [], []
+    count = {"directional": directions, "sample": samples, "full": 0}
     for name in names:
-        g = grads[name]
-        if mode == "directional":
-            e = check_directions(obj, name, g, directions, eps, rng, one_sided)
-        else:
-            e = check_entries(obj, name, g, entry_indices(g.shape, mode, samples, rng), eps, one_sided)
-        results.append(grade(name, obj.layer(name), g.shape, e, eps, strict_smooth, resolution(obj.J, eps, one_sided)))
+        how = (plan or {}).get(name, (mode, count.get(mode, 0)))
+        r, e = check_tensor(obj, name, grads[name], how, eps, int(rng.integers(2**31)), one_sided, limit, adapt)
+        results.append(r)
         blocks.append(e)
     return results, blocks
-
 
 
 def has_kinks(model: MLP) -> bool:
@@ -103,9 +212,13 @@ def prepare(config, source: str = "<config>", after_steps: int = 0) -> CheckSetu
     s = setup(config.model_copy(update={"train": train_cfg}), source)
     notes, warnings = [], []
     if cc.dtype == "float32":
-        warnings.append("checking in float32: with correct code the relative error can reach 1e-2 in single "
-                        "precision (CS231n's gradient-check notes); use check.dtype float64 unless you mean to "
-                        "test float32.")
+        warnings.append("checking in float32, where correct code can reach a relative error of 1e-2 (CS231n's "
+                        "gradient-check notes): every tensor is graded against float32's own bound (its round-off "
+                        "is 5e8 times float64's), so correct code passes and a wrong factor still fails, but "
+                        "smaller errors cannot be seen; check in float64 (the default) to see those.")
+    elif config.train.dtype != "float64":
+        notes.append(f"checked in float64 although train.dtype is {config.train.dtype}: the check's own dtype is "
+                     "check.dtype (--dtype float32 grades against float32's bound)")
     if after_steps:
         steps_cfg = s.config.model_copy(update={"train": train_cfg.model_copy(update={"steps": after_steps, "epochs": None})})
         result = fit(replace(s, config=steps_cfg))
@@ -132,12 +245,20 @@ def prepare(config, source: str = "<config>", after_steps: int = 0) -> CheckSetu
     if J1 != J2:
         raise ConfigError(f"{source}: the loss differs between two evaluations at the same parameters "
                           f"({J1!r} vs {J2!r}): something random is still on.")
-    notes.append(f"batch of {len(x)} training samples, eps {cc.eps:g}, {cc.dtype}, loss in training mode")
+    eps = eps_of(cc)
+    notes.append(f"batch of {len(x)} training samples, {cc.dtype}, loss in training mode; eps {eps:g} relative: "
+                 "each tensor moves by h = eps * max(1, rms(tensor))")
     return CheckSetup(model, obj, notes, warnings)
 
 
+def eps_of(cc) -> float:
+    """The relative step: check.eps, or the default for the check's dtype."""
+    return cc.eps if cc.eps is not None else DEFAULT_EPS[cc.dtype]
+
+
 def check(config, source: str = "<config>", after_steps: int = 0, one_sided: bool = False) -> CheckReport:
-    """Check every parameter and the input end to end, and every module alone; grade by the tiers."""
+    """Check every parameter and the input end to end, every module alone and the loss alone; grade each
+    tensor against its tier and its bound."""
     import time
 
     t0 = time.perf_counter()
@@ -152,29 +273,160 @@ def _check(config, source: str, after_steps: int, one_sided: bool) -> CheckRepor
     cs = prepare(config, source, after_steps)
     model, obj = cs.model, cs.objective
     rng = np.random.default_rng(config.seed)
+    kinks = has_kinks(model)
+    eps = eps_of(cc)
     mode = cc.mode if cc.mode != "auto" else ("full" if n_params(model) <= AUTO_FULL_LIMIT else "sample")
-    strict_smooth = cc.strict and not has_kinks(model)
-    kw = dict(mode=mode, eps=cc.eps, rng=rng, samples=cc.samples, directions=cc.directions,
-              one_sided=one_sided, strict_smooth=strict_smooth)
-    layers = check_modules(model, obj.x, rng, kw)
-    tensors, blocks = run_check(obj, [*model.params, "input"], **kw)
-    err = overall(blocks)
-    report = CheckReport(mode=mode, eps=cc.eps, dtype=cc.dtype, n_params=n_params(model), tensors=tensors,
-                         layers=layers, rel_error=err, tier=tier(err), has_kinks=has_kinks(model), passed=True,
-                         warnings=cs.warnings, notes=cs.notes, blocks=blocks)
-    report.passed = not report.failed
-    report.warnings += tiny_warnings(tensors + layers)
-    smooth_acceptable = [t.name for t in tensors + layers if t.tier == "acceptable" and not report.has_kinks]
-    if smooth_acceptable:
-        report.notes.append(f"'acceptable' ({listed(smooth_acceptable)}) is too high for a net without kinks "
-                            "(CS231n's gradient-check notes): expect below 1e-7; --strict fails it unless round-off "
-                            "explains it")
-    if model.depth >= 10 and report.tier in ("acceptable", "uncomfortable"):
-        report.notes.append(f"a {model.depth}-layer net accumulates rounding error end to end "
-                            "(CS231n's gradient-check notes); every "
-                            "layer is also checked alone, so a wrong layer is still named")
-    report.warnings += coarse_warnings(obj.targets, cc.eps)
+    kw = dict(mode=mode, eps=eps, rng=rng, samples=cc.samples, directions=cc.directions, one_sided=one_sided,
+              kinks=kinks, strict=cc.strict, adapt=cc.eps is None)
+    sampled: list[str] = []
+    layers = check_modules(model, obj.x, rng, kw, auto=cc.mode == "auto", sampled=sampled)
+    names = [*model.params, "input"]
+    base = (mode, cc.samples if mode == "sample" else 0)
+    plan = auto_plan(obj, names, model, sampled, base) if cc.mode == "auto" else None
+    layers += check_loss(model, obj, rng, kw)
+    tensors, blocks = run_check(obj, names, plan=plan, **kw)
+    smooth = [b for b in blocks]
+    err = overall(smooth)
+    a = np.concatenate([b.analytic[~b.kink] for b in blocks]) if blocks else np.zeros(0)
+    n = np.concatenate([b.numeric[~b.kink] for b in blocks]) if blocks else np.zeros(0)
+    report = CheckReport(mode=mode if not sampled else "auto", eps=eps, dtype=cc.dtype, n_params=n_params(model),
+                         tensors=tensors, layers=layers, rel_error=err, tier=tier(err), has_kinks=kinks, passed=True,
+                         warnings=cs.warnings, notes=cs.notes, blocks=blocks, max_rel_error=max_rel_error(a, n))
+    cover(report, model)
+    report.passed = report.exit_code == EXIT_PASS
+    report.notes += verdict_notes(report, kinks, cc.strict, sampled)
+    report.warnings += unresolved_warnings(report)
     return report
+
+
+AUTO_FLOPS = 2e10  # mode auto: what the whole network's differences may cost, some seconds of NumPy
+ELEMENTWISE = 100.0  # an elementwise pass over an output costs about as much as this many flops of a product
+
+
+def module_flops(m, width: int) -> float:
+    """Work of one row (one sample, one time step) through a module with ``width`` outputs: its products and
+    its elementwise passes, which cost far more per operation than a matrix product does."""
+    P = sum(int(np.prod(p.shape)) for p in m.params.values())
+    return 2.0 * P + ELEMENTWISE * width
+
+
+def tail_flops(model: MLP, start: int) -> float:
+    """Work of one row through layers ``start``.. of the net."""
+    return sum(module_flops(m, model.outputs[l].shape[-1]) for l in range(start, len(model.layers) + 1)
+               for m in model.layers[l - 1].modules)
+
+
+def auto_plan(obj, names: list[str], model: MLP, sampled: list[str], base: tuple) -> dict:
+    """Mode auto, per tensor: every entry while the whole check costs less than AUTO_FLOPS; beyond it, every
+    tensor is sampled in proportion (each entry costs a pass of the layers above it, over every sample and
+    time step), never fewer than 10 entries."""
+    rows = obj.x.shape[0] * (obj.x.shape[1] if obj.x.ndim == 3 else 1)
+    model.forward(obj.x, True)
+    costs = {}
+    for name in names:
+        start = 1 if name == "input" else model.param_layer[name]
+        costs[name] = 2 * _copies(obj, name) * rows * tail_flops(model, start)
+    return _budget(costs, {k: obj.targets[k].size for k in names}, AUTO_FLOPS, sampled, base)
+
+
+def _copies(obj, name: str) -> int:
+    """Perturbed copies per sign: one per entry, or one per output column on a dense layer's column path."""
+    module, key = getattr(obj, "owner", {}).get(name, (None, None))
+    if module is not None and key in ("W", "b") and hasattr(obj, "column_numeric"):
+        l = obj.layer_of[name]
+        tail = [m for layer in obj.model.layers[l - 1:] for m in layer.modules]
+        if module is tail[0] and all(m.batched and not m.kinks and not m.couples_samples for m in tail):
+            return int(module.params["W"].shape[1])
+    return int(obj.targets[name].size)
+
+
+def _budget(costs: dict, sizes: dict, budget: float, sampled: list[str], base: tuple) -> dict:
+    """Every entry within ``budget``; beyond it each tensor sampled in proportion, at least 10 entries."""
+    plan = {k: base for k in costs}
+    total = sum(costs.values())
+    if base[0] != "full" or total <= budget:
+        return plan
+    for k in costs:
+        count = int(max(10, sizes[k] * budget / total))
+        if count < sizes[k]:
+            plan[k] = ("sample", count)
+            sampled.append(f"{k} ({count} of {sizes[k]} entries)")
+    return plan
+
+
+def check_modules(model: MLP, x: np.ndarray, rng: np.random.Generator, kw: dict, auto: bool = False,
+                  sampled: list[str] | None = None) -> list[TensorResult]:
+    """Each module alone on the input it sees at theta: names the layer whose backward is wrong,
+    even one without parameters of its own."""
+    model.forward(x, True)
+    inputs = [(l, m, layer.inputs[i]) for l, layer in enumerate(model.layers, 1) for i, m in enumerate(layer.modules)]
+    base = (kw["mode"], kw["samples"] if kw["mode"] == "sample" else 0)
+    results = []
+    for l, m, inp in inputs:
+        obj = ModuleObjective(m, inp, rng, l)
+        names = list(obj.targets)
+        plan = None
+        if auto:
+            rows = inp.shape[0] * (inp.shape[1] if inp.ndim == 3 else 1)
+            out = m.forward(inp, True)
+            costs = {k: 2 * obj.targets[k].size * rows * module_flops(m, out.shape[-1]) for k in names}
+            sizes = {k: obj.targets[k].size for k in names}
+            plan = _budget(costs, sizes, AUTO_FLOPS / 4, sampled if sampled is not None else [], base)
+        results.extend(run_check(obj, names, plan=plan, **kw)[0])
+    return results
+
+
+def check_loss(model: MLP, obj: NetObjective, rng: np.random.Generator, kw: dict) -> list[TensorResult]:
+    """The loss alone at the logits of theta: names the loss when its backward is wrong."""
+    z = model.forward(obj.x, True)
+    lo = LossObjective(obj.loss, z, obj.y, obj.scale)
+    return run_check(lo, list(lo.targets), **{**kw, "kinks": False})[0]
+
+
+def cover(report: CheckReport, model: MLP) -> None:
+    """A tensor unresolved end to end is covered when every module its gradient passes through (its layer and
+    those above) and the loss pass alone, resolved: the chain rule composes them, and the resolved tensors
+    above it check the composition."""
+    alone = {}
+    for t in report.layers:
+        alone.setdefault(t.layer, []).append(t)
+    loss_ok = all(t.verdict == "pass" for t in report.layers if t.layer is None)
+    wired = any(t.verdict == "pass" and not t.explained for t in report.tensors)
+    for t in report.tensors:
+        if t.verdict != "unresolved":
+            continue
+        start = t.layer or 1
+        path = [r for l, rs in alone.items() if l is not None and l >= start for r in rs]
+        t.covered = bool(loss_ok and wired and path and all(r.verdict == "pass" for r in path))
+
+
+def verdict_notes(report: CheckReport, kinks: bool, strict: bool, sampled: list[str]) -> list[str]:
+    notes = []
+    if kinks and not strict:
+        notes.append("tiers: the net has kinks, so 'acceptable' (below 1e-4) passes (CS231n's gradient-check "
+                     "notes); --strict holds it to 1e-7 like a net without kinks")
+    else:
+        notes.append("tiers: above 1e-7 a tensor fails unless the bound (round-off and truncation) explains it "
+                     "(CS231n's gradient-check notes: without kinks, expect below 1e-7)")
+    explained = [t.name for t in report.tensors + report.layers if t.explained]
+    if explained:
+        notes.append(f"above the tier but explained by the bound, and resolved: {listed(explained)}")
+    covered = [t.name for t in report.tensors if t.covered]
+    if covered:
+        notes.append(f"below what differences of J can resolve end to end: {listed(covered)}; every module their "
+                     "gradient passes through, and the loss, pass alone, so they pass")
+    if sampled:
+        notes.append(f"auto mode sampled the tensors whose entries cost most (each a pass of the layers above "
+                     f"it over every sample and time step): {listed(sampled)}; --mode full checks every entry")
+    return notes
+
+
+def unresolved_warnings(report: CheckReport) -> list[str]:
+    out = []
+    for t in report.unresolved:
+        out.append(f"unresolved: {t.name} (rel error {t.rel_error:.1e}, bound {t.bound:.1e}): the bound cannot "
+                   f"tell a right gradient from a wrong one; cure: {t.cure}")
+    return out
 
 
 def coarse_warnings(targets: dict[str, np.ndarray], eps: float) -> list[str]:
@@ -186,36 +438,13 @@ def coarse_warnings(targets: dict[str, np.ndarray], eps: float) -> list[str]:
             "rounds, so their numerical gradient is unreliable; use a larger check.eps or a smaller init"]
 
 
-def check_modules(model: MLP, x: np.ndarray, rng: np.random.Generator, kw: dict) -> list[TensorResult]:
-    """Each module alone on the input it sees at theta: names the layer whose backward is wrong,
-    even one without parameters of its own."""
-    model.forward(x, True)
-    inputs = [(l, m, layer.inputs[i]) for l, layer in enumerate(model.layers, 1) for i, m in enumerate(layer.modules)]
-    results = []
-    for l, m, inp in inputs:
-        obj = ModuleObjective(m, inp, rng, l)
-        names = list(obj.targets)
-        results.extend(run_check(obj, names, **kw)[0])
-    return results
-
-
 def listed(names: list[str]) -> str:
     return ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
 
 
 def tiny_warnings(results: list[TensorResult]) -> list[str]:
-    out = []
-    unresolved = [t.name for t in results if t.unresolved]
-    if unresolved:
-        out.append(f"unresolved: every gradient of {listed(unresolved)} is below what differences of the loss "
-                   "can resolve (its last bits over eps), so those tensors are judged by the checks of each "
-                   "layer alone; they pass here")
-    tiny = [t.name for t in results if t.tiny and not t.unresolved]
-    if not tiny:
-        return out
-    return out + [f"tiny gradients (|analytic| and |numeric| below {TINY:g}) in {listed(tiny)}"
-            f": floats are sparse there (CS231n's gradient-check notes); scale the loss up "
-            "with --loss-scale (e.g. 1e6) to bring them near 1"]
+    """Kept for callers: the bound now decides; nothing to warn about tiny values as such."""
+    return []
 
 
 def taylor(config, source: str = "<config>", after_steps: int = 0) -> list[dict]:
@@ -235,12 +464,13 @@ def report_dict(report: CheckReport) -> dict:
     """The summary as JSON-ready data (``gradlab check --json``)."""
     from dataclasses import asdict
 
-    keep = ("mode", "eps", "dtype", "n_params", "rel_error", "tier", "has_kinks", "passed", "warnings", "notes",
-            "seconds")
+    keep = ("mode", "eps", "dtype", "n_params", "rel_error", "max_rel_error", "tier", "has_kinks", "passed",
+            "exit_code", "warnings", "notes", "seconds")
     return {**{k: getattr(report, k) for k in keep},
             "tensors": [asdict(t) for t in report.tensors], "layers": [asdict(t) for t in report.layers],
-            "failed": [t.name for t in report.tensors if not t.passed],
-            "failed_alone": [t.name for t in report.layers if not t.passed]}
+            "failed": [t.name for t in report.tensors if t.verdict == "fail"],
+            "failed_alone": [t.name for t in report.layers if t.verdict == "fail"],
+            "unresolved": [t.name for t in report.unresolved], "culprit": culprit(report)}
 
 
 def write_entries(report: CheckReport, path) -> None:
@@ -249,7 +479,29 @@ def write_entries(report: CheckReport, path) -> None:
 
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["param", "index", "analytic", "numeric", "abs_diff", "rel_error", "kink"])
+        w.writerow(["param", "index", "analytic", "numeric", "abs_diff", "rel_error", "kink", "cs231n_rel_error",
+                    "bound", "step"])
         for e in report.entries:
             w.writerow([e.param, e.index, repr(e.analytic), repr(e.numeric), repr(e.abs_diff), repr(e.rel_error),
-                        int(e.kink)])
+                        int(e.kink), repr(e.cs231n_rel_error), repr(e.bound), repr(e.step)])
+
+
+def culprit(report: CheckReport) -> str:
+    """Who is wrong: the loss, or the modules that fail alone, first; then what fails end to end (which follows
+    from them, or, when every module passes alone, from the wiring between them)."""
+    ends = [t for t in report.tensors if t.verdict == "fail"]
+    shown = ", ".join(f"{t.name} ({t.tier})" for t in ends[:8]) + (" ..." if len(ends) > 8 else "")
+    loss = [t for t in report.layers if t.layer is None and t.verdict == "fail"]
+    modules = list(dict.fromkeys(t.name.rsplit(".", 1)[0] for t in report.layers
+                                 if t.verdict == "fail" and t.layer is not None))
+    parts = []
+    if loss:
+        parts.append(f"the loss's backward is wrong ({loss[0].name.split('.')[0]}, checked alone)")
+    if modules:
+        parts.append(f"the backward of {', '.join(modules)} is wrong (checked alone)")
+    if ends and parts:
+        parts.append(f"end to end {len(ends)} tensor(s) fail, as follows from it: {shown}")
+    elif ends:
+        parts.append(f"end to end {len(ends)} tensor(s) fail: {shown}; every module and the loss pass alone, "
+                     "so the error is in how the net joins them")
+    return "; ".join(parts)

@@ -42,34 +42,3 @@ class Dense(Module):
         if "b" in self.grads:
             dout.sum(axis=0, out=self.grads["b"])
         return dout @ self.params["W"].T
-
-    def perturb(self, key: str, flat: np.ndarray, delta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Outputs of K copies, copy k with ``params[key].flat[flat[k]] += delta[k]``: (K, N, fan_out).
-
-        One entry of W moves one output column by delta * x[:, i] (a rank-1 update), so a
-        gradient check need not multiply K perturbed matrices.
-        """
-        if key == "b":
-            return self.shift(flat, delta, x)
-        out = np.repeat(self.forward(x)[None], len(flat), axis=0)
-        k = np.arange(len(flat))
-        if key == "W":
-            i, j = np.unravel_index(flat, self.params["W"].shape)
-            out[k, :, j] += delta[:, None] * x[:, i].T
-        else:  # "input": x[n, i] moves row n by delta * W[i, :]
-            n, i = np.unravel_index(flat, x.shape)
-            out[k, n, :] += delta[:, None] * self.params["W"][i, :]
-        return out
-
-    def shift(self, cols: np.ndarray, delta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Outputs of K copies, copy k with output column ``cols[k]`` moved by ``delta[k]`` for every
-        sample (what moving b[cols[k]] does): (K, N, fan_out)."""
-        out = np.repeat(self.forward(x)[None], len(cols), axis=0)
-        out[np.arange(len(cols)), :, cols] += delta[:, None]
-        return out
-
-    def column(self, key: str, flat: np.ndarray) -> np.ndarray | None:
-        """The output column that entry ``flat`` of ``key`` moves (None: it moves a whole row)."""
-        if key == "W":
-            return flat % self.params["W"].shape[1]
-        return flat if key == "b" else None
