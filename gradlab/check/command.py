@@ -31,11 +31,15 @@ def check_command(
                                                                     "e.g. 4,5 (repeatable, in input order)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="FILE.py:NAME: seed of the random inputs "
                                                                    "(default 0); a config: its seed."),
-    mode: Optional[str] = typer.Option(None, help="full | sample | directional (default: full up to 100k parameters)."),
-    eps: Optional[float] = typer.Option(None, help="Centred-difference step (default 1e-7)."),
-    strict: bool = typer.Option(False, "--strict", help="Fail 'acceptable' too when the net has no kinks."),
-    dtype: Optional[str] = typer.Option(None, help="float64 (default) or float32 (warned)."),
-    loss_scale: Optional[float] = typer.Option(None, "--loss-scale", help="Multiply the loss (tiny gradients)."),
+    mode: Optional[str] = typer.Option(None, help="full | sample | directional (default auto: every entry, or a "
+                                                  "sample in proportion when that would take long)."),
+    eps: Optional[float] = typer.Option(None, help="Step relative to each tensor's scale, h = eps * max(1, rms) "
+                                                    "(default 1e-5; 5e-3 in float32)."),
+    strict: bool = typer.Option(False, "--strict", help="The 1e-7 tier for nets with kinks too."),
+    dtype: Optional[str] = typer.Option(None, help="float64 (default, whatever train.dtype is) or float32 "
+                                                   "(graded against float32's bound)."),
+    loss_scale: Optional[float] = typer.Option(None, "--loss-scale", help="Multiply the loss (and its round-off "
+                                                                          "alike: it resolves nothing)."),
     after_steps: int = typer.Option(0, "--after-steps", min=0, help="Train N steps first, then check."),
     one_sided: bool = typer.Option(False, "--one-sided", help="(J(theta+eps) - J(theta)) / eps instead of centred."),
     taylor: bool = typer.Option(False, "--taylor", help="Also run the step-size-free Taylor test."),
@@ -43,7 +47,8 @@ def check_command(
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one row per checked entry to FILE."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Check backprop against centred differences; exit 0 when every tensor passes, 1 when any fails."""
+    """Check backprop against centred differences; exit 0 when every tensor passes, 1 when any fails, 3 when
+    none fails but some cannot be resolved (the cure is printed)."""
     target = TARGET.fullmatch(str(config))
     if target:
         unused = {"--set": set_, "--dtype": dtype, "--loss-scale": loss_scale, "--after-steps": after_steps,
