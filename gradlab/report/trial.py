@@ -181,7 +181,8 @@ class TableWriter:
     def write(self) -> list[dict]:
         rows = sort_rows([row for t in self.trials if (row := self.row(t)) is not None])
         if rows:
-            write_csv(pd.DataFrame(rows, columns=list(COLUMNS)), self.result.table)
+            frame = pd.DataFrame(rows, columns=list(COLUMNS)).astype({"steps": "Int64", "diverged_at": "Int64"})
+            write_csv(frame, self.result.table)
         return rows
 
     def row(self, trial: Trial) -> dict | None:
