@@ -59,7 +59,7 @@ def test_run_folder_logs_time_gradients_and_gates(tmp_path):
     result = gradlab.train(cfg)
     run = tmp_path / result.run_dir.split("/")[-1]
     times = pd.read_csv(run / "time_grad_norms.csv")
-    assert list(times.columns) == ["step", "layer", "t", "lag", "grad_norm"]
+    assert list(times.columns) == ["step", "layer", "t", "lag", "grad_norm", "full_grad_norm"]
     assert sorted(times.step.unique()) == [0, 2, 3] and set(times.layer) == {1, 2}
     assert len(times) == 3 * 2 * 20 and (times.lag == 20 - times.t).all()
     gates = pd.read_csv(run / "gate_stats.csv")
