@@ -46,6 +46,21 @@ def dense_column(layer: Dense, key: str, flat: np.ndarray) -> np.ndarray | None:
     return flat if key == "b" else None
 
 
+def dense_moves(layer: Dense, key: str) -> str | None:
+    """What a step in ``key`` is added to: b to every row of z = x W + b, so b's step is taken relative to z's
+    scale (a b of 0 beside z of 1e16 moved by 1e-5 would not move z at all)."""
+    return "output" if key == "b" else None
+
+
+MOVES = {Dense: dense_moves}
+
+
+def moves(module, key: str) -> str | None:
+    """"output" when a step in ``key`` is added to the module's output as it is, else None."""
+    rule = MOVES.get(type(module))
+    return rule(module, key) if rule else None
+
+
 # layer type -> (perturb, shift, column); exact types only, so a subclass that changes forward is not assumed
 FAST = {Dense: (dense_perturb, dense_shift, dense_column)}
 

@@ -13,6 +13,10 @@ from ..nn.module import l2_applies
 from . import fast
 from .differences import CHUNK_ROWS, SAFETY, _ladder, chunks, noise, stack_at
 
+def _rms(arr: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(arr, dtype=np.float64)))) if arr.size else 0.0
+
+
 def _batched(stack: np.ndarray) -> np.ndarray:
     """K copies of a parameter, shaped to broadcast against (K, N, D) activations."""
     return stack[:, None, :] if stack.ndim == 2 else stack
@@ -55,6 +59,11 @@ class NetObjective:
         self.dense_out: dict[int, np.ndarray] = {}
         self.masks = {id(m): m.mask.copy() for _, m in self.kink_modules}
         self.sq = {k: float(np.vdot(W, W)) for k, W in self.model.params.items() if l2_applies(k)}
+        self.out_rms = {}  # the scale of what a step in a dense b moves: that module's output at theta
+        for layer in self.model.layers:
+            for m, inp in zip(layer.modules, layer.inputs):
+                if any(fast.moves(m, k) == "output" for k in m.params):
+                    self.out_rms[id(m)] = _rms(m.forward(inp, True))
 
     def values(self, name: str, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """J at K perturbed copies of one tensor, stack: (K, *shape) -> (J (K,), kink crossed (K,))."""
@@ -114,6 +123,16 @@ class NetObjective:
             return model.forward(z, True, start=l + 1, skip=skip_next, module=1)
         return model.forward(out, True, start=l + 1, skip=skip_next)
 
+    def scale_of(self, name: str) -> float:
+        """The scale a step in ``name`` is relative to: its own rms, or for a tensor added to a module's output
+        as it is (a dense b), the rms of that output too."""
+        arr = self.targets[name]
+        own = _rms(arr)
+        module, key = self.owner.get(name, (None, None))
+        if module is not None and fast.moves(module, key) == "output":
+            return max(own, self.out_rms.get(id(module), 0.0))
+        return own
+
     def column_numeric(self, name: str, eps: float, one_sided: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
         """The numerical gradient of a whole dense W or b, from two evaluations per output column, and its
         bound per entry.
@@ -137,6 +156,9 @@ class NetObjective:
             return None
         h = self.states[l][0]
         cols = np.arange(module.params["W"].shape[1])
+        w_step = eps
+        # the step in z: eps relative to z's scale (what moves), whatever the tensor's own scale
+        eps = eps / max(1.0, _rms(self.targets[name])) * max(1.0, _rms(self._dense_out(l)))
         signs = (eps,) if one_sided else (eps, -eps)
         flat, delta = np.tile(cols, len(signs)), np.repeat(signs, len(cols))
         terms = np.concatenate([self._sample_losses(l, fast.shift(module, flat[c], delta[c], h), flat[c])
@@ -159,7 +181,7 @@ class NetObjective:
         numeric, bound = h.T @ D, np.abs(h).T @ slack
         if self.l2 and l2_applies(name):  # the penalty, centred: l2/2 ((w + eps)^2 - (w - eps)^2) / (2 eps)
             W = module.params["W"]
-            numeric = numeric + 0.5 * self.l2 * ((W + eps) ** 2 - (W - eps) ** 2) / (2 * eps)
+            numeric = numeric + 0.5 * self.l2 * ((W + w_step) ** 2 - (W - w_step) ** 2) / (2 * w_step)
         return numeric, bound
 
     def _sample_losses(self, l: int, dense_out: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -232,6 +254,14 @@ class ModuleObjective:
 
     def layer(self, name: str) -> int | None:
         return self.layer_index
+
+    def scale_of(self, name: str) -> float:
+        """Its own rms, or for a tensor added to the output as it is (a dense b), the output's rms too."""
+        own = _rms(self.targets[name])
+        key = name.rsplit(".", 1)[1]
+        if key != "input" and fast.moves(self.module, key) == "output":
+            return max(own, _rms(self.module.forward(self.x, True)))
+        return own
 
     def analytic(self) -> dict[str, np.ndarray]:
         out = self.module.forward(self.x, True)

@@ -58,11 +58,13 @@ class CheckReport:
         return [row for b in self.blocks for row in b.rows()]
 
 
-def step_of(arr: np.ndarray, eps: float) -> float:
+def step_of(arr: np.ndarray, eps: float, scale: float | None = None) -> float:
     """The step for a tensor: eps relative to its scale, eps * max(1, rms): an input of 1e8 is moved by
-    about 1e3, never by less than its floats can show."""
-    rms = float(np.sqrt(np.mean(np.square(arr, dtype=np.float64)))) if arr.size else 0.0
-    return float(eps * max(1.0, rms)) if np.isfinite(rms) else float(eps)
+    about 1e3, never by less than its floats can show. ``scale`` replaces the rms where the objective knows
+    better (a dense b is added to z: its step is relative to z's scale)."""
+    if scale is None:
+        scale = float(np.sqrt(np.mean(np.square(arr, dtype=np.float64)))) if arr.size else 0.0
+    return float(eps * max(1.0, scale)) if np.isfinite(scale) else float(eps)
 
 
 def _differences(obj, name, g, how, h, seed, one_sided):
@@ -79,7 +81,7 @@ def check_tensor(obj, name: str, g: np.ndarray, how: tuple, eps: float, seed: in
     truncation error (from a second step, 2h) in its bound and is graded again; with ``adapt`` an unresolved
     one whose bound is round-off is tried once more at a 100x larger step."""
     arr = obj.targets[name]
-    h = step_of(arr, eps)
+    h = step_of(arr, eps, obj.scale_of(name) if hasattr(obj, "scale_of") else None)
     result, e = _graded(obj, name, g, how, h, seed, one_sided, limit)
     hopeful = result.bound / RETRY <= RESOLVE and eps * RETRY <= MAX_EPS  # round-off shrinks as 1 / h
     if result.verdict == "unresolved" and adapt and hopeful and _round_off_bound(e):
