@@ -332,3 +332,26 @@ def test_integer_inputs_are_passed_unchecked():
     ok = gradlab.check_function(embed_forward, embed_backward, [x, W])
     assert ok.passed and [t.name for t in ok.tensors] == ["embed.W"]
     assert names_failed(gradlab.check_function(embed_forward, embed_wrong_backward, [x, W])) == ["embed.W"]
+
+
+UNRESOLVABLE = """
+import numpy as np
+
+def big_forward(x, w):
+    '''out = (1e10 x, 1e-8 w): J's round-off (1e10 * 1e-16 over the step) dwarfs w's gradient, 1e-8 r.'''
+    return np.concatenate([1e10 * x, 1e-8 * w]), None
+
+def big_backward(dout, cache):
+    n = dout.shape[0] // 2
+    return 1e10 * dout[:n], 1e-8 * dout[n:]
+"""
+
+
+def test_a_gradient_below_what_j_can_resolve_is_unresolved_not_passed(tmp_path):
+    f = tmp_path / "big.py"
+    f.write_text(UNRESOLVABLE, encoding="utf-8")
+    report = check_file(f"{f}:big", [(3,), (3,)])
+    assert not report.failed and [t.name for t in report.unresolved] == ["big.w"]
+    assert report.exit_code == 3 and not report.passed
+    result = run(f"{f}:big", "--shape", "3", "--shape", "3")
+    assert result.exit_code == 3 and "UNRESOLVED" in result.stdout and "big.w" in result.stdout

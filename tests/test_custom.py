@@ -301,7 +301,7 @@ def test_resolved_layers_leave_out_depth_and_friends():
 
 def test_check_defaults():
     check = config_from_dict({"data": DATA, "model": {"depth": 1, "width": 2}}).check
-    assert check.model_dump() == {"batch": 8, "eps": 1e-7, "mode": "auto", "samples": 10, "directions": 4,
+    assert check.model_dump() == {"batch": 8, "eps": None, "mode": "auto", "samples": 10, "directions": 4,
                                   "dtype": "float64", "strict": False, "loss_scale": 1.0}
 
 

@@ -107,7 +107,7 @@ def _emit(report, studies: dict, csv_path: Path | None, as_json: bool, function:
         render_alone(report)
     else:
         render_check(report, studies)
-    raise typer.Exit(getattr(report, "exit_code", 0 if report.passed else 1))
+    raise typer.Exit(report.exit_code)
 
 
 def render_alone(report) -> None:
@@ -125,7 +125,6 @@ def render_alone(report) -> None:
         out.print(f"[bold red]FAIL[/]: the gradient backward returns for {wrong} is wrong", soft_wrap=True,
                   highlight=False)
     else:  # neither pass nor fail: the differences cannot tell at this step
-        open_ = "; ".join(f"{t.name}: {getattr(t, 'cure', '') or 'a larger --eps'}"
-                          for t in getattr(report, "unresolved", []))
+        open_ = "; ".join(f"{t.name}: {t.cure}" for t in report.unresolved)
         out.print(f"[yellow]UNRESOLVED[/]: differences cannot tell right from wrong here; what resolves it: {open_}",
                   soft_wrap=True, highlight=False)
