@@ -318,3 +318,27 @@ def test_a_non_finite_logged_figure_is_found_where_it_is():
     ]
     for bad, where in cases:
         assert nonfinite_in(bad) == where
+
+
+def test_a_logged_figure_that_is_not_finite_stops_the_run_as_diverged(tmp_path, monkeypatch):
+    """Loss and gradients finite, but a figure the step logs is NaN (here a gate mean, from step 3 on): the
+    run stops there, diverged, and says it was a logged statistic."""
+    import importlib
+
+    from gradlab.records import GateStat
+
+    T = importlib.import_module("gradlab.train")  # the module; gradlab.train is the function
+
+    real, calls = T.gate_stats, []
+
+    def gates(model):
+        calls.append(1)
+        return real(model) + ([GateStat(1, "f", float("nan"))] if len(calls) > 3 else [])
+
+    monkeypatch.setattr(T, "gate_stats", gates)
+    result = gradlab.train(config(tmp_path))
+    assert (result.status, result.diverged_at, result.diverged_where, result.steps) == ("diverged", 3, "statistics", 3)
+    assert result.diverged_layer == 1 and result.exit_code == 3
+    run = tmp_path / result.run_dir.split("/")[-1]
+    assert pd.read_csv(run / "metrics.csv").step.tolist() == [0, 1, 2, 3]
+    assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
