@@ -108,13 +108,14 @@ def test_each_trial_is_a_run_folder_and_the_table_is_on_disk(tried):
     assert sorted(summary.run) == sorted(p.name for p in result.dir.iterdir() if p.is_dir())
 
 
-def test_a_second_try_reuses_the_finished_trials_and_reruns_what_is_missing(tried):
+def test_a_second_try_reuses_the_finished_trials_and_reruns_what_changed(tried):
     run, first = tried
     again = try_remedies(run, workers=1, findings=FINDINGS)
     assert (again.ran, again.reused) == (0, 3)
     assert again.rows == first.rows
     (wild,) = [r for r in first.rows if r["remedy"] == f"--set {WILD}"]
-    shutil.rmtree(run / wild["run"])  # a trial lost (or never finished): only it runs again
+    written = run / wild["run"] / "config.yaml"  # a trial of another config (an older remedy): run again
+    written.write_text(written.read_text().replace("lr: 5.0", "lr: 4.0"))
     third = try_remedies(run, workers=1, findings=FINDINGS)
     assert (third.ran, third.reused) == (1, 2)
     assert third.rows == first.rows
