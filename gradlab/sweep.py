@@ -275,6 +275,17 @@ class LocalExecutor:
         self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 
+class InlineExecutor:
+    """Each run in this process, one after the other (the same files as from a worker)."""
+
+    def run(self, jobs: list[tuple[dict, str]]) -> Iterator[dict]:
+        for raw, label in jobs:
+            yield run_combo(raw, label)
+
+    def close(self, cancel: bool = False) -> None:
+        pass
+
+
 class DaskExecutor:
     """Each run is a task on a Dask cluster; each task returns its files (no shared disk needed)."""
 
@@ -404,7 +415,8 @@ class SweepResult:
 def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | None = None,
               scheduler: str | None = None, observers: list = (), reuse=None) -> SweepResult:
     """Run every combination not completed yet; write run folders, summary.csv and profile.csv.
-    ``reuse(folder, combo)`` says which existing run folders stand (default: those that completed)."""
+    ``reuse(folder, combo)`` says which existing run folders stand (default: those that completed);
+    ``workers=0`` runs them one after the other in this process (no process start-up: tests, debugging)."""
     from .train import new_run_dir
 
     out = Path(resume) if resume else new_run_dir(sweep.combos[0].config.log.out, sweep.name, sweep.source)
@@ -415,13 +427,14 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
     for obs in observers:
         if hasattr(obs, "on_start"):
             obs.on_start({"total": len(sweep.combos), "skipped": len(done), "dir": out,
-                          "workers": workers or os.cpu_count() or 1})
+                          "workers": max(workers, 1) if workers is not None else os.cpu_count() or 1})
     tables: dict[str, tuple] = {}
     status, ran, written = "completed", 0, 0.0
     executor = None
     try:
         if todo:
-            executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(workers or os.cpu_count() or 1)
+            executor = (DaskExecutor(scheduler) if scheduler else InlineExecutor() if workers == 0
+                        else LocalExecutor(workers or os.cpu_count() or 1))
             jobs = [(c.config.resolved(), c.label) for c in todo]
             values = {c.label: c.values for c in todo}
             for res in executor.run(jobs):

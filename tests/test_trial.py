@@ -42,7 +42,8 @@ def final_loss(*sets: str) -> float:
 
 @pytest.fixture(scope="module")
 def tried(tmp_path_factory):
-    """A tiny exploding run and its three remedies tried (one worker process)."""
+    """A tiny exploding run and its three remedies tried (in one worker process, as the command runs them;
+    the other tests run theirs in this process, workers=0, which gives the same files without start-up)."""
     run = tmp_path_factory.mktemp("trial") / "run"
     gradlab.train(gradlab.config_from_dict(TINY), run_dir=run)
     return run, try_remedies(run, workers=1, findings=FINDINGS)
@@ -110,13 +111,13 @@ def test_each_trial_is_a_run_folder_and_the_table_is_on_disk(tried):
 
 def test_a_second_try_reuses_the_finished_trials_and_reruns_what_changed(tried):
     run, first = tried
-    again = try_remedies(run, workers=1, findings=FINDINGS)
+    again = try_remedies(run, workers=0, findings=FINDINGS)  # 0: in this process, no start-up
     assert (again.ran, again.reused) == (0, 3)
     assert again.rows == first.rows
     (wild,) = [r for r in first.rows if r["remedy"] == f"--set {WILD}"]
     written = run / wild["run"] / "config.yaml"  # a trial of another config (an older remedy): run again
     written.write_text(written.read_text().replace("lr: 5.0", "lr: 4.0"))
-    third = try_remedies(run, workers=1, findings=FINDINGS)
+    third = try_remedies(run, workers=0, findings=FINDINGS)
     assert (third.ran, third.reused) == (1, 2)
     assert third.rows == first.rows
 
@@ -128,18 +129,18 @@ def test_an_interrupted_try_keeps_the_trials_that_finished(tmp_path):
 
     run = tmp_path / "run"
     gradlab.train(gradlab.config_from_dict(TINY), run_dir=run)
-    result = try_remedies(run, workers=1, findings=FINDINGS[:1], observers=[StopAfterOne()])
+    result = try_remedies(run, workers=0, findings=FINDINGS[:1], observers=[StopAfterOne()])
     assert result.status == "interrupted" and result.ran == 1
     table = pd.read_csv(run / "remedies.csv")  # written from what is on disk: the original and one trial
     assert len(table) == len(result.rows) == 2 and table.remedy[0] == "original"
-    resumed = try_remedies(run, workers=1, findings=FINDINGS[:1])
+    resumed = try_remedies(run, workers=0, findings=FINDINGS[:1])
     assert (resumed.status, resumed.ran, resumed.reused) == ("completed", 1, 1)
     assert len(resumed.rows) == 3
 
 
 def test_steps_runs_the_original_again_as_long_as_the_trials_and_bad_remedies_are_rows(tried):
     run, _ = tried
-    result = try_remedies(run, steps=12, workers=1, findings=ONE)
+    result = try_remedies(run, steps=12, workers=0, findings=ONE)
     assert result.dir == run / "try-12steps"
     assert [r["run"] for r in result.rows] == ["try-12steps/remedy=original", "try-12steps/remedy=train.clip=1.0", ""]
     invalid = result.rows[-1]  # a remedy the config does not take is a row that says why, not an error

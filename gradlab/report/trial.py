@@ -121,7 +121,8 @@ def try_remedies(path: str | Path, steps: int | None = None, workers: int | None
                  observers: list = (), findings: list[Finding] | None = None) -> TrialResult:
     """Run every remedy of the run folder's diagnosis (or of ``findings``) as a trial; write the table.
 
-    ``steps``: the steps of each trial (default: the run's own). The original run is the table's first
+    ``steps``: the steps of each trial (default: the run's own). ``workers``: processes (default: all
+    cores; 0 runs the trials in this process, one after the other). The original run is the table's first
     row; it is run again, under ``RUN/try``, only when ``steps`` differs from its own. Raises ConfigError
     for a folder that is not a run folder, or a run whose config cannot be rebuilt.
     """
