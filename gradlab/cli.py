@@ -199,7 +199,8 @@ def render_trials(result) -> None:
         table.add_row(escape(row["remedy"].replace("--set ", "")), status, fmt(row["final_loss"], ".4g"),
                       fmt(row["delta_ratio"], ".3g"), row["verdict"])
     out.print(table)
-    steps = f"{result.steps} steps each" if result.steps else "the run's own steps"
+    steps = result.steps or result.own_steps
+    steps = f"{steps} steps each" if steps else "the run's own epochs"
     out.print(f"{len(result.rows) - 1} remedies, each the run's config with its --set options ({steps}, same seed); "
               f"{result.ran} run now, {result.reused} reused -> {result.dir}; table: {result.table}. final loss: "
               "over the training set at the end (blank if not completed); delta ratio: first/last hidden layer "

@@ -60,6 +60,7 @@ class TrialResult:
     dir: Path  # RUN/try, or RUN/try-<N>steps for trials of another length than the run's
     table: Path  # RUN/remedies.csv
     steps: int | None  # the steps of every trial (None: the config's own)
+    own_steps: int | None = None  # the config's train.steps (None when it counts epochs)
     rows: list[dict] = field(default_factory=list)
     status: str = "completed"  # or interrupted
     ran: int = 0  # trials run now
@@ -130,7 +131,7 @@ def try_remedies(path: str | Path, steps: int | None = None, workers: int | None
     remedies = plan(diagnose(run) if findings is None else findings)
     rerun = steps is not None and steps != run.config.train.steps
     folder = run.dir / (f"{TRY_DIR}-{steps}steps" if rerun else TRY_DIR)
-    result = TrialResult(run.dir, folder, run.dir / TABLE, steps if rerun else None)
+    result = TrialResult(run.dir, folder, run.dir / TABLE, steps if rerun else None, run.config.train.steps)
     if not remedies:
         return result
     source = str(run.dir / "config.yaml")
