@@ -30,7 +30,8 @@ CLIP, SLOW, WILD = "train.clip=1.0", "train.lr=1.0e-04", "train.lr=5.0"
 FINDINGS = [Finding("exploding", 1, "test", remedies=[f"clipping: --set {CLIP}", f"a lower lr: --set {SLOW}",
                                                       "advice without an option"]),
             Finding("dead_units", 1, "test", remedies=[f"again: --set {CLIP}", f"a higher lr: --set {WILD}"])]
-ONE = [Finding("exploding", 1, "test", remedies=[f"--set {CLIP}", "not for this config: --set train.lr=-1.0"])]
+ONE = [Finding("exploding", 1, "test", remedies=[f"--set {CLIP}", "not for this config: --set train.lr=-1.0",
+                                                 "valid, but not for this data: --set loss=cross_entropy"])]
 ADDING_BASELINE = 1 / 6  # the variance of the sum of two U(0, 1) numbers: the loss of predicting the mean
 
 
@@ -142,8 +143,10 @@ def test_steps_runs_the_original_again_as_long_as_the_trials_and_bad_remedies_ar
     run, _ = tried
     result = try_remedies(run, steps=12, workers=0, findings=ONE)
     assert result.dir == run / "try-12steps"
-    assert [r["run"] for r in result.rows] == ["try-12steps/remedy=original", "try-12steps/remedy=train.clip=1.0", ""]
-    invalid = result.rows[-1]  # a remedy the config does not take is a row that says why, not an error
+    assert [r["run"] for r in result.rows] == ["try-12steps/remedy=original", "try-12steps/remedy=train.clip=1.0",
+                                               "try-12steps/remedy=loss=cross_entropy", ""]
+    failed, invalid = result.rows[-2:]  # remedies that cannot run are rows that say so, not errors
+    assert failed["status"] == "failed" and (run / failed["run"] / "error.txt").exists()
     assert invalid["status"] == "invalid" and "'train.lr': Input should be greater than 0" in invalid["verdict"]
     original = json.loads((run / result.rows[0]["run"] / "summary.json").read_text())
     assert original["steps"] == 12 and yaml.safe_load((run / result.rows[1]["run"] / "config.yaml").read_text())[
@@ -153,9 +156,10 @@ def test_steps_runs_the_original_again_as_long_as_the_trials_and_bad_remedies_ar
 
 def test_sort_puts_completed_by_loss_then_the_rest():
     rows = [{"remedy": r, "status": s, "final_loss": l} for r, s, l in
-            [("a", "diverged", math.nan), ("original", "diverged", math.nan), ("b", "completed", 2.0),
-             ("c", "failed", math.nan), ("d", "completed", 0.5)]]
-    assert [r["remedy"] for r in sort_rows(rows)] == ["original", "d", "b", "a", "c"]
+            [("e", "invalid", math.nan), ("a", "diverged", math.nan), ("original", "diverged", math.nan),
+             ("b", "completed", 2.0), ("c", "failed", math.nan), ("d", "completed", 0.5),
+             ("f", "diverged", math.nan)]]
+    assert [r["remedy"] for r in sort_rows(rows)] == ["original", "d", "b", "a", "f", "c", "e"]
 
 
 # --------------------------------------------------------------------------- the command

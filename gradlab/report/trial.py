@@ -26,6 +26,7 @@ from .load import RunData, kind_of, load_run
 TRY_DIR = "try"
 TABLE = "remedies.csv"
 ORIGINAL = "original"
+RANK = {s: i for i, s in enumerate(("completed", "diverged", "interrupted", "failed", "invalid"))}
 FINISHED = ("completed", "diverged")  # a trial that ran to its end or to its divergence is not run again
 COLUMNS = ("remedy", "status", "final_loss", "delta_ratio", "verdict", "steps", "diverged_at", "run", "description")
 SET = re.compile(r"--set\s+('[^']*'|\"[^\"]*\"|\S+)")
@@ -219,10 +220,11 @@ def _summary(folder: Path) -> dict | None:
 
 
 def sort_rows(rows: list[dict]) -> list[dict]:
-    """The original first; then completed trials by final loss (lowest first), then the others."""
+    """The original first; then completed trials by final loss (lowest first), then the diverged, the
+    interrupted, the failed and the invalid ones (each in the diagnosis's order)."""
     def key(row: dict) -> tuple:
         loss = row["final_loss"]
-        return (row["status"] != "completed", loss if math.isfinite(loss) else math.inf)
+        return (RANK.get(row["status"], len(RANK)), loss if math.isfinite(loss) else math.inf)
 
     original = [r for r in rows if r["remedy"] == ORIGINAL]
     return original + sorted((r for r in rows if r["remedy"] != ORIGINAL), key=key)
