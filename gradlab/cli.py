@@ -16,6 +16,7 @@ from .check.command import check_command
 from .config import ConfigError
 from .console import SET_HELP, bad_input, err, fail, out
 from .logging import jsonable
+from .records import RunResult, StepRecord
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Experiments on vanishing and exploding gradients, in NumPy.")

@@ -5,7 +5,6 @@ import json
 import math
 import re
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -65,7 +64,7 @@ def test_remedies_are_read_from_their_set_options():
 def test_the_table_has_the_original_first_then_the_remedies_best_first(tried):
     run, result = tried
     rows = result.rows
-    assert [r["remedy"] for r in rows][0] == "original" and rows[0]["run"] == "."
+    assert rows[0]["remedy"] == "original" and rows[0]["run"] == "."
     assert sorted(r["remedy"] for r in rows[1:]) == sorted(f"--set {s}" for s in (CLIP, SLOW, WILD))
     own = json.loads((run / "summary.json").read_text())
     assert rows[0]["status"] == own["status"] and rows[0]["final_loss"] == own["final_train_loss"]
@@ -79,7 +78,7 @@ def test_the_table_has_the_original_first_then_the_remedies_best_first(tried):
 
 
 def test_the_clip_remedy_of_an_exploding_rnn_works_and_says_so(tried):
-    run, result = tried
+    _, result = tried
     (clip,) = [r for r in result.rows if r["remedy"] == f"--set {CLIP}"]
     original = result.rows[0]
     assert original["final_loss"] > 1e30 and "exploding" in original["verdict"]
