@@ -15,8 +15,9 @@ below a stated bound.
 
 Wrong backward passes (``WRONG``): injected in-process, by monkeypatching a built-in layer's backward or
 through layers of tests/corpus/corpus_layers.py, including subtle ones near 1e-5 in smooth nets (a layer norm
-whose backward drops eps, a gradient scaled by 1 + 1e-5, a sigmoid derivative with a 1e-5 term) and one in a
-12-layer net. Each must fail and name its culprit: the module checked alone among the failing layers (and no
+whose backward drops eps, a gradient scaled by 1 + 1e-5, a sigmoid derivative with a 1e-5 term), one in a
+12-layer net, plain mistakes in batch norm, dropout, PReLU, LSTM, GRU and the loss, and two under a float32
+check (a dropped square, a factor of 1.01). Each must fail and name its culprit: the module checked alone among the failing layers (and no
 correct module blamed), or, for a wrong loss, a verdict that says "loss". These are what stop a check that
 passes everything from passing the corpus; the correct cases stop one that fails everything.
 
