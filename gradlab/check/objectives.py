@@ -17,6 +17,13 @@ def _rms(arr: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(arr, dtype=np.float64)))) if arr.size else 0.0
 
 
+def _resolvable(scale: float, dtype) -> float:
+    """u^(1/3) spacings of ``scale`` (u the unit round-off): rounding the moved value then costs u^(1/3) of the
+    step, what the default eps allows for truncation (6e-6 in float64, 5e-3 in float32)."""
+    u = float(np.finfo(dtype).eps)
+    return u ** (2.0 / 3.0) * scale
+
+
 def _batched(stack: np.ndarray) -> np.ndarray:
     """K copies of a parameter, shaped to broadcast against (K, N, D) activations."""
     return stack[:, None, :] if stack.ndim == 2 else stack
@@ -123,15 +130,14 @@ class NetObjective:
             return model.forward(z, True, start=l + 1, skip=skip_next, module=1)
         return model.forward(out, True, start=l + 1, skip=skip_next)
 
-    def scale_of(self, name: str) -> float:
-        """The scale a step in ``name`` is relative to: its own rms, or for a tensor added to a module's output
-        as it is (a dense b), the rms of that output too."""
-        arr = self.targets[name]
-        own = _rms(arr)
+    def min_step(self, name: str) -> float:
+        """The smallest step that still shows where it lands: a tensor added to a module's output as it is
+        (a dense b) must move that output by u^(-1/3) of its float spacings (a b of 0 beside z of 1e16
+        moved by 1e-5 moves nothing); 0 for the rest."""
         module, key = self.owner.get(name, (None, None))
         if module is not None and fast.moves(module, key) == "output":
-            return max(own, self.out_rms.get(id(module), 0.0))
-        return own
+            return _resolvable(self.out_rms.get(id(module), 0.0), self.targets[name].dtype)
+        return 0.0
 
     def column_numeric(self, name: str, eps: float, one_sided: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
         """The numerical gradient of a whole dense W or b, from two evaluations per output column, and its
@@ -157,8 +163,7 @@ class NetObjective:
         h = self.states[l][0]
         cols = np.arange(module.params["W"].shape[1])
         w_step = eps
-        # the step in z: eps relative to z's scale (what moves), whatever the tensor's own scale
-        eps = eps / max(1.0, _rms(self.targets[name])) * max(1.0, _rms(self._dense_out(l)))
+        eps = max(eps, _resolvable(_rms(self._dense_out(l)), h.dtype))  # the step in z must show in z
         signs = (eps,) if one_sided else (eps, -eps)
         flat, delta = np.tile(cols, len(signs)), np.repeat(signs, len(cols))
         terms = np.concatenate([self._sample_losses(l, fast.shift(module, flat[c], delta[c], h), flat[c])
@@ -255,13 +260,12 @@ class ModuleObjective:
     def layer(self, name: str) -> int | None:
         return self.layer_index
 
-    def scale_of(self, name: str) -> float:
-        """Its own rms, or for a tensor added to the output as it is (a dense b), the output's rms too."""
-        own = _rms(self.targets[name])
+    def min_step(self, name: str) -> float:
+        """As ``NetObjective.min_step``: a dense b must move the output by u^(-1/3) of its float spacings."""
         key = name.rsplit(".", 1)[1]
         if key != "input" and fast.moves(self.module, key) == "output":
-            return max(own, _rms(self.module.forward(self.x, True)))
-        return own
+            return _resolvable(_rms(self.module.forward(self.x, True)), self.targets[name].dtype)
+        return 0.0
 
     def analytic(self) -> dict[str, np.ndarray]:
         out = self.module.forward(self.x, True)

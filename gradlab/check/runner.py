@@ -58,13 +58,13 @@ class CheckReport:
         return [row for b in self.blocks for row in b.rows()]
 
 
-def step_of(arr: np.ndarray, eps: float, scale: float | None = None) -> float:
+def step_of(arr: np.ndarray, eps: float, least: float = 0.0) -> float:
     """The step for a tensor: eps relative to its scale, eps * max(1, rms): an input of 1e8 is moved by
-    about 1e3, never by less than its floats can show. ``scale`` replaces the rms where the objective knows
-    better (a dense b is added to z: its step is relative to z's scale)."""
-    if scale is None:
-        scale = float(np.sqrt(np.mean(np.square(arr, dtype=np.float64)))) if arr.size else 0.0
-    return float(eps * max(1.0, scale)) if np.isfinite(scale) else float(eps)
+    about 1e3, never by less than its floats can show; and never below ``least``, the smallest step that shows
+    where it lands (a dense b of 0 is added to z, which may be 1e16)."""
+    scale = float(np.sqrt(np.mean(np.square(arr, dtype=np.float64)))) if arr.size else 0.0
+    h = eps * max(1.0, scale) if np.isfinite(scale) else eps
+    return float(max(h, least if np.isfinite(least) else 0.0))
 
 
 def _differences(obj, name, g, how, h, seed, one_sided):
@@ -81,7 +81,7 @@ def check_tensor(obj, name: str, g: np.ndarray, how: tuple, eps: float, seed: in
     truncation error (from a second step, 2h) in its bound and is graded again; with ``adapt`` an unresolved
     one whose bound is round-off is tried once more at a 100x larger step."""
     arr = obj.targets[name]
-    h = step_of(arr, eps, obj.scale_of(name) if hasattr(obj, "scale_of") else None)
+    h = step_of(arr, eps, obj.min_step(name) if hasattr(obj, "min_step") else 0.0)
     result, e = _graded(obj, name, g, how, h, seed, one_sided, limit)
     hopeful = result.bound / RETRY <= RESOLVE and eps * RETRY <= MAX_EPS  # round-off shrinks as 1 / h
     if result.verdict == "unresolved" and adapt and hopeful and _round_off_bound(e):
