@@ -170,7 +170,7 @@ def _ladder(h: float) -> np.ndarray:
     return np.arange(-k, k + 1) * h
 
 
-def entry_noise(obj, name: str, idx: np.ndarray, h: float, probes: int = 4) -> float:
+def entry_noise(obj, name: str, idx: np.ndarray, h: float, probes: int = 3) -> float:
     """Round-off of J when entries of ``name`` move: ``noise`` of J along a few of the checked entries."""
     if not len(idx):
         return 0.0

@@ -165,9 +165,12 @@ class NetObjective:
         w_step = eps
         eps = max(eps, _resolvable(_rms(self._dense_out(l)), h.dtype))  # the step in z must show in z
         signs = (eps,) if one_sided else (eps, -eps)
-        flat, delta = np.tile(cols, len(signs)), np.repeat(signs, len(cols))
+        ladder = _ladder(eps)  # the round-off probe rides along: column D // 2 at k eps, k = -4..4
+        flat = np.concatenate([np.tile(cols, len(signs)), np.full(len(ladder), len(cols) // 2)])
+        delta = np.concatenate([np.repeat(signs, len(cols)), ladder])
         terms = np.concatenate([self._sample_losses(l, fast.shift(module, flat[c], delta[c], h), flat[c])
                                 for c in chunks(len(flat), max(1, CHUNK_ROWS // len(h)))])
+        terms, probe = terms[: len(terms) - len(ladder)], terms[len(terms) - len(ladder):]
         if one_sided:
             base = self.loss.terms(self.model.forward(self.x, True), self.y)
             D = (terms - base) / eps
@@ -175,9 +178,7 @@ class NetObjective:
             D = (terms[: len(cols)] - terms[len(cols):]) / (2 * eps)
         D = self.scale * D.T / len(h)  # (N, D): sample n's share of dJ/dz[n, j]
         z = self._dense_out(l)
-        ladder = _ladder(eps)
-        probe = np.full(len(ladder), len(cols) // 2)
-        sigma = noise(self._sample_losses(l, fast.shift(module, probe, ladder, h), probe).T, z.dtype)
+        sigma = noise(probe.T, z.dtype)
         per_sample = SAFETY * self.scale * sigma / eps / len(h)  # round-off of (t+ - t-) / (2 eps N), 3 sigma
         rounding = np.abs(D) * np.spacing(np.abs(z)).astype(np.float64) / eps  # (N, D)
         slack = per_sample + rounding
