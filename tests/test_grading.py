@@ -1,5 +1,7 @@
 """The gradient check's grading rules at their edges, on hand-made entries: the subgradient test's interval
-and its tolerance (10 eps plus 1e-6 of the one-sided derivatives' size, since those carry O(eps) error).
+and its tolerance (10 eps plus 1e-6 of the one-sided derivatives' size, since those carry O(eps) error); the
+verdict from the error, its bound and the tier (pass, explained, fail, unresolved); CS231n's element-wise
+rel_error; and the measured round-off against a known noise level and a loss computed by cancellation.
 """
 import math
 
