@@ -236,8 +236,10 @@ class TorchNet:
 # --------------------------------------------------------------------------- comparisons
 
 def gradlab_numeric(report) -> dict:
-    """{tensor: (flat indices, centred differences)} of gradlab's whole-network check."""
-    return {b.param: (np.asarray(b.index), np.asarray(b.numeric)) for b in report.blocks if b.param != "input"}
+    """{tensor: (flat indices, centred differences)} of gradlab's whole-network check, without the entries
+    whose step crossed a kink: gradlab differences those again at smaller steps, the plain loop does not."""
+    return {b.param: (np.asarray(b.index)[~(b.kink | b.restepped)], np.asarray(b.numeric)[~(b.kink | b.restepped)])
+            for b in report.blocks if b.param != "input"}
 
 
 def full_error(ours: dict, plain: dict) -> tuple[float, int]:
@@ -245,8 +247,9 @@ def full_error(ours: dict, plain: dict) -> tuple[float, int]:
     a, b = [], []
     for name, (idx, numeric) in plain.items():
         at = dict(zip(ours[name][0].tolist(), ours[name][1]))
-        a.append([at[i] for i in idx.tolist()])
-        b.append(numeric)
+        same = [k for k, i in enumerate(idx.tolist()) if i in at]
+        a.append([at[i] for i in idx[same].tolist()])
+        b.append(numeric[same])
     return rel(np.concatenate(a), np.concatenate(b)), sum(len(x) for x in b)
 
 
@@ -307,7 +310,7 @@ def compare_after(v: protocol.Verdicts, t: dict, analytic: dict, dirs: dict | No
         unit = "directions"
     else:
         errs = [full_error(gradlab_numeric(reports[0]), plain) for plain in calls]
-        tol, what, unit = NUMERIC_TOL, "centred differences against gradlab's for the same", "entries"
+        tol, what, unit = NUMERIC_TOL, "centred differences against gradlab's for the same", "entries (those at a kink left out)"
     worst = max(e for e, _ in errs)
     v.expect(worst <= tol, f"plain loop's {what} {errs[0][1]} {unit}, in each of {len(calls)} calls: relative "
                            f"error at most {worst:.1e} (tolerance {tol:g})")
