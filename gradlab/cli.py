@@ -298,10 +298,11 @@ app.command("gradcheck", help="Same as check.")(check_command)
 
 
 def time_line(result: RunResult) -> str:
-    """||dL/dh_1|| / ||dL/dh_T|| of the last recurrent layer, first and last logged step."""
+    """||dL/dh_1|| / ||dL/dh_T|| of the last recurrent layer, first and last logged step, through the whole
+    sequence (with truncated BPTT the trained gradient never reaches h_1: the full-sequence one is logged too)."""
     def ratio(rec: StepRecord) -> str:
         top = max(t.layer for t in rec.times)
-        norms = [t.grad_norm for t in rec.times if t.layer == top]
+        norms = [getattr(t, "full_grad_norm", t.grad_norm) for t in rec.times if t.layer == top]
         return f"{norms[0] / norms[-1]:.3e}" if norms[-1] else "n/a"
     T = sum(1 for t in result.first.times if t.layer == result.first.times[0].layer)
     return (f"||dL/dh_1|| / ||dL/dh_T|| over T = {T} steps: {ratio(result.first)} at step {result.first.step}, "

@@ -98,3 +98,14 @@ def test_readouts_route_the_gradient():
     assert dx[:, -1].sum() == 6 and dx[:, :-1].sum() == 0
     assert every.forward(x).shape == (10, 3)
     np.testing.assert_array_equal(every.backward(every.forward(x)), x)
+
+
+def test_time_norms_of_huge_finite_gradients_are_finite():
+    """dL/dh_t of 1e200 (an exploding RNN) has a finite norm: its squares overflow, the rescaled norm does not."""
+    layer = cell(VanillaRNN, {"activation": "linear"}, D=2, H=4)
+    layer.forward(np.zeros((3, 5, 2)))
+    dout = np.zeros((3, 5, 4))
+    dout[:, -1] = 1e200
+    layer.backward(dout)
+    assert layer.time_norms[-1] == pytest.approx(1e200 * np.sqrt(12), rel=1e-12)
+    assert np.isfinite(layer.time_norms).all()

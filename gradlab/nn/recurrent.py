@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..optim import norm
 from .activations import SATURATION
 from .init import init_weight
 from .module import Module
@@ -101,7 +102,7 @@ class Recurrent(Module):
         back = self.back_cache()
         for t in range(T - 1, -1, -1):
             dh = dout[:, t] + dstate[0]  # from the loss above and from step t+1
-            self.time_norms[t] = np.sqrt(np.vdot(dh, dh))
+            self.time_norms[t] = norm(dh)  # finite for finite dh beyond 1e154, whose squares overflow
             dstate, dz[t] = self.step_back((dh, *dstate[1:]), back[t])
             if self.chunk_start(t):  # truncated BPTT: nothing flows into the previous chunk
                 dstate = tuple(np.zeros_like(d) for d in dstate)

@@ -1,7 +1,7 @@
 """``gradlab report``: plots, a self-contained report.html and a diagnosis, for a run or a sweep folder.
 
     load.py      the folder's CSVs back into tables
-    diagnose.py  findings (vanishing, exploding, dead_units, saturation, healthy) with evidence and remedies
+    diagnose.py  findings (vanishing, exploding, dead_units, saturation, not_learning, healthy; spike notes) with evidence and remedies
     theory.py    the gain per layer that init and activation predict, beside the measured one
     lint.py      known config mismatches, before a run
     trial.py     --try: each remedy run as a short run of the same config, and the table of what it did
