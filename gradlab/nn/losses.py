@@ -28,7 +28,7 @@ class Loss:
 
 
 class BCE(Loss):
-    """Seed 000's J = -1/m sum y log(yhat) + (1 - y) log(1 - yhat), yhat = sigmoid(z).
+    """The binary cross-entropy J = -1/m sum y log(yhat) + (1 - y) log(1 - yhat), yhat = sigmoid(z).
 
     z: (N, 1), y: (N,) of 0/1. Computed as max(z, 0) - z y + log(1 + e^-|z|), which
     never takes the log of 0.
