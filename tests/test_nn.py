@@ -299,7 +299,7 @@ def test_bias_init_and_identity():
 
 @pytest.mark.parametrize("c", [1.2, 0.5])
 def test_seed_001_linear_identity_net_scales_by_c_per_layer(c):
-    """The linear-identity example (Glorot & Bengio 2010): with W = c I and g(z) = z, layer l's activation is c^l x, and so is the gradient."""
+    """A linear net with W = c I and g(z) = z, layer l's activation is c^l x, and so is the gradient."""
     L = 30
     cfg = MLPConfig(depth=L, width=2, activation="linear", init={"scheme": "identity", "scale": c})
     model = build_mlp(cfg, 2, 2, np.random.default_rng(0), np.random.default_rng(0))
