@@ -80,7 +80,8 @@ def make_optimizer(cfg, lr: float) -> Optimizer:
 def norm(a: np.ndarray) -> float:
     """L2 norm of any array, through one BLAS dot product (rescaled where the squares overflow)."""
     flat = a.reshape(-1)
-    n = float(np.sqrt(np.dot(flat, flat)))
+    with np.errstate(over="ignore"):  # an overflow is expected here, and handled below
+        n = float(np.sqrt(np.dot(flat, flat)))
     if math.isinf(n):  # finite entries whose squares overflow, e.g. 1e200
         m = float(np.abs(flat).max())
         if math.isfinite(m):

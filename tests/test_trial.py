@@ -25,7 +25,7 @@ TINY = {"name": "tiny", "seed": 0, "data": {"kind": "adding", "T": 20, "n_sample
                   "recurrent_init": {"scheme": "identity", "scale": 1.1}},
         "loss": "mse", "train": {"optimizer": "sgd", "lr": 0.05, "batch_size": 32, "steps": 60},
         "log": {"every": 5}}
-CLIP, SLOW, WILD = "train.clip=1.0", "train.lr=1.0e-04", "train.lr=5.0"
+CLIP, SLOW, WILD = "train.clip=1.0", "train.lr=1.0e-04", "train.lr=1000.0"  # WILD overflows at step 2
 FINDINGS = [Finding("exploding", 1, "test", remedies=[f"clipping: --set {CLIP}", f"a lower lr: --set {SLOW}",
                                                       "advice without an option"]),
             Finding("dead_units", 1, "test", remedies=[f"again: --set {CLIP}", f"a higher lr: --set {WILD}"])]
@@ -116,7 +116,9 @@ def test_a_second_try_reuses_the_finished_trials_and_reruns_what_changed(tried):
     assert again.rows == first.rows
     (wild,) = [r for r in first.rows if r["remedy"] == f"--set {WILD}"]
     written = run / wild["run"] / "config.yaml"  # a trial of another config (an older remedy): run again
-    written.write_text(written.read_text().replace("lr: 5.0", "lr: 4.0"))
+    text = written.read_text()
+    assert "lr: 1000.0" in text
+    written.write_text(text.replace("lr: 1000.0", "lr: 4.0"))
     third = try_remedies(run, workers=0, findings=FINDINGS)
     assert (third.ran, third.reused) == (1, 2)
     assert third.rows == first.rows
