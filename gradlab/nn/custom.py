@@ -34,6 +34,11 @@ class CustomError(ValueError):
 
 def find_class(spec: str, folder: str | Path | None = None) -> type:
     """``'module:Class'`` -> the class, importing the module with ``folder`` first on sys.path."""
+    return _find(spec, folder, ("forward", "backward"), PROTOCOL)
+
+
+def _find(spec: str, folder: str | Path | None, methods: tuple[str, ...], protocol: str) -> type:
+    """The class ``spec`` names, which must have ``methods``; the message quotes ``protocol``."""
     module_name, _, qualname = spec.partition(":")
     module = _import(module_name, str(Path(folder or ".").resolve()))
     obj = module
@@ -44,10 +49,10 @@ def find_class(spec: str, folder: str | Path | None = None) -> type:
         raise CustomError(f"module '{module_name}' ({module.__file__}) has no '{qualname}'; "
                           f"classes defined there: {', '.join(found) or 'none'}")
     if not isinstance(obj, type):
-        raise CustomError(f"{spec} is a {type(obj).__name__}, not a class; {PROTOCOL}")
-    missing = [f"{m}()" for m in ("forward", "backward") if not callable(getattr(obj, m, None))]
+        raise CustomError(f"{spec} is a {type(obj).__name__}, not a class; {protocol}")
+    missing = [f"{m}()" for m in methods if not callable(getattr(obj, m, None))]
     if missing:
-        raise CustomError(f"{spec} has no {' or '.join(missing)}; {PROTOCOL}")
+        raise CustomError(f"{spec} has no {' or '.join(missing)}; {protocol}")
     return obj
 
 
@@ -147,19 +152,7 @@ CELL_PROTOCOL = ("a cell class needs dicts params and grads (same keys and shape
 
 def find_cell(spec: str, folder: str | Path | None = None) -> type:
     """``'module:Class'`` -> a cell class with step() and step_backward()."""
-    module_name, _, qualname = spec.partition(":")
-    module = _import(module_name, str(Path(folder or ".").resolve()))
-    obj = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-    if not isinstance(obj, type):
-        found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == module.__name__)
-        raise CustomError(f"module '{module_name}' ({module.__file__}) has no class '{qualname}'; classes defined "
-                          f"there: {', '.join(found) or 'none'}")
-    missing = [f"{m}()" for m in ("step", "step_backward") if not callable(getattr(obj, m, None))]
-    if missing:
-        raise CustomError(f"{spec} has no {' or '.join(missing)}; {CELL_PROTOCOL}")
-    return obj
+    return _find(spec, folder, ("step", "step_backward"), CELL_PROTOCOL)
 
 
 def make_cell(spec: str, folder: str | Path | None, args: dict, input_size: int, hidden: int,

@@ -68,6 +68,15 @@ class Recurrent(Module):
     def chunk_start(self, t: int) -> bool:
         return bool(self.truncate) and t > 0 and t % self.truncate == 0
 
+    def held(self, t: int, state: tuple) -> tuple:
+        """The state entering step t: at a truncated-BPTT chunk start it is recorded, or, when ``frozen`` (a
+        gradient check), the one recorded at theta is used instead."""
+        if self.chunk_start(t):
+            if self.frozen and t in self.boundary:
+                return self.boundary[t]
+            self.boundary[t] = state
+        return state
+
     def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
         self.x = x
         N, T, D = x.shape
@@ -78,11 +87,7 @@ class Recurrent(Module):
         state = self.zero_state(N, x.dtype)
         self.cache, hs = [], []
         for t in range(T):
-            if self.chunk_start(t):
-                if self.frozen and t in self.boundary:
-                    state = self.boundary[t]
-                else:
-                    self.boundary[t] = state
+            state = self.held(t, state)
             state, cache = self.step(self.xW[t], state)
             self.cache.append(cache)
             hs.append(state[0])
@@ -318,11 +323,7 @@ class CustomCell(Recurrent):
         state = initial_state(self.cell, N, self.H, x.dtype)
         self.cache, hs = [], []
         for t in range(T):
-            if self.chunk_start(t):
-                if self.frozen and t in self.boundary:
-                    state = self.boundary[t]
-                else:
-                    self.boundary[t] = state
+            state = self.held(t, state)
             h, state, cache = self.cell.step(x[:, t], tuple(state))
             self.cache.append(cache)
             hs.append(h)
