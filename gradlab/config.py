@@ -757,10 +757,11 @@ def _problems(exc: ValidationError) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def validate(raw: Any, source: str = "<config>", folder: str | Path | None = None) -> Config:
+def validate(raw: Any, source: str = "<config>", folder: str | Path | None = None, *, imports: bool = True) -> Config:
     """Validate raw config data; raise ConfigError listing every problem.
 
-    ``folder`` (default: the current one) is where ``module:Class`` modules are looked for.
+    ``folder`` (default: the current one) is where ``module:Class`` modules are looked for. With
+    ``imports=False`` no module is imported: ``module:Class`` names stay text (what ``report`` reads).
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
@@ -770,7 +771,8 @@ def validate(raw: Any, source: str = "<config>", folder: str | Path | None = Non
         raise ConfigError(f"{source}: " + " ".join(_problems(exc))) from None
     except (TypeError, ValueError, RecursionError) as exc:  # unhashable keys and the like
         raise ConfigError(f"{source}: invalid config ({exc}).") from None
-    _resolve_custom(config, Path(folder or "."), source)
+    if imports:
+        _resolve_custom(config, Path(folder or "."), source)
     return config
 
 

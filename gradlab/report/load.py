@@ -141,7 +141,7 @@ def load_run(path: str | Path) -> RunData:
     if (path / "config.yaml").exists():
         raw = _mapping(path / "config.yaml", yaml.safe_load)
     try:
-        config = validate(raw, str(path / "config.yaml")) if raw else None
+        config = validate(raw, str(path / "config.yaml"), imports=False) if raw else None  # never imports
     except ConfigError:
         config = None
     summary = _mapping(path / "summary.json", json.loads) if (path / "summary.json").exists() else {}
