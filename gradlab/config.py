@@ -8,9 +8,11 @@ from __future__ import annotations
 import collections.abc
 import copy
 import difflib
+import os
 import re
+import stat
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Sequence, Union
 
 import yaml
 from pydantic import (
@@ -19,6 +21,7 @@ from pydantic import (
     Discriminator,
     Tag,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_serializer,
@@ -197,7 +200,19 @@ SHAPE_DEFAULTS: dict[str, Any] = {"activation": ActivationConfig(name="relu"), "
 SHAPE_KEYS = ("depth", "width", *SHAPE_DEFAULTS)
 
 
-class MLPConfig(Compact):
+class Importing(Compact):
+    """A model that may name ``module:Class``. ``_allowed`` holds the folders ``validate`` let it import
+    from: where it was loaded, not what it says, so two equal configs are equal wherever they were loaded."""
+
+    _allowed: tuple[str, ...] | None = PrivateAttr(None)
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(other) is type(self) and self.model_dump() == other.model_dump()
+
+
+class MLPConfig(Importing):
     kind: Literal["mlp"] = "mlp"
     depth: int | None = Field(None, ge=1, description="number of hidden layers")
     width: int | None = Field(None, ge=1)
@@ -274,7 +289,7 @@ BUILTIN_CELLS = ("vanilla", "lstm", "gru")
 CELL_PATH_HELP = "an import path module:Class of your own cell (e.g. cs231n_layers:LSTMCell)"
 
 
-class RNNConfig(Compact):
+class RNNConfig(Importing):
     """A recurrent net: ``num_layers`` cells of ``hidden`` units and a dense read-out."""
 
     kind: Literal["rnn"]
@@ -536,6 +551,43 @@ class Config(Strict):
 
 # --------------------------------------------------------------------------- loading
 
+MAX_BYTES = 5_000_000  # a config or sweep file is a few kB; /dev/zero would be read until memory ran out
+ALLOW_FLAG = "--allow-imports"  # train, check, sweep, report --try: a folder whose modules a config may import
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_text(path: str | Path, what: str = "config") -> str:
+    """The UTF-8 text of a file the user names (``what``: config, sweep, base config); a ConfigError naming
+    it for a missing file, one that is not a regular file (a folder, /dev/zero, a FIFO) or over 5 MB."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} file not found.") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what} file ({getattr(exc, 'strerror', None) or exc}).") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise ConfigError(f"{path}: {kind}, not a {what} file; allowed: a regular YAML file of at most "
+                          f"{MAX_BYTES // 1_000_000} MB.")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            data = file.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the {what} file ({exc.strerror or exc}).") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{path}: over {MAX_BYTES // 1_000_000} MB, too large for a {what} file; allowed: a YAML "
+                          f"file of at most {MAX_BYTES // 1_000_000} MB.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); allowed: "
+                          f"a {what} file in UTF-8.") from None
+
+
 class _SafeLoader(yaml.SafeLoader):
     """Safe loader that refuses duplicate keys instead of silently keeping the last."""
 
@@ -757,11 +809,15 @@ def _problems(exc: ValidationError) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def validate(raw: Any, source: str = "<config>", folder: str | Path | None = None, *, imports: bool = True) -> Config:
+def validate(raw: Any, source: str = "<config>", folder: str | Path | None = None, *, imports: bool = True,
+             allow_imports: Sequence[str | Path] = ()) -> Config:
     """Validate raw config data; raise ConfigError listing every problem.
 
-    ``folder`` (default: the current one) is where ``module:Class`` modules are looked for. With
-    ``imports=False`` no module is imported: ``module:Class`` names stay text (what ``report`` reads).
+    ``folder`` (default: the current one) is the config's own folder, where ``module:Class`` modules are
+    looked for (or in ``model.import_dir``, if it lies inside it). A config naming ``module:Class`` runs that
+    module's code, so only modules whose files lie under ``folder`` or a folder of ``allow_imports`` are
+    imported; any other is refused. With ``imports=False`` no module is imported: ``module:Class`` names stay
+    text (what ``report`` reads).
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
@@ -772,18 +828,48 @@ def validate(raw: Any, source: str = "<config>", folder: str | Path | None = Non
     except (TypeError, ValueError, RecursionError) as exc:  # unhashable keys and the like
         raise ConfigError(f"{source}: invalid config ({exc}).") from None
     if imports:
-        _resolve_custom(config, Path(folder or "."), source)
+        _resolve_custom(config, Path(folder or "."), source, allow_imports)
     return config
 
 
-def _resolve_custom(config: Config, folder: Path, source: str) -> None:
+def import_roots(folder: str | Path, allow_imports: Sequence[str | Path] = ()) -> tuple[str, ...]:
+    """The folders whose modules a config may import: its own folder, then each ``--allow-imports`` folder
+    (symlinks resolved); a ConfigError for one that is not a folder."""
+    roots = [Path(folder).resolve()]
+    for given in allow_imports:
+        try:
+            path = Path(given).expanduser().resolve()
+            usable = path.is_dir()
+        except (OSError, ValueError, RuntimeError):
+            usable = False
+        if not usable:
+            raise ConfigError(f"{ALLOW_FLAG} {given}: no such folder; allowed: a folder whose modules a config may "
+                              "import (module:Class).")
+        roots.append(path)
+    return tuple(dict.fromkeys(str(r) for r in roots))
+
+
+def allowed_imports(model: Any) -> tuple[str, ...]:
+    """The folders a model's ``module:Class`` may be imported from: those ``validate`` allowed, else (a config
+    built without it) its ``import_dir`` alone."""
+    allowed = getattr(model, "_allowed", None)
+    return allowed if allowed is not None else (str(Path(model.import_dir or ".").resolve()),)
+
+
+def _inside(path: Path, roots: Sequence[str]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
+
+
+def _resolve_custom(config: Config, folder: Path, source: str, allow_imports: Sequence[str | Path] = ()) -> None:
     """Make ``model.import_dir`` absolute (relative to ``folder``); import, build and check every
     class of your own the model names, so a bad one is a ConfigError naming its key path. A layer
-    that changes the width hands its output width to the next one."""
+    that changes the width hands its output width to the next one. Modules come only from ``folder``
+    and the ``allow_imports`` folders (``import_roots``)."""
     model = config.model
     refs = model.custom_refs() if isinstance(model, MLPConfig) else [(None, "model.cell", None)] * model.custom
     if model.import_dir is None and not refs:
         return
+    roots = import_roots(folder, allow_imports)
     try:
         home = (folder / (model.import_dir or ".")).resolve()
     except (OSError, ValueError, RuntimeError) as exc:
@@ -792,7 +878,12 @@ def _resolve_custom(config: Config, folder: Path, source: str) -> None:
         what = "model.cell" if isinstance(model, RNNConfig) else "model.activation or model.layers"
         raise ConfigError(f"{source}: 'model.import_dir': no folder {home}; allowed: a folder (relative to the "
                           f"config file's) holding the modules of {what}.")
+    if refs and not _inside(home, roots):
+        raise ConfigError(f"{source}: 'model.import_dir': {home} lies outside the config's folder ({roots[0]}); a "
+                          "config naming module:Class runs that module's code, so modules are imported only from "
+                          f"the config's folder: pass {ALLOW_FLAG} {home} to allow that folder.")
     model.import_dir = str(home)
+    model._allowed = roots
     import numpy as np  # here, like gradlab.nn, which imports this module
 
     from .nn.custom import CustomError, make_cell, make_custom, output_width
@@ -803,43 +894,43 @@ def _resolve_custom(config: Config, folder: Path, source: str) -> None:
         if isinstance(model, RNNConfig):
             if model.custom:  # the data's feature count is not known yet: a one-feature dummy tries the protocol
                 make_cell(model.cell, model.import_dir, model.cell_args, 1, model.hidden, np.random.default_rng(0),
-                          dtype)
+                          dtype, roots)
             return
         width, seen = 0, {}
         for item, where, _ in model.plan():
             width = getattr(item, "units", width)
             if item.spec and (where, width) not in seen:
                 layer = make_custom(item.spec, model.import_dir, getattr(item, "args", {}), width, dtype, 1,
-                                    activation=item.type == "activation")
+                                    activation=item.type == "activation", allowed=roots)
                 seen[where, width] = output_width(layer, width, dtype)
             width = seen.get((where, width), width)
     except CustomError as exc:
         raise ConfigError(f"{source}: '{where}': {exc}.") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read, override and validate a YAML config. Data paths become relative to its folder."""
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                allow_imports: Sequence[str | Path] = ()) -> Config:
+    """Read, override and validate a YAML config. Data paths become relative to its folder. A config
+    naming ``module:Class`` runs that module's code: only modules under the config's folder, or under a
+    folder of ``allow_imports``, are imported (``validate``)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config ({exc}).") from None
-    raw = parse_yaml(text, str(path))
+    raw = parse_yaml(read_text(path, "config"), str(path))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
     raw = apply_overrides(raw, list(overrides), str(path))
-    config = validate(raw, str(path), path.parent)
+    config = validate(raw, str(path), path.parent, allow_imports=allow_imports)
     data = config.data
     if hasattr(data, "path") and not Path(data.path).is_absolute():
         data.path = str((path.parent / data.path).resolve())  # so the run's config.yaml finds it too
     return config
 
 
-def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Validate a config given as a Python mapping (what tests and the API use)."""
-    return validate(apply_overrides(copy.deepcopy(raw), list(overrides), "<config>"), "<config>")
+def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = (),
+                     allow_imports: Sequence[str | Path] = ()) -> Config:
+    """Validate a config given as a Python mapping (what tests and the API use); its folder, for
+    ``module:Class``, is the current one."""
+    return validate(apply_overrides(copy.deepcopy(raw), list(overrides), "<config>"), "<config>",
+                    allow_imports=allow_imports)
 

@@ -112,10 +112,10 @@ def test_empty_config_can_be_completed_with_set(tmp_path):
 def test_missing_and_unreadable_config_files(tmp_path):
     with pytest.raises(ConfigError, match=r"nothere\.yaml: config file not found\."):
         load_config(tmp_path / "nothere.yaml")
-    with pytest.raises(ConfigError, match="cannot read the config"):
-        load_config(tmp_path)  # a folder
+    with pytest.raises(ConfigError, match="a folder, not a config file"):
+        load_config(tmp_path)
     (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
-    with pytest.raises(ConfigError, match=r"latin1\.yaml: cannot read the config"):
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 9: b'\\xe9'\)"):
         load_config(tmp_path / "latin1.yaml")
 
 

@@ -43,9 +43,9 @@ def write_config(tmp_path: Path, model: dict, **extra) -> Path:
     return path
 
 
-def error_of(path: Path, overrides=()) -> str:
+def error_of(path: Path, overrides=(), allow_imports=()) -> str:
     with pytest.raises(ConfigError) as info:
-        load_config(path, overrides)
+        load_config(path, overrides, allow_imports)
     message = str(info.value)
     assert message.startswith(f"{path}: ") and "\n" not in message and "Traceback" not in message
     return message
@@ -153,7 +153,7 @@ class Scale:
 def test_grads_assigned_as_new_arrays_stay_current_in_the_net(tmp_path):
     name = module_file(tmp_path, ASSIGNING)
     cfg = config_from_dict({"data": DATA, "model": {"depth": 2, "width": 3, "activation": f"{name}:Scale",
-                                                    "import_dir": str(tmp_path)}})
+                                                    "import_dir": str(tmp_path)}}, allow_imports=[tmp_path])
     model = build_mlp(cfg.model, 2, 2, np.random.default_rng(0), np.random.default_rng(1))
     act = model.layers[0].modules[1]
     assert isinstance(act, CustomActivation) and act.name == "scale1" and act.batched is False
@@ -242,7 +242,7 @@ def test_training_writes_custom_params_and_stats(tmp_path, style):
     model = ({"depth": 2, "width": 5, "activation": "custom_layer:Swish"} if style == "activation" else
              {"layers": LAYERS})
     path = write_config(tmp_path, {**model, "import_dir": str(EXAMPLES)})
-    result = gradlab.train(load_config(path))
+    result = gradlab.train(load_config(path, allow_imports=[EXAMPLES]))
     assert result.status == "completed" and result.steps == 3
     run = Path(result.run_dir)
     assert run.parent == tmp_path / "runs"
@@ -257,11 +257,12 @@ def test_training_writes_custom_params_and_stats(tmp_path, style):
 
 
 def test_run_config_yaml_reruns_from_anywhere(tmp_path, monkeypatch):
-    """The resolved config holds model.import_dir as an absolute path, so the run folder's copy works."""
+    """The resolved config holds model.import_dir as an absolute path, so the run folder's copy works (with
+    that folder allowed: it lies outside the run folder)."""
     path = write_config(tmp_path, {"layers": LAYERS, "import_dir": str(EXAMPLES)})
-    result = gradlab.train(load_config(path))
+    result = gradlab.train(load_config(path, allow_imports=[EXAMPLES]))
     monkeypatch.chdir(tmp_path / "runs")
-    again = load_config(Path(result.run_dir) / "config.yaml", ["log.out=elsewhere"])
+    again = load_config(Path(result.run_dir) / "config.yaml", ["log.out=elsewhere"], allow_imports=[EXAMPLES])
     assert again.model.import_dir == str(EXAMPLES)
     rerun = gradlab.train(again, write=False)
     assert rerun.status == "completed" and rerun.final == result.final  # the same run, number for number
@@ -280,13 +281,14 @@ ROUND_TRIPS = {
 @pytest.mark.parametrize("model", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
 def test_resolved_config_round_trips(tmp_path, model):
     check = {"batch": 4, "eps": 1e-6, "mode": "directional", "directions": 2, "strict": True, "loss_scale": 10.0}
-    config = load_config(write_config(tmp_path, {**model, "import_dir": str(EXAMPLES)}, check=check))
+    config = load_config(write_config(tmp_path, {**model, "import_dir": str(EXAMPLES)}, check=check),
+                         allow_imports=[EXAMPLES])
     resolved = config.resolved()
     assert resolved["check"] == {**CheckConfig().model_dump(), **check}
     copy = tmp_path / "copy" / "config.yaml"
     copy.parent.mkdir()
     copy.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
-    again = load_config(copy)
+    again = load_config(copy, allow_imports=[EXAMPLES])
     assert again == config and again.resolved() == resolved
 
 
@@ -358,7 +360,7 @@ def test_bad_custom_classes_name_the_key_path(tmp_path, body, ref, fragments, st
 def test_bad_constructor_arguments(tmp_path):
     path = write_config(tmp_path, {"layers": [LAYERS[0], {"type": "custom", "class": "custom_layer:Swish",
                                                           "args": {"gamma": 1}}], "import_dir": str(EXAMPLES)})
-    message = error_of(path)
+    message = error_of(path, allow_imports=[EXAMPLES])
     assert "'model.layers[1].class': Swish(gamma=1, width=6, dtype=<class 'numpy.float64'>) failed: TypeError:" in message
 
 

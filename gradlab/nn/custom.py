@@ -13,12 +13,15 @@ runs it over time.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import inspect
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from ..config import ALLOW_FLAG
 from .activations import Activation
 from .module import Module
 
@@ -30,17 +33,23 @@ class CustomError(ValueError):
     """A class of your own cannot be used; the message says what was looked up and what is allowed."""
 
 
+class ImportRefused(CustomError):
+    """A module outside the folders a config may import from: it is not imported."""
+
+
 # --------------------------------------------------------------------------- finding the class
 
-def find_class(spec: str, folder: str | Path | None = None) -> type:
-    """``'module:Class'`` -> the class, importing the module with ``folder`` first on sys.path."""
-    return _find(spec, folder, ("forward", "backward"), PROTOCOL)
+def find_class(spec: str, folder: str | Path | None = None, allowed: Sequence[str | Path] | None = None) -> type:
+    """``'module:Class'`` -> the class, importing the module with ``folder`` first on sys.path; with
+    ``allowed``, only a module whose files lie under one of those folders (see ``_import``)."""
+    return _find(spec, folder, ("forward", "backward"), PROTOCOL, allowed)
 
 
-def _find(spec: str, folder: str | Path | None, methods: tuple[str, ...], protocol: str) -> type:
+def _find(spec: str, folder: str | Path | None, methods: tuple[str, ...], protocol: str,
+          allowed: Sequence[str | Path] | None = None) -> type:
     """The class ``spec`` names, which must have ``methods``; the message quotes ``protocol``."""
     module_name, _, qualname = spec.partition(":")
-    module = _import(module_name, str(Path(folder or ".").resolve()))
+    module = _import(module_name, str(Path(folder or ".").resolve()), allowed)
     obj = module
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
@@ -56,26 +65,93 @@ def _find(spec: str, folder: str | Path | None, methods: tuple[str, ...], protoc
     return obj
 
 
-def _import(name: str, folder: str):
-    """Import ``name`` with ``folder`` on sys.path for the duration; refuse a module it shadows."""
+def _import(name: str, folder: str, allowed: Sequence[str | Path] | None = None):
+    """Import ``name`` with ``folder`` on sys.path for the duration; refuse a module it shadows.
+
+    With ``allowed`` (folders), the files importing ``name`` would run (each package on the way and the
+    module) are found first, without running any, and a file outside every allowed folder is refused:
+    naming ``module:Class`` in a config runs that module's code.
+    """
+    roots = None if allowed is None else [Path(r).resolve() for r in allowed]
+    if name in sys.modules:
+        _refuse_hidden(name, sys.modules[name], folder)
     sys.path.insert(0, folder)
     try:
+        if roots is not None:
+            for part, file in _sources(name):
+                _refuse_outside(name, part, file, roots)
         module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name != name.split(".")[0] and exc.name != name:
             raise CustomError(f"importing module '{name}' failed: {exc}") from None
         raise CustomError(f"no module '{name}' in {folder} or on sys.path; allowed: a file {name.replace('.', '/')}"
-                          ".py next to the config (or in model.import_dir), or an installed module") from None
+                          ".py next to the config (or in model.import_dir), or an installed module under an "
+                          f"{ALLOW_FLAG} folder") from None
+    except CustomError:
+        raise
     except Exception as exc:  # noqa: BLE001 - whatever the user's module raises on import
         raise CustomError(f"importing module '{name}' failed: {type(exc).__name__}: {exc}") from None
     finally:
         if folder in sys.path:
             sys.path.remove(folder)
+    _refuse_hidden(name, module, folder)
+    loaded = getattr(module, "__file__", None)
+    if roots is not None and loaded is not None:  # a package's __init__ may have moved where its modules come from
+        _refuse_outside(name, name, loaded, roots)
+    return module
+
+
+def _sources(name: str) -> list[tuple[str, str | None]]:
+    """(module, file) for each package on the way to ``name`` and for ``name`` itself, found the way an
+    import finds them (sys.meta_path, a package's __path__) but without running any; file None: built into
+    Python. Namespace packages (no code) are left out; the walk stops at the first part not found."""
+    out: list[tuple[str, str | None]] = []
+    parts = name.split(".")
+    locations = None
+    for i in range(len(parts)):
+        full = ".".join(parts[: i + 1])
+        module = sys.modules.get(full)
+        spec = getattr(module, "__spec__", None) if module is not None else _find_spec(full, locations)
+        if module is None and spec is None:
+            break
+        file = getattr(module, "__file__", None) if module is not None else (spec.origin if spec.has_location else None)
+        locations = getattr(module, "__path__", None) if module is not None else spec.submodule_search_locations
+        if file is None and locations is not None:  # a namespace package: no file, no code
+            continue
+        out.append((full, file))
+    return out
+
+
+def _find_spec(name: str, locations) -> importlib.machinery.ModuleSpec | None:
+    """What ``import name`` would load, asking the finders as the import system does, importing nothing."""
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        spec = find(name, locations) if callable(find) else None
+        if spec is not None:
+            return spec
+    return None
+
+
+def _refuse_outside(name: str, part: str, file: str | None, roots: list[Path]) -> None:
+    """ImportRefused unless ``file`` (of module ``part``, on the way to ``name``) lies under one of ``roots``."""
+    if file is not None and any(Path(file).resolve().is_relative_to(r) for r in roots):
+        return
+    where = ", ".join(str(r) for r in roots)
+    risk = "naming module:Class in a config runs that module's code"
+    if file is None:
+        raise ImportRefused(f"module '{part}' is built into Python, not a file under the folders a config may "
+                            f"import from ({where}); {risk}, so only modules there are imported")
+    what = f"module '{name}'" if part == name else f"module '{name}' (its package '{part}')"
+    raise ImportRefused(f"{what} is {Path(file).resolve()}, outside the folders a config may import from ({where}); "
+                        f"{risk}: pass {ALLOW_FLAG} {Path(file).resolve().parent} to allow it")
+
+
+def _refuse_hidden(name: str, module, folder: str) -> None:
+    """CustomError if ``module`` (imported as ``name``) is not the file of that name in ``folder``."""
     local = _local_file(name, folder)
     loaded = getattr(module, "__file__", None)
     if local is not None and (loaded is None or Path(loaded).resolve() != local):
         raise CustomError(f"module '{name}' is already imported from {loaded}, which hides {local}; rename {local.name}")
-    return module
 
 
 def _local_file(name: str, folder: str) -> Path | None:
@@ -150,16 +226,17 @@ CELL_PROTOCOL = ("a cell class needs dicts params and grads (same keys and shape
                  "(N, hidden) array of zeros); __init__ gets input_size=, hidden=, rng= and dtype= if it takes them")
 
 
-def find_cell(spec: str, folder: str | Path | None = None) -> type:
+def find_cell(spec: str, folder: str | Path | None = None, allowed: Sequence[str | Path] | None = None) -> type:
     """``'module:Class'`` -> a cell class with step() and step_backward()."""
-    return _find(spec, folder, ("step", "step_backward"), CELL_PROTOCOL)
+    return _find(spec, folder, ("step", "step_backward"), CELL_PROTOCOL, allowed)
 
 
 def make_cell(spec: str, folder: str | Path | None, args: dict, input_size: int, hidden: int,
-              rng: np.random.Generator, dtype) -> object:
+              rng: np.random.Generator, dtype, allowed: Sequence[str | Path] | None = None) -> object:
     """Build the cell ``Class(**args)`` (adding input_size, hidden, rng, dtype when it takes them) and try one
-    step and its backward on a dummy batch, so a cell that does not fit fails here, with a message."""
-    cls = find_cell(spec, folder)
+    step and its backward on a dummy batch, so a cell that does not fit fails here, with a message.
+    ``allowed``: the folders its module may come from (None: any)."""
+    cls = find_cell(spec, folder, allowed)
     given = {"input_size": input_size, "hidden": hidden, "rng": rng, "dtype": dtype}
     extra = {k: v for k, v in given.items() if k not in args and _takes(cls, k)}
     try:
@@ -277,8 +354,9 @@ def _positional(fn) -> int:
 
 
 def make_custom(spec: str, folder: str | Path | None, args: dict, width: int | None, dtype, index: int | str,
-                activation: bool = False) -> CustomModule:
-    """``'module:Class'`` -> the wrapped layer named ``<class lowercased><index>``."""
-    cls = find_class(spec, folder)
+                activation: bool = False, allowed: Sequence[str | Path] | None = None) -> CustomModule:
+    """``'module:Class'`` -> the wrapped layer named ``<class lowercased><index>``; ``allowed``: the folders
+    its module may come from (None: any)."""
+    cls = find_class(spec, folder, allowed)
     wrapper = CustomActivation if activation else CustomModule
     return wrapper(construct(cls, args, width, dtype), f"{cls.__name__.lower()}{index}")

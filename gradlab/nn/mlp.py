@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError
+from ..config import ConfigError, allowed_imports
 from .activations import Activation, make_activation
 from .recurrent import Recurrent
 from .custom import CustomError, CustomModule, make_custom, output_width
@@ -172,7 +172,7 @@ def _custom(item, b: _Build, l: int, width: int, where: str) -> Module:
     """A class of your own (``module:Class``), wrapped and named ``<class><l>``."""
     try:
         return make_custom(item.spec, b.cfg.import_dir, getattr(item, "args", {}), width, b.dtype, l,
-                           activation=item.type == "activation")
+                           activation=item.type == "activation", allowed=allowed_imports(b.cfg))
     except CustomError as exc:
         raise ConfigError(f"'{where}': {exc}.") from None
 

@@ -400,11 +400,11 @@ def build_rnn(cfg, n_in: int, n_out: int, rng: np.random.Generator, per_step: bo
 
 def custom_cell(cfg, l: int, D: int, rng: np.random.Generator, dtype, truncate: int | None) -> CustomCell:
     """Layer l's cell of your own, named ``<class lowercased><l>`` (``lstmcell1.Wx``)."""
-    from ..config import ConfigError
+    from ..config import ConfigError, allowed_imports
     from .custom import CustomError, make_cell
 
     try:
-        cell = make_cell(cfg.cell, cfg.import_dir, cfg.cell_args, D, cfg.hidden, rng, dtype)
+        cell = make_cell(cfg.cell, cfg.import_dir, cfg.cell_args, D, cfg.hidden, rng, dtype, allowed_imports(cfg))
     except CustomError as exc:
         raise ConfigError(f"'model.cell': {exc}.") from None
     return CustomCell(cell, f"{type(cell).__name__.lower()}{l}", cfg.hidden, truncate)
