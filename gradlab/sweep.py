@@ -53,6 +53,7 @@ class Sweep:
     seeds: list[int]
     source: str
     combos: list[Combo] = field(default_factory=list)
+    imports: dict = field(default_factory=dict)  # validate()'s folder and allow_imports: where module:Class may come from
 
     def resolved(self) -> dict:
         return {"name": self.name, "base": self.base, "grid": self.grid, "zip": self.zip, "seeds": self.seeds}
@@ -60,7 +61,7 @@ class Sweep:
 
 # --------------------------------------------------------------------------- the sweep file
 
-def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
+def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = (), allow_imports=()) -> Sweep:
     """Read a sweep file, apply ``--set`` to its base, and validate every combination up front."""
     path = Path(path)
     source = str(path)
@@ -70,11 +71,11 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         raise ConfigError(f"{source}: sweep file not found.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: cannot read the sweep file ({exc}).") from None
-    return sweep_from_dict(raw, source, path.parent, overrides)
+    return sweep_from_dict(raw, source, path.parent, overrides, allow_imports)
 
 
 def sweep_from_dict(raw: Any, source: str = "<sweep>", folder: Path = Path("."),
-                    overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
+                    overrides: list[str] | tuple[str, ...] = (), allow_imports=()) -> Sweep:
     """Validate a sweep given as data; the base may be a path (relative to ``folder``) or a mapping."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a sweep must be a YAML mapping of keys ({', '.join(SWEEP_KEYS)}).")
@@ -102,7 +103,8 @@ def sweep_from_dict(raw: Any, source: str = "<sweep>", folder: Path = Path("."),
     name = raw.get("name", Path(source).stem if source != "<sweep>" else "sweep")
     if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.+=,-]+", name)):
         raise ConfigError(f"{source}: 'name' must be letters, digits and _.+=,- (got {name!r}).")
-    sweep = Sweep(name, base, grid, zipped, seeds, source)
+    sweep = Sweep(name, base, grid, zipped, seeds, source,
+                  imports={"folder": str(base_dir), "allow_imports": tuple(map(str, allow_imports))})
     sweep.combos = expand(sweep, base_dir)
     return sweep
 
@@ -170,7 +172,7 @@ def _combo(sweep: Sweep, values: dict) -> Combo:
     for key, value in values.items():
         set_value(raw, key, copy.deepcopy(value), f"{sweep.source}: grid key '{key}'")
     raw["name"] = sweep.name
-    return Combo(values, label, validate(raw, f"{sweep.source}: combination {label}"))
+    return Combo(values, label, validate(raw, f"{sweep.source}: combination {label}", **sweep.imports))
 
 
 def value_text(value: Any) -> str:
@@ -195,7 +197,7 @@ def combo_label(values: dict) -> str:
 
 # --------------------------------------------------------------------------- one run (in a worker)
 
-def run_combo(raw_config: dict, label: str) -> dict:
+def run_combo(raw_config: dict, label: str, imports: dict | None = None) -> dict:
     """Train one combination in a scratch folder; return its files (name -> bytes) and its status.
 
     Runs in a worker process or on a Dask worker: nothing here touches the sweep folder.
@@ -206,7 +208,7 @@ def run_combo(raw_config: dict, label: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="gradlab-") as tmp:
         run_dir = Path(tmp) / label
         try:
-            result = train(validate(raw_config, label), [], label, write=True, run_dir=run_dir)
+            result = train(validate(raw_config, label, **(imports or {})), [], label, write=True, run_dir=run_dir)
             status = result.status
         except Exception:  # noqa: BLE001 - a failing run is recorded and the sweep goes on
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +269,7 @@ class LocalExecutor:
         from concurrent.futures import as_completed
 
         with one_blas_thread():  # the processes start on demand, while jobs are submitted
-            futures = [self.pool.submit(run_combo, raw, label) for raw, label in jobs]
+            futures = [self.pool.submit(run_combo, *job) for job in jobs]
         for fut in as_completed(futures):
             yield fut.result()
 
@@ -279,8 +281,8 @@ class InlineExecutor:
     """Each run in this process, one after the other (the same files as from a worker)."""
 
     def run(self, jobs: list[tuple[dict, str]]) -> Iterator[dict]:
-        for raw, label in jobs:
-            yield run_combo(raw, label)
+        for job in jobs:
+            yield run_combo(*job)
 
     def close(self, cancel: bool = False) -> None:
         pass
@@ -302,7 +304,7 @@ class DaskExecutor:
     def run(self, jobs: list[tuple[dict, str]]) -> Iterator[dict]:
         from distributed import as_completed
 
-        futures = [self.client.submit(run_combo, raw, label, pure=False) for raw, label in jobs]
+        futures = [self.client.submit(run_combo, *job, pure=False) for job in jobs]
         self.futures = futures
         for fut in as_completed(futures):
             yield fut.result()
@@ -435,7 +437,7 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
         if todo:
             executor = (DaskExecutor(scheduler) if scheduler else InlineExecutor() if workers == 0
                         else LocalExecutor(workers or os.cpu_count() or 1))
-            jobs = [(c.config.resolved(), c.label) for c in todo]
+            jobs = [(c.config.resolved(), c.label, sweep.imports) for c in todo]
             values = {c.label: c.values for c in todo}
             for res in executor.run(jobs):
                 _write_run(out / res["label"], res["files"])
@@ -521,7 +523,7 @@ def check_resume_dir(path: str | Path) -> Path:
     return path
 
 
-def load_resume(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
+def load_resume(path: str | Path, overrides: list[str] | tuple[str, ...] = (), allow_imports=()) -> Sweep:
     """The sweep a folder was made from (its sweep.yaml), to finish it."""
     path = check_resume_dir(path)
     try:
@@ -531,5 +533,5 @@ def load_resume(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if isinstance(spec, dict) and "trials" in spec:
         raise ConfigError(f"--resume {path}: the remedies tried by gradlab report --try, not a sweep; finish it "
                           f"with gradlab report {path.parent} --try.")
-    return load_sweep(path / "sweep.yaml", overrides)
+    return load_sweep(path / "sweep.yaml", overrides, allow_imports)
 
