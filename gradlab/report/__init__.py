@@ -17,9 +17,10 @@ import numpy as np
 import yaml
 
 from ..config import ConfigError
+from ..files import refuse_symlinks
 from .diagnose import KINDS, Finding, diagnose
 from .lint import Lint, lint
-from .load import RunData, SweepData, kind_of, load_run, load_sweep_dir
+from .load import RunData, SweepData, kind_of, load_run, load_sweep_dir, read_table
 from .trial import try_remedies
 
 __all__ = ["KINDS", "Finding", "Lint", "Report", "RunData", "SweepData", "diagnose", "diagnose_dir", "lint",
@@ -72,16 +73,18 @@ def _run_report(run: RunData, write: bool) -> Report:
     findings = diagnose(run)
     table, fits = compare(run)
     lints = [str(x) for x in lint(run.config, n_inputs(run))] if run.config is not None else []
-    notes = [] if findings else ["no step logged yet: the run stopped before step 0 was written"]
+    notes = run.notes + ([] if findings else ["no step logged yet: the run stopped before step 0 was written"])
     rep = Report("run", run.dir, findings=[f.as_dict() for f in findings], theory=fits, lints=lints, notes=notes)
     if write:
         from . import html, plots
 
+        refuse_symlinks(run.dir, ["report.html", *plots.RUN_PLOTS])  # before anything is written
+        trials = _trials_section(run.dir, notes)
         rep.images = plots.write_run_plots(run, run.dir)
         sections = [
             html.Section("Summary", table=summary_frame(run)),
             html.Section("Diagnosis", html=html.findings_table(rep.findings), pre="\n".join(notes) or None),
-            *_trials_section(run.dir),
+            *trials,
             html.Section("Plots", images=rep.images),
             html.Section("Theory beside measurement",
                          text=THEORY_NOTE, table=table, pre=_lines(fits)),
@@ -92,16 +95,17 @@ def _run_report(run: RunData, write: bool) -> Report:
     return rep
 
 
-def _trials_section(folder: Path) -> list:
-    """The table of ``gradlab report RUN --try`` (remedies.csv), when it has been run."""
+def _trials_section(folder: Path, notes: list[str]) -> list:
+    """The table of ``gradlab report RUN --try`` (remedies.csv), when it has been run (a note if unreadable)."""
     from . import html
 
-    path = folder / "remedies.csv"
-    if not path.exists():
+    try:
+        table = read_table(folder / "remedies.csv", notes)
+    except ConfigError as exc:
+        notes.append(f"remedies.csv left out: {exc}")
         return []
-    import pandas as pd
-
-    table = pd.read_csv(path)
+    if table is None:
+        return []
     cols = [c for c in ("remedy", "status", "final_loss", "delta_ratio", "verdict", "diverged_at", "run")
             if c in table.columns]
     return [html.Section("Remedies tried", table=table[cols].astype(object).where(table[cols].notna(), ""),
@@ -132,16 +136,16 @@ def _lines(values: dict) -> str:
 
 
 def _sweep_report(sweep: SweepData, write: bool) -> Report:
-    findings, notes = [], []
+    findings, notes = [], list(sweep.notes)
     for row in sweep.summary.itertuples():
-        if row.status not in ("completed", "diverged"):
-            notes.append(f"{row.run}: {row.status}, not diagnosed (see its error.txt)")
-        elif (sweep.dir / row.run / "metrics.csv").exists():
-            findings += [{"run": row.run, **f.as_dict()} for f in diagnose(load_run(sweep.dir / row.run))]
+        found, note = _sweep_run(sweep.dir, str(row.run), str(row.status))
+        findings += found
+        notes += [note] if note else []
     rep = Report("sweep", sweep.dir, findings=findings, notes=notes)
     if write:
         from . import html, plots
 
+        refuse_symlinks(sweep.dir, ["report.html", *plots.SWEEP_PLOTS])  # before anything is written
         rep.images = plots.write_sweep_plots(sweep, sweep.dir)
         cols = [*sweep.keys, "status", "final_loss", "final_val_accuracy", "delta_ratio_first", "delta_ratio_last",
                 "run"]
@@ -153,3 +157,19 @@ def _sweep_report(sweep: SweepData, write: bool) -> Report:
         ]
         rep.html = html.write_html(sweep.dir / "report.html", f"gradlab sweep report: {sweep.name}", sections)
     return rep
+
+
+def _sweep_run(folder: Path, run: str, status: str) -> tuple[list[dict], str | None]:
+    """The findings of one run of a sweep, or a note saying why it is not diagnosed. Only a folder directly
+    inside the sweep's is read: summary.csv names it."""
+    if run in ("", ".", "..") or run != Path(run).name:
+        return [], f"{run}: not a folder name inside the sweep (summary.csv, column 'run'); not read"
+    if status not in ("completed", "diverged"):
+        return [], f"{run}: {status}, not diagnosed (see its error.txt)"
+    if not (folder / run / "metrics.csv").exists():
+        return [], None
+    try:
+        data = load_run(folder / run)
+    except ConfigError as exc:
+        return [], f"{run}: not diagnosed: {exc}"
+    return [{"run": run, **f.as_dict()} for f in diagnose(data)], None

@@ -253,11 +253,7 @@ def model_facts(run: RunData) -> dict:
 
 
 def _n_weights(run: RunData) -> int | None:
-    path = run.dir / "params_init.npz"
-    if not path.exists():
-        return None
-    with np.load(path) as params:
-        return int(sum(params[k].size for k in params.files))
+    return None if run.init_shapes is None else sum(math.prod(shape) for shape in run.init_shapes.values())
 
 
 # --------------------------------------------------------------------------- remedies, valid for the config

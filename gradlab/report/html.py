@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..files import write_atomic
+
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 KIND_CLASS = {"healthy": "ok", "vanishing": "bad", "exploding": "bad", "dead_units": "warn", "saturation": "warn",
               "not_learning": "bad", "spike": "note"}
@@ -69,7 +71,7 @@ def write_html(path: Path, title: str, sections: list[Section]) -> Path:
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
             f"<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n")
-    path.write_text(page, encoding="utf-8")
+    write_atomic(path, page)
     return path
 
 

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from ..files import save_atomic
 from .load import RunData, SweepData
 
 DPI = 100
@@ -25,6 +26,8 @@ DELTA = "||dL/d output|| (delta_norm)"
 GRAD = "||dL/d params|| (grad_norm)"
 RATIO = "delta_ratio_first"
 RATIO_LIM = 6.0  # the heatmap's colour scale ends at 1e-6 and 1e6
+RUN_PLOTS = ("gradient_flow.png", "grad_heatmap.png", "loss_grad_norm.png", "activations.png", "time_grad_norms.png")
+SWEEP_PLOTS = ("sweep_ratio_heatmap.png", "sweep_gradient_flow.png")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -47,7 +50,7 @@ def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     for ax in fig.axes:
         _clamp_log(ax)
-    fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")
+    save_atomic(path, lambda f: fig.savefig(f, dpi=DPI, format="png", bbox_inches="tight"))
     return path
 
 
@@ -128,9 +131,8 @@ def _shown_steps(run: RunData, columns: list[str]) -> list[int]:
 def write_run_plots(run: RunData, out: Path) -> list[Path]:
     """Write the run's figures into ``out``; return the paths written."""
     out = Path(out)
-    paths = [plot_gradient_flow(run, out / "gradient_flow.png"), plot_grad_heatmap(run, out / "grad_heatmap.png"),
-             plot_loss_grad_norm(run, out / "loss_grad_norm.png"), plot_activations(run, out / "activations.png"),
-             plot_time_grad_norms(run, out / "time_grad_norms.png")]
+    plots = (plot_gradient_flow, plot_grad_heatmap, plot_loss_grad_norm, plot_activations, plot_time_grad_norms)
+    paths = [plot(run, out / name) for plot, name in zip(plots, RUN_PLOTS)]
     return [p for p in paths if p is not None]
 
 
@@ -316,8 +318,8 @@ def _time_panel(ax, rows: pd.DataFrame) -> None:
 def write_sweep_plots(sweep: SweepData, out: Path) -> list[Path]:
     """Write the sweep's figures into ``out``; return the paths written."""
     out = Path(out)
-    paths = [plot_sweep_ratio_heatmap(sweep, out / "sweep_ratio_heatmap.png"),
-             plot_sweep_gradient_flow(sweep, out / "sweep_gradient_flow.png")]
+    paths = [plot(sweep, out / name) for plot, name in zip((plot_sweep_ratio_heatmap, plot_sweep_gradient_flow),
+                                                           SWEEP_PLOTS)]
     return [p for p in paths if p is not None]
 
 

@@ -81,7 +81,7 @@ def applies(model) -> str | None:
     if model.batchnorm:
         return "batch norm rescales every layer to unit variance"
     if model.activation.spec:
-        return "a custom activation"
+        return f"a custom activation ({model.activation.spec})"  # its name, as text: never imported here
     return None
 
 
@@ -115,13 +115,9 @@ def fitted_gain(layers: list[int], norms: list[float]) -> float | None:
 
 
 def n_inputs(run) -> int | None:
-    """Fan-in of the first dense layer, from the run's saved initial parameters."""
-    path = run.dir / "params_init.npz"
-    if not path.exists():
-        return None
-    with np.load(path) as params:
-        W = next((params[k] for k in params.files if k.endswith(".W") and params[k].ndim == 2), None)
-    return None if W is None else int(W.shape[0])
+    """Fan-in of the first dense layer, from the shapes of the run's saved initial parameters."""
+    shapes = run.init_shapes or {}
+    return next((int(shape[0]) for k, shape in shapes.items() if k.endswith(".W") and len(shape) == 2), None)
 
 
 def compare(run) -> tuple[pd.DataFrame | None, dict]:
@@ -138,7 +134,9 @@ def compare(run) -> tuple[pd.DataFrame | None, dict]:
     model = run.config.model if run.config is not None else None
     why = applies(model) if model is not None else "no readable config.yaml"
     n = n_inputs(run)
-    if why is not None or n is None or len(run.hidden) < 2:
+    if why is None and n is None:
+        why = "params_init.npz not readable" if (run.dir / "params_init.npz").exists() else "no params_init.npz"
+    if why is not None or len(run.hidden) < 2:
         fits["theory"] = why or "fewer than two hidden layers"
         return None, fits
     theory = predict(model, n)

@@ -1,0 +1,241 @@
+"""``gradlab report`` on folders someone passed around: it reads tables only, never imports, never writes
+through a planted link, and says what it could not use (a torn last row) or refuses (damaged tables) in one
+paragraph, exit 2, never a traceback."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gradlab.cli import app
+from gradlab.report import load_run
+from cli_helpers import assert_bad_input
+
+TINY = ("name: tiny\nseed: 0\ndata: {kind: blobs, n_samples: 64, n_features: 4, n_classes: 2}\n"
+        "model: {depth: 2, width: 4, activation: tanh}\ntrain: {steps: 4}\nlog: {every: 1, out: OUT}\n")
+MARKER_MODULE = ("import pathlib\npathlib.Path(__file__).with_name('IMPORTED').write_text('ran')\n"
+                 "class Act:\n    pass\n")
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """One 4-step run of a 2x4 tanh net (about 0.3 s), copied by each test that damages it."""
+    home = tmp_path_factory.mktemp("tiny")
+    (home / "tiny.yaml").write_text(TINY.replace("OUT", str(home / "runs")), encoding="utf-8")
+    assert invoke("train", home / "tiny.yaml", "-q").exit_code == 0
+    (folder,) = (home / "runs").iterdir()
+    return folder
+
+
+@pytest.fixture
+def run(tiny_run, tmp_path) -> Path:
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_run, folder)
+    return folder
+
+
+def sweep_of(run: Path, tmp_path: Path) -> Path:
+    """A sweep folder holding ``run`` as its one run (what gradlab sweep writes, by hand)."""
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    (folder / "sweep.yaml").write_text("name: s\nbase: tiny.yaml\ngrid:\n  model.depth: [2]\n", encoding="utf-8")
+    (folder / "summary.csv").write_text("model.depth,status,final_loss,delta_ratio_first,run\n"
+                                        "2,completed,0.68,0.93,depth=2\n", encoding="utf-8")
+    shutil.move(str(run), folder / "depth=2")
+    return folder
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+# --------------------------------------------------------------------------- never imports
+
+
+@pytest.mark.parametrize("where", ["run", "sweep"])
+def test_report_shows_a_module_class_as_text_and_never_imports_it(run, tmp_path, where):
+    """A hand-made folder whose config names ``marker_act:Act`` in import_dir ``.``, where marker_act.py
+    leaves a file when imported: the report is written, the class name appears as text, nothing is run."""
+    config = run / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("activation:\n    name: tanh",
+                                                                  "activation:\n    name: marker_act:Act")
+                      .replace("model:\n", "model:\n  import_dir: .\n", 1), encoding="utf-8")
+    assert "marker_act:Act" in config.read_text(encoding="utf-8")
+    (run / "marker_act.py").write_text(MARKER_MODULE, encoding="utf-8")
+    folder = run if where == "run" else sweep_of(run, tmp_path)
+    result = invoke("report", folder, "--json")
+    assert result.exit_code == 0, result.output
+    marker = (folder if where == "run" else folder / "depth=2") / "IMPORTED"
+    assert not marker.exists() and "marker_act" not in sys.modules
+    if where == "run":
+        assert "marker_act:Act" in (folder / "report.html").read_text(encoding="utf-8")
+        assert json.loads(result.stdout)["theory"]["theory"] == "a custom activation (marker_act:Act)"
+
+
+# --------------------------------------------------------------------------- planted symlinks
+
+
+@pytest.mark.parametrize("where", ["run", "sweep"])
+def test_report_refuses_output_names_planted_as_symlinks(run, tmp_path, where):
+    folder = run if where == "run" else sweep_of(run, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    png = "loss_grad_norm.png" if where == "run" else "sweep_ratio_heatmap.png"
+    for name in ("report.html", png):
+        (outside / name).write_text("precious", encoding="utf-8")
+        (folder / name).symlink_to(outside / name)
+    before = {p.name for p in folder.iterdir()}
+    message = assert_bad_input(invoke("report", folder), "report.html", png, "symbolic link")
+    assert str(folder) in message
+    assert [(outside / n).read_text(encoding="utf-8") for n in ("report.html", png)] == ["precious"] * 2
+    assert {p.name for p in folder.iterdir()} == before  # refused before writing anything
+    assert (folder / "report.html").is_symlink()
+
+
+# --------------------------------------------------------------------------- torn last rows
+
+
+@pytest.mark.parametrize("torn", ["77,5,-0.0396\n", "4,4,0.67"])
+def test_a_torn_last_row_is_left_out_and_named(run, torn):
+    """A run killed by a full disk leaves a last row with fewer fields, or one without its newline."""
+    metrics = run / "metrics.csv"
+    whole = lines(metrics)
+    metrics.write_text("\n".join(whole) + "\n" + torn, encoding="utf-8")
+    line = len(whole) + 1
+    assert len(load_run(run).metrics) == len(whole) - 1  # the 4 whole rows, the torn one left out
+    result = invoke("report", run)
+    assert result.exit_code == 0, result.output
+    note = f"metrics.csv: line {line} is incomplete"
+    assert note in result.stdout.replace("\n", " ")
+    assert note in (run / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_torn_last_row_of_layer_stats_is_left_out(run):
+    stats = run / "layer_stats.csv"
+    text = stats.read_text(encoding="utf-8")
+    stats.write_text(text + "4,1,0.01", encoding="utf-8")
+    data = load_run(run)
+    assert data.steps == [0, 1, 2, 3] and len(data.layers) == len(text.splitlines()) - 1
+    assert any(f"layer_stats.csv: line {len(text.splitlines()) + 1} is incomplete" in n for n in data.notes)
+
+
+def test_a_short_row_before_the_last_is_damage_not_a_tear(run):
+    metrics = run / "metrics.csv"
+    rows = lines(metrics)
+    rows[2] = "1,1,0.7"
+    metrics.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert_bad_input(invoke("report", run), "metrics.csv", "line 3", "3 fields", "header has 9")
+
+
+# --------------------------------------------------------------------------- damaged tables
+
+
+def test_a_text_cell_in_layer_stats_names_the_file_column_and_line(run):
+    stats = run / "layer_stats.csv"
+    rows = lines(stats)
+    cells = rows[3].split(",")
+    cells[6] = "oops"  # delta_norm
+    rows[3] = ",".join(cells)
+    stats.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert_bad_input(invoke("report", run), "layer_stats.csv", "'delta_norm'", "line 4", "'oops'", "not a number")
+
+
+def test_a_text_layer_id_names_the_file_column_and_line(run):
+    stats = run / "layer_stats.csv"
+    rows = lines(stats)
+    rows[2] = rows[2].replace("0,2,", "0,two,", 1)
+    stats.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert_bad_input(invoke("report", run), "layer_stats.csv", "'layer'", "line 3", "'two'", "whole number")
+
+
+def test_duplicate_step_and_layer_rows_name_both_lines(run):
+    stats = run / "layer_stats.csv"
+    rows = lines(stats)
+    stats.write_text("\n".join(rows + [rows[1]]) + "\n", encoding="utf-8")
+    assert_bad_input(invoke("report", run), "layer_stats.csv", "step 0, layer 1", f"lines 2 and {len(rows) + 1}")
+
+
+def cell(text: str, line: int, column: int, value: str) -> str:
+    """``text`` with one CSV cell replaced (line and column counted from 0)."""
+    rows = [row.split(",") for row in text.splitlines()]
+    rows[line][column] = value
+    return "\n".join(",".join(row) for row in rows) + "\n"
+
+
+DAMAGE = {
+    "a text loss": ("metrics.csv", lambda t: cell(t, 2, 2, "hello"), ["metrics.csv", "'loss'", "line 3", "'hello'"]),
+    "a fractional step": ("metrics.csv", lambda t: t.replace("\n1,1,", "\n1.5,1,", 1),
+                          ["metrics.csv", "'step'", "line 3", "1.5", "whole number"]),
+    "layer 0": ("layer_stats.csv", lambda t: t.replace("\n0,1,", "\n0,0,", 1),
+                ["layer_stats.csv", "'layer'", "line 2", "at least 1"]),
+    "a text steps count": ("summary.json", lambda t: t.replace('"steps": 4', '"steps": "many"'),
+                           ["summary.json", "'steps'", '"many"', "whole number"]),
+    "a text loss in the summary": ("summary.json", lambda t: t.replace('"final_train_loss": ', '"final_train_loss": "x", "_": '),
+                                   ["summary.json", "'final_train_loss'", "number or null"]),
+    "a number as status": ("summary.json", lambda t: t.replace('"status": "completed"', '"status": 5'),
+                           ["summary.json", "'status'", "text"]),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_damaged_run_files_are_bad_input(run, case):
+    name, damage, fragments = DAMAGE[case]
+    path = run / name
+    damaged = damage(path.read_text(encoding="utf-8"))
+    assert damaged != path.read_text(encoding="utf-8")
+    path.write_text(damaged, encoding="utf-8")
+    assert_bad_input(invoke("report", run), *fragments)
+
+
+@pytest.mark.parametrize("content", [b"not a zip", None])
+def test_an_unreadable_params_init_is_a_note(run, content):
+    """params_init.npz only feeds the theory table and the update size: without it the report goes on."""
+    path = run / "params_init.npz"
+    if content is None:
+        np.savez(path, **{"dense1.W": np.array([{}], dtype=object)})
+    else:
+        path.write_bytes(content)
+    result = invoke("report", run, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert any(n.startswith("params_init.npz: not readable") for n in data["notes"]), data["notes"]
+    assert data["theory"]["theory"] == "params_init.npz not readable"
+
+
+def test_non_finite_and_huge_metrics_still_report(run):
+    metrics = run / "metrics.csv"
+    head = lines(metrics)[0]
+    metrics.write_text(f"{head}\n0,0,1e308,1e308,1e308,0,0.1,1e308,\n1,1,inf,inf,inf,1,0.1,,\n"
+                       "2,2,nan,nan,nan,0,0.1,,\n3,3,-1e-320,0,0,0,0.1,,\n", encoding="utf-8")
+    result = invoke("report", run, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["findings"][0]["kind"] == "exploding"
+
+
+def test_a_damaged_run_inside_a_sweep_is_a_note(run, tmp_path):
+    (run / "summary.json").write_text('{"status": "compl', encoding="utf-8")
+    folder = sweep_of(run, tmp_path)
+    result = invoke("report", folder, "--json")
+    assert result.exit_code == 0, result.output
+    (note,) = json.loads(result.stdout)["notes"]
+    assert note.startswith("depth=2: not diagnosed:") and "summary.json" in note
+    assert (folder / "report.html").exists()
+
+
+def test_a_sweep_row_naming_a_folder_outside_is_not_read(run, tmp_path):
+    folder = sweep_of(run, tmp_path)
+    summary = folder / "summary.csv"
+    summary.write_text(summary.read_text(encoding="utf-8").replace(",depth=2", ",../sweep/depth=2"), encoding="utf-8")
+    result = invoke("report", folder, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["findings"] == [] and "not a folder name" in data["notes"][0]
