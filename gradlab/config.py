@@ -553,6 +553,9 @@ class Config(Strict):
 
 MAX_BYTES = 5_000_000  # a config or sweep file is a few kB; /dev/zero would be read until memory ran out
 ALLOW_FLAG = "--allow-imports"  # train, check, sweep, report --try: a folder whose modules a config may import
+ALLOW_HELP = ("A folder whose modules a config may import (repeatable). A config naming module:Class runs that "
+              "module's code: without this option only modules in the config's own folder (or in a model.import_dir "
+              "inside it) are imported, and an installed module only if its file lies under a folder given here.")
 _FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
 

@@ -100,13 +100,14 @@ class TrialSweep(Sweep):
         return {**super().resolved(), "trials": trials}
 
 
-def trial_config(raw: dict, sets: list[str], steps: int | None, source: str):
-    """The run's config with a remedy's options (and ``train.steps``) applied, validated."""
+def trial_config(raw: dict, sets: list[str], steps: int | None, source: str, imports: dict | None = None):
+    """The run's config with a remedy's options (and ``train.steps``) applied, validated; ``imports``: the
+    folder and allow_imports of ``validate`` (a trial is training: the same import rule)."""
     import copy
 
     overrides = [*sets, *([f"train.steps={steps}"] if steps else [])]
     where = f"{source} with --set {' --set '.join(overrides)}" if overrides else source
-    return validate(apply_overrides(copy.deepcopy(raw), overrides, where), where)
+    return validate(apply_overrides(copy.deepcopy(raw), overrides, where), where, **(imports or {}))
 
 
 def _same_run(folder: Path, combo: Combo) -> bool:
@@ -120,13 +121,15 @@ def _same_run(folder: Path, combo: Combo) -> bool:
 
 
 def try_remedies(path: str | Path, steps: int | None = None, workers: int | None = None,
-                 observers: list = (), findings: list[Finding] | None = None) -> TrialResult:
+                 observers: list = (), findings: list[Finding] | None = None, allow_imports=()) -> TrialResult:
     """Run every remedy of the run folder's diagnosis (or of ``findings``) as a trial; write the table.
 
     ``steps``: the steps of each trial (default: the run's own). ``workers``: processes (default: all
     cores; 0 runs the trials in this process, one after the other). The original run is the table's first
     row; it is run again, under ``RUN/try``, only when ``steps`` differs from its own. Raises ConfigError
-    for a folder that is not a run folder, or a run whose config cannot be rebuilt.
+    for a folder that is not a run folder, or a run whose config cannot be rebuilt. A trial trains: the
+    config's ``module:Class`` modules are imported only from the run folder and the ``allow_imports``
+    folders (its model.import_dir, the folder of the config it was trained from, lies outside it).
     """
     run = _run(Path(path))
     remedies = plan(diagnose(run) if findings is None else findings)
@@ -136,17 +139,19 @@ def try_remedies(path: str | Path, steps: int | None = None, workers: int | None
     if not remedies:
         return result
     source = str(run.dir / "config.yaml")
+    imports = {"folder": str(run.dir), "allow_imports": tuple(map(str, allow_imports))}
+    trial_config(run.raw, [], None, source, imports)  # a module it may not import: exit 2, not a row per remedy
     original = Trial([], "the run's own config")
     todo = [original, *remedies] if rerun else remedies
     combos, invalid = [], {}
     for t in todo:  # a remedy this config does not take is a row of its own, not the end of the others
         try:
-            combos.append(Combo(t.values, t.label, trial_config(run.raw, t.sets, result.steps, source)))
+            combos.append(Combo(t.values, t.label, trial_config(run.raw, t.sets, result.steps, source, imports)))
         except ConfigError as exc:
             invalid[t.label] = str(exc)
     folders = {t.label: result.dir / t.label for t in todo}
     folders.setdefault(original.label, run.dir)
-    sweep = TrialSweep(run.name, run.raw, {}, {}, [run.config.seed], source, combos)
+    sweep = TrialSweep(run.name, run.raw, {}, {}, [run.config.seed], source, combos, imports)
     result.dir.mkdir(exist_ok=True)
     result.reused = sum(_same_run(folders[c.label], c) for c in combos)
     writer = TableWriter(result, [original, *remedies], folders, invalid)
@@ -165,7 +170,7 @@ def _run(path: Path) -> RunData:
         raise ConfigError(f"{path / 'config.yaml'}: missing or empty; --try reruns the run's own config, which "
                           "gradlab train writes there.")
     if run.config is None:
-        validate(run.raw, str(path / "config.yaml"))  # raises, naming the key that no longer validates
+        validate(run.raw, str(path / "config.yaml"), imports=False)  # raises, naming the key that no longer validates
     return run
 
 
