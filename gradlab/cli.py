@@ -13,7 +13,7 @@ from rich.table import Table
 
 import gradlab as api
 from .check.command import check_command
-from .config import ConfigError
+from .config import ALLOW_FLAG, ALLOW_HELP, ConfigError
 from .console import SET_HELP, bad_input, err, fail, out
 from .logging import jsonable
 from .records import RunResult, StepRecord
@@ -98,10 +98,14 @@ def train(
     set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
     report: bool = typer.Option(False, "--report", help="Write the plots and report.html into the run folder."),
+    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help=ALLOW_HELP),
 ) -> None:
-    """Train a network from a YAML config and log per-layer gradients to CSV."""
+    """Train a network from a YAML config and log per-layer gradients to CSV.
+
+    A config naming module:Class (a layer or cell of your own) runs that module's code: only modules in the \
+config's folder are imported, unless --allow-imports names another folder."""
     with bad_input(config):
-        cfg = api.load_config(config, set_ or [])
+        cfg = api.load_config(config, set_ or [], allow_imports or [])
         observers = [] if quiet else [LintView(), ProgressView()]
         result = api.train(cfg, observers, source=str(config))
     if not quiet and result.first is not None:
@@ -147,13 +151,20 @@ def report(
                                         "(default: the run's own)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --try: worker processes "
                                           "(default: all cores)."),
+    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help="With --try: " + ALLOW_HELP),
 ) -> None:
-    """Write plots and a self-contained report.html into a run or sweep folder; print the diagnosis."""
+    """Write plots and a self-contained report.html into a run or sweep folder; print the diagnosis.
+
+    The report reads the folder's tables and never imports the modules its config names (module:Class is \
+shown as text). --try trains: the run's config, naming module:Class, runs that module's code, so only \
+modules in the run folder are imported unless --allow-imports names another folder (a run's config.yaml \
+holds its model.import_dir, the folder of the config it was trained from)."""
     trials = None
     if try_:
-        trials = try_command(path, steps, workers, quiet=as_json)
-    elif steps is not None or workers is not None:
-        fail(ConfigError("--steps and --workers go with --try (gradlab report RUN --try --steps 200)."))
+        trials = try_command(path, steps, workers, quiet=as_json, allow_imports=allow_imports or [])
+    elif steps is not None or workers is not None or allow_imports:
+        fail(ConfigError(f"--steps, --workers and {ALLOW_FLAG} go with --try (gradlab report RUN --try --steps "
+                         "200): without it the report imports nothing."))
     with bad_input(path):
         rep = api.report(path)
     if as_json:
@@ -172,13 +183,13 @@ def report(
         raise typer.Exit(130)
 
 
-def try_command(path: Path, steps: int | None, workers: int | None, quiet: bool):
+def try_command(path: Path, steps: int | None, workers: int | None, quiet: bool, allow_imports=()):
     """Run the remedies of a run's diagnosis (bad input: exit 2; no remedy: say so, exit 0)."""
     from .report import trial
 
     with bad_input(path):
         view = [] if quiet else [SweepView()]
-        result = trial.try_remedies(path, steps, workers, view)
+        result = trial.try_remedies(path, steps, workers, view, allow_imports=allow_imports)
     if not result.rows:
         out.print(f"{path}: the diagnosis offers no remedy with a --set option to try; nothing was run.",
                   highlight=False, soft_wrap=True)
@@ -269,14 +280,17 @@ def sweep(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler, tcp://HOST:PORT."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
     report: bool = typer.Option(False, "--report", help="Write the sweep's plots and report.html at the end."),
+    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help=ALLOW_HELP),
 ) -> None:
-    """Run a grid of configs in parallel; write one run folder each, summary.csv and profile.csv."""
+    """Run a grid of configs in parallel; write one run folder each, summary.csv and profile.csv.
+    A base config naming module:Class runs that module's code (see --allow-imports)."""
     where = resume or sweep_file
     if where is None:
         fail(ConfigError("gradlab sweep: give a sweep file, or --resume DIR."))
     with bad_input(where):
-        spec = (api.sweeps.load_resume(resume, set_ or []) if resume
-                else api.sweeps.load_sweep(sweep_file, set_ or []))
+        allowed = allow_imports or []
+        spec = (api.sweeps.load_resume(resume, set_ or [], allowed) if resume
+                else api.sweeps.load_sweep(sweep_file, set_ or [], allowed))
         view = [] if quiet else [SweepView()]
         result = api.sweeps.run_sweep(spec, workers, resume, scheduler, view)
     if not quiet:
