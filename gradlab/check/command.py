@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 import gradlab as api
-from ..config import ConfigError
+from ..config import ALLOW_FLAG, ALLOW_HELP, ConfigError
 from ..console import SET_HELP, bad_input, err, out
 from ..logging import jsonable
 from .functions import FIND_RULE, CheckInputError, check_file
@@ -46,13 +46,17 @@ def check_command(
     eps_sweep: bool = typer.Option(False, "--eps-sweep", help="Also show the error for eps = 1e-1 ... 1e-10."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one row per checked entry to FILE."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help="A config: " + ALLOW_HELP),
 ) -> None:
     """Check backprop against centred differences; exit 0 when every tensor passes, 1 when any fails, 3 when
-    none fails but some cannot be resolved (the cure is printed)."""
+    none fails but some cannot be resolved (the cure is printed).
+
+    Both run code of yours: FILE.py is imported, and a config naming module:Class runs that module's code \
+(only modules in the config's folder are imported, unless --allow-imports names another folder)."""
     target = TARGET.fullmatch(str(config))
     if target:
         unused = {"--set": set_, "--dtype": dtype, "--loss-scale": loss_scale, "--after-steps": after_steps,
-                  "--taylor": taylor, "--eps-sweep": eps_sweep}
+                  "--taylor": taylor, "--eps-sweep": eps_sweep, ALLOW_FLAG: allow_imports}
         with bad_input(config):
             report = _check_target(target, shape or [], seed, mode, eps, strict, one_sided,
                                    [k for k, v in unused.items() if v])
@@ -65,7 +69,7 @@ def check_command(
         if shape:
             raise ConfigError(f"{config}: --shape applies to FILE.py:NAME only (a layer or function of yours); "
                               "a config's shapes come from its data and model.")
-        cfg = api.load_config(config, overrides)
+        cfg = api.load_config(config, overrides, allow_imports or [])
         report = api.check(cfg, str(config), after_steps, one_sided)
         studies = {"taylor": api.gradcheck.taylor(cfg, str(config), after_steps) if taylor else None,
                    "eps_sweep": api.gradcheck.sweep_eps(cfg, str(config), after_steps) if eps_sweep else None}
