@@ -20,6 +20,11 @@ SPIRAL_TURN = 2.0 * np.pi  # angle swept by each spiral arm from the centre to r
 NPZ_EXPECTED = ("an .npz archive (numpy.savez) with arrays X (N, D) and y (N,) or (N, K), "
                 "or a sequence set X (N, T, F) and y (N,), (N, K) or (N, T) labels per step")
 CSV_EXPECTED = "a CSV file with a header row, numeric feature columns and the target column"
+# float64 holds up to 1.8e308 and squares what it standardises: a feature's spread (max - min) within SPREAD
+# keeps its squared deviations finite and non-zero (outside it the std is inf or 0 and the feature becomes 0s)
+SPREAD = (1e-150, 1e150)
+BIG = 1e150  # |value| of features used as they are, and of regression targets: their squared errors stay finite
+NOISE_MAX = 1e148  # data.noise: the generated features and targets stay within BIG (a normal draw is below 100 sigma)
 
 Raw = tuple[np.ndarray, np.ndarray, str]  # (X (N, D) or (N, T, F), y (N,) int64, (N, K) or (N, T), task)
 
@@ -238,6 +243,11 @@ def _targets(y: np.ndarray, task: str, what: str, source: str) -> tuple[np.ndarr
             raise _fail(source, "data.task", f"regression needs a numeric target, but {what} holds {held} "
                         "values; use task classification (or auto).")
         y = y.astype(np.float64)
+        top = float(np.abs(y).max()) if y.size else 0.0
+        if top > BIG:
+            raise _fail(source, "data.path", f"{what} holds regression targets up to {top:.3g} in absolute value; "
+                        f"allowed: targets within +-{BIG:.0e}, whose squared errors stay finite in float64 "
+                        "(rescale them).")
         return (y[:, None] if y.ndim == 1 else y), task, None
     if y.ndim == 2 and y.shape[1] != 1:
         raise _fail(source, "data.task", f"classification needs one label per row, but {what} has shape "
@@ -257,6 +267,33 @@ def _features(X: np.ndarray, what: str, source: str) -> np.ndarray:
         raise _fail(source, "data.path", f"{what} has missing (NaN) or infinite values in {len(rows)} row(s) "
                     f"(first: data row {rows[0] + 1}, counting from 1); features must be finite numbers.")
     return X
+
+
+def _check_scale(X: np.ndarray, standardize: bool, what: str, key: str, source: str, names: list[str]) -> None:
+    """Finite features (N, D) or (N, T, F) that stay finite, and not all zero where they varied, once
+    standardised: each constant (it carries nothing, and becomes 0) or spread (max - min) within SPREAD, with a
+    finite mean; used as they are (no standardising), within +-BIG."""
+    axes = tuple(range(X.ndim - 1))
+    if X.size == 0:
+        return
+    with np.errstate(all="ignore"):
+        spread = X.max(axis=axes) - X.min(axis=axes)  # inf when it overflows
+        top = np.abs(X).max(axis=axes)
+        mean = X.mean(axis=axes)
+    varying = spread > 0
+    bad = (varying & ((spread < SPREAD[0]) | (spread > SPREAD[1]))) | ~np.isfinite(mean)
+    if not standardize:
+        bad |= top > BIG
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        span = f"{spread[j]:.3g}" if np.isfinite(spread[j]) else "more than 1.8e+308"
+        rule = (f"with a spread (max - min) between {SPREAD[0]:.0e} and {SPREAD[1]:.0e} per feature (or a "
+                "constant feature), so that standardising keeps them finite and not all zero" if standardize else
+                f"within +-{BIG:.0e} (data.standardize is false: they are used as they are), with a spread of at "
+                f"most {SPREAD[1]:.0e}")
+        raise _fail(source, key, f"{names[j]} of {what} holds values up to {top[j]:.3g} in absolute value, spread "
+                    f"over {span}; allowed: finite values {rule}. Rescale the feature"
+                    + (" (or lower data.noise)." if key == "data" else "."))
 
 
 def _existing(path: str, expected: str, source: str) -> Path:
@@ -287,6 +324,7 @@ def _read_csv(path: str, source: str) -> pd.DataFrame:
 def _csv(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, np.ndarray, str, int | None]:
     """CSV with a header: feature columns -> X (N, D), column `target` -> y."""
     frame = _read_csv(cfg.path, source)
+    _distinct_names(cfg.path, source)
     columns = [str(c) for c in frame.columns]
     if cfg.target not in columns:
         raise _fail(source, "data.target", f"column {cfg.target!r} not found in {cfg.path}; "
@@ -305,7 +343,24 @@ def _csv(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, n
     numeric = pd.api.types.is_numeric_dtype(target)
     y = target.to_numpy() if numeric else target.astype(str).to_numpy(dtype=str)
     X = _features(frame.to_numpy(dtype=np.float64), f"{cfg.path}", source)
-    return (X, *_targets(y, cfg.task, f"column {cfg.target!r} of {cfg.path}", source))
+    targets = _targets(y, cfg.task, f"column {cfg.target!r} of {cfg.path}", source)
+    _check_scale(X, cfg.standardize, f"{cfg.path}", "data.path", source, [f"column {str(c)!r}" for c in frame.columns])
+    return (X, *targets)
+
+
+def _distinct_names(path: str, source: str) -> None:
+    """A ConfigError when two header cells of a CSV hold one name (pandas would read the second as 'name.1')."""
+    try:
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError, IndexError):
+        return  # the full read above succeeded; nothing more to say about the header
+    names = [str(c).strip() for c in header]
+    repeated = next((n for n in names if names.count(n) > 1), None)
+    if repeated is not None:
+        at = [i + 1 for i, n in enumerate(names) if n == repeated]
+        raise _fail(source, "data.path", f"column {repeated!r} appears {len(at)} times in the header of {path} "
+                    f"(columns {', '.join(map(str, at))}, counting from 1); allowed: distinct column names, so "
+                    "data.target and the features are unambiguous (rename or drop the others).")
 
 
 def _npz_arrays(path: str, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -324,11 +379,23 @@ def _npz_arrays(path: str, source: str) -> tuple[np.ndarray, np.ndarray]:
             found = ", ".join(archive.files) or "none"
             raise _fail(source, "data.path", f"{path} has no array {' or '.join(missing)} (arrays found: {found}); "
                         f"expected {NPZ_EXPECTED}.")
-        try:
-            return archive["X"], archive["y"]
-        except Exception as exc:  # noqa: BLE001 - pickled object arrays, corrupt members
-            raise _fail(source, "data.path", f"cannot read arrays X and y from {path} ({exc}); "
-                        "expected plain (non-object) arrays X (N, D) and y (N,) or (N, K).") from None
+        return _member(archive, "X", path, source), _member(archive, "y", path, source)
+
+
+def _member(archive: Any, key: str, path: str, source: str) -> np.ndarray:
+    """One array of an open .npz, or a ConfigError naming its member: text, a truncated or object array
+    (never unpickled: allow_pickle stays False)."""
+    member = f"{key}.npy"
+    try:
+        value = archive[key]
+    except Exception as exc:  # noqa: BLE001 - pickled object arrays, corrupt or truncated members
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _fail(source, "data.path", f"member {member} of {path} cannot be read as an array ({reason}); "
+                    f"allowed: plain (non-object) numeric .npy arrays, as numpy.savez writes them: {NPZ_EXPECTED}.") from None
+    if not isinstance(value, np.ndarray):
+        raise _fail(source, "data.path", f"member {member} of {path} is not a .npy array (it holds "
+                    f"{len(value)} bytes of something else); allowed: {NPZ_EXPECTED}.")
+    return value
 
 
 def _step_targets(y: np.ndarray, task: str, what: str, source: str) -> tuple[np.ndarray, str, int | None]:
@@ -370,8 +437,12 @@ def _npz(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, n
     features = _features(X, f"array X in {cfg.path}", source)
     what = f"array y in {cfg.path}"
     if sequence and y.ndim == 2 and y.shape[1] == X.shape[1] and y.shape[1] > 1:
-        return (features, *_step_targets(y, cfg.task, what, source))
-    return (features, *_targets(y, cfg.task, what, source))
+        targets = _step_targets(y, cfg.task, what, source)
+    else:
+        targets = _targets(y, cfg.task, what, source)
+    names = [f"feature {j} (counting from 0, the last axis of X)" for j in range(X.shape[-1])]
+    _check_scale(features, cfg.standardize, f"array X in {cfg.path}", "data.path", source, names)
+    return (features, *targets)
 
 
 # --------------------------------------------------------------------------- registry, split, scaling
@@ -384,9 +455,17 @@ def _synthetic(generate: Callable[[Any, np.random.Generator], Raw],
     def load(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, np.ndarray, str, int | None]:
         if check is not None:
             check(cfg, source)
+        noise = getattr(cfg, "noise", 0.0)
+        if noise > NOISE_MAX:
+            raise _fail(source, "data.noise", f"{noise:.3g} overflows the generated data set in float64; allowed: "
+                        f"0 to {NOISE_MAX:.0e}, so that the features' spread stays within {SPREAD[1]:.0e} and "
+                        "standardising them (and squaring a regression error) stays finite.")
         X, y, task = generate(cfg, rng)
         n_classes = classes(cfg) if task == "classification" else None
-        return X.astype(np.float64), y, task, n_classes
+        X = X.astype(np.float64)
+        names = [f"feature {j}" for j in range(X.shape[-1])]
+        _check_scale(X, cfg.standardize, f"the generated {cfg.kind} set", "data", source, names)
+        return X, y, task, n_classes
     return load
 
 
@@ -425,11 +504,17 @@ def standardize(X_train: np.ndarray, X_val: np.ndarray) -> tuple[np.ndarray, np.
 def load_data(cfg: Any, rng: np.random.Generator, source: str = "<config>") -> Dataset:
     """Build the Dataset for a data config (or a full Config) using only `rng` for randomness."""
     data = getattr(cfg, "data", cfg)
-    X, y, task, n_classes = LOADERS[data.kind](data, rng, source)
-    train, val = split(len(X), data.val_fraction, rng)
-    X_train, X_val = X[train], X[val]
-    if data.standardize:
-        X_train, X_val = standardize(X_train, X_val)
+    with np.errstate(all="ignore"):  # what could overflow is refused below, by name: no raw numpy warning
+        X, y, task, n_classes = LOADERS[data.kind](data, rng, source)
+        train, val = split(len(X), data.val_fraction, rng)
+        X_train, X_val = X[train], X[val]
+        if data.standardize:
+            X_train, X_val = standardize(X_train, X_val)
+    if not (np.isfinite(X_train).all() and np.isfinite(X_val).all()):
+        where = "data.path" if data.kind in ("csv", "npz") else "data"
+        raise _fail(source, where, "the features are not finite once standardised (a validation value far "
+                    "outside the training rows' range); allowed: features whose standardised values stay finite "
+                    "in float64: rescale them, or set data.standardize: false.")
     sequence = X.ndim == 3
     per_step = sequence and task == "classification" and y.ndim == 2
     return Dataset(X_train, y[train], X_val, y[val], task, n_classes, sequence=sequence, per_step=per_step)
