@@ -14,7 +14,8 @@ from rich.table import Table
 import gradlab as api
 from .check.command import check_command
 from .config import ALLOW_FLAG, ALLOW_HELP, ConfigError
-from .console import SET_HELP, bad_input, err, fail, out
+from .console import (SET_HELP, TRAIN_EXITS, bad_input, err, fail, handle_sigterm, interrupted_code, out,
+                      user_code)
 from .logging import jsonable
 from .records import RunResult, StepRecord
 
@@ -42,6 +43,9 @@ class ProgressView:
 
     def on_end(self, result: RunResult) -> None:
         self.progress.update(self.task, completed=result.steps)
+        self.stop()
+
+    def stop(self) -> None:
         self.progress.stop()
 
 
@@ -76,8 +80,9 @@ def closing_line(result: RunResult) -> str:
 
 
 @app.callback()
-def main_callback() -> None:
+def main_callback(ctx: typer.Context) -> None:
     """gradlab: train, check, sweep and report on gradients, layer by layer."""
+    handle_sigterm(ctx)
 
 
 class LintView:
@@ -92,7 +97,7 @@ class LintView:
         pass
 
 
-@app.command()
+@app.command(epilog=TRAIN_EXITS)
 def train(
     config: Path = typer.Argument(..., help="YAML config file."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
@@ -104,10 +109,14 @@ def train(
 
     A config naming module:Class (a layer or cell of your own) runs that module's code: only modules in the \
 config's folder are imported, unless --allow-imports names another folder."""
-    with bad_input(config):
+    with bad_input(config), user_code("gradlab train"):
         cfg = api.load_config(config, set_ or [], allow_imports or [])
         observers = [] if quiet else [LintView(), ProgressView()]
-        result = api.train(cfg, observers, source=str(config))
+        try:
+            result = api.train(cfg, observers, source=str(config))
+        finally:  # a run that raised never calls on_end
+            for view in observers:
+                getattr(view, "stop", lambda: None)()
     if not quiet and result.first is not None:
         out.print(layer_table(result))
         out.print(ratio_line(result), soft_wrap=True)
@@ -122,7 +131,7 @@ config's folder are imported, unless --allow-imports names another folder."""
             out.print(f"report: {rep.html}", highlight=False, soft_wrap=True)
     style = {"completed": "green", "diverged": "bold red", "interrupted": "yellow"}[result.status]
     out.print(f"[{style}]{closing_line(result)}[/]", highlight=False, soft_wrap=True)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(interrupted_code() if result.status == "interrupted" else result.exit_code)
 
 
 KIND_STYLE = {"healthy": "green", "vanishing": "bold red", "exploding": "bold red", "dead_units": "bold yellow",
@@ -232,7 +241,7 @@ def ratio_line(result: RunResult) -> str:
 # --------------------------------------------------------------------------- sweep
 
 class SweepView:
-    """Observer: a progress bar over runs (done, failed, running, ETA)."""
+    """Observer: a progress bar over runs (done, not completed: diverged, failed or crashed, running, ETA)."""
 
     def __init__(self) -> None:
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -251,7 +260,7 @@ class SweepView:
 
     def on_run(self, res: dict) -> None:
         self.done += 1
-        self.failed += res["status"] != "completed"  # diverged, failed or interrupted
+        self.failed += res["status"] != "completed"  # diverged, failed, crashed or interrupted
         self.progress.update(self.task, completed=self.done, state=self.state())
 
     def on_end(self, result) -> None:
@@ -276,14 +285,16 @@ def sweep(
     sweep_file: Optional[Path] = typer.Argument(None, help="Sweep YAML (base, grid, zip, seeds)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key of the base config."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: all cores)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Finish a sweep folder: rerun what did not complete."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Finish a sweep folder with its own sweep.yaml: "
+                                          "rerun what did not complete (a crashed run once); no --set."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler, tcp://HOST:PORT."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
     report: bool = typer.Option(False, "--report", help="Write the sweep's plots and report.html at the end."),
     allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help=ALLOW_HELP),
 ) -> None:
     """Run a grid of configs in parallel; write one run folder each, summary.csv and profile.csv.
-    A base config naming module:Class runs that module's code (see --allow-imports)."""
+    A base config naming module:Class runs that module's code (see --allow-imports).
+    Ctrl-C (exit 130) or SIGTERM (143) stops the workers at once and keeps every run that finished."""
     where = resume or sweep_file
     if where is None:
         fail(ConfigError("gradlab sweep: give a sweep file, or --resume DIR."))
@@ -302,7 +313,7 @@ def sweep(
         out.print(f"report: {rep.html}", highlight=False, soft_wrap=True)
     out.print(f"{result.status}: {result.ran} runs now, {len(result.rows)} in summary.csv, {bad} not completed "
               f"-> {result.dir}", highlight=False, soft_wrap=True)
-    raise typer.Exit(130 if result.status == "interrupted" else 0)
+    raise typer.Exit(result.exit_code)
 
 
 # --------------------------------------------------------------------------- check

@@ -4,6 +4,10 @@ ending in one summary.csv (a row per run) and one profile.csv (long format, per 
 Every run executes in a scratch folder of its worker and returns its files; the client writes
 them into the sweep folder. Local processes and a Dask cluster (whose workers may not share a
 file system with the client) therefore go through the same code, and give the same tables.
+
+Faults end one run, never the sweep: a run whose process dies is ``crashed`` (rerun once by
+``--resume``); Ctrl-C or SIGTERM stops the workers at once and keeps every run that came back; a full
+disk stops the sweep with the runs written so far whole. Every file is written through gradlab.files.
 """
 from __future__ import annotations
 
@@ -15,7 +19,11 @@ import itertools
 import json
 import os
 import re
+import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -26,13 +34,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import Config, ConfigError, parse_yaml, set_value, validate
+from .config import Config, ConfigError, parse_yaml, read_text, set_value, validate
+from .files import NoSpace, no_space, no_space_error, refuse_symlinks, write_atomic
 from .logging import jsonable
 
 SWEEP_KEYS = ("name", "base", "grid", "zip", "seeds")
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 RUN_FILES = ("config.yaml", "metrics.csv", "grad_norms.csv", "layer_stats.csv", "time_grad_norms.csv",
              "gate_stats.csv", "params_init.npz", "params_final.npz", "summary.json", "error.txt")
+SWEEP_FILES = ("sweep.yaml", "summary.csv", "profile.csv")
+MAX_CRASHES = 2  # a run whose process died this often is not rerun by --resume
+SCHEDULER = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
 
 
 @dataclass
@@ -65,12 +77,9 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = (), al
     """Read a sweep file, apply ``--set`` to its base, and validate every combination up front."""
     path = Path(path)
     source = str(path)
-    try:
-        raw = parse_yaml(path.read_text(encoding="utf-8"), source)
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: sweep file not found.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read the sweep file ({exc}).") from None
+    if not path.exists() and not path.is_symlink():
+        raise ConfigError(f"{source}: sweep file not found.")
+    raw = parse_yaml(read_text(path, "sweep"), source)
     return sweep_from_dict(raw, source, path.parent, overrides, allow_imports)
 
 
@@ -111,12 +120,16 @@ def sweep_from_dict(raw: Any, source: str = "<sweep>", folder: Path = Path("."),
 
 def _base(base: Any, source: str, folder: Path) -> tuple[dict, Path]:
     if isinstance(base, str):
+        if not base.strip():
+            raise ConfigError(f"{source}: 'base' is empty; allowed: a path to a train config (relative to the "
+                              "sweep file) or an inline config mapping.")
         path = (folder / base).resolve()
-        try:
-            data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-        except FileNotFoundError:
-            raise ConfigError(f"{source}: 'base': config file not found: {base} (relative to the sweep file).") \
-                from None
+        if not path.exists():
+            raise ConfigError(f"{source}: 'base': config file not found: {base} (relative to the sweep file).")
+        if path.is_dir():
+            raise ConfigError(f"{source}: 'base': {base} is a folder; allowed: a path to a train config file "
+                              "(relative to the sweep file) or an inline config mapping.")
+        data = parse_yaml(read_text(path, "base config"), str(path))
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the config must be a YAML mapping.")
         _absolute_paths(data, path.parent)
@@ -200,7 +213,8 @@ def combo_label(values: dict) -> str:
 def run_combo(raw_config: dict, label: str, imports: dict | None = None) -> dict:
     """Train one combination in a scratch folder; return its files (name -> bytes) and its status.
 
-    Runs in a worker process or on a Dask worker: nothing here touches the sweep folder.
+    Runs in a worker process or on a Dask worker: nothing here touches the sweep folder. A full scratch
+    disk is no failure of the run: it comes back as ``no_space`` (the folder), which stops the sweep.
     """
     from .train import train
 
@@ -210,7 +224,9 @@ def run_combo(raw_config: dict, label: str, imports: dict | None = None) -> dict
         try:
             result = train(validate(raw_config, label, **(imports or {})), [], label, write=True, run_dir=run_dir)
             status = result.status
-        except Exception:  # noqa: BLE001 - a failing run is recorded and the sweep goes on
+        except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the sweep goes on
+            if isinstance(exc, NoSpace) or no_space(exc):
+                return {"label": label, "no_space": str(Path(tmp).parent)}
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
             status = "failed"
@@ -220,12 +236,30 @@ def run_combo(raw_config: dict, label: str, imports: dict | None = None) -> dict
     return {"label": label, "status": status, "files": files, "wall_time": wall, "row": row, "profile": profile}
 
 
+def crashed_run(label: str, reason: str, crashes: int, wall_time: float = float("nan")) -> dict:
+    """The result of a run whose process died: a summary.json saying so (and how often) and error.txt."""
+    summary = {"status": "crashed", "crashes": crashes, "error": reason}
+    files = {"summary.json": (json.dumps(summary, indent=2) + "\n").encode(), "error.txt": (reason + "\n").encode()}
+    row, profile = run_tables({}, files, "crashed", wall_time)
+    return {"label": label, "status": "crashed", "files": files, "wall_time": wall_time, "row": row,
+            "profile": profile}
+
+
 def run_tables(values: dict, files: dict[str, bytes], status: str, worker_time: float) -> tuple[dict, pd.DataFrame]:
     """(summary row, profile rows) of one run from its files; wall time is the run's own if it wrote one."""
-    own = json.loads(files.get("summary.json", b"{}") or b"{}").get("wall_time")
+    own = _summary(files).get("wall_time")
     layers = layer_table(files)
-    return (summary_row(values, files, status, own if own is not None else worker_time, layers),
+    return (summary_row(values, files, status, own if isinstance(own, (int, float)) else worker_time, layers),
             profile_rows(values, files, layers))
+
+
+def _summary(files: dict[str, bytes]) -> dict:
+    """A run's summary.json as a mapping; {} when it is missing or damaged (a torn write, a hand edit)."""
+    try:
+        summary = json.loads(files.get("summary.json", b"{}") or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def with_values(values: dict, row: dict, profile: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
@@ -256,70 +290,227 @@ def one_blas_thread() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def executor_for(workers: int | None, scheduler: str | None):
+    """Dask for a scheduler, this process for ``workers=0``, else local worker processes (all cores)."""
+    if scheduler:
+        return DaskExecutor(scheduler)
+    if workers == 0:
+        return InlineExecutor()
+    return LocalExecutor(workers or os.cpu_count() or 1)
+
+
 class LocalExecutor:
-    """``workers`` separate processes (spawned, one BLAS thread each)."""
+    """``workers`` spawned processes, one run and one BLAS thread each. A worker that dies takes only
+    its own run with it (``crashed``; a new worker takes its place), and every worker ends with its client.
+
+    An executor's ``run(jobs)`` yields one result per job (``run_combo``'s, or ``{"label", "crashed"}``);
+    ``close(cancel=True)`` stops the workers at once and returns the results that had come back unread.
+    """
 
     def __init__(self, workers: int) -> None:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self.ctx = multiprocessing.get_context("spawn")
+        self.size = workers
+        self.idle: list[_Worker] = []
+        self.busy: dict[_Worker, tuple] = {}
+        self.scratch = tempfile.mkdtemp(prefix="gradlab-sweep-")  # the runs' scratch folders, removed at close
 
-    def run(self, jobs: list[tuple[dict, str]]) -> Iterator[dict]:
-        from concurrent.futures import as_completed
+    def run(self, jobs: list[tuple]) -> Iterator[dict]:
+        from multiprocessing.connection import wait
 
-        with one_blas_thread():  # the processes start on demand, while jobs are submitted
-            futures = [self.pool.submit(run_combo, *job) for job in jobs]
-        for fut in as_completed(futures):
-            yield fut.result()
+        fn, todo = run_combo, list(reversed(jobs))
+        while todo or self.busy:
+            while todo and len(self.busy) < self.size:
+                worker = self.idle.pop() if self.idle else self._start()
+                job = todo.pop()
+                worker.send(fn, job)
+                self.busy[worker] = job
+            wait([w.conn for w in self.busy] + [w.proc.sentinel for w in self.busy])
+            for worker, job in list(self.busy.items()):
+                res = worker.result(job)
+                if res is not None:
+                    del self.busy[worker]
+                    if "crashed" in res:
+                        worker.stop(now=True)
+                    else:
+                        self.idle.append(worker)
+                    yield res
 
-    def close(self, cancel: bool = False) -> None:
-        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+    def _start(self) -> _Worker:
+        with one_blas_thread():
+            return _Worker(self.ctx, self.scratch)
+
+    def close(self, cancel: bool = False) -> list[dict]:
+        kept = []
+        if cancel:  # runs that finished while the client was not listening are kept, not dropped
+            kept = [res for w, job in self.busy.items() if (res := w.result(job, finished=True)) is not None]
+        for worker in [*self.idle, *self.busy]:
+            worker.stop(now=cancel)
+        self.idle, self.busy = [], {}
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        return kept
+
+
+class _Worker:
+    """One worker process and the client's end of its pipe."""
+
+    def __init__(self, ctx, scratch: str) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, os.getpid(), scratch), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def send(self, fn, job: tuple) -> None:
+        try:
+            self.conn.send((fn, job))
+        except OSError:  # it died already: its sentinel says so
+            pass
+
+    def result(self, job: tuple, finished: bool = False) -> dict | None:
+        """The job's result if it came back, a crashed result if the process died, else None."""
+        try:
+            if self.conn.poll():
+                kind, value = self.conn.recv()
+                return value if kind == "done" else {"label": job[1], "crashed": value}
+        except (EOFError, OSError):
+            pass
+        if finished or self.proc.is_alive():
+            return None
+        self.proc.join()
+        return {"label": job[1], "crashed": death(self.proc.exitcode)}
+
+    def stop(self, now: bool = False) -> None:
+        if not now:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+def death(exitcode: int | None) -> str:
+    """How a worker process ended: killed by SIGKILL, or exit code 3."""
+    if exitcode is not None and exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return f"the worker process was killed by {signal.Signals(-exitcode).name}"
+        return f"the worker process was killed by signal {-exitcode}"
+    return f"the worker process exited with code {exitcode} in the middle of the run"
+
+
+def _serve(conn, parent: int, scratch: str) -> None:
+    """A worker: run each job it is sent and send back the result, until told to stop or orphaned."""
+    _end_with(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the client decides
+    tempfile.tempdir = scratch
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        fn, job = msg
+        try:
+            out = ("done", fn(*job))
+        except BaseException:  # noqa: BLE001 - the client records it; this worker goes on
+            out = ("error", f"the worker raised: {traceback.format_exc().strip().splitlines()[-1]}")
+        conn.send(out)
+
+
+def _end_with(parent: int) -> None:
+    """This process exits when ``parent`` does, kill -9 included: the kernel's parent-death signal on
+    Linux, and everywhere a watchdog thread that notices the process was given another parent."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gradlab-watchdog", daemon=True).start()
 
 
 class InlineExecutor:
     """Each run in this process, one after the other (the same files as from a worker)."""
 
-    def run(self, jobs: list[tuple[dict, str]]) -> Iterator[dict]:
+    def run(self, jobs: list[tuple]) -> Iterator[dict]:
         for job in jobs:
-            yield run_combo(*job)
+            res = run_combo(*job)
+            yield res
+            if res.get("status") == "interrupted":  # Ctrl-C reached train, which kept the run: stop here
+                raise KeyboardInterrupt
 
-    def close(self, cancel: bool = False) -> None:
-        pass
+    def close(self, cancel: bool = False) -> list[dict]:
+        return []
+
+
+def check_scheduler(address: str) -> str:
+    """``tcp://HOST:PORT``, or a ConfigError saying so."""
+    m = SCHEDULER.fullmatch(address)
+    if not (m and 0 < int(m.group(2)) < 65536):
+        raise ConfigError(f"--scheduler {address}: not a Dask scheduler address; allowed: tcp://HOST:PORT "
+                          "(e.g. tcp://10.0.0.5:8786), as printed by dask scheduler.")
+    return address
 
 
 class DaskExecutor:
-    """Each run is a task on a Dask cluster; each task returns its files (no shared disk needed)."""
+    """Each run is a task on a Dask cluster; each task returns its files (no shared disk needed). A task
+    whose worker died (KilledWorker) is a crashed run; a lost scheduler stops the sweep (exit 2)."""
 
     def __init__(self, address: str) -> None:
+        check_scheduler(address)
         try:
             from distributed import Client
         except ImportError:
             raise ConfigError("--scheduler needs Dask distributed: pip install 'gradlab[dask]'.") from None
+        self.address = address
         try:
-            self.client = Client(address, timeout="10s")
-        except (OSError, TimeoutError) as exc:
+            self.client = Client(address, timeout="2s")
+        except (OSError, TimeoutError, ValueError) as exc:
             raise ConfigError(f"--scheduler {address}: cannot reach the Dask scheduler ({exc}).") from None
+        self.futures: dict = {}
 
-    def run(self, jobs: list[tuple[dict, str]]) -> Iterator[dict]:
+    def run(self, jobs: list[tuple]) -> Iterator[dict]:
         from distributed import as_completed
 
-        futures = [self.client.submit(run_combo, *job, pure=False) for job in jobs]
-        self.futures = futures
-        for fut in as_completed(futures):
-            yield fut.result()
+        fn = run_combo
+        self.futures = {self.client.submit(fn, *job, pure=False): job for job in jobs}
+        for fut in as_completed(list(self.futures)):
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - one task's failure, or the cluster's
+                res = self._failure(self.futures[fut], exc)
+            yield res
 
-    def close(self, cancel: bool = False) -> None:
-        if cancel and getattr(self, "futures", None):
-            self.client.cancel(self.futures)
-        self.client.close()
+    def _failure(self, job: tuple, exc: Exception) -> dict:
+        if self.client.status != "running":
+            raise ConfigError(f"--scheduler {self.address}: lost the Dask scheduler ({type(exc).__name__}: "
+                              f"{exc}); the runs that came back are kept: --resume the sweep folder to run the "
+                              "rest.") from None
+        return {"label": job[1], "crashed": f"{type(exc).__name__}: {exc}"}
+
+    def close(self, cancel: bool = False) -> list[dict]:
+        with contextlib.suppress(Exception):
+            if cancel and self.futures:
+                self.client.cancel(list(self.futures))
+            self.client.close(timeout=2)
+        return []
 
 
 # --------------------------------------------------------------------------- tables
 
 SUMMARY_FIELDS = (
     "status", "steps", "final_loss", "final_val_loss", "final_val_accuracy", "grad_norm_first", "grad_norm_last",
-    "diverged_at", "wall_time", "run",
+    "diverged_at", "wall_time", "run", "error",
     *(f"{which}_hidden_{kind}_norm_{when}" for which in ("first", "last") for when in ("first", "last")
       for kind in ("grad", "delta")),
     *(f"{kind}_ratio_{when}" for kind in ("grad", "delta") for when in ("first", "last")),
@@ -332,8 +523,10 @@ def summary_row(values: dict, files: dict[str, bytes], status: str, wall_time: f
     row = {k: value_text(v) if isinstance(v, (dict, list)) else v for k, v in values.items()}
     row.update(status=status, steps=None, final_loss=None, final_val_loss=None, final_val_accuracy=None,
                grad_norm_first=None, grad_norm_last=None, diverged_at=None, wall_time=round(wall_time, 3),
-               run=combo_label(values))
-    summary = json.loads(files["summary.json"]) if "summary.json" in files else {}
+               run=combo_label(values), error=None)
+    summary = _summary(files)
+    if status == "crashed":
+        row["error"] = summary.get("error")
     row["steps"] = summary.get("steps")
     row["final_loss"] = summary.get("final_train_loss")
     row["final_val_loss"] = summary.get("final_val_loss")
@@ -395,9 +588,7 @@ def profile_rows(values: dict, files: dict[str, bytes], layers: pd.DataFrame | N
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Replace ``path`` atomically, so an interrupted sweep never leaves half a table."""
-    tmp = path.with_suffix(".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_atomic(path, frame.to_csv(index=False))
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -408,81 +599,202 @@ class SweepResult:
     rows: list[dict]
     status: str  # completed or interrupted
     ran: int  # runs executed now (not skipped by --resume)
+    signal: int | None = None  # what interrupted it: SIGINT (Ctrl-C) or SIGTERM
 
     @property
     def failed(self) -> list[dict]:
         return [r for r in self.rows if r["status"] != "completed"]
 
+    @property
+    def exit_code(self) -> int:
+        """0, or 128 + the signal that interrupted the sweep (130 for Ctrl-C, 143 for SIGTERM)."""
+        return 0 if self.status == "completed" else 128 + (self.signal or signal.SIGINT)
+
 
 def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | None = None,
               scheduler: str | None = None, observers: list = (), reuse=None) -> SweepResult:
-    """Run every combination not completed yet; write run folders, summary.csv and profile.csv.
-    ``reuse(folder, combo)`` says which existing run folders stand (default: those that completed);
-    ``workers=0`` runs them one after the other in this process (no process start-up: tests, debugging)."""
-    from .train import new_run_dir
-
-    out = Path(resume) if resume else new_run_dir(sweep.combos[0].config.log.out, sweep.name, sweep.source)
-    (out / "sweep.yaml").write_text(yaml.safe_dump(jsonable(sweep.resolved()), sort_keys=False), encoding="utf-8")
-    reuse = reuse or (lambda folder, combo: _completed(folder))
-    done = {c.label for c in sweep.combos if reuse(out / c.label, c)}
-    todo = [c for c in sweep.combos if c.label not in done]
-    for obs in observers:
-        if hasattr(obs, "on_start"):
-            obs.on_start({"total": len(sweep.combos), "skipped": len(done), "dir": out,
-                          "workers": max(workers, 1) if workers is not None else os.cpu_count() or 1})
-    tables: dict[str, tuple] = {}
-    status, ran, written = "completed", 0, 0.0
-    executor = None
+    """Run every combination not finished yet; write run folders, summary.csv and profile.csv.
+    ``reuse(folder, combo)`` says which existing run folders stand (default: those that completed, and
+    those that crashed twice); ``workers=0`` runs them one after the other in this process (no process
+    start-up: tests, debugging). Ctrl-C or SIGTERM stops the workers at once: status interrupted."""
+    if scheduler:
+        check_scheduler(scheduler)
+    out = Path(resume) if resume else None
+    if out is not None:  # refused before anything runs: a planted link, a folder that cannot be written
+        check_outputs(out, sweep)
+        _check_writable(out)
+    reuse = reuse or _reusable
+    todo = [c for c in sweep.combos if out is None or not reuse(out / c.label, c)]
+    executor = executor_for(workers, scheduler) if todo else None  # a scheduler is reached before a folder is made
+    stops: list[int] = []
+    sweep_pass = None
     try:
-        if todo:
-            executor = (DaskExecutor(scheduler) if scheduler else InlineExecutor() if workers == 0
-                        else LocalExecutor(workers or os.cpu_count() or 1))
-            jobs = [(c.config.resolved(), c.label, sweep.imports) for c in todo]
-            values = {c.label: c.values for c in todo}
-            for res in executor.run(jobs):
-                _write_run(out / res["label"], res["files"])
-                tables[res["label"]] = with_values(values[res["label"]], res["row"], res["profile"])
-                ran += 1
-                if time.perf_counter() - written > 1.0:  # at most once a second; always at the end
-                    _write_tables(out, sweep, tables, profile=False)  # profile.csv: at the end
-                    written = time.perf_counter()
-                for obs in observers:
-                    if hasattr(obs, "on_run"):
-                        obs.on_run(res)
-    except KeyboardInterrupt:
-        status = "interrupted"
+        with _stop_signals(stops):
+            out = out or _new_folder(sweep)
+            sweep_pass = _Pass(out, sweep, todo)
+            for obs in observers:
+                if hasattr(obs, "on_start"):
+                    obs.on_start({"total": len(sweep.combos), "skipped": len(sweep.combos) - len(todo), "dir": out,
+                                  "workers": max(workers, 1) if workers is not None else os.cpu_count() or 1})
+            try:
+                if executor is not None:
+                    sweep_pass.run(executor, todo, observers)
+            except KeyboardInterrupt:
+                sweep_pass.status = "interrupted"
+                kept, executor = executor.close(cancel=True) if executor is not None else (), None
+                for res in kept or ():
+                    sweep_pass.keep(res)
+            if executor is not None:
+                executor.close()
+                executor = None
+            rows = sweep_pass.write()
+    except BaseException:
         if executor is not None:
             executor.close(cancel=True)
-            executor = None
-    finally:
-        if executor is not None:
-            executor.close()
-    rows = _write_tables(out, sweep, tables)
-    result = SweepResult(out, rows, status, ran)
+        if sweep_pass is not None:  # summary.csv lists every run written so far (it is whole either way)
+            with contextlib.suppress(ConfigError, OSError):
+                sweep_pass.write()
+        raise
+    result = SweepResult(out, rows, sweep_pass.status, sweep_pass.ran,
+                         (stops[-1] if stops else signal.SIGINT) if sweep_pass.status == "interrupted" else None)
     for obs in observers:
         if hasattr(obs, "on_end"):
             obs.on_end(result)
     return result
 
 
-def _completed(run: Path) -> bool:
+class _Pass:
+    """One pass over a sweep's runs: each result is written to its folder as it comes back, and
+    summary.csv follows (at most once a second, and at the end)."""
+
+    def __init__(self, out: Path, sweep: Sweep, todo: list[Combo]) -> None:
+        self.out, self.sweep = out, sweep
+        self.values = {c.label: c.values for c in todo}
+        self.crashes = {c.label: _crashes(out / c.label) for c in todo}
+        self.tables: dict[str, tuple] = {}
+        self.status, self.ran, self.written = "completed", 0, 0.0
+
+    def run(self, executor, todo: list[Combo], observers) -> None:
+        for res in executor.run([(c.config.resolved(), c.label, self.sweep.imports) for c in todo]):
+            res = self.keep(res)
+            for obs in observers:
+                if hasattr(obs, "on_run"):
+                    obs.on_run(res)
+
+    def keep(self, res: dict) -> dict:
+        if "no_space" in res:  # the workers' scratch folder filled up
+            raise no_space_error(res["no_space"])
+        if "crashed" in res:
+            res = crashed_run(res["label"], res["crashed"], self.crashes[res["label"]] + 1,
+                              res.get("wall_time", float("nan")))
+        label = res["label"]
+        with _writing(self.out):
+            _write_run(self.out / label, res["files"])
+        self.tables[label] = with_values(self.values[label], res["row"], res["profile"])
+        self.ran += 1
+        if time.perf_counter() - self.written > 1.0:
+            self.write(profile=False)  # profile.csv: at the end
+            self.written = time.perf_counter()
+        return res
+
+    def write(self, profile: bool = True) -> list[dict]:
+        with _writing(self.out):
+            return _write_tables(self.out, self.sweep, self.tables, profile)
+
+
+def _new_folder(sweep: Sweep) -> Path:
+    from .train import new_run_dir
+
+    out = new_run_dir(sweep.combos[0].config.log.out, sweep.name, sweep.source)
+    with _writing(out):
+        write_atomic(out / "sweep.yaml", yaml.safe_dump(jsonable(sweep.resolved()), sort_keys=False))
+    return out
+
+
+@contextlib.contextmanager
+def _stop_signals(stops: list[int]) -> Iterator[None]:
+    """SIGTERM ends the sweep as Ctrl-C does (``stops`` records it); only the main thread can catch it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        stops.append(signum)
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
     try:
-        return json.loads((run / "summary.json").read_text())["status"] == "completed"
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """A full disk, or a folder that cannot be written, is one clear error naming the sweep folder."""
+    try:
+        yield
+    except NoSpace:
+        raise no_space_error(out) from None
+    except OSError as exc:
+        if no_space(exc):
+            raise no_space_error(out) from None
+        raise ConfigError(f"{out}: cannot write into the sweep folder ({exc.strerror or exc}); allowed: a folder "
+                          "you can write to (copy the sweep folder and resume the copy).") from None
+
+
+def check_outputs(out: Path, sweep: Sweep) -> None:
+    """ConfigError when an output name of the sweep folder, or of a run folder in it, is a symlink."""
+    refuse_symlinks(out, [*SWEEP_FILES, *(c.label for c in sweep.combos)])
+    for combo in sweep.combos:
+        if (out / combo.label).is_dir():
+            refuse_symlinks(out / combo.label, RUN_FILES)
+
+
+def _check_writable(out: Path) -> None:
+    with _writing(out):
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".gradlab-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+
+
+def _reusable(run: Path, combo: Combo | None = None) -> bool:
+    """A run that completed stands; so does one whose process died twice (rerunning it would crash again)."""
+    return _completed(run) or _crashes(run) >= MAX_CRASHES
+
+
+def _on_disk(run: Path) -> dict:
+    try:
+        return _summary({"summary.json": (run / "summary.json").read_bytes()})
+    except OSError:
+        return {}
+
+
+def _completed(run: Path) -> bool:
+    return _on_disk(run).get("status") == "completed" and not (run / "error.txt").exists()
+
+
+def _crashes(run: Path) -> int:
+    summary = _on_disk(run)
+    crashes = summary.get("crashes", 0) if summary.get("status") == "crashed" else 0
+    return crashes if isinstance(crashes, int) else 0
 
 
 def _write_run(run: Path, files: dict[str, bytes]) -> None:
-    run.mkdir(parents=True, exist_ok=True)
+    """The run's files, each whole, summary.json last: a folder without it is rerun by --resume."""
+    refuse_symlinks(run.parent, [run.name])
+    run.mkdir(exist_ok=True)
+    refuse_symlinks(run, RUN_FILES)
+    (run / "summary.json").unlink(missing_ok=True)
     for name in RUN_FILES:  # a rerun replaces the earlier attempt's files (its error.txt, say)
         if name not in files:
             (run / name).unlink(missing_ok=True)
-    for name, data in files.items():
-        (run / name).write_bytes(data)
+    for name in sorted(files, key=lambda n: n == "summary.json"):
+        write_atomic(run / name, files[name])
 
 
 def _files_on_disk(run: Path) -> dict[str, bytes]:
-    return {name: (run / name).read_bytes() for name in RUN_FILES if (run / name).exists()}
+    return {name: (run / name).read_bytes() for name in RUN_FILES if (run / name).is_file()}
 
 
 def _write_tables(out: Path, sweep: Sweep, tables: dict[str, tuple], profile: bool = True) -> list[dict]:
@@ -508,11 +820,12 @@ def _write_tables(out: Path, sweep: Sweep, tables: dict[str, tuple], profile: bo
 
 
 def _status_on_disk(files: dict[str, bytes]) -> str:
+    status = _summary(files).get("status")
+    if status == "crashed":
+        return "crashed"
     if "error.txt" in files:  # train raised: its summary.json, if any, still says "running"
         return "failed"
-    if "summary.json" in files:
-        return json.loads(files["summary.json"]).get("status", "failed")
-    return "failed"
+    return status if status in ("completed", "diverged", "interrupted") else "failed"
 
 
 def check_resume_dir(path: str | Path) -> Path:
@@ -524,8 +837,13 @@ def check_resume_dir(path: str | Path) -> Path:
 
 
 def load_resume(path: str | Path, overrides: list[str] | tuple[str, ...] = (), allow_imports=()) -> Sweep:
-    """The sweep a folder was made from (its sweep.yaml), to finish it."""
+    """The sweep a folder was made from (its sweep.yaml, never changed), to finish it."""
+    if overrides:
+        raise ConfigError(f"--resume {path}: --set cannot change a sweep being resumed: its runs so far were made "
+                          "from the base in its sweep.yaml, and the rest must be too; start a new sweep with --set "
+                          "instead.")
     path = check_resume_dir(path)
+    refuse_symlinks(path, SWEEP_FILES)
     try:
         spec = yaml.safe_load((path / "sweep.yaml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -533,5 +851,4 @@ def load_resume(path: str | Path, overrides: list[str] | tuple[str, ...] = (), a
     if isinstance(spec, dict) and "trials" in spec:
         raise ConfigError(f"--resume {path}: the remedies tried by gradlab report --try, not a sweep; finish it "
                           f"with gradlab report {path.parent} --try.")
-    return load_sweep(path / "sweep.yaml", overrides, allow_imports)
-
+    return load_sweep(path / "sweep.yaml", allow_imports=allow_imports)

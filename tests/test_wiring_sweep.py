@@ -35,8 +35,8 @@ class InProcess:
         pass
 
     def run(self, jobs):
-        for raw, label in jobs:
-            yield S.run_combo(raw, label)
+        for job in jobs:
+            yield S.run_combo(*job)
 
     def close(self, cancel: bool = False) -> None:
         pass
