@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gradlab.cli import app
-from gradlab.report import load_run
+from gradlab.report import load_run, report
 from cli_helpers import assert_bad_input
 
 TINY = ("name: tiny\nseed: 0\ndata: {kind: blobs, n_samples: 64, n_features: 4, n_classes: 2}\n"
@@ -110,13 +110,24 @@ def test_a_torn_last_row_is_left_out_and_named(run, torn):
     metrics = run / "metrics.csv"
     whole = lines(metrics)
     metrics.write_text("\n".join(whole) + "\n" + torn, encoding="utf-8")
-    line = len(whole) + 1
-    assert len(load_run(run).metrics) == len(whole) - 1  # the 4 whole rows, the torn one left out
+    data = load_run(run)
+    assert len(data.metrics) == len(whole) - 1 == 4  # the 4 whole rows, the torn one left out
+    assert data.metrics.step.tolist() == [0, 1, 2, 3]
+    assert data.notes == [f"metrics.csv: line {len(whole) + 1} is incomplete (the run stopped while writing it, e.g. "
+                          "killed or out of disk space); the report leaves it out and reads the 4 whole rows before it."]
+
+
+def test_the_printed_report_and_report_html_name_the_torn_line(run):
+    """One written report (plots take a few seconds): the note on the torn row is printed and in report.html,
+    beside the note that an unreadable remedies.csv (from --try) was left out."""
+    with open(run / "metrics.csv", "a", encoding="utf-8") as f:
+        f.write("77,5,-0.0396")
+    (run / "remedies.csv").write_bytes(b"\xff\xfe")
     result = invoke("report", run)
     assert result.exit_code == 0, result.output
-    note = f"metrics.csv: line {line} is incomplete"
-    assert note in result.stdout.replace("\n", " ")
-    assert note in (run / "report.html").read_text(encoding="utf-8")
+    page = (run / "report.html").read_text(encoding="utf-8")
+    for note in ("metrics.csv: line 6 is incomplete", "remedies.csv left out:"):
+        assert note in result.stdout.replace("\n", " ") and note in page
 
 
 def test_a_torn_last_row_of_layer_stats_is_left_out(run):
@@ -204,11 +215,9 @@ def test_an_unreadable_params_init_is_a_note(run, content):
         np.savez(path, **{"dense1.W": np.array([{}], dtype=object)})
     else:
         path.write_bytes(content)
-    result = invoke("report", run, "--json")
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert any(n.startswith("params_init.npz: not readable") for n in data["notes"]), data["notes"]
-    assert data["theory"]["theory"] == "params_init.npz not readable"
+    rep = report(run, write=False)
+    assert any(n.startswith("params_init.npz: not readable") for n in rep.notes), rep.notes
+    assert rep.theory["theory"] == "params_init.npz not readable"
 
 
 def test_non_finite_and_huge_metrics_still_report(run):
@@ -216,26 +225,33 @@ def test_non_finite_and_huge_metrics_still_report(run):
     head = lines(metrics)[0]
     metrics.write_text(f"{head}\n0,0,1e308,1e308,1e308,0,0.1,1e308,\n1,1,inf,inf,inf,1,0.1,,\n"
                        "2,2,nan,nan,nan,0,0.1,,\n3,3,-1e-320,0,0,0,0.1,,\n", encoding="utf-8")
-    result = invoke("report", run, "--json")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["findings"][0]["kind"] == "exploding"
+    assert report(run, write=False).findings[0]["kind"] == "exploding"
 
 
 def test_a_damaged_run_inside_a_sweep_is_a_note(run, tmp_path):
     (run / "summary.json").write_text('{"status": "compl', encoding="utf-8")
     folder = sweep_of(run, tmp_path)
-    result = invoke("report", folder, "--json")
-    assert result.exit_code == 0, result.output
-    (note,) = json.loads(result.stdout)["notes"]
+    (note,) = report(folder, write=False).notes
     assert note.startswith("depth=2: not diagnosed:") and "summary.json" in note
-    assert (folder / "report.html").exists()
 
 
 def test_a_sweep_row_naming_a_folder_outside_is_not_read(run, tmp_path):
     folder = sweep_of(run, tmp_path)
     summary = folder / "summary.csv"
     summary.write_text(summary.read_text(encoding="utf-8").replace(",depth=2", ",../sweep/depth=2"), encoding="utf-8")
-    result = invoke("report", folder, "--json")
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert data["findings"] == [] and "not a folder name" in data["notes"][0]
+    rep = report(folder, write=False)
+    assert rep.findings == [] and "not a folder name" in rep.notes[0]
+
+
+@pytest.mark.parametrize("spec, key", [("seeds: 5\n", "'seeds' holds int 5"), ("grid: hello\n", "'grid' holds str")])
+def test_a_sweep_spec_of_the_wrong_shape_is_bad_input(run, tmp_path, spec, key):
+    folder = sweep_of(run, tmp_path)
+    (folder / "sweep.yaml").write_text("name: s\n" + spec, encoding="utf-8")
+    assert_bad_input(invoke("report", folder), "sweep.yaml", key)
+
+
+def test_a_torn_last_row_of_a_sweep_summary_is_a_note(run, tmp_path):
+    folder = sweep_of(run, tmp_path)
+    with open(folder / "summary.csv", "a", encoding="utf-8") as f:
+        f.write("3,compl")
+    assert "summary.csv: line 3 is incomplete" in report(folder, write=False).notes[0]

@@ -281,6 +281,12 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     if kind_of(path) != "sweep":
         raise ConfigError(f"{path}: a run folder, not a sweep folder.")
     spec = _mapping(path / "sweep.yaml", yaml.safe_load)
+    for key, kind, what in (("grid", dict, "a mapping of keys to lists"), ("zip", dict, "a mapping of keys to lists"),
+                            ("seeds", list, "a list of seeds")):
+        if spec.get(key) is not None and not isinstance(spec[key], kind):
+            raise ConfigError(f"{path / 'sweep.yaml'}: {key!r} holds {type(spec[key]).__name__} "
+                              f"{json.dumps(spec[key], default=str)[:40]}; allowed: {what} (or nothing), as gradlab "
+                              "sweep writes it.")
     notes: list[str] = []
     sweep = SweepData(dir=path, spec=spec, summary=read_table(path / "summary.csv", notes),
                       profile=read_table(path / "profile.csv", notes), notes=notes)
