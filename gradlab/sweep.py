@@ -492,11 +492,11 @@ class DaskExecutor:
             yield res
 
     def _failure(self, job: tuple, exc: Exception) -> dict:
+        said = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         if self.client.status != "running":
-            raise ConfigError(f"--scheduler {self.address}: lost the Dask scheduler ({type(exc).__name__}: "
-                              f"{exc}); the runs that came back are kept: --resume the sweep folder to run the "
-                              "rest.") from None
-        return {"label": job[1], "crashed": f"{type(exc).__name__}: {exc}"}
+            raise ConfigError(f"--scheduler {self.address}: lost the Dask scheduler ({said}); the runs that came "
+                              "back are kept: --resume the sweep folder to run the rest.") from None
+        return {"label": job[1], "crashed": said}
 
     def close(self, cancel: bool = False) -> list[dict]:
         with contextlib.suppress(Exception):
@@ -630,7 +630,8 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
     sweep_pass = None
     try:
         with _stop_signals(stops):
-            out = out or _new_folder(sweep)
+            resumed, out = out is not None, out or _new_folder(sweep)
+            _write_spec(out, sweep, resumed)
             sweep_pass = _Pass(out, sweep, todo)
             for obs in observers:
                 if hasattr(obs, "on_start"):
@@ -705,10 +706,17 @@ class _Pass:
 def _new_folder(sweep: Sweep) -> Path:
     from .train import new_run_dir
 
-    out = new_run_dir(sweep.combos[0].config.log.out, sweep.name, sweep.source)
+    return new_run_dir(sweep.combos[0].config.log.out, sweep.name, sweep.source)
+
+
+def _write_spec(out: Path, sweep: Sweep, resumed: bool) -> None:
+    """sweep.yaml: a resumed sweep's own is never rewritten (its runs were made from it); the remedies of
+    report --try (``trials``) follow the diagnosis, so theirs is."""
+    spec = jsonable(sweep.resolved())
+    if resumed and (out / "sweep.yaml").exists() and "trials" not in spec:
+        return
     with _writing(out):
-        write_atomic(out / "sweep.yaml", yaml.safe_dump(jsonable(sweep.resolved()), sort_keys=False))
-    return out
+        write_atomic(out / "sweep.yaml", yaml.safe_dump(spec, sort_keys=False))
 
 
 @contextlib.contextmanager

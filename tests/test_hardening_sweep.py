@@ -297,6 +297,46 @@ def test_a_run_that_crashed_twice_stays_crashed(tmp_path, monkeypatch):
     assert statuses(first.dir) == {"seed=0": "completed", "seed=1": "crashed"}
 
 
+class LoseScheduler:
+    """Closes the whole Dask cluster once the first run came back."""
+
+    def __init__(self, cluster) -> None:
+        self.cluster = cluster
+
+    def on_run(self, res: dict) -> None:
+        self.cluster.close()
+
+
+@pytest.mark.slow  # a Dask LocalCluster whose worker dies and restarts (the point): 20 s on busy cores
+def test_on_dask_a_killed_worker_is_a_crashed_run_and_a_lost_scheduler_exit_2(tmp_path, monkeypatch):
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(S, "run_combo", dies_on_seed_1)
+    # no retry: a task on the worker that died ends as KilledWorker (Dask may count a task that waited on
+    # the same worker with the one that killed it: such a run is crashed too, and --resume reruns it)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                      host="127.0.0.1") as cluster:
+            result = S.run_sweep(tiny(tmp_path / "runs", (0, 1, 2)), scheduler=cluster.scheduler_address)
+            assert result.status == "completed" and result.ran == 3
+            found = table(result.dir).set_index("run")
+            assert found.status["seed=1"] == "crashed" and "completed" in found.status.tolist()
+            crashed = found[found.status == "crashed"]
+            assert set(found.status) == {"completed", "crashed"} and crashed.error.str.startswith("KilledWorker").all()
+
+            monkeypatch.setattr(S, "run_combo", REAL_RUN)
+            again = S.run_sweep(S.load_resume(result.dir), scheduler=cluster.scheduler_address, resume=result.dir)
+            assert again.ran == len(crashed) and set(statuses(result.dir).values()) == {"completed"}
+
+            monkeypatch.setattr(S, "run_combo", slow_after_seed_0)
+            address = cluster.scheduler_address
+            with pytest.raises(ConfigError, match="lost the Dask scheduler") as info:
+                S.run_sweep(tiny(tmp_path / "lost", (0, 1, 2)), scheduler=address, observers=[LoseScheduler(cluster)])
+    assert "\n" not in str(info.value)
+    folder = next((tmp_path / "lost").glob("h-*"))
+    assert statuses(folder) == {"seed=0": "completed"}  # what came back is kept; --resume runs the rest
+
+
 # --------------------------------------------------------------------------- 7, 8. signals
 
 def children(pid: int) -> list[int]:
