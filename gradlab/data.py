@@ -344,7 +344,8 @@ def _csv(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, n
     y = target.to_numpy() if numeric else target.astype(str).to_numpy(dtype=str)
     X = _features(frame.to_numpy(dtype=np.float64), f"{cfg.path}", source)
     targets = _targets(y, cfg.task, f"column {cfg.target!r} of {cfg.path}", source)
-    _check_scale(X, cfg.standardize, f"{cfg.path}", "data.path", source, [f"column {str(c)!r}" for c in frame.columns])
+    names = [f"column {str(c)!r}" for c in frame.columns]
+    _check_scale(X, cfg.standardize, f"{cfg.path}", "data.path", source, names)
     return (X, *targets)
 
 
@@ -391,7 +392,8 @@ def _member(archive: Any, key: str, path: str, source: str) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - pickled object arrays, corrupt or truncated members
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _fail(source, "data.path", f"member {member} of {path} cannot be read as an array ({reason}); "
-                    f"allowed: plain (non-object) numeric .npy arrays, as numpy.savez writes them: {NPZ_EXPECTED}.") from None
+                    f"allowed: plain (non-object) numeric .npy arrays, as numpy.savez writes them: "
+                    f"{NPZ_EXPECTED}.") from None
     if not isinstance(value, np.ndarray):
         raise _fail(source, "data.path", f"member {member} of {path} is not a .npy array (it holds "
                     f"{len(value)} bytes of something else); allowed: {NPZ_EXPECTED}.")

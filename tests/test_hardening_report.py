@@ -113,8 +113,9 @@ def test_a_torn_last_row_is_left_out_and_named(run, torn):
     data = load_run(run)
     assert len(data.metrics) == len(whole) - 1 == 4  # the 4 whole rows, the torn one left out
     assert data.metrics.step.tolist() == [0, 1, 2, 3]
-    assert data.notes == [f"metrics.csv: line {len(whole) + 1} is incomplete (the run stopped while writing it, e.g. "
-                          "killed or out of disk space); the report leaves it out and reads the 4 whole rows before it."]
+    assert data.notes == [f"metrics.csv: line {len(whole) + 1} is incomplete (the run stopped while writing it, "
+                          "e.g. killed or out of disk space); the report leaves it out and reads the 4 whole rows "
+                          "before it."]
 
 
 def test_the_printed_report_and_report_html_name_the_torn_line(run):
@@ -190,7 +191,8 @@ DAMAGE = {
                 ["layer_stats.csv", "'layer'", "line 2", "at least 1"]),
     "a text steps count": ("summary.json", lambda t: t.replace('"steps": 4', '"steps": "many"'),
                            ["summary.json", "'steps'", '"many"', "whole number"]),
-    "a text loss in the summary": ("summary.json", lambda t: t.replace('"final_train_loss": ', '"final_train_loss": "x", "_": '),
+    "a text loss in the summary": ("summary.json",
+                                   lambda t: t.replace('"final_train_loss": ', '"final_train_loss": "x", "_": '),
                                    ["summary.json", "'final_train_loss'", "number or null"]),
     "a number as status": ("summary.json", lambda t: t.replace('"status": "completed"', '"status": 5'),
                            ["summary.json", "'status'", "text"]),
@@ -255,3 +257,12 @@ def test_a_torn_last_row_of_a_sweep_summary_is_a_note(run, tmp_path):
     with open(folder / "summary.csv", "a", encoding="utf-8") as f:
         f.write("3,compl")
     assert "summary.csv: line 3 is incomplete" in report(folder, write=False).notes[0]
+
+
+def test_a_config_that_does_not_validate_is_left_out_with_a_note(run):
+    config = run / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("depth: 2", "depth: -2"), encoding="utf-8")
+    data = load_run(run)
+    assert data.config is None and data.raw["model"]["depth"] == -2
+    (note,) = data.notes
+    assert note.startswith("config.yaml left out (") and "model.depth" in note

@@ -255,12 +255,14 @@ def load_run(path: str | Path) -> RunData:
     raw = {}
     if (path / "config.yaml").exists():
         raw = _mapping(path / "config.yaml", yaml.safe_load)
+    notes: list[str] = []
     try:
         config = validate(raw, str(path / "config.yaml"), imports=False) if raw else None  # never imports
-    except ConfigError:
+    except ConfigError as exc:
         config = None
+        notes.append(f"config.yaml left out ({str(exc).rstrip('.')}): the diagnosis reads the tables alone, "
+                     "without remedies tied to the config or the theory's prediction.")
     summary = _summary(path / "summary.json") if (path / "summary.json").exists() else {}
-    notes: list[str] = []
     metrics = read_table(path / "metrics.csv", notes)
     grads = read_table(path / "grad_norms.csv", notes)
     stats = read_table(path / "layer_stats.csv", notes)
