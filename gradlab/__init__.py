@@ -4,6 +4,8 @@ The public Python API; the command line is a thin layer over it.
 """
 __version__ = "0.1.0"
 
+from . import boot  # noqa: E402,F401 - first: a Ctrl-C while the command starts exits quietly
+
 from .config import Config, ConfigError, config_from_dict, load_config  # noqa: E402
 from .records import LayerStat, ParamStat, RunResult, StepRecord  # noqa: E402
 from .train import setup, train  # noqa: E402
