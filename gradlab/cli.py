@@ -46,7 +46,10 @@ class ProgressView:
         self.stop()
 
     def stop(self) -> None:
-        self.progress.stop()
+        """Once, and only if it started (a stopped bar still ends its line)."""
+        if self.task is not None:
+            self.progress.stop()
+            self.task = None
 
 
 def layer_table(result: RunResult) -> Table:

@@ -1,18 +1,68 @@
-"""What every command shares: the consoles, and the rule that bad input is one paragraph and exit 2."""
+"""What every command shares: the consoles, the exit codes, and the rules that bad input is one paragraph
+and exit 2, code of the user's that raised one paragraph and exit 4, Ctrl-C exit 130 and SIGTERM 143."""
 from __future__ import annotations
 
+import signal
+import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from . import boot
 from .config import ConfigError
 
 out = Console()
 err = Console(stderr=True)
 
 SET_HELP = "Override a config key, e.g. --set model.depth=50 (repeatable)."
+EXIT_USER_CODE, EXIT_CTRL_C, EXIT_SIGTERM = 4, 130, 143
+TRAIN_EXITS = ("Exit status: 0 completed; 2 bad input (also a full disk; the message names the file or folder); "
+               "3 diverged; 4 a layer or cell of yours raised (summary.json says failed, error.txt has the "
+               "traceback); 130 Ctrl-C, 143 SIGTERM (summary.json says interrupted, every CSV ends at a whole row).")
+CHECK_EXITS = ("Exit status: 0 every tensor passes; 1 a gradient is wrong; 2 bad input; 3 some tensor is "
+               "unresolved; 4 the check could not run (a layer or cell of yours raised); 130 Ctrl-C, 143 SIGTERM.")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (whatever stops on Ctrl-C stops on it), with exit status 143."""
+
+
+_signals: list[int] = []  # the stop signals this command received
+
+
+def handle_sigterm(ctx: typer.Context) -> None:
+    """For the command about to run: SIGTERM raises ``Terminated``, numpy's RuntimeWarnings are not
+    printed (every figure that overflows is reported as such); both undone when the command ends.
+    The library itself installs no handler."""
+    _signals.clear()
+    boot.release()  # from here on Ctrl-C raises KeyboardInterrupt, which the command handles
+    quiet = warnings.catch_warnings()
+    quiet.__enter__()
+    warnings.simplefilter("ignore", RuntimeWarning)  # the last resort: the sources say it themselves
+    ctx.call_on_close(lambda: quiet.__exit__(None, None, None))
+    if threading.current_thread() is not threading.main_thread():
+        return
+    from .boot import release
+
+    release()  # Ctrl-C raises KeyboardInterrupt again, which every command handles
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        return  # a SIGTERM the caller ignores stays ignored
+    before = signal.signal(signal.SIGTERM, _terminate)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL))
+
+
+def _terminate(signum, frame) -> None:
+    _signals.append(signum)
+    raise Terminated()
+
+
+def interrupted_code() -> int:
+    """143 when SIGTERM stopped the command, else 130 (Ctrl-C)."""
+    return EXIT_SIGTERM if signal.SIGTERM in _signals else EXIT_CTRL_C
 
 
 def fail(exc: ConfigError) -> None:
@@ -22,7 +72,7 @@ def fail(exc: ConfigError) -> None:
 
 @contextmanager
 def bad_input(config: Path):
-    """Bad input -> one paragraph on stderr and exit 2; Ctrl-C -> exit 130; never a traceback."""
+    """Bad input -> one paragraph on stderr and exit 2; Ctrl-C -> exit 130 (SIGTERM 143); never a traceback."""
     try:
         yield
     except ConfigError as exc:
@@ -31,5 +81,30 @@ def bad_input(config: Path):
         fail(ConfigError(f"{config}: the model or data set is larger than this machine's memory; "
                          "lower model.width, model.depth, data.n_samples or train.batch_size."))
     except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130)
+        err.print("interrupted" if interrupted_code() == EXIT_CTRL_C else "terminated (SIGTERM)")
+        raise typer.Exit(interrupted_code())
+
+
+@contextmanager
+def user_code(what: str):
+    """Code of the user's (a layer or cell of theirs) that raised -> one paragraph on stderr naming it, and
+    exit 4; an error of gradlab's own is raised as it is (a bug to report, with its traceback)."""
+    from .records import RunFailed
+    from .train import blame, raised
+
+    try:
+        yield
+    except RunFailed as exc:
+        _say(str(exc))
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - only code of the user's is reported here; the rest is re-raised
+        culprit = blame(exc)
+        if culprit is None:
+            raise
+        _say(f"{what} could not run: {raised(exc, culprit)}; nothing was graded or written.")
+
+
+def _say(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_USER_CODE)

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import math
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from .files import NoSpace, refuse_symlinks, save_atomic, write_atomic
 from .records import GateStat, LayerStat, ParamStat, RunResult, StepRecord, TimeStat
 
 
@@ -24,21 +27,47 @@ def _cell(value):
     return value
 
 
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
 class CsvTable:
-    """One CSV file with a fixed header; every ``write`` is flushed."""
+    """One CSV file with a fixed header. Each ``write`` goes to the file at once, as one write(2) call of
+    whole rows, so a process killed at any point leaves whole rows; ``close`` takes the file back to the
+    end of the rows ``keep`` last marked (a write the disk could not hold, or one that Ctrl-C broke off,
+    leaves no torn row)."""
 
     def __init__(self, path: Path, header: list[str]) -> None:
-        self.file = open(path, "w", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.file)
-        self.writer.writerow(header)
-        self.file.flush()
+        self.file = open(path, "wb", buffering=0, opener=_no_follow)  # unbuffered: a write is a write(2)
+        self.end = self.kept = 0  # bytes of whole rows written; of rows kept
+        try:
+            self.write([header])
+        except BaseException:
+            self.file.close()
+            raise
+        self.keep()
 
     def write(self, rows: list[list]) -> None:
-        self.writer.writerows([[_cell(v) for v in row] for row in rows])
-        self.file.flush()
+        text = io.StringIO()
+        csv.writer(text).writerows([[_cell(v) for v in row] for row in rows])
+        data = text.getvalue().encode("utf-8")
+        left = memoryview(data)
+        while left:  # a short write (the disk filled up) is followed by one that raises
+            left = left[self.file.write(left):]
+        self.end += len(data)
+
+    def keep(self) -> None:
+        """What is written so far stays, whatever happens next."""
+        self.kept = self.end
 
     def close(self) -> None:
-        self.file.close()
+        """Closed, back at the last rows kept (again: nothing)."""
+        if self.file.closed:
+            return
+        try:
+            self.file.truncate(self.kept)  # a write broken off half-way did not count in self.end
+        finally:
+            self.file.close()
 
 
 def jsonable(value):
@@ -90,29 +119,44 @@ def full_sequence_times(times: list[TimeStat], model, loss, x: np.ndarray, y: np
 class RunWriter:
     """Observer that writes a run folder: config.yaml, the three CSVs, params .npz, summary.json."""
 
+    FILES = ("config.yaml", "metrics.csv", "grad_norms.csv", "layer_stats.csv", "time_grad_norms.csv",
+             "gate_stats.csv", "params_init.npz", "params_final.npz", "summary.json", "error.txt")
+
     def __init__(self, run_dir: Path, recurrent: bool = False) -> None:
         self.dir = Path(run_dir)
+        refuse_symlinks(self.dir, self.FILES)
         self.param_cols = [f.name for f in fields(ParamStat)]
         self.layer_cols = [f.name for f in fields(LayerStat)]
-        self.metrics = CsvTable(self.dir / "metrics.csv", list(StepRecord.METRICS))
-        self.grads = CsvTable(self.dir / "grad_norms.csv", ["step", "epoch", *self.param_cols])
-        self.layers = CsvTable(self.dir / "layer_stats.csv", ["step", *self.layer_cols])
-        self.tables = [self.metrics, self.grads, self.layers]
+        self.tables: list[CsvTable] = []
         self.times = self.gates = None
-        if recurrent:
-            self.times = CsvTable(self.dir / "time_grad_norms.csv",
-                                  ["step", *(f.name for f in fields(TimeStat)), "full_grad_norm"])
-            self.gates = CsvTable(self.dir / "gate_stats.csv", ["step", *(f.name for f in fields(GateStat))])
-            self.tables += [self.times, self.gates]
+        try:
+            self.metrics = self._table("metrics.csv", list(StepRecord.METRICS))
+            self.grads = self._table("grad_norms.csv", ["step", "epoch", *self.param_cols])
+            self.layers = self._table("layer_stats.csv", ["step", *self.layer_cols])
+            if recurrent:
+                self.times = self._table("time_grad_norms.csv",
+                                         ["step", *(f.name for f in fields(TimeStat)), "full_grad_norm"])
+                self.gates = self._table("gate_stats.csv", ["step", *(f.name for f in fields(GateStat))])
+        except BaseException:
+            self.close()  # what was opened
+            raise
+
+    def _table(self, name: str, header: list[str]) -> CsvTable:
+        self.tables.append(CsvTable(self.dir / name, header))
+        return self.tables[-1]
 
     def write_config(self, resolved: dict) -> None:
-        with open(self.dir / "config.yaml", "w", encoding="utf-8") as f:
-            yaml.safe_dump(resolved, f, sort_keys=False)
+        write_atomic(self.dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
     def save_params(self, name: str, params: dict[str, np.ndarray]) -> None:
-        np.savez(self.dir / name, **params)
+        save_atomic(self.dir / name, lambda f: np.savez(f, **params))
+
+    def write_error(self, text: str) -> None:
+        write_atomic(self.dir / "error.txt", text)
 
     def on_step(self, rec: StepRecord) -> None:
+        """The step's rows in every table; a table is kept only once all of them are written, so a run
+        stopped half-way through a step ends every table at the step before."""
         self.metrics.write([rec.metrics()])
         self.grads.write([[rec.step, rec.epoch, *(getattr(p, c) for c in self.param_cols)] for p in rec.params])
         self.layers.write([[rec.step, *(getattr(s, c) for c in self.layer_cols)] for s in rec.layers])
@@ -120,15 +164,50 @@ class RunWriter:
             self.times.write([[rec.step, t.layer, t.t, t.lag, t.grad_norm, getattr(t, "full_grad_norm", t.grad_norm)]
                               for t in rec.times])
             self.gates.write([[rec.step, g.layer, g.gate, g.mean] for g in rec.gates])
+        for table in self.tables:
+            table.keep()
 
     def write_summary(self, summary: dict) -> None:
-        tmp = self.dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(jsonable(summary), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(self.dir / "summary.json")
+        write_atomic(self.dir / "summary.json", json.dumps(jsonable(summary), indent=2) + "\n")
+
+    def end_summary(self, summary: dict) -> bool:
+        """summary.json says ``summary``; when a full disk has no room for the new file, it is rewritten
+        in the space the old one holds. False when even that failed (it says what it said before)."""
+        try:
+            self.write_summary(summary)
+            return True
+        except NoSpace:
+            return overwrite_in_place(self.dir / "summary.json", json.dumps(jsonable(summary)) + "\n")
 
     def close(self) -> None:
+        """Close every table, each cut back to the last step written whole (all of them, unless a write
+        failed or Ctrl-C broke one off)."""
         for table in self.tables:
             table.close()
+
+
+BLOCK = 4096  # a file system block (and a page): text that fits needs no block the file does not hold
+
+
+def overwrite_in_place(path: Path, text: str) -> bool:
+    """Rewrite the existing file ``path`` with ``text`` in place (never through a symlink): on a full
+    disk, where no temporary file can be written, a short text still fits in the block the file holds.
+    True when it did."""
+    data = text.encode("utf-8")
+    if len(data) > BLOCK:
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        whole = os.pwrite(fd, data, 0) == len(data)
+        os.ftruncate(fd, len(data))  # shrinking needs no space
+        return whole
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def summary_of(result: RunResult, versions: dict) -> dict:
@@ -139,6 +218,7 @@ def summary_of(result: RunResult, versions: dict) -> dict:
         "diverged_at": result.diverged_at,
         "diverged_layer": result.diverged_layer,
         "diverged_where": result.diverged_where,
+        **({"error": result.error} if result.error else {}),
         "wall_time": round(result.wall_time, 3),
         "versions": versions,
     }

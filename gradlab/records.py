@@ -88,7 +88,7 @@ class StepRecord:
 class RunResult:
     """What a finished (or stopped) run leaves behind."""
 
-    status: str  # completed, diverged or interrupted
+    status: str  # completed, diverged, interrupted or failed (running while it runs)
     steps: int  # updates done
     run_dir: str | None
     final: dict = field(default_factory=dict)  # train/val loss and accuracy, in eval mode
@@ -98,7 +98,19 @@ class RunResult:
     wall_time: float = 0.0
     first: StepRecord | None = None
     last: StepRecord | None = None
+    error: dict | None = None  # a failed run's: type, message and where (the layer of the user's that raised)
 
     @property
     def exit_code(self) -> int:
-        return {"completed": 0, "diverged": 3, "interrupted": 130}[self.status]
+        """0 completed, 3 diverged, 4 failed (code of the user's raised), 130 interrupted (the command
+        line gives 143 when SIGTERM interrupted it)."""
+        return {"completed": 0, "diverged": 3, "failed": 4, "interrupted": 130}[self.status]
+
+
+class RunFailed(Exception):
+    """Code of the user's (a layer or cell of their own) raised mid-run; the run folder records it as
+    failed (summary.json, and the traceback in error.txt). ``__cause__`` is what the code raised."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result

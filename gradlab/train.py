@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import math
 import platform
+import signal
+import threading
 import time
+import traceback
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -14,11 +18,12 @@ import numpy as np
 
 from .config import Config, ConfigError
 from .data import Dataset, load_data
+from .files import NoSpace, no_space, no_space_error, write_atomic
 from .logging import RunWriter, full_sequence_times, summary_of
 from .nn import MLP, Loss, build_mlp, make_loss
 from .nn.recurrent import build_rnn
 from .optim import clip_grads, make_optimizer, norm
-from .records import GateStat, LayerStat, ParamStat, RunResult, StepRecord, TimeStat
+from .records import GateStat, LayerStat, ParamStat, RunFailed, RunResult, StepRecord, TimeStat
 
 
 class Observer(Protocol):
@@ -61,10 +66,24 @@ def setup(config: Config, source: str = "<config>") -> Setup:
                           "use cross_entropy.")
     n_out = 1 if config.loss == "bce" else data.n_outputs
     model = build_model(config, data, n_out, rng, dtype, source)
-    data = replace(data, X_train=data.X_train.astype(dtype), X_val=data.X_val.astype(dtype))
+    data = replace(data, X_train=cast(data.X_train, dtype, "features", source),
+                   X_val=cast(data.X_val, dtype, "features", source))
     if data.task == "regression":
-        data.y_train, data.y_val = data.y_train.astype(dtype), data.y_val.astype(dtype)
+        data.y_train, data.y_val = (cast(y, dtype, "targets", source) for y in (data.y_train, data.y_val))
     return Setup(config, data, model, loss, dtype, rng["batches"])
+
+
+def cast(a: np.ndarray, dtype, what: str, source: str) -> np.ndarray:
+    """``a`` in ``dtype``; a finite value beyond the dtype's range is bad input, not an overflow warning
+    followed by a run that diverges at step 0."""
+    with np.errstate(over="ignore"):
+        b = a.astype(dtype)
+    if np.isfinite(b).all() or not np.isfinite(a).all():
+        return b
+    big = float(np.max(np.abs(a)))
+    raise ConfigError(f"{source}: the data's {what} reach {big:.3g}, beyond {np.dtype(dtype).name}'s largest value "
+                      f"{float(np.finfo(dtype).max):.3g} (train.dtype, or check.dtype for a check); allowed: float64, "
+                      "or data.standardize: true (features), or data rescaled below that.")
 
 
 def build_model(config: Config, data: Dataset, n_out: int, rng: dict, dtype, source: str) -> MLP:
@@ -169,20 +188,28 @@ def nonfinite_in(rec: StepRecord) -> tuple[int | None, str] | None:
     return None
 
 
-def fit(s: Setup, observers: "list[Observer]" = ()) -> RunResult:
-    """Train ``s.model`` for the configured steps, calling ``observer.on_step`` at logged steps."""
-    result = RunResult(status="completed", steps=0, run_dir=None)
+def fit(s: Setup, observers: "list[Observer]" = (), result: RunResult | None = None) -> RunResult:
+    """Train ``s.model`` for the configured steps, calling ``observer.on_step`` at logged steps.
+
+    Ctrl-C (KeyboardInterrupt) stops it as "interrupted", during the steps or the final metrics alike."""
+    result = result if result is not None else RunResult(status="running", steps=0, run_dir=None)
     t0 = time.perf_counter()
     # a diverging run is detected and reported, not warned about
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
             _loop(s, observers, result)
+            if result.status == "running":
+                result.status = "completed"
         except KeyboardInterrupt:
             result.status = "interrupted"
         result.wall_time = time.perf_counter() - t0
         if result.status != "diverged":
-            result.final = final_metrics(s)
-            _nonfinite_final(s, result)
+            try:
+                result.final = final_metrics(s)
+            except KeyboardInterrupt:  # a second Ctrl-C, or the first during the final metrics: none then
+                result.status = "interrupted"
+            else:
+                _nonfinite_final(s, result)
     return result
 
 
@@ -294,32 +321,167 @@ def _new_dir(out: Path, name: str) -> Path:
 def train(config: Config, observers: "list[Observer]" = (), source: str = "<config>", write: bool = True,
           run_dir: str | Path | None = None) -> RunResult:
     """Build and train a model from a config; write its run folder under ``config.log.out``
-    (or into ``run_dir``, a new folder of the caller's naming, as a sweep does)."""
+    (or into ``run_dir``, a new folder of the caller's naming, as a sweep does).
+
+    However the run ends, summary.json ends at its status and every CSV at whole rows: Ctrl-C gives
+    "interrupted" (returned); a full disk "failed" (``NoSpace`` raised: exit 2); code of the user's that
+    raised "failed" (``RunFailed`` raised, its traceback in error.txt: exit 4). Anything else that raises
+    is recorded as "failed" too and raised as it was (a bug of gradlab's).
+    """
     s = setup(config, source)
-    observers = list(observers)
-    writer = None
-    if write:
-        run_dir = Path(run_dir) if run_dir else new_run_dir(config.log.out, config.name, source)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        writer = RunWriter(run_dir, recurrent=config.model.kind == "rnn")
-        writer.write_config(config.resolved())
-        writer.save_params("params_init.npz", s.model.params)
-        writer.write_summary({"status": "running", "steps": 0, "versions": versions()})
-        observers.insert(0, writer)
-    for obs in observers:
-        if hasattr(obs, "on_start"):
-            obs.on_start({"steps": total_steps(config, len(s.data.X_train)), "run_dir": run_dir, "setup": s})
+    folder = (Path(run_dir) if run_dir else new_run_dir(config.log.out, config.name, source)) if write else None
+    result = RunResult(status="running", steps=0, run_dir=str(folder) if folder else None)
+    observers, writer, t0 = list(observers), None, time.perf_counter()
     try:
-        result = fit(s, observers)
-    finally:
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            writer = RunWriter(folder, recurrent=config.model.kind == "rnn")
+            start_run(writer, s)
+            observers.insert(0, writer)
+        for obs in observers:
+            if hasattr(obs, "on_start"):
+                obs.on_start({"steps": total_steps(config, len(s.data.X_train)), "run_dir": folder, "setup": s})
+        fit(s, observers, result)  # sets wall_time, unless it raises
         if writer is not None:
             writer.close()
-    result.run_dir = str(run_dir) if run_dir else None
-    if writer is not None:
-        writer.save_params("params_final.npz", s.model.params)
-        # per_step: a loss at every time step, so ||dL/dh_1|| holds step 1's own loss term (the report says so)
-        writer.write_summary({**summary_of(result, versions()), "per_step": bool(s.data.per_step)})
+            writer.save_params("params_final.npz", s.model.params)
+    except BaseException as exc:  # noqa: BLE001 - recorded in the run folder, then raised again (Ctrl-C: returned)
+        result.wall_time = result.wall_time or time.perf_counter() - t0
+        error = stopped(exc, result, s, folder, source)
+        summarised = writer is None or close_run(writer, s, result)
+        if error is exc:
+            raise
+        if error is not None:
+            raise _with_summary(error, summarised) from (exc if isinstance(error, RunFailed) else None)
+    else:
+        if writer is not None and not close_run(writer, s, result):
+            raise _with_summary(no_space_error(folder), False)
     for obs in observers:
         if hasattr(obs, "on_end"):
             obs.on_end(result)
     return result
+
+
+def start_run(writer: RunWriter, s: Setup) -> None:
+    """config.yaml, params_init.npz and a summary.json that says "running"."""
+    writer.write_config(s.config.resolved())
+    writer.save_params("params_init.npz", s.model.params)
+    writer.write_summary({"status": "running", "steps": 0, "versions": versions()})
+
+
+def close_run(writer: RunWriter, s: Setup, result: RunResult) -> bool:
+    """Every table closed at its last whole step, and summary.json at the run's status (Ctrl-C and SIGTERM
+    wait for it). False when not even summary.json could be written: it still says "running"."""
+    with signals_held():
+        for _ in range(3):  # a signal already on its way when the block began interrupts once (per signal)
+            try:
+                writer.close()
+                return writer.end_summary({**summary_of(result, versions()), "per_step": bool(s.data.per_step)})
+            except KeyboardInterrupt:
+                if result.status in ("running", "completed"):
+                    result.status = "interrupted"
+            except (OSError, ConfigError):
+                return False
+    return False
+
+
+def stopped(exc: BaseException, result: RunResult, s: Setup, folder: Path | None, source: str) -> BaseException | None:
+    """Record in ``result`` why the run stopped; return what to raise (None for Ctrl-C: the run is
+    "interrupted", with what it wrote)."""
+    if isinstance(exc, KeyboardInterrupt):
+        if result.status != "failed":
+            result.status = "interrupted"
+        return None
+    result.status = "failed"
+    result.final = {}
+    if folder is not None and (isinstance(exc, NoSpace) or no_space(exc)):
+        error = no_space_error(folder)
+        result.error = {"type": "OSError", "message": f"no space left on device under {folder}"}
+        return error
+    culprit = blame(exc, s.model)
+    result.error = {"type": type(exc).__name__, "message": str(exc),
+                    **({"where": f"{culprit[0]}: {culprit[1]}"} if culprit else {})}
+    if folder is not None and not isinstance(exc, ConfigError):
+        with suppress(OSError, ConfigError):
+            write_atomic(folder / "error.txt", "".join(traceback.format_exception(exc)))
+    if isinstance(exc, (ConfigError, MemoryError)) or culprit is None or not isinstance(exc, Exception):
+        return exc
+    return RunFailed(f"{source}: training stopped at step {result.steps}: {raised(exc, culprit)}"
+                     + (f"; the run is recorded as failed in {folder / 'summary.json'}, the traceback is in "
+                        f"{folder / 'error.txt'}." if folder is not None else "."), result)
+
+
+def raised(exc: BaseException, culprit: tuple[str, str]) -> str:
+    """'layer swish2 (custom_layer:Swish) raised ValueError: ... (in backward, custom_layer.py line 31)'."""
+    return f"{culprit[0]} raised {type(exc).__name__}: {exc} (in {culprit[1]})"
+
+
+def _with_summary(error: BaseException, summarised: bool) -> BaseException:
+    """A full disk's message, saying whether summary.json could be marked failed."""
+    if not isinstance(error, NoSpace):
+        return error
+    said = ("summary.json says failed" if summarised else
+            "summary.json could not be marked failed either (it still says running)")
+    return NoSpace(f"{error} {said}; every CSV ends at its last whole row.")
+
+
+def blame(exc: BaseException, model=None) -> tuple[str, str] | None:
+    """(who, where) of the user's code that raised ``exc``: ('layer swish2 (custom_layer:Swish)', 'backward,
+    custom_layer.py line 31'); None when no layer or cell of the user's is on its traceback and ``model``
+    (or a net on the traceback) has none either."""
+    from .nn.custom import CustomModule
+    from .nn.recurrent import CustomCell
+
+    owner = at = net = None
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    for frame, line in frames:
+        me = frame.f_locals.get("self")
+        if isinstance(me, (CustomModule, CustomCell)):
+            owner, at = me, None
+        elif owner is not None and at is None and not _ours(frame.f_code.co_filename):
+            at = f"{frame.f_code.co_name}, {Path(frame.f_code.co_filename).name} line {line}"
+        if net is None and isinstance(me, MLP):
+            net = me
+    if owner is not None:
+        return _named(owner), at or "gradlab's wrapper around it: what it returned or left in grads"
+    net = model if model is not None else net
+    theirs = [m for m in net.modules() if isinstance(m, (CustomModule, CustomCell))] if net is not None else []
+    if not theirs or not frames:
+        return None
+    frame, line = frames[-1]
+    return (f"a net with code of yours ({', '.join(map(_named, theirs))})",
+            f"{frame.f_code.co_name}, {Path(frame.f_code.co_filename).name} line {line}: maybe on what it returned")
+
+
+def _named(m) -> str:
+    """'layer swish2 (custom_layer:Swish)' or 'cell rnn1 (cells:MyCell)'."""
+    obj = getattr(m, "layer", None) or getattr(m, "cell", None)
+    kind = "cell" if hasattr(m, "cell") else "layer"
+    return f"{kind} {m.name} ({type(obj).__module__}:{type(obj).__qualname__})"
+
+
+def _ours(filename: str) -> bool:
+    return Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends, then act as they would have (in the main thread;
+    elsewhere no Python signal handler runs anyway): a run's last files are written whole."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {n: signal.signal(n, lambda signum, frame: caught.append(signum)) for n in held}
+    try:
+        yield
+    finally:
+        for n, handler in before.items():
+            signal.signal(n, handler)
+        for n in dict.fromkeys(caught):
+            handler = before[n]
+            if callable(handler):
+                handler(n, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(n)

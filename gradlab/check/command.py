@@ -14,7 +14,7 @@ import typer
 
 import gradlab as api
 from ..config import ALLOW_FLAG, ALLOW_HELP, ConfigError
-from ..console import SET_HELP, bad_input, err, out
+from ..console import SET_HELP, bad_input, err, out, user_code
 from ..logging import jsonable
 from .functions import FIND_RULE, CheckInputError, check_file
 from .render import render_check, tensor_table
@@ -49,7 +49,8 @@ def check_command(
     allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help="A config: " + ALLOW_HELP),
 ) -> None:
     """Check backprop against centred differences; exit 0 when every tensor passes, 1 when any fails, 3 when
-    none fails but some cannot be resolved (the cure is printed).
+    none fails but some cannot be resolved (the cure is printed); 2 bad input; 4 the check could not run (a
+    layer or cell of yours raised); 130 Ctrl-C, 143 SIGTERM.
 
     Both run code of yours: FILE.py is imported, and a config naming module:Class runs that module's code \
 (only modules in the config's folder are imported, unless --allow-imports names another folder)."""
@@ -65,7 +66,7 @@ def check_command(
     flags = {"check.mode": mode, "check.eps": eps, "check.dtype": dtype, "check.loss_scale": loss_scale,
              "check.strict": "true" if strict else None, "seed": seed}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
-    with bad_input(config):
+    with bad_input(config), user_code("gradlab check"):
         if shape:
             raise ConfigError(f"{config}: --shape applies to FILE.py:NAME only (a layer or function of yours); "
                               "a config's shapes come from its data and model.")
@@ -103,7 +104,8 @@ def _check_target(target: re.Match, shapes: list[str], seed: int | None, mode: s
 
 def _emit(report, studies: dict, csv_path: Path | None, as_json: bool, function: bool = False) -> None:
     if csv_path:
-        api.gradcheck.write_entries(report, csv_path)
+        with bad_input(csv_path):
+            api.gradcheck.write_entries(report, csv_path)
     if as_json:
         data = {**api.gradcheck.report_dict(report), **{k: v for k, v in studies.items() if v is not None}}
         print(json.dumps(jsonable(data), indent=2))

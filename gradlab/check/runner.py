@@ -476,16 +476,24 @@ def report_dict(report: CheckReport) -> dict:
 
 
 def write_entries(report: CheckReport, path) -> None:
-    """One row per checked entry of the whole-network check (``--csv``)."""
+    """One row per checked entry of the whole-network check (``--csv``), written whole or not at all; a
+    path that cannot be written is a ConfigError naming it."""
     import csv
 
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["param", "index", "analytic", "numeric", "abs_diff", "rel_error", "kink", "cs231n_rel_error",
-                    "bound", "step"])
-        for e in report.entries:
-            w.writerow([e.param, e.index, repr(e.analytic), repr(e.numeric), repr(e.abs_diff), repr(e.rel_error),
-                        int(e.kink), repr(e.cs231n_rel_error), repr(e.bound), repr(e.step)])
+    from ..config import ConfigError
+    from ..files import atomic
+
+    try:
+        with atomic(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["param", "index", "analytic", "numeric", "abs_diff", "rel_error", "kink", "cs231n_rel_error",
+                        "bound", "step"])
+            for e in report.entries:
+                w.writerow([e.param, e.index, repr(e.analytic), repr(e.numeric), repr(e.abs_diff),
+                            repr(e.rel_error), int(e.kink), repr(e.cs231n_rel_error), repr(e.bound), repr(e.step)])
+    except OSError as exc:
+        raise ConfigError(f"--csv {path}: cannot write it ({exc.strerror or exc}); allowed: a file in an existing "
+                          "folder you can write to.") from None
 
 
 def culprit(report: CheckReport) -> str:
