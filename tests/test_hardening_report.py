@@ -63,22 +63,25 @@ def lines(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("where", ["run", "sweep"])
 def test_report_shows_a_module_class_as_text_and_never_imports_it(run, tmp_path, where):
-    """A hand-made folder whose config names ``marker_act:Act`` in import_dir ``.``, where marker_act.py
-    leaves a file when imported: the report is written, the class name appears as text, nothing is run."""
-    config = run / "config.yaml"
-    config.write_text(config.read_text(encoding="utf-8").replace("activation:\n    name: tanh",
-                                                                  "activation:\n    name: marker_act:Act")
-                      .replace("model:\n", "model:\n  import_dir: .\n", 1), encoding="utf-8")
-    assert "marker_act:Act" in config.read_text(encoding="utf-8")
-    (run / "marker_act.py").write_text(MARKER_MODULE, encoding="utf-8")
+    """A hand-made folder whose config names ``marker_<where>:Act`` with import_dir the folder itself, where
+    the module leaves a file when imported: the report is written, the class name appears as text, nothing
+    is run."""
+    module = f"marker_{where}"
     folder = run if where == "run" else sweep_of(run, tmp_path)
+    home = folder if where == "run" else folder / "depth=2"
+    config = home / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("activation:\n    name: tanh",
+                                                                  f"activation:\n    name: {module}:Act")
+                      .replace("model:\n", f"model:\n  import_dir: {home}\n", 1), encoding="utf-8")
+    assert f"{module}:Act" in config.read_text(encoding="utf-8")
+    (home / f"{module}.py").write_text(MARKER_MODULE, encoding="utf-8")
     result = invoke("report", folder, "--json")
     assert result.exit_code == 0, result.output
-    marker = (folder if where == "run" else folder / "depth=2") / "IMPORTED"
-    assert not marker.exists() and "marker_act" not in sys.modules
+    assert not (home / "IMPORTED").exists() and module not in sys.modules
+    assert load_run(home).config.model.activation.spec == f"{module}:Act"  # validated, as text
     if where == "run":
-        assert "marker_act:Act" in (folder / "report.html").read_text(encoding="utf-8")
-        assert json.loads(result.stdout)["theory"]["theory"] == "a custom activation (marker_act:Act)"
+        assert f"{module}:Act" in (folder / "report.html").read_text(encoding="utf-8")
+        assert json.loads(result.stdout)["theory"]["theory"] == f"a custom activation ({module}:Act)"
 
 
 # --------------------------------------------------------------------------- planted symlinks
