@@ -15,7 +15,7 @@ import gradlab as api
 from .check.command import check_command
 from .config import ALLOW_FLAG, ALLOW_HELP, ConfigError
 from .console import (SET_HELP, TRAIN_EXITS, bad_input, err, fail, handle_sigterm, interrupted_code, out,
-                      user_code)
+                      quiet_warnings, user_code)
 from .logging import jsonable
 from .records import RunResult, StepRecord
 
@@ -86,6 +86,7 @@ def closing_line(result: RunResult) -> str:
 def main_callback(ctx: typer.Context) -> None:
     """gradlab: train, check, sweep and report on gradients, layer by layer."""
     handle_sigterm(ctx)
+    quiet_warnings(ctx)
 
 
 class LintView:

@@ -34,21 +34,24 @@ class Terminated(KeyboardInterrupt):
 _signals: list[int] = []  # the stop signals this command received
 
 
-def handle_sigterm(ctx: typer.Context) -> None:
-    """For the command about to run: SIGTERM raises ``Terminated``, numpy's RuntimeWarnings are not
-    printed (every figure that overflows is reported as such); both undone when the command ends.
-    The library itself installs no handler."""
-    _signals.clear()
-    boot.release()  # from here on Ctrl-C raises KeyboardInterrupt, which the command handles
+def quiet_warnings(ctx: typer.Context) -> None:
+    """For the command about to run, no RuntimeWarning is printed (numpy's, from code of the user's too):
+    gradlab says itself when a figure overflows. The last resort: the sources that handle non-finite
+    values themselves silence them (np.errstate)."""
     quiet = warnings.catch_warnings()
     quiet.__enter__()
-    warnings.simplefilter("ignore", RuntimeWarning)  # the last resort: the sources say it themselves
+    warnings.simplefilter("ignore", RuntimeWarning)
     ctx.call_on_close(lambda: quiet.__exit__(None, None, None))
+
+
+def handle_sigterm(ctx: typer.Context) -> None:
+    """For the command about to run, SIGTERM raises ``Terminated`` (handled as Ctrl-C is) and Ctrl-C
+    raises KeyboardInterrupt again (``boot`` made both exit quietly during the imports); the handler
+    before it is put back when the command ends. Imported as a library, gradlab installs no handler."""
+    _signals.clear()
     if threading.current_thread() is not threading.main_thread():
         return
-    from .boot import release
-
-    release()  # Ctrl-C raises KeyboardInterrupt again, which every command handles
+    boot.release()
     if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
         return  # a SIGTERM the caller ignores stays ignored
     before = signal.signal(signal.SIGTERM, _terminate)

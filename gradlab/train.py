@@ -346,9 +346,10 @@ def train(config: Config, observers: "list[Observer]" = (), source: str = "<conf
             writer.close()
             writer.save_params("params_final.npz", s.model.params)
     except BaseException as exc:  # noqa: BLE001 - recorded in the run folder, then raised again (Ctrl-C: returned)
-        result.wall_time = result.wall_time or time.perf_counter() - t0
-        error = stopped(exc, result, s, folder, source)
-        summarised = writer is None or close_run(writer, s, result)
+        with signals_held():  # a second signal waits until the run folder says why the first stopped it
+            result.wall_time = result.wall_time or time.perf_counter() - t0
+            error = stopped(exc, result, s, folder, source)
+            summarised = writer is None or close_run(writer, s, result)
         if error is exc:
             raise
         if error is not None:
