@@ -4,6 +4,7 @@ paragraph, exit 2, never a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -269,3 +270,18 @@ def test_a_config_that_does_not_validate_is_left_out_with_a_note(run):
     assert data.config is None and data.raw["model"]["depth"] == -2
     (note,) = data.notes
     assert note.startswith("config.yaml left out (") and "model.depth" in note
+
+
+def test_planted_input_links_and_fifos_are_refused_not_read(run, tmp_path):
+    """A run folder never holds a link (gradlab writes none): config.yaml linked to a file of yours would be
+    shown in report.html, and a FIFO or /dev/zero would be read until memory ran out."""
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("name: my-password\n", encoding="utf-8")
+    (run / "config.yaml").unlink()
+    (run / "config.yaml").symlink_to(secret)
+    assert_bad_input(invoke("report", run), "config.yaml", "symbolic link", "does not follow")
+    (run / "config.yaml").unlink()
+    (run / "summary.json").unlink()
+    os.mkfifo(run / "summary.json")
+    assert_bad_input(invoke("report", run), "summary.json", "not a regular file")
+    assert not (run / "report.html").exists()

@@ -164,6 +164,8 @@ def _sweep_run(folder: Path, run: str, status: str) -> tuple[list[dict], str | N
     inside the sweep's is read: summary.csv names it."""
     if run in ("", ".", "..") or run != Path(run).name:
         return [], f"{run}: not a folder name inside the sweep (summary.csv, column 'run'); not read"
+    if (folder / run).is_symlink():
+        return [], f"{run}: a symbolic link, not a run folder gradlab wrote; not read"
     if status not in ("completed", "diverged"):
         return [], f"{run}: {status}, not diagnosed (see its error.txt)"
     if not (folder / run / "metrics.csv").exists():

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,13 +127,31 @@ NUMBERS = {
 }
 
 
+def read_file(path: Path) -> bytes:
+    """The bytes of a regular file of the folder. A symbolic link is refused, not followed (gradlab writes
+    none, so one was planted: it could show any file of yours in report.html), and so is a FIFO or a device
+    (/dev/zero would be read until memory ran out)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if path.is_symlink():
+            raise ConfigError(f"{path}: a symbolic link where gradlab writes a file; the report does not follow "
+                              "it (replace it with the file itself).") from None
+        raise
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise ConfigError(f"{path}: not a regular file (a FIFO, a device or a folder); allowed: the file "
+                              "as gradlab writes it.")
+        return file.read()
+
+
 def read_table(path: Path, notes: list[str] | None = None) -> pd.DataFrame | None:
     """The whole rows of a gradlab table, checked: a torn last row (a run killed while writing it) is left
     out with a note; a row of the wrong length, a cell that is not a number, a repeated key are a ConfigError."""
     if not path.exists():
         return None
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_file(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a CSV table written by gradlab ({exc}).") from None
     text, rows, torn = _whole_rows(path, text)
@@ -206,7 +226,7 @@ def _checked(path: Path, frame: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
 def _mapping(path: Path, parse) -> dict:
     """A YAML or JSON file that must hold a mapping; a ConfigError naming the file otherwise."""
     try:
-        value = parse(path.read_text(encoding="utf-8")) or {}
+        value = parse(read_file(path).decode("utf-8")) or {}
     except (ValueError, yaml.YAMLError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
         raise ConfigError(f"{path}: not readable as written by gradlab ({str(exc).splitlines()[0]}).") from None
     if not isinstance(value, dict):
@@ -239,8 +259,10 @@ def _init_shapes(path: Path, notes: list[str]) -> dict[str, tuple] | None:
     if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as params:
+        with np.load(io.BytesIO(read_file(path)), allow_pickle=False) as params:
             return {k: tuple(params[k].shape) for k in params.files}
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - not a zip, a member that is not an .npy array, an object array
         notes.append(f"{path.name}: not readable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
                      "the theory table and the update size, which need the initial weights' shapes, are left out.")
