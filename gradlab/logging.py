@@ -43,7 +43,7 @@ class CsvTable:
         try:
             self.write([header])
         except BaseException:
-            self.file.close()
+            self.close()  # empty: not even a torn header
             raise
         self.keep()
 

@@ -349,14 +349,14 @@ def train(config: Config, observers: "list[Observer]" = (), source: str = "<conf
         with signals_held():  # a second signal waits until the run folder says why the first stopped it
             result.wall_time = result.wall_time or time.perf_counter() - t0
             error = stopped(exc, result, s, folder, source)
-            summarised = writer is None or close_run(writer, s, result)
+            summarised = writer is not None and close_run(writer, s, result)
         if error is exc:
             raise
         if error is not None:
-            raise _with_summary(error, summarised) from (exc if isinstance(error, RunFailed) else None)
+            raise _with_summary(error, summarised, folder) from (exc if isinstance(error, RunFailed) else None)
     else:
         if writer is not None and not close_run(writer, s, result):
-            raise _with_summary(no_space_error(folder), False)
+            raise _with_summary(no_space_error(folder), False, folder)
     for obs in observers:
         if hasattr(obs, "on_end"):
             obs.on_end(result)
@@ -417,12 +417,13 @@ def raised(exc: BaseException, culprit: tuple[str, str]) -> str:
     return f"{culprit[0]} raised {type(exc).__name__}: {exc} (in {culprit[1]})"
 
 
-def _with_summary(error: BaseException, summarised: bool) -> BaseException:
+def _with_summary(error: BaseException, summarised: bool, folder: Path) -> BaseException:
     """A full disk's message, saying whether summary.json could be marked failed."""
     if not isinstance(error, NoSpace):
         return error
     said = ("summary.json says failed" if summarised else
-            "summary.json could not be marked failed either (it still says running)")
+            "summary.json could not be marked failed either (it still says running)"
+            if (folder / "summary.json").exists() else "there was no room for a summary.json either")
     return NoSpace(f"{error} {said}; every CSV ends at its last whole row.")
 
 

@@ -169,6 +169,14 @@ def test_a_full_disk_is_exit_2_naming_the_run_folder(tmp_path, monkeypatch):
     assert summary(run_dir)["status"] == "failed"
 
 
+def test_a_disk_full_from_the_start_says_there_is_no_summary(tmp_path, monkeypatch):
+    fill_disk(monkeypatch, 40)  # not even metrics.csv's header fits
+    result = run("train", folder(tmp_path, act="tanh"), "--quiet")
+    run_dir = the_run(tmp_path)
+    assert_bad_input(result, f"no space left on device under {run_dir}", "no room for a summary.json")
+    assert (run_dir / "metrics.csv").read_text() == "" and not (run_dir / "summary.json").exists()
+
+
 def test_a_disk_too_full_for_summary_json_is_said_on_stderr(tmp_path, monkeypatch):
     """If even summary.json cannot be marked failed, the message says it still says "running"."""
     path = folder(tmp_path, act="tanh")
@@ -204,6 +212,29 @@ def test_summary_json_is_marked_failed_in_place_when_no_new_file_fits(tmp_path, 
     assert_bad_input(result, "no space left on device under", "summary.json says failed")
     done = summary(the_run(tmp_path))
     assert done["status"] == "failed" and "no space left" in done["error"]["message"]
+
+
+@pytest.mark.skipif(not os.environ.get("GRADLAB_SMALL_FS"), reason="needs GRADLAB_SMALL_FS: a folder on a small "
+                    "file system of its own (e.g. a 2 MB tmpfs) that the test may fill up")
+def test_a_real_full_disk(tmp_path):
+    """The same on a real file system: a filler file leaves 64 kB, and the run needs more."""
+    root = Path(os.environ["GRADLAB_SMALL_FS"]) / f"gradlab-{os.getpid()}"
+    root.mkdir()
+    try:
+        stat = os.statvfs(root)
+        (root / "filler").write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - 64 * 1024))
+        path = folder(tmp_path, act="tanh")
+        path.write_text(path.read_text().replace(json.dumps(str(tmp_path / "runs")), json.dumps(str(root / "runs")))
+                        .replace("steps: 12", "steps: 5000"), encoding="utf-8")
+        result = run("train", path, "--quiet")
+        (run_dir,) = (root / "runs").iterdir()
+        assert_bad_input(result, f"no space left on device under {run_dir}")
+        (root / "filler").unlink()
+        assert_whole_rows(run_dir)
+        assert summary(run_dir)["status"] == "failed"
+    finally:
+        import shutil
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ a layer of the user's that raises
