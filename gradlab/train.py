@@ -452,13 +452,14 @@ def blame(exc: BaseException, model=None) -> tuple[str, str] | None:
         return None
     frame, line = frames[-1]
     return (f"a net with code of yours ({', '.join(map(_named, theirs))})",
-            f"{frame.f_code.co_name}, {Path(frame.f_code.co_filename).name} line {line}: maybe on what it returned")
+            f"gradlab's {frame.f_code.co_name}, {Path(frame.f_code.co_filename).name} line {line}, maybe on what "
+            f"{'it' if len(theirs) == 1 else 'they'} returned")
 
 
 def _named(m) -> str:
     """'layer swish2 (custom_layer:Swish)' or 'cell rnn1 (cells:MyCell)'."""
-    obj = getattr(m, "layer", None) or getattr(m, "cell", None)
     kind = "cell" if hasattr(m, "cell") else "layer"
+    obj = getattr(m, kind)
     return f"{kind} {m.name} ({type(obj).__module__}:{type(obj).__qualname__})"
 
 

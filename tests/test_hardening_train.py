@@ -267,6 +267,22 @@ def test_a_layer_that_raises_mid_run_is_exit_4_and_one_paragraph(tmp_path):
     assert summary(the_run(tmp_path))["status"] == "failed"
 
 
+def test_a_layer_whose_output_breaks_gradlab_code_is_named_too(tmp_path):
+    """The layer returns one column too few from its 5th call: numpy raises in gradlab's dense layer, with no
+    frame of the user's on the traceback; the net's own layers are named, and it is still exit 4."""
+    path = folder(tmp_path)
+    module = path.read_text().split("activation: ")[1].split(":")[0]
+    source = (tmp_path / f"{module}.py").read_text().replace(
+        "self.out = np.tanh(x)", "self.out = np.tanh(x)[:, :-1] if Tanh.calls >= 5 else np.tanh(x)")
+    (tmp_path / f"{module}.py").write_text(source, encoding="utf-8")
+    result = run("train", path, "--quiet")
+    assert result.exit_code == 4, result.output
+    for fragment in ("a net with code of yours", f"({module}:Tanh)", "raised ValueError", "gradlab's forward",
+                     "dense.py"):
+        assert fragment in result.stderr, result.stderr
+    assert summary(the_run(tmp_path))["status"] == "failed"
+
+
 def test_check_that_cannot_run_is_exit_4_not_1(tmp_path):
     """Reproduces: `check` ended in the layer's traceback, exit 1 (its "a gradient is wrong" code)."""
     result = run("check", folder(tmp_path, RAISE_ALWAYS))
