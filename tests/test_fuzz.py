@@ -2,7 +2,7 @@
 the command line (in-process), must end in exit 0, 2 or 3 (API: a result, or ``gradlab.ConfigError`` and
 nothing else), never print a traceback or a numpy RuntimeWarning, and never write outside the run folder.
 
-Each example runs in a fresh folder ``work`` (the current directory; runs go to ``work/runs``) beside a
+Data files (CSV and .npz) are generated too. Each example runs in a fresh folder ``work`` (the current directory; runs go to ``work/runs``) beside a
 sentinel folder ``outside`` that holds the files the inputs point at through planted symlinks (a data
 CSV, a config, report.html and summary.tmp in damaged run folders) and a module ``evil`` that, if ever
 imported, writes into ``outside``. After every example everything but ``work/runs`` is compared with its
@@ -455,6 +455,95 @@ def test_api_load_config_and_sets(text, sets):
         cfg = api(gradlab.load_config, work / "exp.yaml", sets)
         if cfg is not None:
             result = api(gradlab.train, cfg, source="exp.yaml")
+            if result is not None:
+                assert result.exit_code in (0, 3)
+                valid_run_files(Path(result.run_dir))
+
+
+CELLS = st.one_of(st.integers(-3, 3), st.floats(-5, 5, allow_nan=False).map(lambda x: round(x, 3)),
+                  st.sampled_from(["1e300", "-1e300", "1e308", "1e-320", "nan", "inf", "", "abc", "ü", '"1,5"',
+                                   "0x1F", "1_000", " 2 "]))
+
+
+@st.composite
+def csv_texts(draw) -> bytes:
+    """A data CSV: repeated, empty and odd column names, cells of every kind, ragged rows, odd line ends."""
+    names = draw(st.one_of(st.just(["x1", "x2", "label"]), st.lists(st.sampled_from(
+        ["x1", "x2", "x3", "label", "label", "Label", "", "ü", " x1"]), min_size=1, max_size=4)))
+    if draw(st.booleans()) and "label" not in names:
+        names.append("label")
+    plain = draw(st.booleans())  # most rows numbers with a 0/1 label: a file that may well load
+    rows = []
+    for i in range(draw(st.integers(0, 24))):
+        width = len(names) if draw(st.integers(0, 9)) else draw(st.integers(1, 6))
+        rows.append([str(i % 2) if name == "label" and plain else
+                     f"{np.sin(i + j):.3f}" if plain else str(draw(CELLS)) for j, name in enumerate(names[:width])])
+    newline = draw(st.sampled_from(["\n", "\n", "\r\n", "\r"]))
+    text = newline.join(",".join(row) for row in [names, *rows]) + (newline if draw(st.integers(0, 5)) else "")
+    return (b"\xef\xbb\xbf" if draw(st.integers(0, 9)) == 0 else b"") + text.encode("utf-8")
+
+
+ARRAYS = st.sampled_from(["float", "int", "bool", "object", "text", "complex", "nan", "huge", "3d", "empty", "1d"])
+
+
+def array(kind: str, n: int, rng: np.random.Generator):
+    return {"float": lambda: rng.normal(size=(n, 2)), "int": lambda: rng.integers(0, 3, size=(n, 2)),
+            "bool": lambda: rng.random((n, 2)) > 0.5, "object": lambda: np.array([{"a": i} for i in range(n)]),
+            "text": lambda: np.array([f"s{i}" for i in range(n)]), "complex": lambda: rng.normal(size=(n, 2)) + 1j,
+            "nan": lambda: np.full((n, 2), np.nan), "huge": lambda: rng.normal(size=(n, 2)) * 1e300,
+            "3d": lambda: rng.normal(size=(n, 3, 2)), "empty": lambda: np.zeros((0, 2)),
+            "1d": lambda: np.arange(n) % 2}[kind]()
+
+
+@st.composite
+def npz_files(draw) -> bytes:
+    """An .npz: X and y of any dtype and shape (object arrays pickled), a member that is not .npy, a missing
+    member, or not a zip at all."""
+    form = draw(st.sampled_from(["arrays", "arrays", "arrays", "not-npy", "text", "npy"]))
+    rng = np.random.default_rng(draw(st.integers(0, 3)))
+    n = draw(st.integers(0, 24))
+    buffer = io.BytesIO()
+    if form == "text":
+        return b"X,y\n1,2\n"
+    if form == "npy":
+        np.save(buffer, rng.normal(size=(n, 2)))
+        return buffer.getvalue()
+    if form == "not-npy":
+        import zipfile
+        with zipfile.ZipFile(buffer, "w") as z:
+            z.writestr("X.npy", b"not an array")
+            z.writestr("y.npy", b"\x93NUMPY")
+        return buffer.getvalue()
+    likely = draw(st.booleans())  # float-ish X and labels y: an archive that may well load
+    members = {"X": array(draw(st.sampled_from(["float", "int", "huge", "3d"]) if likely else ARRAYS), n, rng),
+               "y": array("1d" if likely else draw(ARRAYS), draw(st.sampled_from([n, n, n + 1])), rng)}
+    if draw(st.integers(0, 5)) == 0:
+        del members[draw(st.sampled_from(["X", "y"]))]
+    np.savez(buffer, **members)
+    return buffer.getvalue()
+
+
+@fuzz(30)
+@given(kind=st.sampled_from(["csv", "npz"]), csv_text=csv_texts(), npz=npz_files(),
+       loss=st.sampled_from(["bce", "cross_entropy", "mse"]), task=st.sampled_from(["auto", "classification",
+                                                                                   "regression"]),
+       standardize=st.booleans())
+@example(kind="csv", csv_text=b"x1,label,label\n1,0,1\n2,1,0\n3,0,1\n4,1,0\n", npz=b"", loss="cross_entropy",
+         task="auto", standardize=True)
+@example(kind="csv", csv_text=b"x1,label\n1e300,0\n-1e300,1\n1e300,0\n-1e300,1\n", npz=b"", loss="cross_entropy",
+         task="auto", standardize=True)
+def test_api_data_files(kind, csv_text, npz, loss, task, standardize):
+    """A config reading a generated CSV or .npz (through train): a result or ConfigError, nothing else."""
+    raw = copy.deepcopy(BASES["csv"])
+    raw["loss"] = loss
+    raw["data"] = {"kind": kind, "path": f"gen.{kind}", "task": task, "standardize": standardize,
+                   "val_fraction": 0.25, **({"target": "label"} if kind == "csv" else {})}
+    if kind == "npz" and loss == "bce":
+        raw["loss"] = "cross_entropy"
+    with sandbox(gen_csv=csv_text, gen_npz=npz):
+        cfg = api(gradlab.config_from_dict, raw)
+        if cfg is not None:
+            result = api(gradlab.train, cfg)
             if result is not None:
                 assert result.exit_code in (0, 3)
                 valid_run_files(Path(result.run_dir))
