@@ -17,6 +17,7 @@ import difflib
 import io
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -478,6 +479,7 @@ class DaskExecutor:
         except (OSError, TimeoutError, ValueError) as exc:
             raise ConfigError(f"--scheduler {address}: cannot reach the Dask scheduler ({exc}).") from None
         self.futures: dict = {}
+        logging.getLogger("distributed.client").addFilter(_no_traceback)
 
     def run(self, jobs: list[tuple]) -> Iterator[dict]:
         from distributed import as_completed
@@ -503,7 +505,13 @@ class DaskExecutor:
             if cancel and self.futures:
                 self.client.cancel(list(self.futures))
             self.client.close(timeout=2)
+        logging.getLogger("distributed.client").removeFilter(_no_traceback)
         return []
+
+
+def _no_traceback(record: logging.LogRecord) -> bool:
+    """Dask's client logs a lost connection as a traceback; the sweep says it in one line instead."""
+    return record.exc_info is None
 
 
 # --------------------------------------------------------------------------- tables
