@@ -110,6 +110,7 @@ def test_a_bound_too_large_to_tell_right_from_wrong_is_unresolved():
     (5e-5, 0.0, 1e-4, "pass"),  # the kink tier
     (float("nan"), 1.0, 1e-7, "fail"),
     (0.5, float("nan"), 1e-7, "fail"),
+    (float("nan"), float("inf"), 1e-7, "unresolved"),  # the step vanished (theta + h == theta): no difference
 ])
 def test_judge_at_its_edges(err, bound, limit, verdict):
     assert judge(err, bound, limit) == verdict

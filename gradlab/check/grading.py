@@ -13,6 +13,8 @@ its relative error is, ||bound|| / (||a|| + ||n||). The verdict of a tensor:
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -77,8 +79,8 @@ def judge(err: float, bound: float, limit: float, resolve: float = RESOLVE) -> s
     """pass | fail | unresolved for a relative error, its bound and the tier's limit (see the module doc)."""
     if err <= limit:
         return "pass"
-    if not err <= bound:  # NaN fails
-        return "fail"
+    if not err <= bound:  # a NaN error fails (the backward returned NaN) ...
+        return "unresolved" if bound == math.inf else "fail"  # ... unless the step vanished (bound inf)
     return "pass" if bound <= resolve else "unresolved"
 
 

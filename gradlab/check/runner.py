@@ -138,6 +138,8 @@ def cure(result: TensorResult, e: Entries, eps: float, obj) -> str:
     if not _round_off_bound(e):
         return f"a smaller step (--eps {eps / 10:g}): the bound is truncation error"
     need = result.bound / (0.1 * RESOLVE)  # the step factor that brings the round-off part under RESOLVE / 10
+    if not need < math.inf:  # the step vanished against the values it was added to: no difference at all
+        return f"a larger step (--eps {DEFAULT_EPS['float64']:g}): at --eps {eps:g} theta + h rounds to theta"
     factor = 10.0 ** math.ceil(math.log10(need)) if need > 1 else 10.0
     if eps * factor <= MAX_EPS:
         return f"a larger step (--eps {eps * factor:g}): the bound is J's round-off over the step"
