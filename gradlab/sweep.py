@@ -124,10 +124,15 @@ def _base(base: Any, source: str, folder: Path) -> tuple[dict, Path]:
         if not base.strip():
             raise ConfigError(f"{source}: 'base' is empty; allowed: a path to a train config (relative to the "
                               "sweep file) or an inline config mapping.")
-        path = (folder / base).resolve()
-        if not path.exists():
+        try:
+            path = (folder / base).resolve()
+            found, folder_named = path.exists(), path.is_dir()
+        except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system
+            raise ConfigError(f"{source}: 'base': cannot use {base[:80]!r} as a path ({exc.__class__.__name__}: "
+                              f"{getattr(exc, 'strerror', None) or exc}); allowed: a path to a train config.") from None
+        if not found:
             raise ConfigError(f"{source}: 'base': config file not found: {base} (relative to the sweep file).")
-        if path.is_dir():
+        if folder_named:
             raise ConfigError(f"{source}: 'base': {base} is a folder; allowed: a path to a train config file "
                               "(relative to the sweep file) or an inline config mapping.")
         data = parse_yaml(read_text(path, "base config"), str(path))

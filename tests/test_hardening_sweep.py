@@ -494,7 +494,8 @@ def test_ctrl_c_keeps_the_runs_that_finished_meanwhile(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- 15. bad input, not a traceback
 
 @pytest.mark.parametrize("base, fragment", [("''", "'base'"), (".", "'base'"), ("sub", "'base'"),
-                                            ("latin1.yaml", "UTF-8")])
+                                            ("latin1.yaml", "UTF-8"), ('"a\\0b"', "'base'"), ("a" * 5000, "'base'")],
+                         ids=["empty", "dot", "folder", "latin1", "nul", "long"])
 def test_bad_base_paths_exit_2(tmp_path, base, fragment):
     (tmp_path / "sub").mkdir()
     (tmp_path / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
