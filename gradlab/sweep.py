@@ -351,7 +351,11 @@ class LocalExecutor:
         kept = []
         if cancel:  # runs that finished while the client was not listening are kept, not dropped
             kept = [res for w, job in self.busy.items() if (res := w.result(job, finished=True)) is not None]
-        for worker in [*self.idle, *self.busy]:
+        workers = [*self.idle, *self.busy]
+        if not cancel:  # all are told first, so they end together
+            for worker in workers:
+                worker.send(None, ())
+        for worker in workers:
             worker.stop(now=cancel)
         self.idle, self.busy = [], {}
         shutil.rmtree(self.scratch, ignore_errors=True)
@@ -368,8 +372,9 @@ class _Worker:
         child.close()
 
     def send(self, fn, job: tuple) -> None:
+        """A job (``fn(*job)``), or None (``fn`` None): the end."""
         try:
-            self.conn.send((fn, job))
+            self.conn.send((fn, job) if fn is not None else None)
         except OSError:  # it died already: its sentinel says so
             pass
 
@@ -387,9 +392,8 @@ class _Worker:
         return {"label": job[1], "crashed": death(self.proc.exitcode)}
 
     def stop(self, now: bool = False) -> None:
+        """Wait up to 5 s for the worker to end once told to (killed at once with ``now``)."""
         if not now:
-            with contextlib.suppress(OSError):
-                self.conn.send(None)
             self.proc.join(timeout=5)
         if self.proc.is_alive():
             self.proc.kill()

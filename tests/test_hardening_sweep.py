@@ -188,16 +188,16 @@ def test_a_full_disk_mid_sweep_exits_2_and_keeps_whole_files(tmp_path, monkeypat
     (tmp_path / "whole").mkdir()
     with monkeypatch.context() as m:  # counts the writes of a whole sweep
         count = Disk(m, tmp_path / "whole", errno.ENOSPC, after=10**9)
-        whole = table(finished(tmp_path / "whole", seeds=(0, 1, 2)))
+        whole = table(finished(tmp_path / "whole", seeds=(0, 1)))
     n = count.writes
-    assert n > 20
-    for k in sorted({0, 1, 2, 3, 5, n // 2, n - 3, n - 2, n - 1}):
+    assert n > 15
+    for k in sorted({0, 1, 2, 4, n // 2, n - 2, n - 1}):
         root = tmp_path / f"k{k}"
         root.mkdir()
         with monkeypatch.context() as m:
             Disk(m, root, errno.ENOSPC, after=k)
             with pytest.raises(ConfigError, match=r"(?i)no space left on device") as info:
-                S.run_sweep(tiny(root / "runs", (0, 1, 2)), workers=0)
+                S.run_sweep(tiny(root / "runs", (0, 1)), workers=0)
         folders = [p for p in (root / "runs").glob("h-*")]
         assert len(folders) <= 1
         if not folders:  # the disk filled before the sweep folder was made: train's message names log.out
