@@ -34,7 +34,10 @@ class ConfigError(Exception):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+    """Unknown keys are errors, and so are values of the wrong type: ``depth: true``, ``depth: 1.5`` or
+    ``depth: "3"`` is not an int; a float key takes ints and floats, never a bool or a string."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False, strict=True)
 
 
 class Compact(Strict):
@@ -338,7 +341,7 @@ class RNNConfig(Importing):
 def _model_kind(value: Any) -> str:
     """``kind`` picks the model schema; a model without one is an MLP."""
     kind = value.get("kind", "mlp") if isinstance(value, dict) else getattr(value, "kind", "mlp")
-    return kind if isinstance(kind, str) else "mlp"  # another name: "'model.kind' is ...; allowed: ..."
+    return kind if isinstance(kind, str) else _short(kind)  # another: "'model.kind' is ...; allowed: ..."
 
 
 ModelConfig = Annotated[
@@ -591,8 +594,26 @@ def read_text(path: str | Path, what: str = "config") -> str:
                           f"a {what} file in UTF-8.") from None
 
 
+MAX_NODES = 100_000  # values in a config once its aliases are expanded; a shipped sweep has a few hundred
+MERGE_TAG = "tag:yaml.org,2002:merge"
+# YAML 1.2 floats: 1e-3, 2e-06 and 1e5 are numbers (YAML 1.1 wants a dot and a signed exponent: 1.0e-3)
+FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+
 class _SafeLoader(yaml.SafeLoader):
-    """Safe loader that refuses duplicate keys instead of silently keeping the last."""
+    """Safe loader that refuses duplicate keys instead of silently keeping the last, takes merge keys
+    (``<<: *defaults``), reads ``1e-3`` as a float, and refuses a document whose aliases expand past
+    MAX_NODES values (an alias bomb: 1.5 kB that would expand to millions)."""
+
+    yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        size = _expanded_size(node, {})
+        if size > MAX_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the aliases (*name) expand to more than {MAX_NODES:,} values; allowed: at most "
+                f"{MAX_NODES:,} (write the data out, or alias less)", node.start_mark)
+        return super().construct_document(node)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         """Report values PyYAML cannot build (``2020-02-30``, ``!!int abc``, 5000-digit ints) by line."""
@@ -605,11 +626,42 @@ class _SafeLoader(yaml.SafeLoader):
                 None, None, f"cannot read the value{shown} ({exc})", node.start_mark) from None
 
 
+_SafeLoader.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_12, list("-+.0123456789"))
+
+
+def _expanded_size(node: yaml.Node, sizes: dict) -> int:
+    """How many values ``node`` holds with every alias expanded, counted once per distinct node
+    (an alias is the same node object), so the count costs the document's size, not the expansion's."""
+    key = id(node)
+    if key in sizes:
+        if sizes[key] is None:  # an alias inside its own anchor: expands forever
+            return MAX_NODES + 1
+        return sizes[key]
+    sizes[key] = None
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[key] = min(total, MAX_NODES + 1)
+    return sizes[key]
+
+
 def _mapping(loader: _SafeLoader, node: yaml.MappingNode) -> dict:
+    """A mapping; a key written twice is an error. ``<<: *defaults`` (or ``<<: [*a, *b]``, the first
+    winning) merges mappings in, and a key the mapping writes itself overrides a merged one."""
     if not isinstance(node, yaml.MappingNode):
         raise yaml.constructor.ConstructorError(None, None, f"expected a mapping, but found {node.id}", node.start_mark)
+    merged: dict | None = None
     seen: dict = {}
     for key_node, value_node in node.value:
+        if key_node.tag == MERGE_TAG:
+            if merged is not None:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key '<<' (line {line})",
+                                                        key_node.start_mark)
+            merged = _merged(loader, value_node)
+            continue
         key = loader.construct_object(key_node)
         if not isinstance(key, collections.abc.Hashable):
             raise yaml.constructor.ConstructorError(
@@ -618,7 +670,19 @@ def _mapping(loader: _SafeLoader, node: yaml.MappingNode) -> dict:
             line = key_node.start_mark.line + 1
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}' (line {line})", key_node.start_mark)
         seen[key] = loader.construct_object(value_node, deep=True)
-    return seen
+    return {**merged, **seen} if merged else seen
+
+
+def _merged(loader: _SafeLoader, node: yaml.Node) -> dict:
+    """The mapping ``<<`` merges: one mapping, or a list of them where an earlier one wins."""
+    sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    out: dict = {}
+    for source in reversed(sources):
+        if not isinstance(source, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"'<<' merges a mapping or a list of mappings, not a {source.id}", source.start_mark)
+        out.update(loader.construct_object(source, deep=True))
+    return out
 
 
 _SafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
@@ -675,6 +739,8 @@ def set_value(raw: dict, path: str, value: Any, where: str) -> None:
             child = {"scheme": child}
         elif isinstance(child, (int, float)) and key == "clip":
             child = {"threshold": child}
+        elif isinstance(child, list) and not keys[i + 1].isdecimal():
+            _slot(child, keys[i + 1], where)  # raises: not an index of the list (layers[-1], layers.units)
         elif not (isinstance(child, dict) or isinstance(child, list) and keys[i + 1].isdecimal()):
             child = {}
         node[key] = child
@@ -689,7 +755,8 @@ def _slot(node: dict | list, key: str, item: str) -> tuple[dict | list, Any]:
         return node, key
     if not (key.isdecimal() and int(key) < len(node)):
         allowed = f"0..{len(node) - 1}" if node else "none: the list is empty"
-        raise ConfigError(f"{item}: '{key}' is not an index of that list (allowed: {allowed}).")
+        negative = "; counting from the end (-1) is not supported" if key.startswith("-") else ""
+        raise ConfigError(f"{item}: '{key}' is not an index of that list (allowed: {allowed}{negative}).")
     return node, int(key)
 
 
@@ -770,6 +837,12 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# a number of the wrong type (strict: no bool, no string, no float for an int), and what is allowed
+TYPE_HELP = {"int_type": "should be a whole number, e.g. 3 (true, 1.5 and \"3\" are not)",
+             "float_type": "should be a number, e.g. 0.1 or 1e-3 (true and \"0.1\" are not)",
+             "bool_type": "should be true or false"}
+
+
 def _describe(err: dict) -> str:
     path, allowed = _schema_keys(tuple(err["loc"]))
     kind = err["type"]
@@ -785,11 +858,12 @@ def _describe(err: dict) -> str:
         expected = err.get("ctx", {}).get("expected_tags", "")
         got = err.get("input")
         key = err.get("ctx", {}).get("discriminator", "'kind'").strip("'")
+        key = "kind" if key.endswith("()") else key  # model's: a function of its kind
         what = _short(got.get(key)) if isinstance(got, dict) and key in got else "nothing"
         return f"'{path}.{key}' is {what}; allowed: {expected or _tags(key)}."
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"
-    msg = err["msg"].removeprefix("Value error, ")
+    msg = TYPE_HELP.get(kind, err["msg"].removeprefix("Value error, "))
     if msg.startswith("missing key"):  # a key required only without another one (model.depth)
         return f"{msg}."
     return f"'{path or 'top level'}': {msg}{shown}."

@@ -144,9 +144,9 @@ def test_unknown_nested_key_in_data_branch():
 
 def test_wrong_type(tmp_path):
     message = load_error(tmp_path, "data: {kind: spirals}\nmodel: {depth: ten, width: 4}\n")
-    assert "'model.depth': Input should be a valid integer" in message and "(got 'ten')" in message
-    assert "'model.depth': Input should be a valid integer" in dict_error(minimal(), ("model.depth=2.5",))
-    assert "'train.lr': Input should be a valid number" in dict_error(minimal(), ("train.lr=fast",))
+    assert "'model.depth': should be a whole number, e.g. 3" in message and "(got 'ten')" in message
+    assert "'model.depth': should be a whole number, e.g. 3" in dict_error(minimal(), ("model.depth=2.5",))
+    assert "'train.lr': should be a number, e.g. 0.1 or 1e-3" in dict_error(minimal(), ("train.lr=fast",))
     assert "'model': Input should be a valid dictionary" in dict_error(minimal(), ("model=3",))
 
 
