@@ -299,7 +299,8 @@ def test_sigterm_is_handled_like_ctrl_c_with_exit_143(tmp_path):
     """Reproduces: SIGTERM killed the process where it stood, summary.json at "running"."""
     import threading
 
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL or threading.current_thread() is not threading.main_thread():
+    handled = signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    if handled or threading.current_thread() is not threading.main_thread():
         pytest.skip("SIGTERM is handled elsewhere in this process, or no handler can be installed from this thread")
     result = run("train", folder(tmp_path, TERM_AT_5), "--quiet")
     assert result.exit_code == 143, result.output
