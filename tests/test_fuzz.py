@@ -2,11 +2,11 @@
 the command line (in-process), must end in exit 0, 2 or 3 (API: a result, or ``gradlab.ConfigError`` and
 nothing else), never print a traceback or a numpy RuntimeWarning, and never write outside the run folder.
 
-Data files (CSV and .npz) are generated too. Each example runs in a fresh folder ``work`` (the current directory; runs go to ``work/runs``) beside a
-sentinel folder ``outside`` that holds the files the inputs point at through planted symlinks (a data
-CSV, a config, report.html and summary.tmp in damaged run folders) and a module ``evil`` that, if ever
-imported, writes into ``outside``. After every example everything but ``work/runs`` is compared with its
-snapshot, byte for byte.
+Data files (CSV and .npz) are generated too. Each example runs in a fresh folder ``work`` (the current
+directory; runs go to ``work/runs``) beside a sentinel folder ``outside`` that holds the files the inputs
+point at through planted symlinks (a data CSV, a config, report.html and summary.tmp in damaged run folders)
+and a module ``evil`` that, if ever imported, writes into ``outside``. After every example everything but
+``work/runs`` is compared with its snapshot, byte for byte.
 
 Sizes stay tiny (at most 3 steps, width 6, 32 samples; a mutated size key only ever gets a small number) so
 an example takes milliseconds, except those that spawn sweep workers or draw plots. Seeded (derandomize)
@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -600,8 +601,10 @@ def test_api_sweeps(spec, sets):
 # --------------------------------------------------------------------------- the command line
 
 TRAIN_OPTIONS = ["-q"]
-CHECK_OPTIONS = ["--json", "--mode=directional", "--mode=sample", "--strict", "--csv=entries.csv",
-                 "--csv=nofolder/entries.csv", "--eps=1e-300", "--dtype=float32", "--loss-scale=1e-12"]
+CHECK_OPTIONS = ["--json", "--mode=directional", "--mode=sample", "--mode=bogus", "--strict", "--csv=entries.csv",
+                 "--csv=nofolder/entries.csv", "--csv=runs", "--eps=1e-300", "--eps=10", "--eps=1e10", "--eps=nan", "--eps=-1",
+                 "--dtype=float32", "--dtype=float16", "--loss-scale=1e-12", "--loss-scale=0", "--loss-scale=inf",
+                 "--after-steps=2", "--taylor", "--eps-sweep", "--one-sided", "--seed=3", "--shape=3"]
 
 
 @fuzz(40)
@@ -611,6 +614,7 @@ CHECK_OPTIONS = ["--json", "--mode=directional", "--mode=sample", "--strict", "-
 @example(text=text_of(BASES["spirals"]), sets=[], command="check", options=["--csv=nofolder/entries.csv"])
 @example(text=text_of(BASES["spirals"]), sets=[], command="check", options=["--eps=1e-300"])
 @example(text=text_of(BASES["spirals"]), sets=[], command="check", options=["--mode=directional", "--eps=1e-300"])
+@example(text=text_of(BASES["spirals"]), sets=[], command="check", options=["--eps=10"])
 @example(text=text_of(based("spirals", data__noise=1e308)), sets=[], command="train", options=[])
 @example(text=text_of(BASES["spirals"]), sets=["model.kind=cnn"], command="train", options=[])
 @example(text=b"\xff\xfe" + text_of(BASES["spirals"]), sets=[], command="check", options=[])
@@ -653,7 +657,8 @@ def test_cli_sweep(spec, sets):
             assert len(runs(work)) == 1
 
 
-RESUME_DAMAGE = ["unfinished", "symlink-tmp", "symlink-summary", "set", "sweep-yaml", "error-txt", "summary-text"]
+RESUME_DAMAGE = ["unfinished", "symlink-tmp", "symlink-summary", "symlink-run", "set", "sweep-yaml", "error-txt",
+                 "summary-text"]
 RESUME_PICKS = st.fixed_dictionaries({
     "sets": set_items(BASES["spirals"]),
     "sweep_yaml": st.sampled_from(["", "[1, 2]", "base: ''\n", "seeds: 3\nbase: {}\n", "name: x\n", "base: .\n"]),
@@ -666,10 +671,12 @@ RESUME_PICKS = st.fixed_dictionaries({
 @example(damage=["unfinished", "symlink-tmp"], picks={"sets": [], "sweep_yaml": "", "summary": ""})
 @example(damage=["set"], picks={"sets": ["train.lr=0.5"], "sweep_yaml": "", "summary": ""})
 @example(damage=["symlink-summary"], picks={"sets": [], "sweep_yaml": "", "summary": ""})
+@example(damage=["symlink-run"], picks={"sets": [], "sweep_yaml": "", "summary": ""})
 def test_cli_sweep_resume(damage, picks):
     """gradlab sweep --resume on a finished sweep folder that was damaged or booby-trapped: a run left
     unfinished, summary.tmp/profile.tmp/summary.csv as symlinks to files outside, --set given, sweep.yaml
-    edited. sweep.yaml is never rewritten and nothing outside is touched."""
+    edited, a run folder that is a symlink to a folder outside. sweep.yaml is never rewritten and nothing
+    outside is touched."""
     with sandbox() as work:
         spec = {"base": "spirals.yaml", "grid": {"model.depth": [1, 2]}, "seeds": [0]}
         sweep = gradlab.sweeps.sweep_from_dict(spec, "sweep.yaml", work)
@@ -684,6 +691,9 @@ def test_cli_sweep_resume(damage, picks):
         if "symlink-summary" in damage:
             (folder / "summary.csv").unlink()
             (folder / "summary.csv").symlink_to(outside / "victim.csv")
+        if "symlink-run" in damage:  # an unfinished run's folder is a link to a folder outside
+            shutil.rmtree(runs_in[0])
+            runs_in[0].symlink_to(outside / "deep")
         if "sweep-yaml" in damage:
             (folder / "sweep.yaml").write_text(picks["sweep_yaml"], encoding="utf-8")
         if "error-txt" in damage:
@@ -701,8 +711,8 @@ def test_cli_sweep_resume(damage, picks):
     assert not rewritten, "resume rewrote sweep.yaml"
     if "set" in damage:
         assert result.exit_code == 2, "--set with --resume must be refused"
-    if "symlink-summary" in damage:
-        assert result.exit_code == 2, "resume ran in a folder whose summary.csv is a symlink"
+    if "symlink-summary" in damage or "symlink-run" in damage:
+        assert result.exit_code == 2, "resume ran in a folder whose output names are symlinks"
 
 
 REPORT_DAMAGE = ["cut-csv", "torn-row", "text-cell", "duplicate-rows", "drop-file", "summary", "config-import",
