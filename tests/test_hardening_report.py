@@ -285,3 +285,10 @@ def test_planted_input_links_and_fifos_are_refused_not_read(run, tmp_path):
     os.mkfifo(run / "summary.json")
     assert_bad_input(invoke("report", run), "summary.json", "not a regular file")
     assert not (run / "report.html").exists()
+
+
+def test_a_first_loss_of_zero_is_not_divided_by(run):
+    """Found by damaging cells at random: the 'ended at 10x its first loss' reason divided by a first loss of 0."""
+    metrics = run / "metrics.csv"
+    metrics.write_text(cell(metrics.read_text(encoding="utf-8"), 1, 2, "0"), encoding="utf-8")
+    assert [f["kind"] for f in report(run, write=False).findings] == ["not_learning"]

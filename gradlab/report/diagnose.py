@@ -528,7 +528,7 @@ def exploding(run: RunData, facts: dict, prog: Progress) -> Finding | None:
         ev.update(step=step, loss_max=value, spike_factor=factor)
         reasons.append(f"the loss rose to {value:.3g} at step {step}, {factor:.3g}x the losses before it, and did not "
                        "come back")
-    elif math.isfinite(prog.end) and prog.end > SPIKE * prog.first:
+    elif math.isfinite(prog.end) and prog.first > 0 and prog.end > SPIKE * prog.first:
         ev.update(loss_end=prog.end, loss_first=prog.first)
         reasons.append(f"the run ended at loss {prog.end:.3g}, {prog.end / prog.first:.3g}x its first value")
     swings = oscillation(run.metrics.loss.to_numpy(dtype=float))
