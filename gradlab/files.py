@@ -35,11 +35,11 @@ def no_space_error(folder: str | Path) -> NoSpace:
 
 
 def refuse_symlinks(folder: str | Path, names: tuple[str, ...] | list[str]) -> None:
-    """ConfigError when any of ``names`` in ``folder`` is a symlink (outputs are never written through one)."""
+    """ConfigError when any of ``names`` in ``folder`` is a symlink (outputs are never written through one).
+
+    The folder itself is the caller's to vouch for: a folder the user names (``runs/latest``, a link) is
+    where they asked the output to go; a folder *inside* one (a sweep's run folder) is one of ``names``."""
     folder = Path(folder)
-    if folder.is_symlink():
-        raise ConfigError(f"{folder}: the folder is a symbolic link; gradlab writes only into real folders "
-                          "(copy it, or give the folder it points to).")
     linked = [n for n in names if (folder / n).is_symlink()]
     if linked:
         raise ConfigError(f"{folder}: {', '.join(linked)} {'is a symbolic link' if len(linked) == 1 else 'are symbolic links'}"

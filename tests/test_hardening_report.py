@@ -105,6 +105,16 @@ def test_report_refuses_output_names_planted_as_symlinks(run, tmp_path, where):
     assert (folder / "report.html").is_symlink()
 
 
+def test_a_run_folder_the_user_names_through_a_link_is_reported_into(run, tmp_path):
+    """runs/latest -> a run: the folder is the user's choice, so the report goes into the folder it names."""
+    latest = tmp_path / "latest"
+    latest.symlink_to(run)
+    result = invoke("report", latest)
+    assert result.exit_code == 0, result.output
+    assert (run / "report.html").is_file() and not (run / "report.html").is_symlink()
+    assert (run / "loss_grad_norm.png").read_bytes()[:4] == b"\x89PNG"
+
+
 # --------------------------------------------------------------------------- torn last rows
 
 
