@@ -45,7 +45,7 @@ def run_dirs(tmp_path: Path) -> list[Path]:
     ("data: {kind: spirals}\ndata: {kind: moons}\n", ["duplicate key 'data'", "line 2"]),
     ("data: {kind: spirals}\nmodel: {dpeth: 2, width: 8}\n", ["unknown key 'model.dpeth'. Did you mean 'depth'?",
                                                              "Allowed keys in model: kind, depth, width"]),
-    ("data: {kind: spirals}\nmodel: {depth: ten, width: 8}\n", ["'model.depth'", "valid integer", "(got 'ten')"]),
+    ("data: {kind: spirals}\nmodel: {depth: ten, width: 8}\n", ["'model.depth'", "a whole number", "(got 'ten')"]),
     ("data: {kind: spirals}\nmodel: {depth: 0, width: 8}\n", ["'model.depth'", "greater than or equal to 1 (got 0)"]),
     ("data: {kind: spirals}\nmodel: {depth: 2, width: 8}\ntrain: {lr: 0}\n", ["'train.lr'", "greater than 0 (got 0)"]),
     ("data: {kind: spirals}\nmodel: {depth: 2, width: 8, dropout: 1.0}\n", ["'model.dropout'", "less than 1 (got 1.0)"]),
