@@ -344,7 +344,7 @@ class LocalExecutor:
                     yield res
 
     def _start(self) -> _Worker:
-        with one_blas_thread():
+        with one_blas_thread(), _sigint_ignored():
             return _Worker(self.ctx, self.scratch)
 
     def close(self, cancel: bool = False) -> list[dict]:
@@ -401,6 +401,20 @@ class _Worker:
         self.conn.close()
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """A process started inside ignores Ctrl-C from its first instruction (Python keeps an inherited
+    SIG_IGN): Ctrl-C reaches the whole process group, and the client alone decides what stops."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before if before is not None else signal.SIG_DFL)
+
+
 def death(exitcode: int | None) -> str:
     """How a worker process ended: killed by SIGKILL, or exit code 3."""
     if exitcode is not None and exitcode < 0:
@@ -413,7 +427,7 @@ def death(exitcode: int | None) -> str:
 def _serve(conn, parent: int, scratch: str) -> None:
     """A worker: run each job it is sent and send back the result, until told to stop or orphaned."""
     _end_with(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the client decides
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (already ignored since its start: see _sigint_ignored)
     tempfile.tempdir = scratch
     while True:
         try:
@@ -745,6 +759,8 @@ def _stop_signals(stops: list[int]) -> Iterator[None]:
 
     def stop(signum, frame):
         stops.append(signum)
+        if callable(old):  # the command's own handler: it records the signal for the exit status, and raises
+            old(signum, frame)
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, stop)

@@ -453,6 +453,21 @@ def test_ctrl_c_and_sigterm_stop_the_workers_at_once_and_keep_what_finished(tmp_
         stop_all(proc, workers)
 
 
+@need_proc
+def test_workers_ignore_ctrl_c_from_their_first_instruction():
+    """Ctrl-C reaches the whole process group: a worker still importing must not die of it with a
+    traceback on the terminal; the client alone stops the sweep. SigIgn is the kernel's mask of ignored signals."""
+    executor = S.LocalExecutor(1)
+    worker = executor._start()
+    try:
+        status = Path(f"/proc/{worker.proc.pid}/status").read_text()
+        ignored = int(next(line for line in status.splitlines() if line.startswith("SigIgn:")).split()[1], 16)
+        assert ignored >> (signal.SIGINT - 1) & 1, status
+    finally:
+        worker.stop(now=True)
+        executor.close()
+
+
 def slow_after_seed_0(raw: dict, label: str, *rest):
     """seed=0 comes back at once, seed=1 soon after (leaving a mark when done), the others after a minute."""
     if label not in ("seed=0", "seed=1"):
