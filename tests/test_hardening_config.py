@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -446,6 +446,10 @@ def test_the_loader_reads_back_what_yaml_writes(data):
 
 @settings(max_examples=80, derandomize=True, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False), st.integers(-10**9, 10**9))
+@example(1e-3, 0).via("lr: 1e-3")
+@example(2e-06, 1).via("args: {eps: 2e-06}")
+@example(1e5, -7).via("1e5, which YAML 1.1 reads as a string")
+@example(1e16, 10**9).via("repr gives 1e+16")
 def test_numbers_in_any_notation_read_as_their_type(x, n):
     for text in (repr(x), f"{x:e}", f"{x:E}", f"{x:g}"):
         value = parse_yaml(f"v: {text}", "t")["v"]
