@@ -41,11 +41,11 @@ model: {depth: 6, width: 32, activation: tanh}
 train: {steps: 600, batch_size: 32}
 log: {every: 1, out: runs}
 """
-# six runs of about 0.2 s each on two workers
+# six runs of about 0.4 s each on two workers: a kill at most 0.2 s after the first lands well before the end
 BASE = """name: base
 data: {kind: spirals, n_samples: 256}
 model: {depth: 3, width: 16, activation: tanh}
-train: {steps: 100, batch_size: 32}
+train: {steps: 200, batch_size: 32}
 log: {every: 1, out: runs}
 """
 SWEEP = """name: fsweep
@@ -102,6 +102,19 @@ def importing(proc: subprocess.Popen) -> bool:
         return False
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat_file.parent.name))
+    return out
+
+
 def lines(path: Path) -> int:
     try:
         return path.read_bytes().count(b"\n")
@@ -114,8 +127,9 @@ def metrics_files(root: Path) -> list[Path]:
 
 
 def kill(proc: subprocess.Popen, sig: int, group: bool = False) -> tuple[int, str, float]:
-    """Send ``sig`` (to the whole group: a terminal's Ctrl-C) and collect (exit status, stderr, seconds to
-    exit). Whatever of the group is still alive 10 s after the command ended is killed, and reported."""
+    """Send ``sig`` (to the whole group: a terminal's Ctrl-C) and collect (exit status, the end of stdout and
+    stderr, seconds to exit). Whatever of the group is still alive 10 s after the command ended is killed,
+    and reported."""
     assert proc.poll() is None, "the command ended before the kill: make the config run longer"
     t0 = time.monotonic()
     (os.killpg if group else os.kill)(proc.pid, sig)
@@ -133,10 +147,11 @@ def kill(proc: subprocess.Popen, sig: int, group: bool = False) -> tuple[int, st
     if leftover:
         os.killpg(proc.pid, signal.SIGKILL)
     err = proc.stderr.read().decode("utf-8", "replace")
+    out = proc.stdout.read().decode("utf-8", "replace")
     proc.stdout.close()
     proc.stderr.close()
     assert not leftover, f"processes of the command still alive 10 s after it ended ({signal.Signals(sig).name})"
-    return code, err, took
+    return code, out[-500:] + err, took
 
 
 def check_files(root: Path, sig: int) -> dict[Path, str]:
@@ -161,14 +176,14 @@ def check_files(root: Path, sig: int) -> dict[Path, str]:
     return statuses
 
 
-def check_exit(code: int, err: str, sig: int, booting: bool) -> None:
+def check_exit(code: int, output: str, sig: int, booting: bool) -> None:
     """130 after SIGINT, 143 after SIGTERM (death by the signal only while Python is still starting)."""
     if sig == signal.SIGKILL:
         assert code == -signal.SIGKILL
         return
     allowed = ENDS[sig] if booting else ENDS[sig][:1]
-    assert code in allowed, f"exit status {code} after {signal.Signals(sig).name}; expected {allowed}\n{err[-2000:]}"
-    assert "Traceback" not in err, err[-3000:]
+    assert code in allowed, f"exit status {code} after {signal.Signals(sig).name}; expected {allowed}\n{output[-2000:]}"
+    assert "Traceback" not in output, output[-3000:]
 
 
 # --------------------------------------------------------------------------- train
@@ -193,9 +208,9 @@ def test_train_killed(tmp_path, sig, point):
         assert wait_until(lambda: any(lines(p) > rows for p in metrics_files(tmp_path)), proc), \
             f"fewer than {rows} rows were written"
         time.sleep(rng.uniform(0.0, 0.3))
-    code, err, took = kill(proc, sig, group=sig == signal.SIGINT and rng.random() < 0.5)
+    code, output, took = kill(proc, sig, group=sig == signal.SIGINT and rng.random() < 0.5)
     booting = not metrics_files(tmp_path)
-    check_exit(code, err, sig, booting and point == "boot")
+    check_exit(code, output, sig, booting and point == "boot")
     statuses = check_files(tmp_path, sig)
     if point == "rows" and sig != signal.SIGKILL:
         assert list(statuses.values()) == ["interrupted"], statuses
@@ -232,7 +247,7 @@ SWEEP_CASES = [(signal.SIGKILL, "folder", False), (signal.SIGKILL, "rows", False
 @pytest.mark.parametrize("sig, point, group", SWEEP_CASES,
                          ids=[f"{s.name}-{p}{'-group' if g else ''}" for s, p, g in SWEEP_CASES])
 def test_sweep_killed_then_resumed(tmp_path, uninterrupted, sig, point, group):
-    """``gradlab sweep`` killed as its folder appears or at a random moment after its first run is written
+    """``gradlab sweep`` killed as its workers start or at a random moment after its first run is written
     (SIGINT to the whole group is a terminal's Ctrl-C, workers included), then ``--resume``: the same table."""
     rng = random.Random(f"{SEED}-sweep-{sig.name}-{point}-{group}")
     (tmp_path / "base.yaml").write_text(BASE, encoding="utf-8")
@@ -240,13 +255,14 @@ def test_sweep_killed_then_resumed(tmp_path, uninterrupted, sig, point, group):
     proc = start(tmp_path, "sweep", "s.yaml", "--workers", "2", "-q")
     runs = tmp_path / "runs"
     assert wait_until(lambda: runs.exists() and any(runs.glob("*/sweep.yaml")), proc), "no sweep folder appeared"
-    if point == "folder":
-        time.sleep(rng.uniform(0.0, 0.2))
+    if point == "folder":  # as soon as its first child process (a worker) appears: the workers are starting
+        assert wait_until(lambda: bool(children(proc.pid)), proc), "no worker started"
+        time.sleep(rng.uniform(0.0, 0.02))
     else:
         assert wait_until(lambda: bool(metrics_files(tmp_path)), proc), "no run was written"
-        time.sleep(rng.uniform(0.0, 0.3))
-    code, err, _ = kill(proc, sig, group=group)
-    check_exit(code, err, sig, booting=False)
+        time.sleep(rng.uniform(0.0, 0.2))
+    code, output, _ = kill(proc, sig, group=group)
+    check_exit(code, output, sig, booting=False)
     check_files(tmp_path, sig)
     (folder,) = runs.iterdir()
     done = subprocess.run([sys.executable, "-m", "gradlab", "sweep", "--resume", str(folder), "--workers", "1", "-q"],
@@ -257,3 +273,22 @@ def test_sweep_killed_then_resumed(tmp_path, uninterrupted, sig, point, group):
     resumed = summary_table(folder)
     assert list(resumed.columns) == list(uninterrupted.columns)
     pd.testing.assert_frame_equal(resumed, uninterrupted, check_exact=False, rtol=1e-12, atol=0)
+
+
+def test_sweep_ctrl_c_while_workers_start(tmp_path):
+    """Ctrl-C (SIGINT to the whole group) in the first tens of milliseconds after the sweep folder appears,
+    while the client is starting its workers, three times at seeded moments: each stops the sweep (130)."""
+    rng = random.Random(f"{SEED}-sweep-start")
+    for attempt, delay in enumerate(sorted(rng.uniform(0.0, 0.05) for _ in range(3))):
+        root = tmp_path / str(attempt)
+        root.mkdir()
+        (root / "base.yaml").write_text(BASE, encoding="utf-8")
+        (root / "s.yaml").write_text(SWEEP, encoding="utf-8")
+        proc = start(root, "sweep", "s.yaml", "--workers", "2", "-q")
+        assert wait_until(lambda r=root / "runs": r.exists() and any(r.glob("*/sweep.yaml")), proc), \
+            "no sweep folder appeared"
+        time.sleep(delay)
+        code, output, _ = kill(proc, signal.SIGINT, group=True)
+        check_exit(code, f"Ctrl-C {delay * 1000:.0f} ms after the sweep folder appeared\n{output}", signal.SIGINT,
+                   booting=False)
+        check_files(root, signal.SIGINT)
