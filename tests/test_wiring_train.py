@@ -315,3 +315,34 @@ def test_csv_values_are_those_of_a_hand_computation(tmp_path):
     s0 = stats[stats.step == 0].set_index("layer")
     assert 0 < s0.frac_dead[2] < 1 and 0 < s0.frac_saturated[1] < 1 and 0 < s0.frac_saturated[3] < 1
     assert (s0.act_mean - s0.act_std).abs().min() > 1e-3
+
+
+# --------------------------------------------------------------------------- logging only observes
+
+@pytest.mark.parametrize("model, data", [
+    ({"depth": 3, "width": 8, "activation": "tanh", "batchnorm": True, "dropout": 0.2, "residual": 1},
+     {"kind": "spirals", "n_samples": 80, "val_fraction": 0.25}),
+    ({"kind": "rnn", "cell": "lstm", "hidden": 6}, {"kind": "adding", "T": 9, "n_samples": 80, "val_fraction": 0.25}),
+], ids=["mlp_batchnorm_dropout", "lstm"])
+def test_what_is_logged_never_changes_the_run(tmp_path, model, data):
+    """A step that is logged runs the statistics, the time norms and the validation pass on top of the
+    update; none of it may move the weights, the batch-norm running statistics or a random stream. So a
+    run logged at every step and the same run logged only at its first and last step end bit for bit
+    alike: a test that reads only a run's end may log it sparsely (tests/test_configs.py does)."""
+    finals, params = [], []
+    for every in (1, 10**6):
+        raw = {"name": f"every{every}", "seed": 5, "data": data, "model": model, "loss": "mse" if data["kind"] ==
+               "adding" else "cross_entropy", "train": {"optimizer": "adam", "lr": 0.01, "batch_size": 16, "steps": 12,
+               "bptt": {"truncate": 4} if model.get("kind") == "rnn" else None},
+               "log": {"every": every, "val_every": 1, "out": str(tmp_path)}}
+        result = gradlab.train(gradlab.config_from_dict(raw))
+        assert result.status == "completed" and result.steps == 12
+        finals.append(result.final)
+        with np.load(Path(result.run_dir) / "params_final.npz") as saved:
+            params.append({k: saved[k] for k in saved.files})
+    logged = [len(pd.read_csv(next(Path(tmp_path).glob(f"every{e}-*")) / "metrics.csv")) for e in (1, 10**6)]
+    assert logged == [12, 2]
+    assert finals[0] == finals[1] and all(math.isfinite(v) for v in finals[0].values() if v is not None)
+    assert params[0].keys() == params[1].keys()
+    for k in params[0]:
+        np.testing.assert_array_equal(params[0][k], params[1][k], err_msg=k)
