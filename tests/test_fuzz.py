@@ -44,7 +44,8 @@ PHASES = [Phase.explicit, Phase.generate] + ([Phase.shrink] if os.environ.get("G
 
 def fuzz(examples: int):
     """Seeded and bounded; GRADLAB_FUZZ_SCALE=10 runs ten times as many examples (a longer hunt)."""
-    return settings(max_examples=examples * int(os.environ.get("GRADLAB_FUZZ_SCALE", "1")), deadline=None, derandomize=True, database=None, phases=PHASES,
+    return settings(max_examples=examples * int(os.environ.get("GRADLAB_FUZZ_SCALE", "1")), deadline=None,
+                    derandomize=True, database=None, phases=PHASES,
                     suppress_health_check=list(HealthCheck), print_blob=False)
 
 
@@ -96,7 +97,8 @@ NO_TOUCH = {("log", "out")}  # where runs go is the test's own choice (work/runs
 # strings worth trying: names valid elsewhere, imports from outside the config's folder, paths, YAML-ish text
 STRINGS = ["relu", "he_normal", "adam", "full", "lstm", "gru", "mlp", "rnn", "cnn", "moons", "norm", "value",
            "float32", "evil:Layer", "mylayer:Scale", "os:system", "this:X", "../outside", ".", "", "..", "/",
-           "data.csv", "1e308", "nan", "-1", "true", "ü", "日本", "\u202e", "a\x00b", "<<", "*x", "!!python"]
+           "data.csv", "fifo.yaml", "/dev/zero", "1e308", "nan", "-1", "true", "ü", "日本", "\u202e", "a\x00b", "<<",
+           "*x", "!!python"]
 EXTRA_KEYS = ["seed", "epochs", "steps", "import_dir", "layers", "activation", "cell_args", "bptt", "kind",
               "alpha", "std", "gain", "mode", "class", "args", "T", "path", "<<", "ünï", ""]
 HUGE = [1e308, -1e308, 1e-320, -1e-320, float("inf"), float("-inf"), float("nan"), 10**30, -(10**30), 2**63]
@@ -293,6 +295,7 @@ def make_folders(root: Path) -> tuple[Path, Path]:
     for name, base in BASES.items():
         (work / f"{name}.yaml").write_text(yaml_text(base), encoding="utf-8")
     (work / "notutf8.yaml").write_bytes(b"name: caf\xe9\n")
+    os.mkfifo(work / "fifo.yaml")  # read, it would wait for a writer forever
     (work / "sub").mkdir()
     return outside, work
 
@@ -312,6 +315,8 @@ def snapshot(root: Path, allowed: tuple[Path, ...]) -> dict:
                 state[path] = ("link", os.readlink(path))
             elif stat.S_ISDIR(mode):
                 state[path] = ("dir", stat.S_IMODE(mode))
+            elif stat.S_ISFIFO(mode):  # reading it would wait for a writer
+                state[path] = ("fifo", stat.S_IMODE(mode))
             else:
                 state[path] = ("file", stat.S_IMODE(mode), path.read_bytes())
     return state
@@ -556,7 +561,8 @@ def sweep_specs(draw) -> object:
     and made-up keys (at most 2 x 2 values), seeds and a name, each sometimes of the wrong type."""
     base_name = draw(st.sampled_from(["spirals", "layers", "rnn"]))
     base = draw(st.one_of(st.sampled_from([f"{base_name}.yaml", "link.yaml", "", ".", "sub", "missing.yaml",
-                                           "notutf8.yaml", "../outside/victim.yaml", "data.csv"]),
+                                           "notutf8.yaml", "../outside/victim.yaml", "data.csv", "fifo.yaml",
+                                           "/dev/zero"]),
                           st.just(BASES[base_name]), mutated(BASES[base_name])))
     keys = [".".join(map(str, p)) for p in paths(BASES[base_name]) if p not in NO_TOUCH] + \
         ["seed", "model.init", "model.activation", "train.lr", "model.layers[-1].units", "nope.x", ""]
@@ -602,28 +608,35 @@ def test_api_sweeps(spec, sets):
 
 TRAIN_OPTIONS = ["-q"]
 CHECK_OPTIONS = ["--json", "--mode=directional", "--mode=sample", "--mode=bogus", "--strict", "--csv=entries.csv",
-                 "--csv=nofolder/entries.csv", "--csv=runs", "--eps=1e-300", "--eps=10", "--eps=1e10", "--eps=nan", "--eps=-1",
+                 "--csv=nofolder/entries.csv", "--csv=runs", "--eps=1e-300", "--eps=10", "--eps=1e10", "--eps=nan",
+                 "--eps=-1",
                  "--dtype=float32", "--dtype=float16", "--loss-scale=1e-12", "--loss-scale=0", "--loss-scale=inf",
                  "--after-steps=2", "--taylor", "--eps-sweep", "--one-sided", "--seed=3", "--shape=3"]
+
+
+SPIRALS = text_of(BASES["spirals"])
+TARGETS = ["exp.yaml"] * 9 + ["/dev/zero", "fifo.yaml", "sub", "link.yaml", "missing.yaml", "notutf8.yaml"]
 
 
 @fuzz(40)
 @given(text=config_texts(), sets=st.one_of(st.just([]), set_items()),
        command=st.sampled_from(["train", "train", "check"]),
-       options=st.lists(st.sampled_from(CHECK_OPTIONS), max_size=2, unique=True))
-@example(text=text_of(BASES["spirals"]), sets=[], command="check", options=["--csv=nofolder/entries.csv"])
-@example(text=text_of(BASES["spirals"]), sets=[], command="check", options=["--eps=1e-300"])
-@example(text=text_of(BASES["spirals"]), sets=[], command="check", options=["--mode=directional", "--eps=1e-300"])
-@example(text=text_of(BASES["spirals"]), sets=[], command="check", options=["--eps=10"])
-@example(text=text_of(based("spirals", data__noise=1e308)), sets=[], command="train", options=[])
-@example(text=text_of(BASES["spirals"]), sets=["model.kind=cnn"], command="train", options=[])
-@example(text=b"\xff\xfe" + text_of(BASES["spirals"]), sets=[], command="check", options=[])
-def test_cli_train_and_check(text, sets, command, options):
-    """gradlab train / check on mutated YAML with --set lists and options."""
+       options=st.lists(st.sampled_from(CHECK_OPTIONS), max_size=2, unique=True), target=st.sampled_from(TARGETS))
+@example(text=SPIRALS, sets=[], command="check", options=["--csv=nofolder/entries.csv"], target="exp.yaml")
+@example(text=SPIRALS, sets=[], command="check", options=["--eps=1e-300"], target="exp.yaml")
+@example(text=SPIRALS, sets=[], command="check", options=["--mode=directional", "--eps=1e-300"], target="exp.yaml")
+@example(text=SPIRALS, sets=[], command="check", options=["--eps=10"], target="exp.yaml")
+@example(text=text_of(based("spirals", data__noise=1e308)), sets=[], command="train", options=[], target="exp.yaml")
+@example(text=SPIRALS, sets=["model.kind=cnn"], command="train", options=[], target="exp.yaml")
+@example(text=b"\xff\xfe" + SPIRALS, sets=[], command="check", options=[], target="exp.yaml")
+@example(text=SPIRALS, sets=[], command="train", options=[], target="fifo.yaml")
+@example(text=SPIRALS, sets=[], command="check", options=[], target="/dev/zero")
+def test_cli_train_and_check(text, sets, command, options, target):
+    """gradlab train / check on mutated YAML (or a device, a FIFO, a folder...) with --set lists and options."""
     if command == "train":
         options = ["-q"] if len(options) == 1 else []
     with sandbox(exp_yaml=text) as work:
-        result = cli(command, "exp.yaml", *[f"--set={s}" for s in sets], *options)
+        result = cli(command, target, *[f"--set={s}" for s in sets], *options)
         if command == "train":
             for run in runs(work):
                 valid_run_files(run)
