@@ -27,8 +27,14 @@ def _cell(value):
     return value
 
 
-def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+def _exclusive(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
+def _rows(rows: list[list]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text).writerows([[_cell(v) for v in row] for row in rows])
+    return text.getvalue().encode("utf-8")
 
 
 class CsvTable:
@@ -38,19 +44,20 @@ class CsvTable:
     leaves no torn row)."""
 
     def __init__(self, path: Path, header: list[str]) -> None:
-        self.file = open(path, "wb", buffering=0, opener=_no_follow)  # unbuffered: a write is a write(2)
+        tmp = path.with_name(f".{path.stem}-{os.getpid()}.csv")
+        self.file = open(tmp, "wb", buffering=0, opener=_exclusive)  # unbuffered: a write is a write(2)
         self.end = self.kept = 0  # bytes of whole rows written; of rows kept
         try:
             self.write([header])
+            os.replace(tmp, path)  # the table appears with its whole header or not at all; the file stays open
         except BaseException:
-            self.close()  # empty: not even a torn header
+            self.file.close()
+            os.unlink(tmp)
             raise
         self.keep()
 
     def write(self, rows: list[list]) -> None:
-        text = io.StringIO()
-        csv.writer(text).writerows([[_cell(v) for v in row] for row in rows])
-        data = text.getvalue().encode("utf-8")
+        data = _rows(rows)
         left = memoryview(data)
         while left:  # a short write (the disk filled up) is followed by one that raises
             left = left[self.file.write(left):]
