@@ -522,12 +522,17 @@ class LogConfig(Strict):
     out: str = "runs"
 
 
+# the check's relative step: below 1e-15 theta + h rounds to theta in float64; above 0.1 a difference
+# spans the curvature of tanh or sigmoid and can make correct code look wrong
+EPS_RANGE = (1e-15, 0.1)
+
+
 class CheckConfig(Strict):
     """``gradlab check``: analytic gradients against centred differences on a fixed batch."""
 
     batch: int = Field(8, ge=1, description="the first `batch` training samples")
-    eps: float | None = Field(None, gt=0, description="centred-difference step relative to each tensor's scale, "
-                                                      "h = eps * max(1, rms); default 1e-5 (float64), 5e-3 (float32)")
+    eps: float | None = Field(None, description="centred-difference step relative to each tensor's scale, "
+                                          "h = eps * max(1, rms); default 1e-5 (float64), 5e-3 (float32)")
     # auto: full up to 100000 parameters, a sample of what costs a sequence pass per entry
     mode: Literal["auto", "full", "sample", "directional"] = "auto"
     samples: int = Field(10, ge=1, description="entries per tensor in sample mode")
@@ -535,6 +540,14 @@ class CheckConfig(Strict):
     dtype: Literal["float64", "float32"] = "float64"  # the check's own, whatever train.dtype is
     strict: bool = Field(False, description="the 1e-7 tier for nets with kinks too")
     loss_scale: float = Field(1.0, gt=0, description="multiplies the loss (and its round-off alike)")
+
+    @field_validator("eps")
+    @classmethod
+    def _eps(cls, value: float | None) -> float | None:
+        if value is not None and not EPS_RANGE[0] <= value <= EPS_RANGE[1]:
+            raise ValueError(f"allowed: {EPS_RANGE[0]:g} to {EPS_RANGE[1]:g}, relative to each tensor's scale "
+                             "(default 1e-5; a smaller step is lost to round-off, a larger one spans a curve)")
+        return value
 
 
 class Config(Strict):

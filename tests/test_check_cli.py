@@ -96,12 +96,22 @@ def test_broken_backward_json_names_it(tmp_path, monkeypatch):
     (["--set", "model.dpeth=2"], ["unknown key 'model.dpeth'"]),
     (["--mode", "bogus"], ["'check.mode'", "'auto', 'full', 'sample' or 'directional'", "(got 'bogus')"]),
     (["--dtype", "float16"], ["'check.dtype'", "'float64' or 'float32'"]),
-    (["--eps", "0"], ["'check.eps'", "greater than 0"]),
+    (["--eps", "0"], ["'check.eps'", "allowed: 1e-15 to 0.1", "(got 0.0)"]),
+    (["--eps", "10"], ["'check.eps'", "allowed: 1e-15 to 0.1", "(got 10.0)"]),  # spans tanh's curve: called wrong
+    (["--eps", "1e-300"], ["'check.eps'", "allowed: 1e-15 to 0.1"]),  # theta + h == theta: no difference
     (["--loss-scale", "-1"], ["'check.loss_scale'"]),
 ])
 def test_bad_input_exits_2(tmp_path, args, fragments):
     result = run("check", write(tmp_path), *args)
     assert_bad_input(result, "error: ", *fragments)
+
+
+def test_a_step_out_of_range_for_a_function_of_yours_exits_2(tmp_path):
+    (tmp_path / "f.py").write_text("def affine_forward(x, w):\n    return x @ w, (x, w)\n\n\n"
+                                   "def affine_backward(dout, cache):\n    x, w = cache\n"
+                                   "    return dout @ w.T, x.T @ dout\n", encoding="utf-8")
+    result = run("check", f"{tmp_path / 'f.py'}:affine", "--shape", "3,4", "--shape", "4,2", "--eps", "5")
+    assert_bad_input(result, "--eps 5 is out of range", "allowed: 1e-15 to 0.1")
 
 
 def test_unknown_key_in_the_file_exits_2(tmp_path):

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 import gradlab as api
-from ..config import ALLOW_FLAG, ALLOW_HELP, ConfigError
+from ..config import ALLOW_FLAG, ALLOW_HELP, EPS_RANGE, ConfigError
 from ..console import SET_HELP, bad_input, err, out, user_code
 from ..logging import jsonable
 from .functions import FIND_RULE, CheckInputError, check_file
@@ -95,6 +95,9 @@ def _check_target(target: re.Match, shapes: list[str], seed: int | None, mode: s
     if any(0 in s or max(s) > 10_000 for s in sizes):
         raise ConfigError(f"{file}: --shape sizes must be 1 to 10000 (the check makes two forward calls per entry: "
                           "keep shapes small).")
+    if eps is not None and not EPS_RANGE[0] <= eps <= EPS_RANGE[1]:
+        raise ConfigError(f"{file}: --eps {eps:g} is out of range; allowed: {EPS_RANGE[0]:g} to {EPS_RANGE[1]:g} "
+                          "(relative to each input's scale; default 1e-5).")
     kw = {"mode": mode or "full", "eps": eps, "strict": strict, "one_sided": one_sided, "seed": seed or 0}
     try:
         return check_file(str(target[0]), sizes, **kw)
