@@ -16,7 +16,7 @@ def command_line() -> bool:
     argv = list(getattr(sys, "orig_argv", []))  # this process's own command line (a worker's is its own)
     as_module = any(a == "-m" and b == "gradlab" for a, b in zip(argv, argv[1:]))
     script = len(argv) > 1 and os.path.basename(argv[1]) == "gradlab"
-    return as_module or script
+    return as_module or script or os.environ.get("GRADLAB_WORKER") == "1"  # a sweep's worker, starting
 
 
 def _exit_quietly(signum, frame) -> None:
