@@ -45,6 +45,7 @@ RUN_FILES = ("config.yaml", "metrics.csv", "grad_norms.csv", "layer_stats.csv", 
              "gate_stats.csv", "params_init.npz", "params_final.npz", "summary.json", "error.txt")
 SWEEP_FILES = ("sweep.yaml", "summary.csv", "profile.csv")
 MAX_CRASHES = 2  # a run whose process died this often is not rerun by --resume
+WORKER_FLAG = "GRADLAB_WORKER"  # set for the sweep's worker processes (read by gradlab.boot)
 SCHEDULER = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
 
 
@@ -344,7 +345,7 @@ class LocalExecutor:
                     yield res
 
     def _start(self) -> _Worker:
-        with one_blas_thread(), _sigint_ignored():
+        with one_blas_thread(), _as_worker():
             return _Worker(self.ctx, self.scratch)
 
     def close(self, cancel: bool = False) -> list[dict]:
@@ -402,17 +403,19 @@ class _Worker:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """A process started inside ignores Ctrl-C from its first instruction (Python keeps an inherited
-    SIG_IGN): Ctrl-C reaches the whole process group, and the client alone decides what stops."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _as_worker() -> Iterator[None]:
+    """A process started inside is a worker of the gradlab command: gradlab.boot makes a Ctrl-C while it
+    still imports end it quietly (a terminal's Ctrl-C reaches the whole process group), and ``_serve``
+    then ignores Ctrl-C: the client alone decides what stops."""
+    before = os.environ.get(WORKER_FLAG)
+    os.environ[WORKER_FLAG] = "1"
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, before if before is not None else signal.SIG_DFL)
+        if before is None:
+            os.environ.pop(WORKER_FLAG, None)
+        else:
+            os.environ[WORKER_FLAG] = before
 
 
 def death(exitcode: int | None) -> str:
@@ -427,7 +430,7 @@ def death(exitcode: int | None) -> str:
 def _serve(conn, parent: int, scratch: str) -> None:
     """A worker: run each job it is sent and send back the result, until told to stop or orphaned."""
     _end_with(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (already ignored since its start: see _sigint_ignored)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until now a Ctrl-C ended it quietly (_as_worker)
     tempfile.tempdir = scratch
     while True:
         try:
