@@ -80,6 +80,15 @@ BASES = {
         "train": {"optimizer": "sgd", "lr": 0.1, "batch_size": 4, "steps": 2, "bptt": {"truncate": 2}},
         "check": {"batch": 2},
     },
+    "copy": {
+        "name": "fz-copy",
+        "data": {"kind": "copy", "T": 6, "n_symbols": 3, "length": 2, "n_samples": 16, "val_fraction": 0.25},
+        "model": {"kind": "rnn", "cell": "gru", "hidden": 3, "num_layers": 2, "recurrent_init": {"scheme": "identity",
+                                                                                                 "scale": 1.0}},
+        "loss": "cross_entropy",
+        "train": {"optimizer": {"name": "adam", "beta1": 0.8}, "lr": 0.01, "batch_size": 8, "steps": 2, "clip": 1.0},
+        "log": {"every": 2},
+    },
     "csv": {
         "name": "fz-csv",
         "data": {"kind": "csv", "path": "data.csv", "target": "label", "val_fraction": 0.0},
@@ -95,7 +104,8 @@ SIZE_KEYS = {"steps", "epochs", "width", "depth", "n_samples", "units", "hidden"
 NO_DROP = {("train",), ("train", "steps"), ("train", "epochs")}  # the defaults (500 steps) take seconds
 NO_TOUCH = {("log", "out")}  # where runs go is the test's own choice (work/runs)
 # strings worth trying: names valid elsewhere, imports from outside the config's folder, paths, YAML-ish text
-STRINGS = ["relu", "he_normal", "adam", "full", "lstm", "gru", "mlp", "rnn", "cnn", "moons", "norm", "value",
+STRINGS = ["relu", "he_normal", "adam", "full", "lstm", "gru", "vanilla", "mlp", "rnn", "cnn", "moons", "parity",
+           "norm", "value", "sigmoid", "orthogonal", "identity", "momentum", "mse", "layer",
            "float32", "evil:Layer", "mylayer:Scale", "os:system", "this:X", "../outside", ".", "", "..", "/",
            "data.csv", "fifo.yaml", "/dev/zero", "1e308", "nan", "-1", "true", "ü", "日本", "\u202e", "a\x00b", "<<",
            "*x", "!!python"]
