@@ -309,7 +309,7 @@ def test_check_defaults():
 
 @pytest.mark.parametrize("override, fragment", [
     ("check.batch=0", "'check.batch': Input should be greater than or equal to 1 (got 0)"),
-    ("check.eps=0", "'check.eps': Input should be greater than 0 (got 0)"),
+    ("check.eps=0", "'check.eps': allowed: 1e-15 to 0.1, relative to each tensor's scale"),
     ("check.mode=every", "'check.mode': Input should be 'auto', 'full', 'sample' or 'directional' (got 'every')"),
     ("check.samples=0", "'check.samples'"),
     ("check.directions=-1", "'check.directions'"),
