@@ -1,6 +1,7 @@
 """Faults: ``gradlab train`` and ``gradlab sweep``, run as real processes (``python -m gradlab``), are killed
-with SIGKILL, SIGINT and SIGTERM at seeded random points: while gradlab is being imported, as soon as the run (or
-sweep) folder appears, and at a random moment after the first rows are written. After every kill:
+with SIGKILL, SIGINT and SIGTERM at seeded random points: while gradlab is being imported, as soon as the
+run folder appears (a sweep: as its first worker starts, and within 50 ms of its folder appearing, while the
+workers are being started), and at a random moment after the first rows are written. After every kill:
 
 - every CSV under the folder parses with whole rows: it ends with a newline, every row has the header's
   number of fields, and pandas reads it (after SIGKILL a file may also be empty: killed as it was created);
@@ -13,7 +14,8 @@ sweep) folder appears, and at a random moment after the first rows are written. 
   thread).
 
 Marked slow: every case starts one or two Python processes (about 1.5 s each to import numpy, pandas and
-gradlab) and must run long enough to be killed mid-way; the whole file takes 60-90 s.
+gradlab) and must run long enough to be killed mid-way: the file takes about 60 s of CPU (58 s measured,
+children included; 100-180 s of wall time while the 2-core machine ran other suites at a load of 8-10).
 """
 from __future__ import annotations
 
