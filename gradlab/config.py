@@ -39,6 +39,27 @@ class Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False, strict=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_floats(cls, data: Any) -> Any:
+        """``steps: 1e4`` is the whole number 10000 (YAML reads it as a float); 1.5 stays an error."""
+        if not isinstance(data, dict):
+            return data
+        whole = {}
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            value = data.get(key)
+            if type(value) is float and value.is_integer() and abs(value) < 2**53 and _int_key(field.annotation):
+                whole[key] = int(value)
+        return {**data, **whole} if whole else data
+
+
+def _int_key(annotation: Any) -> bool:
+    """An int key (``int``, ``int | None``, ``int | Literal['full']``), not one that takes floats too."""
+    members = _members(annotation) if getattr(annotation, "__args__", None) else [annotation]
+    members = [getattr(m, "__origin__", m) for m in members]  # Annotated[int, ...] -> int
+    return int in members and float not in members
+
 
 class Compact(Strict):
     """Written without the keys that do not apply (None), with ``kind``/``name``/``scheme`` first."""
@@ -851,7 +872,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 # a number of the wrong type (strict: no bool, no string, no float for an int), and what is allowed
-TYPE_HELP = {"int_type": "should be a whole number, e.g. 3 (true, 1.5 and \"3\" are not)",
+TYPE_HELP = {"int_type": "should be a whole number, e.g. 3 or 1e4 (true, 1.5 and \"3\" are not)",
              "float_type": "should be a number, e.g. 0.1 or 1e-3 (true and \"0.1\" are not)",
              "bool_type": "should be true or false"}
 
