@@ -1,6 +1,6 @@
 """Faults: ``gradlab train`` and ``gradlab sweep``, run as real processes (``python -m gradlab``), are killed
 with SIGKILL, SIGINT and SIGTERM at seeded random points: while gradlab is being imported, as soon as the
-run folder appears (a sweep: as its first worker starts, and within 50 ms of its folder appearing, while the
+run folder appears (a sweep: as its first worker starts, and within 100 ms of its folder appearing, while the
 workers are being started), and at a random moment after the first rows are written. After every kill:
 
 - every CSV under the folder parses with whole rows: it ends with a newline, every row has the header's
@@ -278,10 +278,11 @@ def test_sweep_killed_then_resumed(tmp_path, uninterrupted, sig, point, group):
 
 
 def test_sweep_ctrl_c_while_workers_start(tmp_path):
-    """Ctrl-C (SIGINT to the whole group) in the first tens of milliseconds after the sweep folder appears,
-    while the client is starting its workers, three times at seeded moments: each stops the sweep (130)."""
+    """Ctrl-C (SIGINT to the whole group) within 100 ms of the sweep folder appearing, while the client is
+    starting its workers (and they their interpreters), four times at seeded moments: each stops the sweep
+    with 130 and no traceback, the client's nor a worker's."""
     rng = random.Random(f"{SEED}-sweep-start")
-    for attempt, delay in enumerate(sorted(rng.uniform(0.0, 0.05) for _ in range(3))):
+    for attempt, delay in enumerate(sorted(rng.uniform(0.0, 0.1) for _ in range(4))):
         root = tmp_path / str(attempt)
         root.mkdir()
         (root / "base.yaml").write_text(BASE, encoding="utf-8")
