@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from gradlab.cli import app
@@ -113,6 +114,18 @@ def test_a_run_folder_the_user_names_through_a_link_is_reported_into(run, tmp_pa
     assert result.exit_code == 0, result.output
     assert (run / "report.html").is_file() and not (run / "report.html").is_symlink()
     assert (run / "loss_grad_norm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_alias_bomb_in_a_run_config_is_refused_at_once(run):
+    """config.yaml is read as the config loader reads YAML: aliases that expand past its bound are refused."""
+    bomb = "x-a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"x-{b}: &{b} [*{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}]\n" for a, b in zip("abcdefgh", "bcdefghi"))
+    raw = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    raw["model"] = {**raw["model"], "depth": None, "width": None, "layers": [
+        {"type": "dense", "units": 4}, {"type": "custom", "class": "mod:Layer", "args": {"bomb": "BOMB"}}]}
+    text = yaml.safe_dump(raw, sort_keys=False).replace("BOMB", "*i")
+    (run / "config.yaml").write_text(bomb + text, encoding="utf-8")  # 10^9 values in a layer's args
+    assert_bad_input(invoke("report", run), "config.yaml", "alias")
 
 
 # --------------------------------------------------------------------------- torn last rows

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..config import Config, ConfigError, validate
+from ..config import Config, ConfigError, parse_yaml, validate
 from ..sweep import layer_norms
 
 
@@ -133,7 +133,7 @@ def read_file(path: Path) -> bytes:
     (/dev/zero would be read until memory ran out)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
+    except OSError:
         if path.is_symlink():
             raise ConfigError(f"{path}: a symbolic link where gradlab writes a file; the report does not follow "
                               "it (replace it with the file itself).") from None
@@ -193,7 +193,7 @@ def _whole_rows(path: Path, text: str) -> tuple[str, list[int], int | None]:
 
 def _checked(path: Path, frame: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
     """Numbers where gradlab writes numbers, whole numbers in the key columns, one row per key."""
-    line = (lambda i: rows[i]) if len(rows) == len(frame) else (lambda i: i + 2)  # noqa: E731
+    line = (lambda i: rows[i]) if len(rows) == len(frame) else (lambda i: i + 2)
     for col in [c for c in (*WHOLE, *NUMBERS.get(path.name, ())) if c in frame.columns]:
         if path.name == "summary.csv" and col in WHOLE:  # its other columns are the sweep's keys
             continue
@@ -221,6 +221,11 @@ def _checked(path: Path, frame: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
             raise ConfigError(f"{path}: lines {line(repeated[0])} and {line(twin)} both hold {key}; allowed: one "
                               f"row per ({', '.join(keys)}), as gradlab writes them.")
     return frame
+
+
+def _yaml(path: Path):
+    """The config loader's YAML reading (aliases bounded, YAML 1.2 floats, no duplicate keys) for ``path``."""
+    return lambda text: parse_yaml(text, str(path))
 
 
 def _mapping(path: Path, parse) -> dict:
@@ -276,7 +281,7 @@ def load_run(path: str | Path) -> RunData:
         raise ConfigError(f"{path}: a sweep folder, not a run folder; give one of its runs, or report the sweep.")
     raw = {}
     if (path / "config.yaml").exists():
-        raw = _mapping(path / "config.yaml", yaml.safe_load)
+        raw = _mapping(path / "config.yaml", _yaml(path / "config.yaml"))
     notes: list[str] = []
     try:
         config = validate(raw, str(path / "config.yaml"), imports=False) if raw else None  # never imports
@@ -304,7 +309,7 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     path = Path(path)
     if kind_of(path) != "sweep":
         raise ConfigError(f"{path}: a run folder, not a sweep folder.")
-    spec = _mapping(path / "sweep.yaml", yaml.safe_load)
+    spec = _mapping(path / "sweep.yaml", _yaml(path / "sweep.yaml"))
     for key, kind, what in (("grid", dict, "a mapping of keys to lists"), ("zip", dict, "a mapping of keys to lists"),
                             ("seeds", list, "a list of seeds")):
         if spec.get(key) is not None and not isinstance(spec[key], kind):
