@@ -345,7 +345,7 @@ class LocalExecutor:
                     yield res
 
     def _start(self) -> _Worker:
-        with one_blas_thread(), _as_worker():
+        with one_blas_thread(), _as_worker(), _sigint_held():
             return _Worker(self.ctx, self.scratch)
 
     def close(self, cancel: bool = False) -> list[dict]:
@@ -418,6 +418,22 @@ def _as_worker() -> Iterator[None]:
             os.environ[WORKER_FLAG] = before
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT blocked while a worker starts: the worker inherits the mask (it survives fork and exec), so a
+    terminal's Ctrl-C cannot kill it inside its interpreter's start-up, where nothing of gradlab's runs yet
+    (``_serve`` ignores SIGINT, then unblocks it); the client's own Ctrl-C waits, pending, and is raised
+    here at the unblock, not lost."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def death(exitcode: int | None) -> str:
     """How a worker process ended: killed by SIGKILL, or exit code 3."""
     if exitcode is not None and exitcode < 0:
@@ -430,7 +446,9 @@ def death(exitcode: int | None) -> str:
 def _serve(conn, parent: int, scratch: str) -> None:
     """A worker: run each job it is sent and send back the result, until told to stop or orphaned."""
     _end_with(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until now a Ctrl-C ended it quietly (_as_worker)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the client alone decides what stops
+    if hasattr(signal, "pthread_sigmask"):  # blocked since the start (_sigint_held): a pending one is dropped
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     tempfile.tempdir = scratch
     while True:
         try:
