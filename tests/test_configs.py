@@ -54,6 +54,8 @@ class Records:
         return rec
 
 
+# The slow tests' docstrings open with the CPU seconds the test took (pytest -n 2, GRADLAB_CPU_PROFILE, on
+# a busy 2-core machine).
 SPARSE = "log.every=1000000"  # log only the first and the last step: the run itself is the same, bit for bit
 
 
@@ -184,7 +186,7 @@ def test_he_relu_keeps_the_gradient_level_at_step_0():
 @pytest.mark.slow
 @full_run("he_relu_healthy")
 def test_he_relu_trains_30_layers(tmp_path, monkeypatch):
-    """~7 s. The final loss of plain SGD on 30 layers depends on where its loss spikes fall, which the
+    """14 s. The final loss of plain SGD on 30 layers depends on where its loss spikes fall, which the
     rounding moves: final train loss 0.0005-0.0011 here (Haswell and Sandybridge kernels, 1 and 2 threads),
     0.0015-0.0021 in the header, 0.90 for the same seed in the sweep of docs/EXPERIMENTS.md. What every
     one of them shares: the batch loss gets below 1e-3 (7e-4 or less); asserted below 0.01, against
@@ -234,7 +236,7 @@ def test_residual_net_keeps_the_gradient_level_at_step_0():
 @pytest.mark.slow
 @full_run("residual_deep_healthy")
 def test_residual_net_trains_50_layers(tmp_path):
-    """~3 s. Validation accuracy 0.995, 204 of 205 (measured, the same with every kernel tried); at least
+    """6 s. Validation accuracy 0.995, 204 of 205 (measured, the same with every kernel tried); at least
     0.98, at most 4 wrong."""
     result, _ = run(tmp_path, "residual_deep_healthy", "log.every=10")  # 41 logged steps for the report
     assert result.status == "completed" and result.steps == 400
@@ -253,7 +255,7 @@ def test_batchnorm_unsticks_the_sigmoid_net_in_100_steps():
 @pytest.mark.slow
 @full_run("batchnorm_deep_sigmoid")
 def test_batchnorm_sigmoid_net_trains_to_the_end(tmp_path):
-    """~6 s. Final train loss 0.016 (measured, the same with every kernel tried); below 0.05, against
+    """14 s. Final train loss 0.016 (measured, the same with every kernel tried); below 0.05, against
     2.303 without batch norm."""
     result, _ = run(tmp_path, "batchnorm_deep_sigmoid", SPARSE)
     assert result.status == "completed" and result.steps == 1500
@@ -279,7 +281,7 @@ def test_glorot_inits_at_step_0_follow_mean_field_theory(name):
 @full_run(*GLOROT)
 @pytest.mark.parametrize("name", GLOROT)
 def test_glorot_configs_train_to_the_end(tmp_path, name):
-    """~6 s each. Both fit the training set: final train loss 0.108 and 0.016 (measured, the same with
+    """8 s each. Both fit the training set: final train loss 0.108 and 0.016 (measured, the same with
     every kernel tried); below 0.3, against ln 10 = 2.303 at the start."""
     result, _ = run(tmp_path, name, SPARSE)
     assert result.status == "completed" and result.steps == 2000
@@ -311,7 +313,7 @@ def test_orthogonal_recurrence_keeps_every_time_step_at_the_same_norm():
 @pytest.mark.slow
 @full_run("recurrent_init_orthogonal")
 def test_orthogonal_recurrence_does_not_solve_adding(tmp_path):
-    """~3 s. A linear net cannot pick out the marked values: final val loss 0.180 (measured, the same with
+    """6 s. A linear net cannot pick out the marked values: final val loss 0.180 (measured, the same with
     every kernel tried), asserted within 0.02 of the 1/6 of predicting the mean (Var(u1 + u2) = 2/12)."""
     result, _ = run(tmp_path, "recurrent_init_orthogonal", SPARSE)
     assert result.status == "completed" and result.steps == 300
@@ -342,7 +344,7 @@ def test_irnn_keeps_most_of_the_gradient_at_step_0():
 @pytest.mark.slow
 @full_run("irnn_adding")
 def test_irnn_gradient_grows_going_back_once_u_is_trained(tmp_path):
-    """~5 s, most of it the final evaluation on 9,000 sequences of 150 steps. By step 49 the trained U is
+    """14 s, most of it the final evaluation on 9,000 sequences of 150 steps. By step 49 the trained U is
     no longer I: 19.5 (measured, the same with every kernel tried), asserted within 25%."""
     result, seen = run(tmp_path, "irnn_adding", SPARSE)
     assert result.status == "completed" and result.steps == 50
@@ -358,7 +360,7 @@ def test_truncated_bptt_leaves_no_gradient_before_the_last_chunk_at_step_0():
 @pytest.mark.slow
 @full_run("lstm_truncated_bptt")
 def test_lstm_with_truncated_bptt_stays_at_chance(tmp_path):
-    """~11 s. No gradient ever reaches the symbols (t <= 30): exactly zero before t = 41 at every logged
+    """50 s. No gradient ever reaches the symbols (t <= 30): exactly zero before t = 41 at every logged
     step, and final validation accuracy at chance, 0.25 (0.259 measured), within 0.05 (3.6 binomial
     standard deviations of 1,000 sequences). The LSTM's gates and the time plot report."""
     result, seen = run(tmp_path, "lstm_truncated_bptt")
@@ -383,7 +385,7 @@ def test_adding_problem_time_ratio_at_step_0(name):
 @pytest.mark.slow
 @full_run("rnn_tanh_adding")
 def test_tanh_rnn_never_leaves_the_adding_baseline(tmp_path):
-    """~18 s. Theory: predicting the mean gives Var(u1 + u2) = 2/12 = 1/6. Final val loss 0.1605 (Haswell),
+    """54 s. Theory: predicting the mean gives Var(u1 + u2) = 2/12 = 1/6. Final val loss 0.1605 (Haswell),
     0.1619 (Sandybridge); asserted within 0.01 of 1/6."""
     result, _ = run(tmp_path, "rnn_tanh_adding", SPARSE)
     assert result.status == "completed" and result.steps == 3000
@@ -393,7 +395,7 @@ def test_tanh_rnn_never_leaves_the_adding_baseline(tmp_path):
 @pytest.mark.slow
 @full_run("lstm_adding")
 def test_lstm_solves_the_adding_problem(tmp_path):
-    """~60 s. Final val loss 0.00049 (Haswell), 0.0015 (Sandybridge); asserted below 0.01, a sixteenth of
+    """207 s. Final val loss 0.00049 (Haswell), 0.0015 (Sandybridge); asserted below 0.01, a sixteenth of
     the 1/6 baseline (the header: below 0.01 at every logged step from step 1350 on)."""
     result, _ = run(tmp_path, "lstm_adding", SPARSE)
     assert result.status == "completed" and result.steps == 3000
