@@ -43,3 +43,14 @@ if PROFILE:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         with open(PROFILE, "a", encoding="utf-8", newline="") as out:
             csv.writer(out).writerow([item.nodeid, f"{cpu:.3f}", f"{wall:.3f}", worker, f"{time.time():.1f}"])
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first, the longest of them (the LSTM adding run, ~200 CPU-s) at the head: with
+    ``--dist worksteal`` (pyproject) the long runs start at once and the short tests fill in around
+    them, instead of one long run ending the suite alone on one worker. Otherwise the order is kept."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.name not in FIRST))
+
+
+FIRST = ("test_lstm_solves_the_adding_problem", "test_lstm_with_truncated_bptt_stays_at_chance",
+         "test_tanh_rnn_never_leaves_the_adding_baseline")  # the three longest runs, measured
