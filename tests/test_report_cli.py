@@ -109,7 +109,7 @@ def test_report_of_corrupt_run_files_is_bad_input(tmp_path):
     assert_bad_input(invoke("report", folder), "summary.json", "mapping")
     (folder / "summary.json").unlink()
     (folder / "config.yaml").write_text("model: [unclosed", encoding="utf-8")
-    assert_bad_input(invoke("report", folder), "config.yaml", "not readable")
+    assert_bad_input(invoke("report", folder), "config.yaml", "YAML error at line 1")
 
 
 def test_report_of_a_run_killed_before_its_first_logged_step(tmp_path):
