@@ -602,7 +602,8 @@ def summary_row(values: dict, files: dict[str, bytes], status: str, wall_time: f
     for kind in ("grad", "delta"):
         for when in ("first", "last"):
             a, b = row[f"first_hidden_{kind}_norm_{when}"], row[f"last_hidden_{kind}_norm_{when}"]
-            row[f"{kind}_ratio_{when}"] = a / b if a is not None and b not in (None, 0) else None
+            with np.errstate(invalid="ignore", over="ignore"):  # inf / inf of a diverged run is NaN, said as such
+                row[f"{kind}_ratio_{when}"] = a / b if a is not None and b not in (None, 0) else None
     return row
 
 
