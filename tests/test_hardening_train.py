@@ -179,9 +179,8 @@ def test_a_disk_full_from_the_start_says_there_is_no_summary(tmp_path, monkeypat
     assert list(run_dir.iterdir()) == []  # no torn header, no temporary file left
 
 
-def test_a_disk_too_full_for_summary_json_is_said_on_stderr(tmp_path, monkeypatch):
-    """If even summary.json cannot be marked failed, the message says it still says "running"."""
-    path = folder(tmp_path, act="tanh")
+def no_room_for_a_new_summary(monkeypatch) -> None:
+    """A disk that fills up mid-run and then takes no new summary.json (the "running" one was written)."""
     fill_disk(monkeypatch, 6000)
     real = gradlab.logging.RunWriter.write_summary
 
@@ -191,6 +190,12 @@ def test_a_disk_too_full_for_summary_json_is_said_on_stderr(tmp_path, monkeypatc
         real(self, data)
 
     monkeypatch.setattr(gradlab.logging.RunWriter, "write_summary", full)
+
+
+def test_a_disk_too_full_for_summary_json_is_said_on_stderr(tmp_path, monkeypatch):
+    """If even summary.json cannot be marked failed, the message says it still says "running"."""
+    path = folder(tmp_path, act="tanh")
+    no_room_for_a_new_summary(monkeypatch)
     monkeypatch.setattr(gradlab.logging, "overwrite_in_place", lambda path, text: False)
     result = run("train", path, "--quiet")
     assert_bad_input(result, "no space left on device under", "summary.json could not be marked failed")
@@ -201,15 +206,7 @@ def test_summary_json_is_marked_failed_in_place_when_no_new_file_fits(tmp_path, 
     """A full disk refuses the temporary file of an atomic write; the summary's own block still holds
     a short one."""
     path = folder(tmp_path, act="tanh")
-    fill_disk(monkeypatch, 6000)
-    real = gradlab.logging.RunWriter.write_summary
-
-    def full(self, data):
-        if data["status"] != "running":
-            raise NoSpace("no space left")
-        real(self, data)
-
-    monkeypatch.setattr(gradlab.logging.RunWriter, "write_summary", full)
+    no_room_for_a_new_summary(monkeypatch)
     result = run("train", path, "--quiet")
     assert_bad_input(result, "no space left on device under", "summary.json says failed")
     done = summary(the_run(tmp_path))
