@@ -23,8 +23,6 @@ EXIT_USER_CODE, EXIT_CTRL_C, EXIT_SIGTERM = 4, 130, 143
 TRAIN_EXITS = ("Exit status: 0 completed; 2 bad input (also a full disk; the message names the file or folder); "
                "3 diverged; 4 a layer or cell of yours raised (summary.json says failed, error.txt has the "
                "traceback); 130 Ctrl-C, 143 SIGTERM (summary.json says interrupted, every CSV ends at a whole row).")
-CHECK_EXITS = ("Exit status: 0 every tensor passes; 1 a gradient is wrong; 2 bad input; 3 some tensor is "
-               "unresolved; 4 the check could not run (a layer or cell of yours raised); 130 Ctrl-C, 143 SIGTERM.")
 
 
 class Terminated(KeyboardInterrupt):

@@ -158,9 +158,6 @@ class RunWriter:
     def save_params(self, name: str, params: dict[str, np.ndarray]) -> None:
         save_atomic(self.dir / name, lambda f: np.savez(f, **params))
 
-    def write_error(self, text: str) -> None:
-        write_atomic(self.dir / "error.txt", text)
-
     def on_step(self, rec: StepRecord) -> None:
         """The step's rows in every table; a table is kept only once all of them are written, so a run
         stopped half-way through a step ends every table at the step before."""
