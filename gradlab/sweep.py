@@ -774,8 +774,9 @@ def _write_spec(out: Path, sweep: Sweep, resumed: bool) -> None:
 
 @contextlib.contextmanager
 def _stop_signals(stops: list[int]) -> Iterator[None]:
-    """SIGTERM ends the sweep as Ctrl-C does (``stops`` records it); only the main thread can catch it."""
-    if threading.current_thread() is not threading.main_thread():
+    """SIGTERM ends the sweep as Ctrl-C does (``stops`` records it); only the main thread can catch it,
+    and a SIGTERM the caller ignores (nohup, a job control that masks it) stays ignored."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
         yield
         return
 

@@ -575,3 +575,20 @@ def test_a_sweep_yaml_whose_seeds_is_not_a_list_of_numbers_exits_2(tmp_path, see
     text = yaml.safe_dump({k: v for k, v in spec.items() if k != "seeds"}) + f"seeds: {seeds}\n"
     (folder / "sweep.yaml").write_text(text)
     assert_bad_input(cli("--resume", str(folder)), "'seeds'")
+
+
+def test_an_ignored_sigterm_stays_ignored_during_a_sweep():
+    """A caller that ignores SIGTERM (nohup) keeps it ignored while a sweep runs, and gets it back after."""
+    import signal
+
+    from gradlab.sweep import _stop_signals
+
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        stops: list[int] = []
+        with _stop_signals(stops):
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+            signal.raise_signal(signal.SIGTERM)  # would raise KeyboardInterrupt if taken over
+        assert stops == [] and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
