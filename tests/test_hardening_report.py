@@ -315,3 +315,16 @@ def test_a_first_loss_of_zero_is_not_divided_by(run):
     metrics = run / "metrics.csv"
     metrics.write_text(cell(metrics.read_text(encoding="utf-8"), 1, 2, "0"), encoding="utf-8")
     assert [f["kind"] for f in report(run, write=False).findings] == ["not_learning"]
+
+
+def test_a_fifo_planted_in_a_trial_folder_is_not_opened(tmp_path):
+    """report --try reads its earlier trials' summary.json and config.yaml as report reads a run: a FIFO
+    there (open() would wait for a writer forever) is refused, and the trial counts as not run yet."""
+    from gradlab.report import trial
+
+    folder = tmp_path / "trial"
+    folder.mkdir()
+    os.mkfifo(folder / "summary.json")
+    (folder / "config.yaml").write_text("name: x\n", encoding="utf-8")
+    assert trial._summary(folder) is None
+    assert trial._same_run(folder, combo=None) is False

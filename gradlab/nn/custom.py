@@ -33,10 +33,6 @@ class CustomError(ValueError):
     """A class of your own cannot be used; the message says what was looked up and what is allowed."""
 
 
-class ImportRefused(CustomError):
-    """A module outside the folders a config may import from: it is not imported."""
-
-
 # --------------------------------------------------------------------------- finding the class
 
 def find_class(spec: str, folder: str | Path | None = None, allowed: Sequence[str | Path] | None = None) -> type:
@@ -133,16 +129,16 @@ def _find_spec(name: str, locations) -> importlib.machinery.ModuleSpec | None:
 
 
 def _refuse_outside(name: str, part: str, file: str | None, roots: list[Path]) -> None:
-    """ImportRefused unless ``file`` (of module ``part``, on the way to ``name``) lies under one of ``roots``."""
+    """CustomError unless ``file`` (of module ``part``, on the way to ``name``) lies under one of ``roots``."""
     if file is not None and any(Path(file).resolve().is_relative_to(r) for r in roots):
         return
     where = ", ".join(str(r) for r in roots)
     risk = "naming module:Class in a config runs that module's code"
     if file is None:
-        raise ImportRefused(f"module '{part}' is built into Python, not a file under the folders a config may "
+        raise CustomError(f"module '{part}' is built into Python, not a file under the folders a config may "
                             f"import from ({where}); {risk}, so only modules there are imported")
     what = f"module '{name}'" if part == name else f"module '{name}' (its package '{part}')"
-    raise ImportRefused(f"{what} is {Path(file).resolve()}, outside the folders a config may import from ({where}); "
+    raise CustomError(f"{what} is {Path(file).resolve()}, outside the folders a config may import from ({where}); "
                         f"{risk}: pass {ALLOW_FLAG} {Path(file).resolve().parent} to allow it")
 
 

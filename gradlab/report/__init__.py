@@ -172,6 +172,6 @@ def _sweep_run(folder: Path, run: str, status: str) -> tuple[list[dict], str | N
         return [], None
     try:
         data = load_run(folder / run)
-    except ConfigError as exc:
+    except (ConfigError, OSError) as exc:  # one unreadable run is a note, not the end of the sweep's report
         return [], f"{run}: not diagnosed: {exc}"
     return [{"run": run, **f.as_dict()} for f in diagnose(data)], None

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from ..config import ConfigError, apply_overrides, validate
+from ..config import ConfigError, apply_overrides, parse_yaml, validate
 from ..sweep import Combo, Sweep, combo_label, run_sweep, write_csv
 from .diagnose import Finding, diagnose
-from .load import RunData, kind_of, load_run
+from .load import RunData, kind_of, load_run, read_file
 
 TRY_DIR = "try"
 TABLE = "remedies.csv"
@@ -113,9 +112,9 @@ def trial_config(raw: dict, sets: list[str], steps: int | None, source: str, imp
 def _same_run(folder: Path, combo: Combo) -> bool:
     """The folder holds a finished run of exactly this config (so it is reused, not run again)."""
     try:
-        status = json.loads((folder / "summary.json").read_text(encoding="utf-8"))["status"]
-        written = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        status = json.loads(read_file(folder / "summary.json"))["status"]  # a FIFO planted there is not opened
+        written = parse_yaml(read_file(folder / "config.yaml").decode("utf-8"), str(folder / "config.yaml"))
+    except (OSError, ValueError, KeyError, TypeError, ConfigError):
         return False
     return status in FINISHED and written == combo.config.resolved()
 
@@ -219,8 +218,8 @@ class TableWriter:
 
 def _summary(folder: Path) -> dict | None:
     try:
-        return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return json.loads(read_file(folder / "summary.json"))
+    except (OSError, ValueError, ConfigError):
         return None
 
 
