@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from .threads import DEFAULT as DEFAULT_THREADS, MAX as MAX_THREADS
+
 
 class ConfigError(Exception):
     """Bad input: a message naming the file, the key path and what is allowed (exit status 2)."""
@@ -525,6 +527,8 @@ class TrainConfig(Strict):
     l2: float = Field(0.0, ge=0.0)
     dtype: Literal["float64", "float32"] = "float64"
     bptt: BPTTConfig | None = None  # recurrent nets: null = full backpropagation through time
+    threads: int = Field(DEFAULT_THREADS, ge=1, le=MAX_THREADS,
+                         description="BLAS threads while this config computes (train, check, a sweep's run)")
 
     _optimizer = field_validator("optimizer", mode="before")(_named)
 

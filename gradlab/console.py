@@ -19,6 +19,7 @@ out = Console()
 err = Console(stderr=True)
 
 SET_HELP = "Override a config key, e.g. --set model.depth=50 (repeatable)."
+THREADS_HELP = "BLAS threads (train.threads; default 1: small matrices run fastest on one, busy machine or not)."
 EXIT_USER_CODE, EXIT_CTRL_C, EXIT_SIGTERM = 4, 130, 143
 TRAIN_EXITS = ("Exit status: 0 completed; 2 bad input (also a full disk; the message names the file or folder); "
                "3 diverged; 4 a layer or cell of yours raised (summary.json says failed, error.txt has the "

@@ -70,6 +70,6 @@ def test_optional_packages_are_not_imported_at_module_level():
 
 def test_the_fields_own_dependencies_only():
     required, extras = declared()
-    assert required == {"numpy", "typer", "yaml", "rich", "pandas", "pydantic", "matplotlib"}
+    assert required == {"numpy", "typer", "yaml", "rich", "pandas", "pydantic", "matplotlib", "threadpoolctl"}
     assert extras["dask"] == {"dask"}
     assert "torch" not in required | set().union(*extras.values()), "torch may only appear in optional comparisons"
