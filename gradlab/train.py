@@ -24,6 +24,7 @@ from .nn import MLP, Loss, build_mlp, make_loss
 from .nn.recurrent import build_rnn
 from .optim import clip_grads, make_optimizer, norm
 from .records import GateStat, LayerStat, ParamStat, RunFailed, RunResult, StepRecord, TimeStat
+from .threads import limited
 
 
 class Observer(Protocol):
@@ -120,17 +121,39 @@ def total_steps(config: Config, n: int) -> int:
     return config.train.epochs * math.ceil(n / bs)
 
 
-def evaluate(model: MLP, loss: Loss, X: np.ndarray, y: np.ndarray) -> tuple[float, float | None]:
-    """(loss, accuracy) in eval mode; accuracy is None for regression."""
+EVAL_BATCH = 256  # samples per forward pass of an evaluation: its memory is a batch's, never the whole set's
+
+
+def evaluate(model: MLP, loss: Loss, X: np.ndarray, y: np.ndarray, batch: int = EVAL_BATCH) -> tuple[float, float | None]:
+    """(loss, accuracy) over the whole set in eval mode, ``batch`` samples per forward pass; accuracy is
+    None for regression.
+
+    The loss is the mean of the per-row terms over the whole set, as one pass would give it (each batch's
+    mean weighted by its rows; eval mode couples no samples, batch norm uses its running statistics).
+    When the loss is not finite, the model's caches are left at the first batch whose loss was not, so
+    ``MLP.first_nonfinite`` looks at the pass that overflowed."""
     if len(X) == 0:
         return float("nan"), None
-    z = model.forward(X, train=False)
-    y = model.targets(y)
-    J = loss.forward(z, y)
-    if not loss.classification and y.ndim > 1:
-        return J, None
-    pred = (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
-    return J, float(np.mean(pred == y))
+    losses, rows, correct, bad = [], [], 0, None
+    for start in range(0, len(X), batch):
+        z = model.forward(X[start:start + batch], train=False)
+        t = model.targets(y[start:start + batch])
+        losses.append(loss.forward(z, t))
+        rows.append(len(z))  # every loss averages over the rows of z
+        scored = loss.classification or t.ndim == 1
+        if scored:
+            correct += int(np.count_nonzero(predictions(z) == t))
+        if bad is None and not math.isfinite(losses[-1]):
+            bad = start
+    if bad is not None and bad + batch < len(X):
+        model.forward(X[bad:bad + batch], train=False)
+    J = losses[0] if len(losses) == 1 else sum(J * m for J, m in zip(losses, rows)) / sum(rows)
+    return J, correct / sum(rows) if scored else None
+
+
+def predictions(z: np.ndarray) -> np.ndarray:
+    """Classes from logits: z > 0 for one output (bce), the argmax otherwise."""
+    return (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
 
 
 def layer_stats(model: MLP) -> list[LayerStat]:
@@ -318,6 +341,7 @@ def _new_dir(out: Path, name: str) -> Path:
             path = Path(f"{base}-{k}")
 
 
+@limited  # BLAS on train.threads threads (one by default) for the whole run
 def train(config: Config, observers: "list[Observer]" = (), source: str = "<config>", write: bool = True,
           run_dir: str | Path | None = None) -> RunResult:
     """Build and train a model from a config; write its run folder under ``config.log.out``
