@@ -14,8 +14,9 @@ import typer
 
 import gradlab as api
 from ..config import ALLOW_FLAG, ALLOW_HELP, EPS_RANGE, ConfigError
-from ..console import SET_HELP, bad_input, err, out, user_code
+from ..console import SET_HELP, THREADS_HELP, bad_input, err, out, user_code
 from ..logging import jsonable
+from ..threads import DEFAULT as DEFAULT_THREADS, MAX as MAX_THREADS, blas_threads
 from .functions import FIND_RULE, CheckInputError, check_file
 from .render import render_check, tensor_table
 
@@ -47,6 +48,7 @@ def check_command(
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one row per checked entry to FILE."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help="A config: " + ALLOW_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help=THREADS_HELP),
 ) -> None:
     """Check backprop against centred differences; exit 0 when every tensor passes, 1 when any fails, 3 when
     none fails but some cannot be resolved (the cure is printed); 2 bad input; 4 the check could not run (a
@@ -58,13 +60,13 @@ def check_command(
     if target:
         unused = {"--set": set_, "--dtype": dtype, "--loss-scale": loss_scale, "--after-steps": after_steps,
                   "--taylor": taylor, "--eps-sweep": eps_sweep, ALLOW_FLAG: allow_imports}
-        with bad_input(config):
+        with bad_input(config), blas_threads(threads or DEFAULT_THREADS):
             report = _check_target(target, shape or [], seed, mode, eps, strict, one_sided,
                                    [k for k, v in unused.items() if v])
         _emit(report, {}, csv_path, as_json, function=True)
         return
     flags = {"check.mode": mode, "check.eps": eps, "check.dtype": dtype, "check.loss_scale": loss_scale,
-             "check.strict": "true" if strict else None, "seed": seed}
+             "check.strict": "true" if strict else None, "seed": seed, "train.threads": threads}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
     with bad_input(config), user_code("gradlab check"):
         if shape:

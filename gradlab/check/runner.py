@@ -11,6 +11,7 @@ from ..nn import Dropout, MLP
 from .differences import Entries, Entry, check_directions, check_entries, entry_indices, eps_sweep, taylor_test
 from .grading import (KINK_LIMIT, RESOLVE, SMOOTH_LIMIT, TensorResult, grade, max_rel_error, overall, tier)
 from .objectives import LossObjective, ModuleObjective, NetObjective, module_label
+from ..threads import limited
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNRESOLVED = 0, 1, 3  # 2 is bad input (every command)
 DEFAULT_EPS = {"float64": 1e-5, "float32": 5e-3}  # about u^(1/3): truncation h^2 and round-off u/h balance
@@ -260,6 +261,7 @@ def eps_of(cc) -> float:
     return cc.eps if cc.eps is not None else DEFAULT_EPS[cc.dtype]
 
 
+@limited  # BLAS on train.threads threads (one by default)
 def check(config, source: str = "<config>", after_steps: int = 0, one_sided: bool = False) -> CheckReport:
     """Check every parameter and the input end to end, every module alone and the loss alone; grade each
     tensor against its tier and its bound."""
@@ -451,12 +453,14 @@ def tiny_warnings(results: list[TensorResult]) -> list[str]:
     return []
 
 
+@limited  # BLAS on train.threads threads (one by default)
 def taylor(config, source: str = "<config>", after_steps: int = 0) -> list[dict]:
     """The Taylor test for every parameter tensor and the input (see ``taylor_test``)."""
     cs = prepare(config, source, after_steps)
     return taylor_test(cs.objective, [*cs.model.params, "input"], np.random.default_rng(config.seed))
 
 
+@limited  # BLAS on train.threads threads (one by default)
 def sweep_eps(config, source: str = "<config>", after_steps: int = 0) -> list[dict]:
     """The overall relative error for eps = 1e-1 ... 1e-10, centred and one-sided."""
     cs = prepare(config, source, after_steps)
