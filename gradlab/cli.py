@@ -14,10 +14,11 @@ from rich.table import Table
 import gradlab as api
 from .check.command import check_command
 from .config import ALLOW_FLAG, ALLOW_HELP, ConfigError
-from .console import (SET_HELP, TRAIN_EXITS, bad_input, err, fail, handle_sigterm, interrupted_code, out,
+from .console import (SET_HELP, THREADS_HELP, TRAIN_EXITS, bad_input, err, fail, handle_sigterm, interrupted_code, out,
                       quiet_warnings, user_code)
 from .logging import jsonable
 from .records import RunResult, StepRecord
+from .threads import MAX as MAX_THREADS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Experiments on vanishing and exploding gradients, in NumPy.")
@@ -108,13 +109,14 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
     report: bool = typer.Option(False, "--report", help="Write the plots and report.html into the run folder."),
     allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help=ALLOW_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help=THREADS_HELP),
 ) -> None:
     """Train a network from a YAML config and log per-layer gradients to CSV.
 
     A config naming module:Class (a layer or cell of your own) runs that module's code: only modules in the \
 config's folder are imported, unless --allow-imports names another folder."""
     with bad_input(config), user_code("gradlab train"):
-        cfg = api.load_config(config, set_ or [], allow_imports or [])
+        cfg = api.load_config(config, [*(set_ or []), *threads_set(threads)], allow_imports or [])
         observers = [] if quiet else [LintView(), ProgressView()]
         try:
             result = api.train(cfg, observers, source=str(config))
@@ -295,6 +297,8 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
     report: bool = typer.Option(False, "--report", help="Write the sweep's plots and report.html at the end."),
     allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help=ALLOW_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, max=MAX_THREADS,
+                                           help=THREADS_HELP + " Per worker."),
 ) -> None:
     """Run a grid of configs in parallel; write one run folder each, summary.csv and profile.csv.
     A base config naming module:Class runs that module's code (see --allow-imports).
@@ -304,8 +308,11 @@ def sweep(
         fail(ConfigError("gradlab sweep: give a sweep file, or --resume DIR."))
     with bad_input(where):
         allowed = allow_imports or []
+        if resume and threads is not None:
+            raise ConfigError(f"--resume {resume}: --threads cannot change a sweep being resumed: train.threads is "
+                              "part of the base in its sweep.yaml, which its runs so far were made from.")
         spec = (api.sweeps.load_resume(resume, set_ or [], allowed) if resume
-                else api.sweeps.load_sweep(sweep_file, set_ or [], allowed))
+                else api.sweeps.load_sweep(sweep_file, [*(set_ or []), *threads_set(threads)], allowed))
         view = [] if quiet else [SweepView()]
         result = api.sweeps.run_sweep(spec, workers, resume, scheduler, view)
     if not quiet:
@@ -336,6 +343,11 @@ def time_line(result: RunResult) -> str:
     T = sum(1 for t in result.first.times if t.layer == result.first.times[0].layer)
     return (f"||dL/dh_1|| / ||dL/dh_T|| over T = {T} steps: {ratio(result.first)} at step {result.first.step}, "
             f"{ratio(result.last)} at step {result.last.step} (time_grad_norms.csv has every step)")
+
+
+def threads_set(threads: int | None) -> list[str]:
+    """``--threads N`` as the override it is: the run's config.yaml records the count (train.threads)."""
+    return [] if threads is None else [f"train.threads={threads}"]
 
 
 def main() -> None:

@@ -38,9 +38,9 @@ import yaml
 from .config import Config, ConfigError, parse_yaml, read_text, set_value, validate
 from .files import NoSpace, no_space, no_space_error, refuse_symlinks, write_atomic
 from .logging import jsonable
+from .threads import BLAS_VARS as BLAS_THREADS, DEFAULT as DEFAULT_THREADS
 
 SWEEP_KEYS = ("name", "base", "grid", "zip", "seeds")
-BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 RUN_FILES = ("config.yaml", "metrics.csv", "grad_norms.csv", "layer_stats.csv", "time_grad_norms.csv",
              "gate_stats.csv", "params_init.npz", "params_final.npz", "summary.json", "error.txt")
 SWEEP_FILES = ("sweep.yaml", "summary.csv", "profile.csv")
@@ -284,9 +284,10 @@ def with_values(values: dict, row: dict, profile: pd.DataFrame) -> tuple[dict, p
 
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """Workers started inside inherit one BLAS thread each, so they do not fight over cores."""
+    """Workers started inside load BLAS on gradlab's default count (one thread), so they do not fight over
+    cores; each run then sets its own ``train.threads`` (``gradlab sweep --threads N``: N per worker)."""
     saved = {k: os.environ.get(k) for k in BLAS_THREADS}
-    os.environ.update({k: "1" for k in BLAS_THREADS})
+    os.environ.update({k: str(DEFAULT_THREADS) for k in BLAS_THREADS})
     try:
         yield
     finally:
