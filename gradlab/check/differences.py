@@ -20,28 +20,26 @@ def centred_difference(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6)
     ``f`` evaluates J reading the current ``x``; every entry is restored exactly.
     """
     grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)  # views: writes go to x
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
+    for i in np.ndindex(x.shape):  # x[i] writes to x whatever its layout (a gate's view of a fused matrix)
+        old = x[i]
+        x[i] = old + eps
         plus = f()
-        flat[i] = old - eps
+        x[i] = old - eps
         minus = f()
-        flat[i] = old
-        gflat[i] = (plus - minus) / (2 * eps)
+        x[i] = old
+        grad[i] = (plus - minus) / (2 * eps)
     return grad
 
 
 def one_sided_difference(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """dJ/dx by (J(x + eps e_i) - J(x)) / eps: error O(eps), against O(eps^2) centred."""
     grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
     J0 = f()
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        gflat[i] = (f() - J0) / eps
-        flat[i] = old
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        grad[i] = (f() - J0) / eps
+        x[i] = old
     return grad
 
 
