@@ -121,12 +121,12 @@ def total_steps(config: Config, n: int) -> int:
     return config.train.epochs * math.ceil(n / bs)
 
 
-EVAL_BATCH = 256  # samples per forward pass of an evaluation: its memory is a batch's, never the whole set's
+EVAL_BATCH = 64  # samples per forward pass of an evaluation: its memory is a batch's, never the whole set's
 
 
-def evaluate(model: MLP, loss: Loss, X: np.ndarray, y: np.ndarray, batch: int = EVAL_BATCH) -> tuple[float, float | None]:
-    """(loss, accuracy) over the whole set in eval mode, ``batch`` samples per forward pass; accuracy is
-    None for regression.
+def evaluate(model: MLP, loss: Loss, X: np.ndarray, y: np.ndarray, batch: int | None = None) -> tuple[float, float | None]:
+    """(loss, accuracy) over the whole set in eval mode, ``batch`` (default ``EVAL_BATCH``) samples per forward
+    pass; accuracy is None for regression.
 
     The loss is the mean of the per-row terms over the whole set, as one pass would give it (each batch's
     mean weighted by its rows; eval mode couples no samples, batch norm uses its running statistics).
@@ -134,6 +134,7 @@ def evaluate(model: MLP, loss: Loss, X: np.ndarray, y: np.ndarray, batch: int = 
     ``MLP.first_nonfinite`` looks at the pass that overflowed."""
     if len(X) == 0:
         return float("nan"), None
+    batch = batch or EVAL_BATCH
     losses, rows, correct, bad = [], [], 0, None
     for start in range(0, len(X), batch):
         z = model.forward(X[start:start + batch], train=False)
