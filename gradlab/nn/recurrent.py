@@ -1,9 +1,21 @@
 """Recurrent layers (vanilla RNN, LSTM, GRU) with backpropagation through time, truncated BPTT,
 and the gradient norm reaching every time step, ||dL/dh_t||.
 
-Row convention as everywhere: a = x_t W + h_{t-1} U + b. Each gate has its own W_g, U_g, b_g
-(``lstm1.W_f``), so every gate is logged and checked; the forward pass stacks them into one
-matrix per pass, not per step.
+Row convention as everywhere: a = x_t W + h_{t-1} U + b. A layer holds ONE fused array per kind,
+``W`` (D, G), ``U`` (H, G) and ``b`` (G,), G = gates x H, the gates side by side in ``gates`` order
+(LSTM i, f, o, g; GRU r, z, n); its fused gradients are ``dW``, ``dU``, ``db``. Each gate's
+tensors are views into them, ``params["W_f"] = W[:, H:2H]`` (and ``grads["W_f"]`` into ``dW``),
+so every gate is logged (``lstm1.W_f``), saved and checked by name, and an in-place update of a
+view (an optimizer step, loading weights with ``[...] =``) is an update of the fused array.
+
+Forward reads the fused arrays only, and broadcasts over a leading axis of K copies: rebind
+``W``, ``U``, ``b`` to (K, D, G), (K, H, G), (K, G) and/or pass x (K, N, T, D), and it returns
+(K, N, T, H) (a gradient check pushes K perturbed copies through one pass). Backward takes the
+plain (N, T, H) only. A per-gate tensor rebound in ``params`` to an array of its own (not a view)
+is stacked back in for the pass, so code that swaps ``params["U_f"]`` still sees its effect.
+
+Every step's state and gate values are written into arrays over all steps, time-major, so
+backward does one tall product per gradient (dW, dU) and no stacking.
 """
 from __future__ import annotations
 
@@ -15,15 +27,34 @@ from .init import init_weight
 from .module import Module
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """1 / (1 + e^-z), into ``out`` if given (may be z itself). Unlike 0.5 (1 + tanh(z / 2)) it keeps
+    tiny values (sigma(-40) = 4.2e-18, not 0) and costs half as much; e^-z beyond the float range is
+    inf and gives 0: callers run it under ``np.errstate(over="ignore")``, as the time loops do."""
+    out = np.negative(z, out=out)
+    np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
 
 
-PHI = {  # vanilla activations: phi(a) and phi'(a) written from the output h = phi(a) (and a for relu)
-    "tanh": (np.tanh, lambda h, a: 1.0 - h * h),
+def _tanh(a, out):
+    return np.tanh(a, out=out)
+
+
+def _relu(a, out):
+    return np.maximum(a, 0.0, out=out)
+
+
+def _linear(a, out):
+    out[...] = a
+    return out
+
+
+PHI = {  # vanilla activations: phi(a, out) and phi'(a) written from the output h = phi(a) (and a for relu)
+    "tanh": (_tanh, lambda h, a: 1.0 - h * h),
     "sigmoid": (sigmoid, lambda h, a: h * (1.0 - h)),
-    "relu": (lambda a: np.maximum(a, 0.0), lambda h, a: (a > 0).astype(h.dtype)),
-    "linear": (lambda a: a, lambda h, a: np.ones_like(h)),
+    "relu": (_relu, lambda h, a: (a > 0).astype(h.dtype)),
+    "linear": (_linear, lambda h, a: np.ones_like(h)),
 }
 
 
@@ -37,19 +68,21 @@ class Recurrent(Module):
     """
 
     gates: tuple[str, ...] = ("",)
-    batched = False
+    batched = False  # the leading copy axis is its own contract (module docstring), not Module.batched's
     has_cell = False
 
     def __init__(self, name: str, D: int, H: int, init, recurrent_init, rng: np.random.Generator,
                  dtype=np.float64, bias_init: float = 0.0, truncate: int | None = None) -> None:
         super().__init__()
         self.name, self.H, self.truncate = name, H, truncate
-        for g in self.gates:
-            self.add_param(self.key("W", g), init_weight(init, (D, H), rng, dtype))
-        for g in self.gates:
-            self.add_param(self.key("U", g), init_weight(recurrent_init, (H, H), rng, dtype))
-        for g in self.gates:
-            self.add_param(self.key("b", g), np.full(H, bias_init, dtype=dtype))
+        # drawn gate by gate, W's then U's, as when each gate had arrays of its own: same seed, same weights
+        self.W = np.concatenate([init_weight(init, (D, H), rng, dtype) for _ in self.gates], axis=1)
+        self.U = np.concatenate([init_weight(recurrent_init, (H, H), rng, dtype) for _ in self.gates], axis=1)
+        self.b = np.full(len(self.gates) * H, bias_init, dtype=dtype)
+        self.dW, self.dU, self.db = np.zeros_like(self.W), np.zeros_like(self.U), np.zeros_like(self.b)
+        self.params = self.gate_views(self.W, self.U, self.b)
+        self.grads = self.gate_views(self.dW, self.dU, self.db)
+        self.views = dict(self.params)  # what params held when built: a rebound entry is noticed
         self.frozen = False
         self.boundary: dict[int, tuple] = {}
 
@@ -57,13 +90,22 @@ class Recurrent(Module):
     def key(kind: str, gate: str) -> str:
         return f"{kind}_{gate}" if gate else kind
 
-    def stacked(self, kind: str) -> np.ndarray:
-        """The gates' matrices side by side: W (D, G*H), U (H, G*H), b (G*H,)."""
-        return np.concatenate([self.params[self.key(kind, g)] for g in self.gates], axis=-1)
+    def gate_views(self, W: np.ndarray, U: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+        """``{"W_i": W[:, :H], "W_f": W[:, H:2H], ..., "b_g": b[3H:]}``: views, no copies."""
+        H = self.H
+        return {self.key(kind, g): A[..., i * H:(i + 1) * H]
+                for kind, A in (("W", W), ("U", U), ("b", b)) for i, g in enumerate(self.gates)}
 
-    def split_into_grads(self, kind: str, stacked: np.ndarray) -> None:
-        for i, g in enumerate(self.gates):
-            self.grads[self.key(kind, g)][...] = stacked[..., i * self.H:(i + 1) * self.H]
+    def weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(W, U, b) of this pass: the fused arrays, unless a per-gate entry of ``params`` was rebound to
+        an array of its own: then the gates' tensors side by side (broadcast over any leading axes)."""
+        if all(self.params[k] is v for k, v in self.views.items()):
+            return self.W, self.U, self.b
+        return tuple(self.stacked(kind) for kind in "WUb")
+
+    def stacked(self, kind: str) -> np.ndarray:
+        parts = np.broadcast_arrays(*(self.params[self.key(kind, g)] for g in self.gates))
+        return np.concatenate(parts, axis=-1)
 
     def chunk_start(self, t: int) -> bool:
         return bool(self.truncate) and t > 0 and t % self.truncate == 0
@@ -77,58 +119,101 @@ class Recurrent(Module):
             self.boundary[t] = state
         return state
 
+    def hold(self, t: int, computed: dict) -> None:
+        """``held`` on the state buffers: the chunk-start state is recorded, or, when frozen, the recorded one
+        written over it; then ``computed[t]`` keeps the output h_{t-1} that step t - 1 computed."""
+        state = tuple(s[t] for s in self.states)
+        kept = self.held(t, state)
+        if kept is not state:
+            computed[t] = state[0].copy()
+            for buf, s in zip(self.states, kept):
+                buf[t] = s
+
     def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
-        self.x = x
-        N, T, D = x.shape
+        """x (N, T, D) or (K, N, T, D) -> h (N, T, H) or (K, N, T, H); W, U, b may carry a leading K axis."""
+        W, U, b = self.weights()
+        self.Wp, self.Up = W, U  # this pass's weights, for backward
         # every step's input term at once, as one tall product, time-major so each step reads a block
-        xt = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(T * N, D)
-        self.xW = (xt @ self.stacked("W") + self.stacked("b")).reshape(T, N, -1)
-        self.U = self.stacked("U")
-        state = self.zero_state(N, x.dtype)
-        self.cache, hs = [], []
-        for t in range(T):
-            state = self.held(t, state)
-            state, cache = self.step(self.xW[t], state)
-            self.cache.append(cache)
-            hs.append(state[0])
-        self.out = np.stack(hs, axis=1)
+        self.xt = np.ascontiguousarray(np.moveaxis(x, -2, 0))  # (T, [K,] N, D)
+        self.z = self.input_terms(self.xt, W, U, b)  # (T, [K,] N, G); cells overwrite it with their gate values
+        T, lead = self.z.shape[0], self.z.shape[1:-1]
+        self.hs = np.empty((T + 1, *lead, self.H), dtype=self.z.dtype)  # hs[t] = h_{t-1}: h_0 = 0, then each output
+        self.hs[0] = 0.0
+        self.begin(T, lead)
+        computed: dict[int, np.ndarray] = {}
+        with np.errstate(over="ignore"):  # e^-z of sigma(z) for z < -709 is inf: sigma = 0 is right, no warning
+            for t in range(T):
+                if self.truncate:
+                    self.hold(t, computed)
+                self.step(t)
+        self.out = np.moveaxis(self.hs[1:], 0, -2)  # (..., N, T, H), a view
+        if computed:  # frozen: the outputs are what the steps computed, not the held states
+            self.out = self.out.copy()
+            for t, h in computed.items():
+                self.out[..., t - 1, :] = h
         return self.out
 
-    def zero_state(self, N: int, dtype) -> tuple:
-        h = np.zeros((N, self.H), dtype=dtype)
-        return (h, np.zeros_like(h)) if self.has_cell else (h,)
+    @staticmethod
+    def input_terms(xt: np.ndarray, W: np.ndarray, U: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """x_t W + b for every t: xt (T, [K,] N, D) -> (T, [K,] N, G), a fresh C-contiguous array, with the
+        copy axis K wherever any of x, W, U, b has it."""
+        sizes = [xt.shape[1] for _ in range(xt.ndim == 4)] + [a.shape[0] for a, nd in ((W, 3), (U, 3), (b, 2))
+                                                               if a.ndim == nd]
+        K = sizes[0] if sizes else None
+        if K is None:
+            z = (xt.reshape(-1, xt.shape[-1]) @ W).reshape(*xt.shape[:-1], W.shape[-1])
+            z += b
+            return z
+        if xt.ndim == 3:
+            xt = xt[:, None]  # (T, 1, N, D): broadcast against the copies
+        z = xt @ W + (b[:, None, :] if b.ndim == 2 else b)  # (T, K or 1, N, G)
+        T, _, N, G = z.shape
+        return z if z.shape[1] == K else np.ascontiguousarray(np.broadcast_to(z, (T, K, N, G)))
+
+    def begin(self, T: int, lead: tuple) -> None:
+        """Allocate the cell's buffers over all steps; ``self.states``: the buffers holding its state."""
+        self.states = (self.hs,)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """BPTT: dout (N, T, H) = dL/dh_t from above; returns dL/dx (N, T, D)."""
         N, T, H = dout.shape
-        dz = np.empty_like(self.xW)  # (T, N, G): dL/d(pre-activations) of every step
-        dstate = tuple(np.zeros((N, H), dtype=dout.dtype) for _ in range(2 if self.has_cell else 1))
-        self.time_norms = np.empty(T)
-        back = self.back_cache()
-        for t in range(T - 1, -1, -1):
-            dh = dout[:, t] + dstate[0]  # from the loss above and from step t+1
-            self.time_norms[t] = norm(dh)  # finite for finite dh beyond 1e154, whose squares overflow
-            dstate, dz[t] = self.step_back((dh, *dstate[1:]), back[t])
-            if self.chunk_start(t):  # truncated BPTT: nothing flows into the previous chunk
-                dstate = tuple(np.zeros_like(d) for d in dstate)
+        dz = np.empty_like(self.z)  # (T, N, G): dL/d(pre-activations) of every step
+        dh_all = np.empty((T, N, H), dtype=dout.dtype)  # dL/dh_t, for the time norms
+        dstate = tuple(np.zeros((N, H), dtype=dout.dtype) for _ in self.states)
+        with np.errstate(over="ignore"):
+            for t in range(T - 1, -1, -1):
+                dh = np.add(dout[:, t], dstate[0], out=dh_all[t])  # from the loss above and from step t+1
+                self.into = dz[t]  # a built-in step_back writes its dz there
+                dstate, dz_t = self.step_back((dh, *dstate[1:]), self.local(t))
+                if dz_t is not self.into:
+                    dz[t] = dz_t
+                if self.chunk_start(t):  # truncated BPTT: nothing flows into the previous chunk
+                    dstate = tuple(np.zeros_like(d) for d in dstate)
+        self.time_norms = row_norms(dh_all)
         flat = dz.reshape(T * N, -1)
-        xt = np.ascontiguousarray(self.x.transpose(1, 0, 2)).reshape(T * N, -1)
-        self.split_into_grads("W", xt.T @ flat)
-        self.split_into_grads("b", flat.sum(axis=0))
-        self.split_into_grads("U", self.dU(dz))
-        return (flat @ self.stacked("W").T).reshape(T, N, -1).transpose(1, 0, 2)
+        np.matmul(self.xt.reshape(T * N, -1).T, flat, out=self.dW)
+        np.sum(flat, axis=0, out=self.db)
+        self.recurrent_grad(dz)
+        return np.moveaxis((flat @ self.Wp.T).reshape(T, N, -1), 0, 1)
 
-    def back_cache(self) -> list:
-        """What each step's backward reads (a cell may precompute it for all steps at once)."""
-        return self.cache
+    def local(self, t: int):
+        """What step t's backward reads."""
+        raise NotImplementedError
 
-    def dU(self, dz: np.ndarray) -> np.ndarray:
-        """dL/dU = sum over steps of h_{t-1}^T dz_t, dz: (T, N, G). Small products, one per step: a
-        single tall one is faster alone but stalls badly when BLAS threads compete for the cores."""
-        out = np.zeros_like(self.U)
-        for c, dz_t in zip(self.cache, dz):
-            out += c[0].T @ dz_t
-        return out
+    def recurrent_grad(self, dz: np.ndarray) -> None:
+        """dU = sum over steps of h_{t-1}^T dz_t, as one tall product, dz: (T, N, G)."""
+        T, N, _ = dz.shape
+        np.matmul(self.hs[:-1].reshape(T * N, -1).T, dz.reshape(T * N, -1), out=self.dU)
+
+
+def row_norms(a: np.ndarray) -> np.ndarray:
+    """||a[t]|| for every t, (T, ...) -> (T,): one pass, rescaled where the squares overflow (finite beyond 1e154)."""
+    flat = a.reshape(len(a), -1)
+    with np.errstate(over="ignore"):
+        out = np.sqrt(np.einsum("ti,ti->t", flat, flat))
+    for t in np.flatnonzero(np.isinf(out)):
+        out[t] = norm(flat[t])
+    return out
 
 
 class VanillaRNN(Recurrent):
@@ -140,21 +225,23 @@ class VanillaRNN(Recurrent):
         self.phi, self.dphi = PHI[activation]
         self.kinks = activation == "relu"
 
-    def step(self, xw, state):
-        h_prev = state[0]
-        a = xw + h_prev @ self.U
-        h = self.phi(a)
-        return (h,), (h_prev, a, h)
+    def step(self, t: int) -> None:
+        a = self.z[t]  # keeps the pre-activation: relu's derivative and mask read it
+        a += self.hs[t] @ self.Up
+        self.phi(a, self.hs[t + 1])
+
+    def local(self, t: int):
+        return self.hs[t], self.z[t], self.hs[t + 1]  # h_prev, a, h
 
     def step_back(self, dstate, cache):
         h_prev, a, h = cache
-        da = dstate[0] * self.dphi(h, a)
-        return (da @ self.U.T,), da
+        da = np.multiply(dstate[0], self.dphi(h, a), out=self.into)
+        return (da @ self.Up.T,), da
 
     @property
     def mask(self) -> np.ndarray:
         """The winners of max(0, a) at every step, (N, T, H): what a gradient check watches."""
-        return np.stack([c[1] > 0 for c in self.cache], axis=1)
+        return np.moveaxis(self.z > 0, 0, -2)
 
     def saturated(self):
         if self.activation not in ("tanh", "sigmoid"):
@@ -166,7 +253,7 @@ class VanillaRNN(Recurrent):
     def dead(self):
         if self.activation != "relu":
             return None
-        return float(np.count_nonzero(~(self.out > 0).any(axis=(0, 1))) / self.H)
+        return float(np.count_nonzero(~(self.out > 0).any(axis=(-3, -2))) / self.H)
 
 
 class LSTM(Recurrent):
@@ -179,44 +266,60 @@ class LSTM(Recurrent):
         super().__init__(*args, **kw)
         self.params["b_f"][...] = forget_bias  # remember by default (Gers et al. 2000)
 
-    def step(self, xw, state):
-        h_prev, c_prev = state
-        H = self.H
-        z = xw + h_prev @ self.U
-        ifo = sigmoid(z[:, :3 * H])
-        i, f, o = ifo[:, :H], ifo[:, H:2 * H], ifo[:, 2 * H:]
-        g = np.tanh(z[:, 3 * H:])
-        c = f * c_prev + i * g
-        tc = np.tanh(c)
-        h = o * tc
-        return (h, c), (h_prev, c_prev, i, f, g, o, tc)
+    def begin(self, T: int, lead: tuple) -> None:
+        shape = (T + 1, *lead, self.H)
+        self.cs = np.empty(shape, dtype=self.z.dtype)  # cs[t] = c_{t-1}
+        self.cs[0] = 0.0
+        self.tc = np.empty((T, *lead, self.H), dtype=self.z.dtype)  # tanh(c_t)
+        self.states = (self.hs, self.cs)
 
-    def back_cache(self) -> np.ndarray:
-        """The local derivatives of every step at once, (T, 6, N, H): the recursion then needs only
-        a few products per step. Rows: dh->dc, dc->dz_i, dc->dz_f, dh->dz_o, dc->dz_g, dc->dc_prev."""
-        _, c_prev, i, f, g, o, tc = (np.stack(a) for a in zip(*self.cache))
-        return np.stack([
-            o * (1.0 - tc * tc),  # h = o tanh(c)
-            g * i * (1.0 - i),  # c = f c_prev + i g, i = sigma(z_i)
-            c_prev * f * (1.0 - f),
-            tc * o * (1.0 - o),
-            i * (1.0 - g * g),
-            f,
-        ], axis=1)
+    def step(self, t: int) -> None:
+        H = self.H
+        z = self.z[t]  # becomes the gate values i, f, o, g
+        z += self.hs[t] @ self.Up
+        sigmoid(z[..., :3 * H], out=z[..., :3 * H])
+        np.tanh(z[..., 3 * H:], out=z[..., 3 * H:])
+        i, f, o, g = z[..., :H], z[..., H:2 * H], z[..., 2 * H:3 * H], z[..., 3 * H:]
+        c = np.multiply(f, self.cs[t], out=self.cs[t + 1])
+        c += i * g
+        np.multiply(o, np.tanh(c, out=self.tc[t]), out=self.hs[t + 1])
+
+    def local(self, t: int) -> list:
+        """Step t's local derivatives, rows: dh->dc, dc->dz_i, dc->dz_f, dh->dz_o, dc->dz_g, dc->dc_prev."""
+        H = self.H
+        z, tc, c_prev = self.z[t], self.tc[t], self.cs[t]
+        i, f, o, g = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
+        d = 1.0 - z[:, :3 * H]
+        d *= z[:, :3 * H]  # sigma' = sigma (1 - sigma) of i, f, o at once
+        d[:, :H] *= g  # c = f c_prev + i g
+        d[:, H:2 * H] *= c_prev
+        d[:, 2 * H:] *= tc  # h = o tanh(c)
+        dtc = tc * tc
+        np.subtract(1.0, dtc, out=dtc)
+        dtc *= o
+        dg = g * g
+        np.subtract(1.0, dg, out=dg)
+        dg *= i
+        return [dtc, d[:, :H], d[:, H:2 * H], d[:, 2 * H:], dg, f]
 
     def step_back(self, dstate, local):
         dh, dc_next = dstate
         H = self.H
-        dc = dc_next + dh * local[0]  # through h = o tanh(c), plus from c_{t+1}
-        dz = np.empty((dh.shape[0], 4 * H), dtype=dh.dtype)
+        dc = np.multiply(dh, local[0], out=local[0])  # through h = o tanh(c), plus from c_{t+1}
+        dc += dc_next
+        dz = self.into
         np.multiply(dc, local[1], out=dz[:, :H])  # d/dz_i
         np.multiply(dc, local[2], out=dz[:, H:2 * H])  # d/dz_f
         np.multiply(dh, local[3], out=dz[:, 2 * H:3 * H])  # d/dz_o
         np.multiply(dc, local[4], out=dz[:, 3 * H:])  # d/dz_g
-        return (dz @ self.U.T, dc * local[5]), dz
+        return (dz @ self.Up.T, dc * local[5]), dz
 
     def gate_means(self) -> dict[str, float]:
-        return {name: float(np.mean([c[k].mean() for c in self.cache])) for k, name in ((2, "i"), (3, "f"), (5, "o"))}
+        """Mean of i, f, o over batch, units and steps of the last forward pass: one column sum."""
+        H = self.H
+        sums = self.z[..., :3 * H].reshape(-1, 3 * H).sum(axis=0).reshape(3, H).sum(axis=1)
+        n = self.z.size // (4 * H) * H
+        return {name: float(s / n) for name, s in zip("ifo", sums)}
 
     def saturated(self):
         return None
@@ -230,41 +333,53 @@ class GRU(Recurrent):
 
     gates = ("r", "z", "n")
 
-    def step(self, xw, state):
-        h_prev = state[0]
-        H = self.H
-        U = self.U
-        rz = sigmoid(xw[:, :2 * H] + h_prev @ U[:, :2 * H])
-        r, z = rz[:, :H], rz[:, H:]
-        rh = r * h_prev
-        n = np.tanh(xw[:, 2 * H:] + rh @ U[:, 2 * H:])
-        h = (1.0 - z) * n + z * h_prev
-        return (h,), (h_prev, r, z, n, rh)
+    def begin(self, T: int, lead: tuple) -> None:
+        self.rh = np.empty((T, *lead, self.H), dtype=self.z.dtype)  # r * h_{t-1}, what U_n multiplies
+        self.states = (self.hs,)
+
+    def step(self, t: int) -> None:
+        H, U = self.H, self.Up
+        h_prev, a = self.hs[t], self.z[t]  # a becomes the gate values r, z, n
+        rz = a[..., :2 * H]
+        rz += h_prev @ U[..., :2 * H]
+        sigmoid(rz, out=rz)
+        r, z = rz[..., :H], rz[..., H:]
+        rh = np.multiply(r, h_prev, out=self.rh[t])
+        n = a[..., 2 * H:]
+        n += rh @ U[..., 2 * H:]
+        np.tanh(n, out=n)
+        h = np.multiply(1.0 - z, n, out=self.hs[t + 1])
+        h += z * h_prev
+
+    def local(self, t: int) -> tuple:
+        H, a = self.H, self.z[t]
+        return self.hs[t], a[:, :H], a[:, H:2 * H], a[:, 2 * H:], self.rh[t]  # h_prev, r, z, n, rh
 
     def step_back(self, dstate, cache):
         dh = dstate[0]
         h_prev, r, z, n, rh = cache
-        H = self.H
-        U = self.U
-        dzn = dh * (1.0 - z) * (1.0 - n * n)  # through n
+        H, U = self.H, self.Up
+        dz = self.into
+        dzr, dzz, dzn = dz[:, :H], dz[:, H:2 * H], dz[:, 2 * H:]
+        np.multiply(dh * (1.0 - z), 1.0 - n * n, out=dzn)  # through n
         drh = dzn @ U[:, 2 * H:].T
-        dzr = drh * h_prev * r * (1.0 - r)
-        dzz = dh * (h_prev - n) * z * (1.0 - z)
-        dz = np.concatenate([dzr, dzz, dzn], axis=1)
+        np.multiply(drh * h_prev, r * (1.0 - r), out=dzr)
+        np.multiply(dh * (h_prev - n), z * (1.0 - z), out=dzz)
         dh_prev = dh * z + drh * r + dz[:, :2 * H] @ U[:, :2 * H].T
         return (dh_prev,), dz
 
-    def dU(self, dz: np.ndarray) -> np.ndarray:
+    def recurrent_grad(self, dz: np.ndarray) -> None:
         """U_r and U_z multiply h_{t-1}; U_n multiplies r * h_{t-1}."""
-        H = self.H
-        out = np.zeros_like(self.U)
-        for c, dz_t in zip(self.cache, dz):
-            out[:, :2 * H] += c[0].T @ dz_t[:, :2 * H]
-            out[:, 2 * H:] += c[4].T @ dz_t[:, 2 * H:]
-        return out
+        T, N, G = dz.shape
+        H, flat = self.H, dz.reshape(T * N, G)
+        self.dU[:, :2 * H] = self.hs[:-1].reshape(T * N, H).T @ flat[:, :2 * H]
+        self.dU[:, 2 * H:] = self.rh.reshape(T * N, H).T @ flat[:, 2 * H:]
 
     def gate_means(self) -> dict[str, float]:
-        return {name: float(np.mean([c[k].mean() for c in self.cache])) for k, name in ((1, "r"), (2, "z"))}
+        H = self.H
+        sums = self.z[..., :2 * H].reshape(-1, 2 * H).sum(axis=0).reshape(2, H).sum(axis=1)
+        n = self.z.size // (3 * H) * H
+        return {name: float(s / n) for name, s in zip("rz", sums)}
 
     def saturated(self):
         return None

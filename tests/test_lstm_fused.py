@@ -1,0 +1,162 @@
+"""The recurrent cells' fused gate matrices: one W (D, G), U (H, G), b (G,) per layer, the per-gate tensors
+views into them; a forward pass over a leading axis of K copies (what a gradient check pushes through in one
+pass) equal to K separate passes."""
+import warnings
+
+import numpy as np
+import pytest
+
+from gradlab.config import InitConfig
+from gradlab.nn.recurrent import GRU, LSTM, VanillaRNN, sigmoid
+from gradlab.optim import SGD, Adam, Momentum
+
+CELLS = {
+    "lstm": (LSTM, {"forget_bias": 1.0}),
+    "gru": (GRU, {}),
+    "vanilla-tanh": (VanillaRNN, {"activation": "tanh"}),
+    "vanilla-relu": (VanillaRNN, {"activation": "relu"}),
+}
+
+
+def cell(name, D=3, H=4, truncate=None, seed=0):
+    cls, kw = CELLS[name]
+    rng = np.random.default_rng(seed)
+    layer = cls("cell1", D, H, InitConfig(scheme="normal", std=0.5), InitConfig(scheme="normal", std=0.5), rng,
+                truncate=truncate, **kw)
+    layer.b += rng.normal(0, 0.1, layer.b.shape)
+    return layer
+
+
+FUSED = [("W", "dW"), ("U", "dU"), ("b", "db")]
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_per_gate_params_and_grads_are_views_of_the_fused_arrays(name):
+    layer = cell(name)
+    G = len(layer.gates) * layer.H
+    assert (layer.W.shape, layer.U.shape, layer.b.shape) == ((3, G), (4, G), (G,))
+    for kind, grad in FUSED:
+        for i, g in enumerate(layer.gates):
+            key = layer.key(kind, g)
+            p, d = layer.params[key], layer.grads[key]
+            assert np.shares_memory(p, getattr(layer, kind)) and np.shares_memory(d, getattr(layer, grad))
+            np.testing.assert_array_equal(p, getattr(layer, kind)[..., i * 4:(i + 1) * 4])
+            p[...] = 7.0 + i  # through the view: the fused array changes
+            assert np.all(getattr(layer, kind)[..., i * 4:(i + 1) * 4] == 7.0 + i)
+        getattr(layer, kind)[...] = -1.0  # through the fused array: every view changes
+        assert all(np.all(layer.params[layer.key(kind, g)] == -1.0) for g in layer.gates)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_backward_fills_the_fused_grads_the_views_show(name):
+    layer = cell(name)
+    x = np.random.default_rng(1).normal(size=(2, 5, 3))
+    layer.backward(np.ones_like(layer.forward(x)))
+    for kind, grad in FUSED:
+        assert np.any(getattr(layer, grad) != 0)
+        joined = np.concatenate([layer.grads[layer.key(kind, g)] for g in layer.gates], axis=-1)
+        np.testing.assert_array_equal(joined, getattr(layer, grad))
+
+
+@pytest.mark.parametrize("opt", [SGD(0.1), Momentum(0.1), Adam(0.1)], ids=["sgd", "momentum", "adam"])
+def test_an_optimizer_step_on_the_views_updates_the_fused_arrays(opt):
+    """The optimizers update params in place: the fused arrays move, and the views still alias them after."""
+    layer = cell("lstm")
+    x = np.random.default_rng(1).normal(size=(2, 5, 3))
+    before = {k: getattr(layer, k).copy() for k in "WUb"}
+    for _ in range(2):
+        layer.backward(np.ones_like(layer.forward(x)))
+        expected = {k: getattr(layer, k) - 0.1 * getattr(layer, d) for k, d in FUSED} if isinstance(opt, SGD) else None
+        opt.step(layer.params, layer.grads)
+        if expected:
+            for k in "WUb":
+                np.testing.assert_allclose(getattr(layer, k), expected[k], rtol=0, atol=1e-15)
+    for kind, _ in FUSED:
+        assert np.all(getattr(layer, kind) != before[kind])
+        assert all(np.shares_memory(layer.params[layer.key(kind, g)], getattr(layer, kind)) for g in layer.gates)
+
+
+def test_forward_reads_the_fused_arrays_and_a_rebound_gate_tensor_too():
+    """Forward reads W, U, b; a per-gate entry of params rebound to an array of its own is used for the pass."""
+    layer = cell("lstm")
+    x = np.random.default_rng(1).normal(size=(2, 5, 3))
+    h0 = layer.forward(x).copy()
+    layer.U[:, 4:8] += 0.3  # U_f, through the fused array
+    h1 = layer.forward(x).copy()
+    assert np.abs(h1 - h0).max() > 1e-3
+    saved = layer.params["U_f"]
+    layer.params["U_f"] = saved - 0.3  # rebound: back to the first U_f for this pass
+    np.testing.assert_allclose(layer.forward(x), h0, rtol=0, atol=1e-14)
+    layer.params["U_f"] = saved
+    np.testing.assert_array_equal(layer.forward(x), h1)
+
+
+def copies(layer, K, rng):
+    """K perturbed copies of W, U, b: (K, D, G), (K, H, G), (K, G)."""
+    return [getattr(layer, k) + rng.normal(0, 0.05, (K, *getattr(layer, k).shape)) for k in "WUb"]
+
+
+def one_pass(layer, x, W, U, b):
+    saved = layer.W, layer.U, layer.b
+    layer.W, layer.U, layer.b = W, U, b
+    try:
+        return layer.forward(x).copy()
+    finally:
+        layer.W, layer.U, layer.b = saved
+
+
+@pytest.mark.parametrize("truncate", [None, 2])
+@pytest.mark.parametrize("name", CELLS)
+def test_a_leading_copy_axis_gives_each_copy_its_own_forward(name, truncate):
+    """W, U, b rebound to (K, D, G), (K, H, G), (K, G) and/or x (K, N, T, D): (K, N, T, H), copy k equal to
+    a forward pass with copy k alone to 1e-12; held truncation states (frozen) broadcast over the copies."""
+    K, rng = 3, np.random.default_rng(2)
+    layer = cell(name, truncate=truncate)
+    x = rng.normal(size=(2, 5, 3))
+    layer.forward(x)
+    layer.frozen = bool(truncate)
+    W, U, b = copies(layer, K, rng)
+    xs = x + rng.normal(0, 0.05, (K, *x.shape))
+    cases = {  # what carries the copy axis -> (x, W, U, b) of copy k
+        "params": ((x, W, U, b), lambda k: (x, W[k], U[k], b[k])),
+        "x": ((xs, layer.W, layer.U, layer.b), lambda k: (xs[k], layer.W, layer.U, layer.b)),
+        "both": ((xs, W, U, b), lambda k: (xs[k], W[k], U[k], b[k])),
+        "U only": ((x, layer.W, U, layer.b), lambda k: (x, layer.W, U[k], layer.b)),
+    }
+    for what, (together, alone) in cases.items():
+        out = one_pass(layer, *together)
+        assert out.shape == (K, 2, 5, 4), what
+        for k in range(K):
+            np.testing.assert_allclose(out[k], one_pass(layer, *alone(k)), rtol=0, atol=1e-12, err_msg=what)
+
+
+def test_the_relu_mask_has_the_copy_axis_first():
+    layer = cell("vanilla-relu")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 5, 3))
+    W, U, b = copies(layer, 3, rng)
+    out = one_pass(layer, x, W, U, b)
+    assert layer.mask.shape == out.shape == (3, 2, 5, 4)
+    np.testing.assert_array_equal(layer.mask[1], one_pass(layer, x, W[1], U[1], b[1]) > 0)
+
+
+def test_sigmoid_keeps_tiny_values_and_never_warns():
+    """1 / (1 + e^-z): sigma(-40) = 4.25e-18 (0.5 (1 + tanh(z / 2)) gives 0 there), 0 and 1 at +-1e16, no warning."""
+    z = np.array([-1e16, -745.0, -40.0, -1e-9, 0.0, 40.0, 1e16])
+    with warnings.catch_warnings(), np.errstate(over="ignore"):
+        warnings.simplefilter("error")
+        s = sigmoid(z)
+    np.testing.assert_allclose(s[2], 4.248354255291589e-18, rtol=1e-14)
+    assert s[0] == 0.0 and s[1] == 0.0 and s[4] == 0.5 and s[-1] == 1.0 and s[-2] == 1.0
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "vanilla-tanh"])
+def test_inputs_of_1e16_give_no_warning(name):
+    layer = cell(name)
+    x = np.full((2, 4, 3), 1e16)
+    x[0] *= -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = layer.forward(x)
+        layer.backward(np.ones_like(h))
+    assert np.isfinite(h).all() and np.isfinite(layer.dW).all()
