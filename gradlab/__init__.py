@@ -1,24 +1,59 @@
 """gradlab: see, layer by layer and step by step, why a deep net does or does not learn.
 
-The public Python API; the command line is a thin layer over it.
+The public Python API; the command line is a thin layer over it. Each name is imported when first used
+(PEP 562), so ``gradlab --help`` loads neither numpy, pandas nor pydantic.
 """
 __version__ = "0.1.0"
 
 from . import boot  # noqa: E402,F401 - first: a Ctrl-C while the command starts exits quietly
 
-from .config import Config, ConfigError, config_from_dict, load_config  # noqa: E402
-from .records import LayerStat, ParamStat, RunResult, StepRecord  # noqa: E402
-from .train import setup, train  # noqa: E402
-from . import check as gradcheck  # noqa: E402
-from .check import CheckReport  # noqa: E402
-from .check.functions import check_function, check_layer  # noqa: E402
-from . import sweep as sweeps  # noqa: E402
-from . import report as reports  # noqa: E402
+import importlib  # noqa: E402
+import types  # noqa: E402
 
-check = gradcheck.check
-report = reports.report
+# public name -> (module, attribute); attribute None: the module itself
+_NAMES = {
+    "Config": ("gradlab.config", "Config"), "ConfigError": ("gradlab.config", "ConfigError"),
+    "config_from_dict": ("gradlab.config", "config_from_dict"), "load_config": ("gradlab.config", "load_config"),
+    "LayerStat": ("gradlab.records", "LayerStat"), "ParamStat": ("gradlab.records", "ParamStat"),
+    "RunResult": ("gradlab.records", "RunResult"), "StepRecord": ("gradlab.records", "StepRecord"),
+    "setup": ("gradlab.train", "setup"), "train": ("gradlab.train", "train"),
+    "gradcheck": ("gradlab.check", None), "check": ("gradlab.check", "check"),
+    "CheckReport": ("gradlab.check", "CheckReport"),
+    "check_function": ("gradlab.check.functions", "check_function"),
+    "check_layer": ("gradlab.check.functions", "check_layer"),
+    "sweeps": ("gradlab.sweep", None), "reports": ("gradlab.report", None), "report": ("gradlab.report", "report"),
+}
+# functions named like the subpackage they live in: importing gradlab.check (or .report, .train) must not
+# replace gradlab.check, the function, by the module (the import system sets the parent's attribute)
+_SHADOWED = {"check", "report", "train"}
 
 __all__ = [
     "CheckReport", "Config", "ConfigError", "check", "check_function", "check_layer", "gradcheck", "sweeps", "LayerStat", "ParamStat", "RunResult", "StepRecord",
     "config_from_dict", "load_config", "report", "reports", "setup", "train", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module 'gradlab' has no attribute {name!r}")
+    module, attr = _NAMES[name]
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value  # once: the next look-up is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return  # the subpackage stays in sys.modules (and as gradcheck, reports); the name stays the function
+        super().__setattr__(name, value)
+
+
+import sys  # noqa: E402
+
+sys.modules[__name__].__class__ = _Package

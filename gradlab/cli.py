@@ -8,15 +8,15 @@ import json
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+# only what defining the commands needs: each command imports the rest (numpy, pydantic, pandas) when it
+# runs, through the lazy ``gradlab`` names, so --help starts in a fraction of a second
 import gradlab as api
 from .check.command import check_command
-from .config import ALLOW_FLAG, ALLOW_HELP, ConfigError
-from .console import (SET_HELP, THREADS_HELP, TRAIN_EXITS, bad_input, err, fail, handle_sigterm, interrupted_code, out,
-                      quiet_warnings, user_code)
-from .logging import jsonable
+from .console import (SET_HELP, THREADS_HELP, TRAIN_EXITS, Command, bad_input, err, fail, interrupted_code, out,
+                      user_code)
+from .errors import ALLOW_FLAG, ALLOW_HELP, ConfigError
 from .records import RunResult, StepRecord
 from .threads import MAX as MAX_THREADS
 
@@ -28,6 +28,8 @@ class ProgressView:
     """Observer: a progress bar with step, loss and global grad norm."""
 
     def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  |g| {task.fields[gnorm]}"), TimeRemainingColumn(),
@@ -86,8 +88,7 @@ def closing_line(result: RunResult) -> str:
 @app.callback()
 def main_callback(ctx: typer.Context) -> None:
     """gradlab: train, check, sweep and report on gradients, layer by layer."""
-    handle_sigterm(ctx)
-    quiet_warnings(ctx)
+    # each command sets up its own Ctrl-C, SIGTERM and warnings when it runs (console.Command)
 
 
 class LintView:
@@ -102,7 +103,7 @@ class LintView:
         pass
 
 
-@app.command(epilog=TRAIN_EXITS)
+@app.command(epilog=TRAIN_EXITS, cls=Command)
 def train(
     config: Path = typer.Argument(..., help="YAML config file."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
@@ -156,7 +157,7 @@ def render_findings(findings: list[dict], notes: list[str] = ()) -> None:
             out.print(f"  - try {escape(remedy)}", highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
     path: Path = typer.Argument(..., help="A run folder or a sweep folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON (kind, layer, evidence, remedies)."),
@@ -182,6 +183,7 @@ holds its model.import_dir, the folder of the config it was trained from)."""
                          "200): without it the report imports nothing."))
     with bad_input(path):
         rep = api.report(path)
+        from .logging import jsonable
     if as_json:
         data = rep.as_dict()
         if trials is not None:
@@ -200,9 +202,9 @@ holds its model.import_dir, the folder of the config it was trained from)."""
 
 def try_command(path: Path, steps: int | None, workers: int | None, quiet: bool, allow_imports=()):
     """Run the remedies of a run's diagnosis (bad input: exit 2; no remedy: say so, exit 0)."""
-    from .report import trial
-
     with bad_input(path):
+        from .report import trial  # inside: a Ctrl-C while it loads (pandas) is exit 130 like any other
+
         view = [] if quiet else [SweepView()]
         result = trial.try_remedies(path, steps, workers, view, allow_imports=allow_imports)
     if not result.rows:
@@ -250,6 +252,8 @@ class SweepView:
     """Observer: a progress bar over runs (done, not completed: diverged, failed or crashed, running, ETA)."""
 
     def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[state]}"), TimeRemainingColumn(), console=out)
         self.done = self.failed = 0
@@ -286,7 +290,7 @@ def sweep_table(result) -> Table:
     return table
 
 
-@app.command()
+@app.command(cls=Command)
 def sweep(
     sweep_file: Optional[Path] = typer.Argument(None, help="Sweep YAML (base, grid, zip, seeds)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key of the base config."),
@@ -329,8 +333,8 @@ def sweep(
 
 # --------------------------------------------------------------------------- check
 
-app.command("check")(check_command)
-app.command("gradcheck", help="Same as check.")(check_command)
+app.command("check", cls=Command)(check_command)
+app.command("gradcheck", help="Same as check.", cls=Command)(check_command)
 
 
 def time_line(result: RunResult) -> str:

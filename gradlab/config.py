@@ -28,11 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from .errors import ALLOW_FLAG, ALLOW_HELP, EPS_RANGE, ConfigError  # noqa: F401 - re-exported: gradlab.config's names
 from .threads import DEFAULT as DEFAULT_THREADS, MAX as MAX_THREADS
-
-
-class ConfigError(Exception):
-    """Bad input: a message naming the file, the key path and what is allowed (exit status 2)."""
 
 
 class Strict(BaseModel):
@@ -547,11 +544,6 @@ class LogConfig(Strict):
     out: str = "runs"
 
 
-# the check's relative step: below 1e-15 theta + h rounds to theta in float64; above 0.1 a difference
-# spans the curvature of tanh or sigmoid and can make correct code look wrong
-EPS_RANGE = (1e-15, 0.1)
-
-
 class CheckConfig(Strict):
     """``gradlab check``: analytic gradients against centred differences on a fixed batch."""
 
@@ -593,10 +585,6 @@ class Config(Strict):
 # --------------------------------------------------------------------------- loading
 
 MAX_BYTES = 5_000_000  # a config or sweep file is a few kB; /dev/zero would be read until memory ran out
-ALLOW_FLAG = "--allow-imports"  # train, check, sweep, report --try: a folder whose modules a config may import
-ALLOW_HELP = ("A folder whose modules a config may import (repeatable). A config naming module:Class runs that "
-              "module's code: without this option only modules in the config's own folder (or in a model.import_dir "
-              "inside it) are imported, and an installed module only if its file lies under a folder given here.")
 _FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
 

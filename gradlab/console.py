@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand
 from rich.console import Console
 from rich.markup import escape
 
 from . import boot
-from .config import ConfigError
+from .errors import ConfigError
 
 out = Console()
 err = Console(stderr=True)
@@ -41,6 +42,16 @@ def quiet_warnings(ctx: typer.Context) -> None:
     quiet.__enter__()
     warnings.simplefilter("ignore", RuntimeWarning)
     ctx.call_on_close(lambda: quiet.__exit__(None, None, None))
+
+
+class Command(TyperCommand):
+    """A command whose own handling of Ctrl-C, SIGTERM and warnings starts when it runs, once its arguments are
+    parsed (typer imports pydantic to parse them): until then ``boot`` makes either signal exit quietly."""
+
+    def invoke(self, ctx: typer.Context):
+        handle_sigterm(ctx)
+        quiet_warnings(ctx)
+        return super().invoke(ctx)
 
 
 def handle_sigterm(ctx: typer.Context) -> None:

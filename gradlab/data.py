@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 
 from .config import ALPHA_DEFAULTS, ConfigError
 
@@ -306,8 +305,10 @@ def _existing(path: str, expected: str, source: str) -> Path:
     return p
 
 
-def _read_csv(path: str, source: str) -> pd.DataFrame:
+def _read_csv(path: str, source: str) -> "pd.DataFrame":
     """CSV file -> DataFrame with at least one row, or a ConfigError."""
+    import pandas as pd  # here: only data.kind csv needs it (0.4 s to import)
+
     p = _existing(path, CSV_EXPECTED, source)
     try:
         frame = pd.read_csv(p)
@@ -323,6 +324,8 @@ def _read_csv(path: str, source: str) -> pd.DataFrame:
 
 def _csv(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, np.ndarray, str, int | None]:
     """CSV with a header: feature columns -> X (N, D), column `target` -> y."""
+    import pandas as pd  # here: only data.kind csv needs it (0.4 s to import)
+
     frame = _read_csv(cfg.path, source)
     _distinct_names(cfg.path, source)
     columns = [str(c) for c in frame.columns]
@@ -351,6 +354,8 @@ def _csv(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, n
 
 def _distinct_names(path: str, source: str) -> None:
     """A ConfigError when two header cells of a CSV hold one name (pandas would read the second as 'name.1')."""
+    import pandas as pd  # here: only data.kind csv needs it (0.4 s to import)
+
     try:
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError, IndexError):

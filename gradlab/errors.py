@@ -1,0 +1,20 @@
+"""Bad input, and the words about it that the commands' ``--help`` shares with the config's checks.
+
+Here, not in ``config`` (which builds the pydantic schema), so that ``gradlab --help`` and the command line's
+own modules import neither pydantic nor numpy. ``gradlab.config`` re-exports every name.
+"""
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """Bad input: a message naming the file, the key path and what is allowed (exit status 2)."""
+
+
+ALLOW_FLAG = "--allow-imports"  # train, check, sweep, report --try: a folder whose modules a config may import
+ALLOW_HELP = ("A folder whose modules a config may import (repeatable). A config naming module:Class runs that "
+              "module's code: without this option only modules in the config's own folder (or in a model.import_dir "
+              "inside it) are imported, and an installed module only if its file lies under a folder given here.")
+
+# the check's relative step: below 1e-15 theta + h rounds to theta in float64; above 0.1 a difference
+# spans the curvature of tanh or sigmoid and can make correct code look wrong
+EPS_RANGE = (1e-15, 0.1)
