@@ -5,18 +5,16 @@ One file per concern: ``differences`` (the numerical gradient), ``grading`` (tie
 ``objectives`` (J as a function of one tensor, on K perturbed copies at once), ``runner`` (the whole
 check of a config) ``render`` (the terminal view) and ``command``
 (``gradlab check``).
+
+The names of ``__all__`` are imported when first used (PEP 562): importing ``gradlab.check.command`` for
+``gradlab --help`` loads no numpy.
 """
-from .differences import (CHUNK_FLOATS, CHUNK_ROWS, Entries, Entry, centred_difference, check_directions,
-                          check_entries, chunk_size, chunks, entry_indices, eps_sweep, one_sided_difference,
-                          stack_at, taylor_test)
-from .differences import SAFETY, noise
-from .grading import (KINK_LIMIT, RESOLVE, SMOOTH_LIMIT, TIERS, TINY, TensorResult, flatten, grade, judge,
-                      max_rel_error, overall, rel_bound, rel_error, resolution, subgradient_ok, tier)
-from .objectives import LossObjective, ModuleObjective, NetObjective, freeze, module_label
-from .runner import (AUTO_FULL_LIMIT, DEFAULT_EPS, EXIT_FAIL, EXIT_PASS, EXIT_UNRESOLVED, CheckReport, CheckSetup,
-                     check, check_modules, check_tensor, coarse_warnings, culprit, has_kinks, is_finite_pass, listed,
-                     n_params, prepare, report_dict, run_check, step_of, sweep_eps, taylor, tiny_warnings,
-                     write_entries)
+from __future__ import annotations
+
+import importlib
+
+# where the names of __all__ live, looked through in this order the first time one is asked for
+_SUBMODULES = ("differences", "grading", "objectives", "runner")
 
 __all__ = [
     "DEFAULT_EPS", "EXIT_FAIL", "EXIT_PASS", "EXIT_UNRESOLVED", "KINK_LIMIT", "LossObjective", "RESOLVE", "SAFETY",
@@ -29,3 +27,17 @@ __all__ = [
     "rel_error", "report_dict", "resolution", "run_check", "stack_at", "subgradient_ok", "sweep_eps", "taylor",
     "taylor_test", "tier", "tiny_warnings", "write_entries",
 ]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        for sub in _SUBMODULES:
+            module = importlib.import_module(f"{__name__}.{sub}")
+            if hasattr(module, name):
+                globals()[name] = value = getattr(module, name)  # once: the next look-up is a plain attribute
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,11 +13,9 @@ from typing import List, Optional
 import typer
 
 import gradlab as api
-from ..config import ALLOW_FLAG, ALLOW_HELP, EPS_RANGE, ConfigError
 from ..console import SET_HELP, THREADS_HELP, bad_input, err, out, user_code
-from ..logging import jsonable
+from ..errors import ALLOW_FLAG, ALLOW_HELP, EPS_RANGE, ConfigError
 from ..threads import DEFAULT as DEFAULT_THREADS, MAX as MAX_THREADS, blas_threads
-from .functions import FIND_RULE, CheckInputError, check_file
 from .render import render_check, tensor_table
 
 TARGET = re.compile(r"(?P<file>.+\.py):(?P<name>[A-Za-z_]\w*)")
@@ -82,6 +80,8 @@ def check_command(
 def _check_target(target: re.Match, shapes: list[str], seed: int | None, mode: str | None, eps: float | None,
                   strict: bool, one_sided: bool, unused: list[str]):
     """``FILE.py:NAME`` checked on random inputs; every problem is a ConfigError naming the file."""
+    from .functions import FIND_RULE, CheckInputError, check_file  # here: --help imports no numpy
+
     file = target["file"]
     if unused:
         raise ConfigError(f"{file}: {', '.join(unused)} apply to a config only; allowed with FILE.py:NAME: --shape, "
@@ -108,6 +108,8 @@ def _check_target(target: re.Match, shapes: list[str], seed: int | None, mode: s
 
 
 def _emit(report, studies: dict, csv_path: Path | None, as_json: bool, function: bool = False) -> None:
+    from ..logging import jsonable
+
     if csv_path:
         with bad_input(csv_path):
             api.gradcheck.write_entries(report, csv_path)
