@@ -174,3 +174,18 @@ def test_a_signal_while_the_command_loads_numpy_is_quiet(sig):
     assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig], output
     assert "Traceback" not in output and "Abort" not in output, output
     assert output.strip() == {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}[sig]
+
+
+def test_bench_cli_quick_times_every_side_and_checks_how_each_ended(capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports protocol from its own folder
+    try:
+        import bench_cli
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert bench_cli.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for name in ("python -c pass", "typer app --help", "gradlab --help", "gradlab train --help",
+                 "gradlab check --mode directional"):
+        assert f"ok: {name}: exit 0 every run (1)" in out
+        assert f"\n{name}: " in out
+    assert "load average" in out
