@@ -4,12 +4,22 @@ params/grads/forward/backward.
 For a dense layer z = x W + b, moving one entry moves one output column (W[i, j] and b[j]) or one row
 (x[n, i]) by a known amount: K perturbed copies of z are rank-1 updates of z at theta, computed without
 K matrix products.
+
+A built-in recurrent cell (vanilla RNN, LSTM, GRU) holds one fused array per kind, W (D, G), U (H, G) and
+b (G,), its per-gate tensors views into them, and its forward takes them with a leading copy axis (K, D, G),
+(K, H, G), (K, G), and x as (K, N, T, D) (gradlab.nn.recurrent): K perturbed copies of a gate's tensor are
+K fused copies with that gate's columns replaced, through one pass over time.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 
-from ..nn import Dense
+from ..nn import Dense, Dropout
+from ..nn.activations import ACTIVATIONS
+from ..nn.recurrent import GRU, LSTM, VanillaRNN, EveryStep, LastStep
 
 
 def dense_perturb(layer: Dense, key: str, flat: np.ndarray, delta: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -80,3 +90,96 @@ def shift(module, cols: np.ndarray, delta: np.ndarray, x: np.ndarray) -> np.ndar
 
 def column(module, key: str, flat: np.ndarray) -> np.ndarray | None:
     return FAST[type(module)][2](module, key, flat)
+
+
+# --------------------------------------------------------------------------- K copies through one forward
+
+RECURRENT = (VanillaRNN, LSTM, GRU)  # exact types: a subclass may change forward
+
+
+def takes_copies(module) -> bool:
+    """Whether a module's forward takes K perturbed copies at once (a leading axis on its input and its
+    parameters): ``Module.batched``, or a built-in recurrent cell's own contract."""
+    return bool(module.batched) or type(module) in RECURRENT
+
+
+def _as_copies(stack: np.ndarray) -> np.ndarray:
+    """K copies of a parameter, shaped to broadcast against (K, N, D) activations."""
+    return stack[:, None, :] if stack.ndim == 2 else stack
+
+
+@contextmanager
+def rebound(module, key: str, stack: np.ndarray) -> Iterator[None]:
+    """Within: ``module`` computes with K copies ``stack`` (K, *shape) of ``params[key]``.
+
+    A recurrent cell gets fused copies: its fused array repeated K times with the gate's columns replaced
+    (the per-gate views in ``params`` are left alone, so its forward reads only the fused arrays)."""
+    if type(module) in RECURRENT:
+        kind, _, gate = key.partition("_")
+        fused = getattr(module, kind)
+        H, g = module.H, module.gates.index(gate)
+        one = stack.ndim == module.params[key].ndim  # a single copy, not K
+        copies = fused.copy() if one else np.repeat(fused[None], len(stack), axis=0)
+        copies[..., g * H:(g + 1) * H] = stack
+        setattr(module, kind, copies)
+        try:
+            yield
+        finally:
+            setattr(module, kind, fused)
+        return
+    saved = module.params[key]
+    module.params[key] = _as_copies(stack) if stack.ndim == saved.ndim + 1 else stack
+    try:
+        yield
+    finally:
+        module.params[key] = saved
+
+
+def copies_crossed(mask: np.ndarray, at_theta: np.ndarray, k: int) -> np.ndarray:
+    """(K,) bool: which of K copies changed a winner, from a mask of K copies (one more axis than the mask
+    at theta) or of one copy."""
+    changed = mask != at_theta
+    if changed.ndim > at_theta.ndim:
+        return changed.reshape(k, -1).any(axis=1)
+    return np.full(k, bool(changed.any()))
+
+
+# --------------------------------------------------------------------------- entries of different samples, one copy
+
+# built-in types whose output row n depends on input row n only (for a recurrent cell, sample n's time steps),
+# rows sample-major; exact types, so a subclass (or a layer of yours) is never assumed to keep samples apart
+SEPARABLE = (Dense, Dropout, LastStep, EveryStep, *RECURRENT, *ACTIVATIONS.values())
+
+
+def separable(modules) -> bool:
+    """Whether every sample's output depends on that sample's input only, through all of ``modules``."""
+    return all(type(m) in SEPARABLE for m in modules)
+
+
+def packing(flat: np.ndarray, per_sample: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Entries of an input (N, ...) packed into few copies, at most one entry of each sample per copy:
+    (slot (K,), sample (K,), copies). Entry k is moved in copy ``slot[k]`` and read from sample ``sample[k]``'s
+    loss there; its J is J at theta with that sample's share replaced, which is J at the copy that moves
+    entry k alone (the other samples' shares are the same floats)."""
+    sample = flat // per_sample
+    order = np.argsort(sample, kind="stable")
+    counts = np.bincount(sample)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.empty(len(flat), dtype=np.intp)
+    slot[order] = np.arange(len(flat)) - np.repeat(starts, counts)
+    return slot, sample, int(slot.max()) + 1 if len(flat) else 0
+
+
+def packed_stack(x: np.ndarray, flat: np.ndarray, delta: np.ndarray, slot: np.ndarray, copies: int) -> np.ndarray:
+    """``copies`` copies of x, entry ``flat[k]`` moved by ``delta[k]`` in copy ``slot[k]``."""
+    stack = np.repeat(x[None], copies, axis=0)
+    stack.reshape(copies, -1)[slot, flat] += delta
+    return stack
+
+
+def sample_crossed(mask: np.ndarray, at_theta: np.ndarray, copies: int, n: int) -> np.ndarray:
+    """(copies, N) bool: which sample of which copy changed a winner (rows sample-major)."""
+    changed = mask != at_theta
+    if changed.ndim == at_theta.ndim:  # one copy
+        changed = changed[None]
+    return changed.reshape(copies, n, -1).any(axis=2)

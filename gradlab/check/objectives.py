@@ -24,11 +24,6 @@ def _resolvable(scale: float, dtype) -> float:
     return u ** (2.0 / 3.0) * scale
 
 
-def _batched(stack: np.ndarray) -> np.ndarray:
-    """K copies of a parameter, shaped to broadcast against (K, N, D) activations."""
-    return stack[:, None, :] if stack.ndim == 2 else stack
-
-
 class NetObjective:
     """J(theta, x) = scale * loss(model(x), y) + l2/2 sum ||W||^2, in training mode with frozen dropout."""
 
@@ -76,7 +71,7 @@ class NetObjective:
         """J at K perturbed copies of one tensor, stack: (K, *shape) -> (J (K,), kink crossed (K,))."""
         start = 1 if name == "input" else self.layer_of[name]
         tail = [m for layer in self.model.layers[start - 1:] for m in layer.modules]
-        if all(m.batched for m in tail):
+        if all(fast.takes_copies(m) for m in tail):
             z = self._forward(name, stack, start)
             J = self.loss.value(z, self.y)
             kinked = self._kinked(start, len(stack))
@@ -90,10 +85,12 @@ class NetObjective:
 
     def values_at(self, name: str, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """J at K copies, copy k with entry ``flat[k]`` of the tensor moved by ``delta[k]``."""
+        if self.packs(name):
+            return self._packed(flat, delta)
         module, key = self.owner.get(name, (None, None))
         start = self.layer_of.get(name, 1)
         tail = [m for layer in self.model.layers[start - 1:] for m in layer.modules]
-        if not (fast.fast_path(module) and module is tail[0] and all(m.batched for m in tail)):
+        if not (fast.fast_path(module) and module is tail[0] and all(fast.takes_copies(m) for m in tail)):
             return self.values(name, stack_at(self.targets[name], flat, delta))
         h = self.states[start][0]
         z = self._tail_after(start, fast.perturb(module, key, flat, delta, h), fast.column(module, key, flat))
@@ -101,6 +98,33 @@ class NetObjective:
         if self.l2:
             J = J + 0.5 * self.l2 * self._sum_sq_at(name, flat, delta)
         return J, self._kinked(start, len(flat))
+
+    def packs(self, name: str) -> bool:
+        """Whether entries of ``name`` of different samples share a copy (see ``fast.packing``): the input,
+        when every module keeps samples apart and the loss is a mean of per-sample terms."""
+        return name == "input" and self.x.ndim >= 2 and fast.separable(self.model.modules())
+
+    def _packed(self, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``values_at`` of the input, entries of different samples moved in the same copy."""
+        n = len(self.x)
+        slot, sample, copies = fast.packing(flat, self.x.size // n)
+        z = self.model.forward(fast.packed_stack(self.x, flat, delta, slot, copies), True)
+        shares = self.loss.terms(z, self.y).reshape(copies, n, -1).sum(axis=2)
+        crossed = np.zeros((copies, n), dtype=bool)
+        for _, m in self.kink_modules:
+            crossed |= fast.sample_crossed(m.mask, self.masks[id(m)], copies, n)
+        rows = self._rows_at_theta()
+        J = (rows.sum() + (shares[slot, sample] - rows.reshape(n, -1).sum(axis=1)[sample])) / rows.size
+        J = self.scale * J
+        if self.l2:
+            J = J + 0.5 * self.l2 * sum(self.sq.values())
+        return J, crossed[slot, sample]
+
+    def _rows_at_theta(self) -> np.ndarray:
+        """The loss's per-row terms at theta, computed once."""
+        if not hasattr(self, "rows0"):
+            self.rows0 = self.loss.terms(self.model.forward(self.x, True), self.y)
+        return self.rows0
 
     def _tail_after(self, l: int, dense_out: np.ndarray, j: np.ndarray | None) -> np.ndarray:
         """Logits of K copies whose layer-l dense outputs are ``dense_out`` (K, N, D).
@@ -217,20 +241,15 @@ class NetObjective:
         if name == "input":
             return self.model.forward(stack, True)
         module, key = self.owner[name]
-        saved = module.params[key]
-        module.params[key] = _batched(stack) if batched else stack
-        try:
+        with fast.rebound(module, key, stack):
             h, skip = self.states[start]
             return self.model.forward(h, True, start=start, skip=skip)
-        finally:
-            module.params[key] = saved
 
     def _kinked(self, start: int, k: int) -> np.ndarray:
         crossed = np.zeros(k, dtype=bool)
         for l, m in self.kink_modules:
             if l >= start:
-                changed = m.mask != self.masks[id(m)]
-                crossed |= changed.reshape(k, -1).any(axis=1) if changed.ndim == 3 else changed.any()
+                crossed |= fast.copies_crossed(m.mask, self.masks[id(m)], k)
         return crossed
 
     def _sum_sq(self, name: str, stack: np.ndarray) -> np.ndarray:
@@ -270,6 +289,7 @@ class ModuleObjective:
 
     def analytic(self) -> dict[str, np.ndarray]:
         out = self.module.forward(self.x, True)
+        self.module_out0 = out.copy()
         self.J = float(np.sum(out * self.r))
         dx = self.module.backward(self.r.copy())
         self.mask = self.module.mask.copy() if self.kink else None
@@ -278,15 +298,33 @@ class ModuleObjective:
         return grads
 
     def values(self, name: str, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not self.module.batched:
+        if not fast.takes_copies(self.module):
             pairs = [self._one(name, s) for s in stack]
             return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
         out = self._forward(name, stack, batched=True)
         J = np.sum(out * self.r, axis=tuple(range(1, out.ndim)))
         return J, self._kinked(len(stack))
 
+    def packs(self, name: str) -> bool:
+        """Whether input entries of different samples share a copy (``fast.packing``): a module that keeps
+        samples apart, since J = sum(forward(x) * r) is a sum of per-sample shares."""
+        return name.endswith(".input") and self.x.ndim >= 2 and fast.separable([self.module])
+
+    def _packed(self, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.x)
+        slot, sample, copies = fast.packing(flat, self.x.size // n)
+        out = self.module.forward(fast.packed_stack(self.x, flat, delta, slot, copies), True)
+        shares = (out * self.r).reshape(copies, n, -1).sum(axis=2)
+        base = (self.module_out0 * self.r)
+        J = (base.sum() + (shares[slot, sample] - base.reshape(n, -1).sum(axis=1)[sample]))
+        if not self.kink:
+            return J, np.zeros(len(flat), dtype=bool)
+        return J, fast.sample_crossed(self.module.mask, self.mask, copies, n)[slot, sample]
+
     def values_at(self, name: str, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = name.rsplit(".", 1)[1]
+        if self.packs(name):
+            return self._packed(flat, delta)
         if not fast.fast_path(self.module):
             return self.values(name, stack_at(self.targets[name], flat, delta))
         out = fast.perturb(self.module, key, flat, delta, self.x)
@@ -299,19 +337,13 @@ class ModuleObjective:
     def _forward(self, name: str, stack: np.ndarray, batched: bool) -> np.ndarray:
         if name.endswith(".input"):
             return self.module.forward(stack, True)
-        key = name.rsplit(".", 1)[1]
-        saved = self.module.params[key]
-        self.module.params[key] = _batched(stack) if batched else stack
-        try:
+        with fast.rebound(self.module, name.rsplit(".", 1)[1], stack):
             return self.module.forward(self.x, True)
-        finally:
-            self.module.params[key] = saved
 
     def _kinked(self, k: int) -> np.ndarray:
         if not self.kink:
             return np.zeros(k, dtype=bool)
-        changed = self.module.mask != self.mask
-        return changed.reshape(k, -1).any(axis=1) if changed.ndim == 3 else np.full(k, changed.any())
+        return fast.copies_crossed(self.module.mask, self.mask, k)
 
 
 class LossObjective:
