@@ -156,3 +156,16 @@ def test_blas_threads_restores_the_count_it_found():
         with blas_threads(2):
             assert blas_now() == {2}
         assert blas_now() == {1}
+
+
+def test_bench_threads_quick_runs_both_counts_and_compares_them(capsys):
+    bench_dir = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, bench_dir)  # the script imports protocol from its own folder
+    try:
+        import bench_threads
+    finally:
+        sys.path.remove(bench_dir)
+    assert bench_threads.main(["--quick", "--only", "dense,check", "--no-busy"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: dense quiet: the last loss is" in out and "ok: check quiet: every check" in out
+    assert "| dense (per step) | quiet |" in out and "| check (full check) | quiet |" in out
