@@ -8,6 +8,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from .records import GateStat, LayerStat, ParamStat, RunResult, StepRecord, Time
 
 
 def _cell(value):
+    """A value as its CSV text: csv's own for all but bools, written 0/1 (a float as its repr, None empty)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -31,9 +33,10 @@ def _exclusive(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
 
 
-def _rows(rows: list[list]) -> bytes:
-    text = io.StringIO()
-    csv.writer(text).writerows([[_cell(v) for v in row] for row in rows])
+def _rows(rows: list) -> bytes:
+    text = io.StringIO()  # csv writes None and floats as _cell does: only a row with a bool needs _cell
+    csv.writer(text).writerows([row if not any(v.__class__ is bool for v in row) else [_cell(v) for v in row]
+                                for row in rows])
     return text.getvalue().encode("utf-8")
 
 
@@ -134,6 +137,7 @@ class RunWriter:
         refuse_symlinks(self.dir, self.FILES)
         self.param_cols = [f.name for f in fields(ParamStat)]
         self.layer_cols = [f.name for f in fields(LayerStat)]
+        self.param_row, self.layer_row = attrgetter(*self.param_cols), attrgetter(*self.layer_cols)
         self.tables: list[CsvTable] = []
         self.times = self.gates = None
         try:
@@ -162,8 +166,8 @@ class RunWriter:
         """The step's rows in every table; a table is kept only once all of them are written, so a run
         stopped half-way through a step ends every table at the step before."""
         self.metrics.write([rec.metrics()])
-        self.grads.write([[rec.step, rec.epoch, *(getattr(p, c) for c in self.param_cols)] for p in rec.params])
-        self.layers.write([[rec.step, *(getattr(s, c) for c in self.layer_cols)] for s in rec.layers])
+        self.grads.write([(rec.step, rec.epoch, *self.param_row(p)) for p in rec.params])
+        self.layers.write([(rec.step, *self.layer_row(s)) for s in rec.layers])
         if self.times is not None:
             self.times.write([[rec.step, t.layer, t.t, t.lag, t.grad_norm, getattr(t, "full_grad_norm", t.grad_norm)]
                               for t in rec.times])

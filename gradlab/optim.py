@@ -9,13 +9,24 @@ import numpy as np
 
 
 class Optimizer:
-    """``step(params, grads)`` updates every array of ``params`` in place."""
+    """``step(params, grads)`` updates every array of ``params`` in place (a view of a fused array moves
+    the array it views). The arithmetic is the textbook one, in the same order, written into work arrays
+    that are reused, so that a step allocates nothing."""
 
     def __init__(self, lr: float) -> None:
         self.lr = lr
+        self._work: dict = {}
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
+
+    def work(self, like: np.ndarray, i: int = 0, dtype=None) -> np.ndarray:
+        """Work array ``i``, shaped like ``like`` (in ``dtype``, default its dtype), shared by every tensor."""
+        dtype = np.dtype(dtype or like.dtype)
+        flat = self._work.get((i, dtype))
+        if flat is None or flat.size < like.size:
+            flat = self._work[i, dtype] = np.empty(like.size, dtype)
+        return flat[:like.size].reshape(like.shape)
 
 
 class SGD(Optimizer):
@@ -23,7 +34,7 @@ class SGD(Optimizer):
 
     def step(self, params, grads):
         for k, p in params.items():
-            p -= self.lr * grads[k]
+            p -= np.multiply(grads[k], self.lr, out=self.work(p))
 
 
 class Momentum(Optimizer):
@@ -38,7 +49,7 @@ class Momentum(Optimizer):
         for k, p in params.items():
             v = self.v.setdefault(k, np.zeros_like(p))
             v *= self.mu
-            v -= self.lr * grads[k]
+            v -= np.multiply(grads[k], self.lr, out=self.work(p))
             p += v
 
 
@@ -56,16 +67,20 @@ class Adam(Optimizer):
         self.t += 1
         # bias-corrected m / (sqrt(v_hat) + eps), with eps outside the correction as in PyTorch
         step = self.lr / (1 - self.b1**self.t)
-        root_bc2 = np.sqrt(1 - self.b2**self.t)
+        root_bc2 = np.sqrt(1 - self.b2**self.t)  # a NumPy float64: float32 tensors divide by it in float64
         for k, p in params.items():
             g = grads[k]
             m = self.m.setdefault(k, np.zeros_like(p))
             v = self.v.setdefault(k, np.zeros_like(p))
+            work = self.work(p)
             m *= self.b1
-            m += (1 - self.b1) * g
+            m += np.multiply(g, 1 - self.b1, out=work)
             v *= self.b2
-            v += (1 - self.b2) * (g * g)
-            p -= step * m / (np.sqrt(v) / root_bc2 + self.eps)
+            v += np.multiply(np.multiply(g, g, out=work), 1 - self.b2, out=work)
+            den = np.sqrt(v, out=self.work(p, 1, np.result_type(p.dtype, root_bc2)))  # sqrt(v) / root_bc2 + eps
+            den /= root_bc2
+            den += self.eps
+            p -= np.divide(np.multiply(m, step, out=work), den, out=den)  # step * m / den
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
@@ -79,9 +94,19 @@ def make_optimizer(cfg, lr: float) -> Optimizer:
 
 def norm(a: np.ndarray) -> float:
     """L2 norm of any array, through one BLAS dot product (rescaled where the squares overflow)."""
-    flat = a.reshape(-1)
     with np.errstate(over="ignore"):  # an overflow is expected here, and handled below
-        n = float(np.sqrt(np.dot(flat, flat)))
+        return _norm(a)
+
+
+def norms(arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """``norm`` of every array, by key (one error-state switch for them all)."""
+    with np.errstate(over="ignore"):
+        return {k: _norm(a) for k, a in arrays.items()}
+
+
+def _norm(a: np.ndarray) -> float:
+    flat = a.reshape(-1)
+    n = float(np.sqrt(np.dot(flat, flat)))
     if math.isinf(n):  # finite entries whose squares overflow, e.g. 1e200
         m = float(np.abs(flat).max())
         if math.isfinite(m):

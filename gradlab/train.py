@@ -22,7 +22,7 @@ from .files import NoSpace, no_space, no_space_error, write_atomic
 from .logging import RunWriter, full_sequence_times, summary_of
 from .nn import MLP, Loss, build_mlp, make_loss
 from .nn.recurrent import build_rnn
-from .optim import clip_grads, make_optimizer, norm
+from .optim import clip_grads, make_optimizer, norms
 from .records import GateStat, LayerStat, ParamStat, RunFailed, RunResult, StepRecord, TimeStat
 from .threads import limited
 
@@ -159,28 +159,32 @@ def predictions(z: np.ndarray) -> np.ndarray:
 
 def layer_stats(model: MLP) -> list[LayerStat]:
     """Activation statistics and delta_norm = ||dL / d output|| of every layer, from the last pass."""
+    acts = [(layer.activation.out if layer.activation is not None else model.outputs[l]).reshape(-1)
+            for l, layer in enumerate(model.layers, 1)]
+    work = np.empty(max(a.size for a in acts), np.result_type(*acts))  # each layer's centred copy, in turn
+    delta_norms = norms(dict(enumerate(model.deltas[1:], 1)))
     stats = []
-    for l, layer in enumerate(model.layers, 1):
+    for l, (layer, a) in enumerate(zip(model.layers, acts), 1):
         act = layer.activation
-        a = (act.out if act is not None else model.outputs[l]).reshape(-1)
-        mean, std = moments(a)
+        mean, std = moments(a, work)
         stats.append(LayerStat(
             layer=l,
             act_mean=mean,
             act_std=std,
             frac_saturated=act.saturated() if act is not None else None,
             frac_dead=act.dead() if act is not None else None,
-            delta_norm=norm(model.deltas[l]),
+            delta_norm=delta_norms[l],
         ))
     return stats
 
 
-def moments(a: np.ndarray) -> tuple[float, float]:
+def moments(a: np.ndarray, work: np.ndarray | None = None) -> tuple[float, float]:
     """(mean, std) of a flat array, centred first (exact even when std << mean, sigmoid near 0.5) and
-    rescaled where the sum or the squares overflow, so finite activations of 1e200 give finite figures."""
+    rescaled where the sum or the squares overflow, so finite activations of 1e200 give finite figures.
+    ``work``: an array of at least a.size entries to centre into (else a new one)."""
     with np.errstate(over="ignore", invalid="ignore"):
         mean = float(a.sum()) / a.size
-        d = a - mean
+        d = np.subtract(a, mean, out=work[:a.size] if work is not None and work.dtype == a.dtype else None)
         std = float(np.sqrt(np.dot(d, d) / a.size))
     if math.isfinite(mean) and math.isfinite(std):
         return mean, std
@@ -273,16 +277,17 @@ def _loop(s: Setup, observers: list, result: RunResult) -> None:
     for step in range(n_steps):
         epoch, idx = next(it)
         J = model.loss_and_grads(data.X_train[idx], data.y_train[idx], loss, cfg.l2, train=True)
-        norms = {k: norm(g) for k, g in model.grads.items()}
-        finite = math.isfinite(J) and all(map(math.isfinite, norms.values()))
+        g_norms = norms(model.grads)
+        finite = math.isfinite(J) and all(map(math.isfinite, g_norms.values()))
         logged = step % log.every == 0 or step == n_steps - 1 or not finite
         if logged:  # statistics of this pass, before anything else runs the model
             stats = layer_stats(model)
-            pstats = [ParamStat(model.param_layer[k], k, norms[k], norm(p)) for k, p in model.params.items()]
+            w_norms = norms(model.params)
+            pstats = [ParamStat(model.param_layer[k], k, g_norms[k], w_norms[k]) for k in model.params]
         if not finite:
             result.status, result.diverged_at = "diverged", step
             result.diverged_layer, result.diverged_where = model.first_nonfinite(math.isfinite(J))
-        clip = clip_grads(model.grads, norms, cfg.clip if finite else None)
+        clip = clip_grads(model.grads, g_norms, cfg.clip if finite else None)
         if logged:
             rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, cfg.lr,
                              params=pstats, layers=stats, gates=gate_stats(model),

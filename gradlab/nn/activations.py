@@ -9,6 +9,13 @@ from .module import Module
 SATURATION = 0.05  # a unit is saturated where phi'(z) < 5% of max phi'
 
 
+def times(dout: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """dout * d, written into ``d`` (an array of this backward's own) when the product has its shape and dtype."""
+    if dout.shape == d.shape and dout.dtype == d.dtype:
+        return np.multiply(d, dout, out=d)
+    return dout * d
+
+
 class Activation(Module):
     """phi applied element-wise. x: (N, D) -> out: (N, D)."""
 
@@ -46,13 +53,18 @@ class Sigmoid(Activation):
     kind = "sigmoid"
 
     def forward(self, x, train=True):
-        # 1 / (1 + e^-x) written through tanh: no overflow for large |x|
-        self.out = 0.5 * (1.0 + np.tanh(0.5 * x))
-        return self.out
+        # 1 / (1 + e^-x) written through tanh: no overflow for large |x|; one array, computed in place
+        s = np.multiply(x, 0.5)
+        np.tanh(s, out=s)
+        s += 1.0
+        s *= 0.5
+        self.out = s
+        return s
 
     def backward(self, dout):
-        s = self.out
-        return dout * (s * (1.0 - s))  # sigma' = sigma (1 - sigma) <= 1/4
+        d = np.subtract(1.0, self.out)
+        d *= self.out  # sigma' = sigma (1 - sigma) <= 1/4
+        return times(dout, d)
 
     def saturated(self):
         s = self.out
@@ -67,11 +79,14 @@ class Tanh(Activation):
         return self.out
 
     def backward(self, dout):
-        return dout * (1.0 - self.out * self.out)  # tanh' = 1 - tanh^2 <= 1
+        d = np.multiply(self.out, self.out)
+        np.subtract(1.0, d, out=d)  # tanh' = 1 - tanh^2 <= 1
+        return times(dout, d)
 
     def saturated(self):
-        # 1 - a^2 < 0.05  <=>  |a| > sqrt(0.95)
-        return float(np.count_nonzero(np.abs(self.out) > np.sqrt(1.0 - SATURATION)) / self.out.size)
+        # 1 - a^2 < 0.05  <=>  |a| > sqrt(0.95): a > c or a < -c, counted without an |a| array
+        c = np.sqrt(1.0 - SATURATION)
+        return float((np.count_nonzero(self.out > c) + np.count_nonzero(self.out < -c)) / self.out.size)
 
 
 class Softsign(Activation):
@@ -83,7 +98,8 @@ class Softsign(Activation):
         return self.out
 
     def backward(self, dout):
-        return dout / (self.denom * self.denom)  # softsign' = 1 / (1 + |x|)^2 <= 1
+        d = np.multiply(self.denom, self.denom)  # softsign' = 1 / (1 + |x|)^2 <= 1
+        return np.divide(dout, d, out=d) if dout.shape == d.shape and dout.dtype == d.dtype else dout / d
 
     def saturated(self):
         return float(np.count_nonzero(self.denom * self.denom > 1.0 / SATURATION) / self.denom.size)
@@ -150,7 +166,9 @@ class ELU(Activation):
 
     def backward(self, dout):
         # elu'(x) = 1 for x > 0, alpha e^x = out + alpha otherwise
-        return dout * np.where(self.mask, 1.0, self.out + self.alpha)
+        d = np.add(self.out, self.alpha)
+        np.copyto(d, 1.0, where=self.mask)
+        return times(dout, d)
 
 
 class Softplus(Activation):
@@ -162,7 +180,11 @@ class Softplus(Activation):
         return self.out
 
     def backward(self, dout):
-        return dout * (0.5 * (1.0 + np.tanh(0.5 * self.x)))  # softplus' = sigmoid
+        d = np.multiply(self.x, 0.5)  # softplus' = sigmoid = 0.5 (1 + tanh(x / 2))
+        np.tanh(d, out=d)
+        d += 1.0
+        d *= 0.5
+        return times(dout, d)
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {
