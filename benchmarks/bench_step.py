@@ -3,7 +3,7 @@
 The network: 20 tanh hidden layers of width 256, Xavier-normal init, softmax cross-entropy over
 10 classes, plain SGD, batch 128, float64, on 32-feature blobs.
 
-Sides (``--sides``, default all but ``stats``), timed under one protocol (benchmarks/protocol.py): a
+Sides (``--sides``, default all but ``stats``; minimal is always one), timed under one protocol (benchmarks/protocol.py): a
 warm-up call of each, then ``--repeats`` rounds interleaved in alternating order, medians with the
 per-repeat range, ratios as medians of the per-repeat ratios, BLAS on ``--threads`` threads (default 1).
 
@@ -15,11 +15,15 @@ per-repeat range, ratios as medians of the per-repeat ratios, BLAS on ``--thread
 * stats: the per-step statistics computed, no CSV written.
 * minimal: forward x @ W + b and tanh, softmax cross-entropy, backward, SGD update; nothing else. It
   starts from gradlab's initial weights and draws the same batches.
+* lean: the minimal loop computing the quantities gradlab logs at every step, the plain way (every
+  tensor's gradient and weight norm, the global norm, each layer's activation mean, std, saturated
+  fraction and ||dL/d output||), and writing them as gradlab's three CSV files, one write per file and step.
 
 Each side's time is its own clock around its step loop (fit's wall_time for gradlab; set-up and
 the closing evaluation excluded on every side) divided by the steps.
 Compared (any mismatch exits 1): every call of every side reaches the same last loss as the minimal
-loop's (relative 1e-9). Timings are printed, never asserted.
+loop's (relative 1e-9), and the lean loop's three CSV files are gradlab's byte for byte. Timings are
+printed, never asserted.
 
     python benchmarks/bench_step.py                    # the README's figures
     python benchmarks/bench_step.py --quick            # a tiny net, 1 repeat: does it run?
@@ -34,9 +38,9 @@ import sys
 
 import protocol
 
-SIDES = ("logged", "unlogged", "stats", "minimal")
+SIDES = ("logged", "unlogged", "stats", "lean", "minimal")
 LOSS_TOL = 1e-9
-TARGET = 1.2  # logged gradlab / minimal
+TARGET = 1.1  # logged gradlab / minimal (and / lean)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,8 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed rounds of every side, interleaved (default 7; 1 with --quick)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls of every side first (default 1)")
-    p.add_argument("--sides", default="logged,unlogged,minimal",
-                   help=f"comma-separated, of {', '.join(SIDES)} (default logged,unlogged,minimal)")
+    p.add_argument("--sides", default="logged,unlogged,lean,minimal",
+                   help=f"comma-separated, of {', '.join(SIDES)} (default logged,unlogged,lean,minimal)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1; 0 = the library's default)")
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--width", type=int, default=256)
@@ -68,13 +72,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 if __name__ == "__main__":  # BLAS reads its thread count when numpy loads: pin it first
     protocol.pin_blas_env(parse_args().threads)
 
+import csv  # noqa: E402
+import io  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from dataclasses import fields  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import gradlab  # noqa: E402
 from gradlab.logging import RunWriter  # noqa: E402
+from gradlab.records import LayerStat, ParamStat, StepRecord  # noqa: E402
 from gradlab.train import fit, new_run_dir, setup  # noqa: E402
 
 
@@ -115,8 +125,13 @@ def run_gradlab(config, write: bool, out: str) -> tuple[float, float]:
 
 # --------------------------------------------------------------------------- minimal
 
-def run_minimal(config, steps: int) -> tuple[float, float]:
-    """The same net, data, init and batches, as a bare NumPy loop. (seconds per step, last loss)."""
+def run_minimal(config, steps: int, log_to: str | None = None) -> tuple[float, float]:
+    """The same net, data, init and batches, as a bare NumPy loop. (seconds per step, last loss).
+
+    With ``log_to`` (a folder) it also computes, at every step, the quantities gradlab logs (every tensor's
+    gradient and weight norm, the global norm, each layer's activation mean, std, saturated fraction and
+    ||dL/d output||) and writes them as gradlab's three CSV files, one write per file and step: the
+    minimal loop computing the same logged quantities."""
     s = setup(config)  # only for identical data, initial weights and batch generator
     X, y = s.data.X_train, s.data.y_train
     L = s.model.depth + 1
@@ -126,13 +141,14 @@ def run_minimal(config, steps: int) -> tuple[float, float]:
     batch = config.train.batch_size
     n = len(X)
     rng = s.batch_rng
-    order, start = rng.permutation(n), 0
+    order, start, epoch = rng.permutation(n), 0, 0
     J = float("nan")
+    log = Log(log_to, L) if log_to else None
 
     t0 = time.perf_counter()
-    for _ in range(steps):
+    for step in range(steps):
         if start >= n:
-            order, start = rng.permutation(n), 0
+            order, start, epoch = rng.permutation(n), 0, epoch + 1
         idx = order[start:start + batch]
         start += batch
         xb, yb = X[idx], y[idx]
@@ -146,6 +162,8 @@ def run_minimal(config, steps: int) -> tuple[float, float]:
             hs.append(h)
         z = h @ Ws[-1]
         z += bs[-1]
+        if log:
+            log.forward(hs, z, Ws, bs)
         # softmax cross-entropy
         z -= z.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -154,17 +172,80 @@ def run_minimal(config, steps: int) -> tuple[float, float]:
         g = np.exp(logp)
         g[rows, yb] -= 1.0
         g /= len(yb)
+        if log:
+            log.delta(L - 1, g)
         # backward + SGD
         for l in range(L - 1, -1, -1):
             gW = hs[l].T @ g
             gb = g.sum(axis=0)
+            if log:
+                log.grads(l, gW, gb)
             if l:
                 g = g @ Ws[l].T
+                if log:
+                    log.delta(l - 1, g)
                 g *= 1.0 - hs[l] * hs[l]
             Ws[l] -= lr * gW
             bs[l] -= lr * gb
+        if log:
+            log.write(step, epoch, J, lr)
     elapsed = time.perf_counter() - t0
+    if log:
+        log.close()
     return elapsed / steps, J
+
+
+def l2(a: np.ndarray) -> float:
+    flat = a.reshape(-1)
+    return float(np.sqrt(np.dot(flat, flat)))
+
+
+class Log:
+    """What gradlab logs at a step, computed the plain way, and written as its CSV files."""
+
+    SATURATED = np.sqrt(0.95)  # tanh' = 1 - a^2 < 5% of its maximum
+
+    def __init__(self, folder: str, L: int) -> None:
+        os.makedirs(folder, exist_ok=True)
+        self.L = L
+        self.files = {name: os.open(os.path.join(folder, f"{name}.csv"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                      for name in ("metrics", "grad_norms", "layer_stats")}
+        self.emit("metrics", [StepRecord.METRICS])
+        self.emit("grad_norms", [["step", "epoch", *(f.name for f in fields(ParamStat))]])
+        self.emit("layer_stats", [["step", *(f.name for f in fields(LayerStat))]])
+        self.deltas, self.g, self.w = [0.0] * L, [0.0] * 2 * L, [0.0] * 2 * L
+
+    def emit(self, name: str, rows: list) -> None:
+        text = io.StringIO()
+        csv.writer(text).writerows(rows)
+        os.write(self.files[name], text.getvalue().encode())
+
+    def forward(self, hs, z, Ws, bs) -> None:
+        self.acts = []
+        for a in (*hs[1:], z):
+            a = a.reshape(-1)
+            mean = float(a.sum()) / a.size
+            d = a - mean
+            self.acts.append((mean, float(np.sqrt(np.dot(d, d) / a.size))))
+        self.sat = [float(np.count_nonzero(np.abs(h) > self.SATURATED) / h.size) for h in hs[1:]] + [None]
+        self.w = [l2(p) for pair in zip(Ws, bs) for p in pair]
+
+    def delta(self, l: int, g: np.ndarray) -> None:
+        self.deltas[l] = l2(g)
+
+    def grads(self, l: int, gW: np.ndarray, gb: np.ndarray) -> None:
+        self.g[2 * l], self.g[2 * l + 1] = l2(gW), l2(gb)
+
+    def write(self, step: int, epoch: int, J: float, lr: float) -> None:
+        total = math.hypot(*self.g)
+        self.emit("metrics", [[step, epoch, J, total, total, 0, lr, None, None]])
+        self.emit("grad_norms", [[step, epoch, k // 2 + 1, f"dense{k // 2 + 1}.{'Wb'[k % 2]}", self.g[k], self.w[k]]
+                                 for k in range(2 * self.L)])
+        self.emit("layer_stats", [[step, l + 1, *self.acts[l], self.sat[l], None, self.deltas[l]] for l in range(self.L)])
+
+    def close(self) -> None:
+        for fd in self.files.values():
+            os.close(fd)
 
 
 # --------------------------------------------------------------------------- main
@@ -175,12 +256,14 @@ def sides(args: argparse.Namespace, tmp: str) -> list[protocol.Side]:
     run = {"logged": lambda: run_gradlab(logged, True, tmp),
            "unlogged": lambda: run_gradlab(unlogged, False, tmp),
            "stats": lambda: run_gradlab(stats, False, tmp),
+           "lean": lambda: run_minimal(logged, args.steps, os.path.join(tmp, "lean")),
            "minimal": lambda: run_minimal(logged, args.steps)}
     return [protocol.Side(name, run[name]) for name in args.sides]
 
 
 LABELS = {"logged": "gradlab, CSV logging every step", "unlogged": "gradlab, no logging (statistics at 2 steps)",
-          "stats": "gradlab, statistics every step, no CSV", "minimal": "minimal NumPy loop"}
+          "stats": "gradlab, statistics every step, no CSV", "minimal": "minimal NumPy loop",
+          "lean": "minimal NumPy loop computing and writing the same logged quantities"}
 
 
 def main(argv=None) -> int:
@@ -203,6 +286,8 @@ def main(argv=None) -> int:
             whose = "the minimal loop's first" if name == "minimal" else "the minimal loop's"
             v.expect(not off, f"{name}: the last loss of {len(losses) - len(off)} of {len(losses)} calls is {whose}, "
                               f"{ref:.12g} (relative {LOSS_TOL:g}){'; got ' + repr(off[0]) if off else ''}")
+        if "lean" in t and "logged" in t:
+            same_csv(v, os.path.join(tmp, "lean"), sorted(p for p in os.listdir(tmp) if p.startswith("bench-"))[-1], tmp)
 
         print()
         for name, timings in t.items():
@@ -211,6 +296,8 @@ def main(argv=None) -> int:
             if name != "minimal":
                 r = protocol.ratio(t[name], t["minimal"])
                 print(f"ratio {name} / minimal, per repeat: {r.text('.3f', unit='x')}")
+        if "lean" in t and "logged" in t:
+            print(f"ratio logged / lean, per repeat: {protocol.ratio(t['logged'], t['lean']).text('.3f', unit='x')}")
         print(summary(args, t))
         if args.profile:
             import cProfile
@@ -225,17 +312,32 @@ def main(argv=None) -> int:
     return v.exit_code()
 
 
+def same_csv(v: protocol.Verdicts, lean: str, run: str, tmp: str) -> None:
+    """The lean loop's CSV files are gradlab's, byte for byte: it computes the same logged quantities."""
+    for name in ("metrics.csv", "grad_norms.csv", "layer_stats.csv"):
+        with open(os.path.join(lean, name), "rb") as a, open(os.path.join(tmp, run, name), "rb") as b:
+            ours, theirs = a.read(), b.read()
+        rows = len(theirs.splitlines()) - 1
+        v.expect(ours == theirs, f"lean: {name} is gradlab's byte for byte ({rows} rows)")
+
+
 def summary(args: argparse.Namespace, t: dict) -> str:
     """The lines that read like the README's sentences."""
     m = t["minimal"]
     lines = []
-    for name in ("logged", "stats", "unlogged"):
+    for name in ("logged", "stats", "unlogged", "lean"):
         if name in t:
             r = protocol.ratio(t[name], m)
             lines.append(f"summary ({name}): {t[name].spread.median * 1e3:.1f} ms per step against "
                          f"{m.spread.median * 1e3:.1f} ms, a ratio of **{r.median:.2f}x** (per-repeat range "
                          f"{r.span(unit='x')} over {len(r.values)} repeats"
                          f"{f'; target at most {TARGET}x' if name == 'logged' else ''})")
+    if "logged" in t and "lean" in t:
+        r = protocol.ratio(t["logged"], t["lean"])
+        lines.append(f"summary (logged / lean): {t['logged'].spread.median * 1e3:.1f} ms per step against "
+                     f"{t['lean'].spread.median * 1e3:.1f} ms for the minimal loop computing and writing the same "
+                     f"logged quantities, a ratio of **{r.median:.2f}x** (per-repeat range {r.span(unit='x')}; "
+                     f"target at most {TARGET}x)")
     if "logged" in t and "unlogged" in t:
         d = protocol.difference(t["logged"], t["unlogged"])
         lines.append(f"summary (logging): logging costs about {d.median * 1e3:.1f} ms of that (per repeat "
