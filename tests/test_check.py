@@ -765,7 +765,8 @@ def test_column_differences_equal_entry_by_entry_differences():
     obj = prepare(cfg).objective
     eps = 1e-6
     for name in ("dense1.W", "dense1.b", "dense2.W", "dense3.b", "dense4.W", "dense4.b"):
-        by_column, bound = obj.column_numeric(name, eps)
+        by_column, bound, unsure = obj.column_numeric(name, eps)
+        assert not unsure.any(), name  # a smooth tail: every entry is vouched for
         assert bound.shape == by_column.shape and np.all(bound > 0) and np.all(bound < 1e-6), name
         idx = np.arange(by_column.size)
         J, _ = obj.values_at(name, np.concatenate([idx, idx]), np.repeat([eps, -eps], idx.size))
@@ -773,12 +774,11 @@ def test_column_differences_equal_entry_by_entry_differences():
         assert rel_error(by_column.reshape(-1), by_entry) < 1e-8, name
 
 
-@pytest.mark.parametrize("model", [net("relu"), net("tanh", batchnorm=True)], ids=["kinks", "batchnorm"])
-def test_column_differences_are_not_used_where_they_do_not_hold(model):
+def test_column_differences_are_not_used_where_they_do_not_hold():
     from gradlab.check import prepare
 
-    obj = prepare(make(model)).objective
-    assert obj.column_numeric("dense1.W", 1e-7) is None and obj.column_numeric("dense2.b", 1e-7) is None
+    obj = prepare(make(net("tanh", batchnorm=True))).objective  # batch norm couples the samples
+    assert obj.column_numeric("dense1.W", 1e-7) is None and obj.column_numeric("dense2.W", 1e-7) is None
 
 
 def test_dense_rank_one_updates_equal_its_forward():

@@ -222,16 +222,35 @@ def _interleaved(obj, name: str, arr: np.ndarray, idx: np.ndarray) -> np.ndarray
     return np.lexsort((sample, rank))
 
 
-def check_entries(obj, name: str, g: np.ndarray, idx: np.ndarray, eps: float, one_sided: bool = False) -> Entries:
+def check_entries(obj, name: str, g: np.ndarray, idx: np.ndarray, eps: float, one_sided: bool = False,
+                  tick: Callable[[float], None] | None = None) -> Entries:
     """Centred (or one-sided) differences at the flat indices ``idx`` of tensor ``name``, step ``eps``, with
-    each entry's bound: SAFETY standard deviations of J's measured round-off over the realised step."""
+    each entry's bound: SAFETY standard deviations of J's measured round-off over the realised step.
+
+    Where the objective reads a whole tensor from its columns (``column_numeric``), those numbers are taken,
+    and the entries it cannot vouch for (a sample crossed a kink) are differenced one by one. ``tick(f)``
+    is told the fraction f of the entries done, as they are."""
     arr = obj.targets[name]
-    by_column = getattr(obj, "column_numeric", lambda *a: None)(name, eps, one_sided)
-    if by_column is not None:
-        numeric, bound = by_column
-        zeros = np.zeros(len(idx))
-        return Entries(name, arr.shape, idx, g.reshape(-1)[idx], numeric.reshape(-1)[idx], zeros.astype(bool),
-                       zeros, zeros, bound=bound.reshape(-1)[idx], step=np.full(len(idx), float(eps)))
+    by_column = getattr(obj, "column_numeric", lambda *a, **k: None)(name, eps, one_sided, entries=len(idx))
+    if by_column is None:
+        return _entry_by_entry(obj, name, g, idx, eps, one_sided, tick)
+    numeric, bound, unsure = (a.reshape(-1)[idx] for a in by_column)
+    zeros = np.zeros(len(idx))
+    e = Entries(name, arr.shape, idx, g.reshape(-1)[idx], numeric, zeros.astype(bool), zeros.copy(), zeros.copy(),
+                bound=bound, step=np.full(len(idx), float(eps)))
+    where = np.flatnonzero(unsure)
+    if len(where):
+        apart = _entry_by_entry(obj, name, g, idx[where], eps, one_sided)
+        for key in ("numeric", "kink", "left", "right", "bound", "step"):
+            getattr(e, key)[where] = getattr(apart, key)
+    if tick:
+        tick(1.0)
+    return e
+
+
+def _entry_by_entry(obj, name: str, g: np.ndarray, idx: np.ndarray, eps: float, one_sided: bool = False,
+                    tick: Callable[[float], None] | None = None) -> Entries:
+    arr = obj.targets[name]
     theta = arr.reshape(-1)[idx]
     up, down = _realised(theta, np.full(len(idx), eps)), -_realised(theta, np.full(len(idx), -eps))
     J0 = float(obj.values(name, arr[None])[0][0])
@@ -244,6 +263,8 @@ def check_entries(obj, name: str, g: np.ndarray, idx: np.ndarray, eps: float, on
         J, kinked = _values_at(obj, name, np.concatenate([part, part]), np.concatenate([up[at], -down[at]]))
         numeric[at], kink[at], left[at], right[at] = _differences(
             J0, np.asarray(J, dtype=np.float64), np.asarray(kinked), up[at], down[at], one_sided)
+        if tick:
+            tick(sl.stop / len(idx))
     sigma = entry_noise(obj, name, idx, eps)
     bound = SAFETY * sigma * ((1.0 / up) if one_sided else 2.0 / (up + down)) * (math.sqrt(2) if one_sided else 1.0)
     return Entries(name, arr.shape, idx, g.reshape(-1)[idx], numeric, kink.astype(bool), left, right,

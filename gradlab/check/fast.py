@@ -49,6 +49,21 @@ def dense_shift(layer: Dense, cols: np.ndarray, delta: np.ndarray, x: np.ndarray
     return out
 
 
+def dense_moved_column(layer: Dense, key: str, flat: np.ndarray, delta: np.ndarray, x: np.ndarray,
+                       out: np.ndarray) -> np.ndarray:
+    """The one output column each of K copies moves (key W or b), from the output ``out`` at theta:
+    (K, N), copy k's column ``dense_column(flat)[k]``. Same numbers as ``dense_perturb``'s, without the
+    columns that do not move."""
+    j = dense_column(layer, key, flat)
+    col = out[:, j].T.copy()
+    if key == "b":
+        col += delta[:, None]
+    else:
+        i = flat // layer.params["W"].shape[1]
+        col += delta[:, None] * x[:, i].T
+    return col
+
+
 def dense_column(layer: Dense, key: str, flat: np.ndarray) -> np.ndarray | None:
     """The output column that entry ``flat`` of ``key`` moves (None: it moves a whole row)."""
     if key == "W":

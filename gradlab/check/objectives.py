@@ -11,7 +11,7 @@ import numpy as np
 from ..nn import Dense, MLP, Loss, Module
 from ..nn.module import l2_applies
 from . import fast
-from .differences import CHUNK_ROWS, SAFETY, _ladder, chunks, noise, stack_at
+from .differences import CHUNK_ROWS, NOISE_POINTS, SAFETY, _ladder, chunks, noise, stack_at
 
 def _rms(arr: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(arr, dtype=np.float64)))) if arr.size else 0.0
@@ -163,16 +163,21 @@ class NetObjective:
             return _resolvable(self.out_rms.get(id(module), 0.0), self.targets[name].dtype)
         return 0.0
 
-    def column_numeric(self, name: str, eps: float, one_sided: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
-        """The numerical gradient of a whole dense W or b, from two evaluations per output column, and its
-        bound per entry.
+    def column_numeric(self, name: str, eps: float, one_sided: bool = False, entries: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The numerical gradient of a whole dense W or b, from two evaluations per output column, its
+        bound per entry, and which entries it cannot vouch for (bool, of the tensor's shape).
 
         W[i, j] and b[j] move only column j of z = x W + b, by eps x[:, i] and eps. When every
         sample's loss depends on its own row only (no batch norm in training mode) and the tail
-        is smooth (no kinks), sample n's centred difference in z[n, j], D[n, j], gives
+        is smooth, sample n's centred difference in z[n, j], D[n, j], gives
         dJ/db[j] = sum_n D[n, j] exactly as entry-by-entry differences of J would, and
         dJ/dW[i, j] = sum_n x[n, i] D[n, j] up to O(eps^2), the centred difference's own
-        truncation error. None where that does not hold: use the entries.
+        truncation error. A tail with kinks (ReLU-like units) is smooth for sample n wherever its winners
+        stay put: the step in z[n, j] is made at least as large as any entry's (h |x[n, i]|), and an entry
+        is left to the caller (``unsure``) when a sample it moves changed a winner under that step, so it is
+        differenced entry by entry and its kink graded as such. None where the columns do not hold (batch
+        norm, a layer of yours, a tensor not the first of its layer) or cost more than ``entries`` entries.
 
         The bound: the per-sample losses' measured round-off over the step, and what rounding z + eps
         to floats moves each D by (spacing(z) / 2 over eps), summed over the samples with |x[n, i]|.
@@ -182,41 +187,60 @@ class NetObjective:
             return None
         l = self.layer_of[name]
         tail = [m for layer in self.model.layers[l - 1:] for m in layer.modules]
-        if module is not tail[0] or not all(m.batched and not m.kinks and not m.couples_samples for m in tail):
+        if module is not tail[0] or not all(m.batched and not m.couples_samples for m in tail):
+            return None
+        kinks = any(m.kinks for m in tail)
+        if kinks and not fast.separable(tail):  # a winner of sample n must be sample n's own
             return None
         h = self.states[l][0]
         cols = np.arange(module.params["W"].shape[1])
+        if entries is not None and entries < len(cols) + NOISE_POINTS:
+            return None  # fewer entries than columns: entry by entry is cheaper
         w_step = eps
         eps = max(eps, _resolvable(_rms(self._dense_out(l)), h.dtype))  # the step in z must show in z
+        if kinks and key == "W":  # no entry moves z[n, j] further than the column's step
+            eps = max(eps, w_step * float(np.abs(h).max(initial=0.0)))
         signs = (eps,) if one_sided else (eps, -eps)
         ladder = _ladder(eps)  # the round-off probe rides along: column D // 2 at k eps, k = -4..4
         flat = np.concatenate([np.tile(cols, len(signs)), np.full(len(ladder), len(cols) // 2)])
         delta = np.concatenate([np.repeat(signs, len(cols)), ladder])
-        terms = np.concatenate([self._sample_losses(l, fast.shift(module, flat[c], delta[c], h), flat[c])
-                                for c in chunks(len(flat), max(1, CHUNK_ROWS // len(h)))])
+        parts = [self._sample_losses(l, fast.shift(module, flat[c], delta[c], h), flat[c])
+                 for c in chunks(len(flat), max(1, CHUNK_ROWS // len(h)))]
+        terms, crossed = (np.concatenate(p) for p in zip(*parts))
         terms, probe = terms[: len(terms) - len(ladder)], terms[len(terms) - len(ladder):]
+        crossed, probe_crossed = crossed[: len(terms)], crossed[len(terms):]
         if one_sided:
             base = self.loss.terms(self.model.forward(self.x, True), self.y)
             D = (terms - base) / eps
+            moved = crossed  # (D, N)
         else:
             D = (terms[: len(cols)] - terms[len(cols):]) / (2 * eps)
+            moved = crossed[: len(cols)] | crossed[len(cols):]
         D = self.scale * D.T / len(h)  # (N, D): sample n's share of dJ/dz[n, j]
         z = self._dense_out(l)
-        sigma = noise(probe.T, z.dtype)
+        calm = ~probe_crossed.any(axis=0)  # samples whose round-off probe changed no winner
+        sigma = noise(probe.T[calm] if calm.any() else probe.T[:, NOISE_POINTS // 2:][:, :1], z.dtype)
         per_sample = SAFETY * self.scale * sigma / eps / len(h)  # round-off of (t+ - t-) / (2 eps N), 3 sigma
         rounding = np.abs(D) * np.spacing(np.abs(z)).astype(np.float64) / eps  # (N, D)
         slack = per_sample + rounding
         if key == "b":
-            return D.sum(axis=0), slack.sum(axis=0)
+            return D.sum(axis=0), slack.sum(axis=0), moved.any(axis=1)
         numeric, bound = h.T @ D, np.abs(h).T @ slack
+        unsure = (h != 0).T.astype(np.float64) @ moved.T.astype(np.float64) > 0  # (fan_in, D)
         if self.l2 and l2_applies(name):  # the penalty, centred: l2/2 ((w + eps)^2 - (w - eps)^2) / (2 eps)
             W = module.params["W"]
             numeric = numeric + 0.5 * self.l2 * ((W + w_step) ** 2 - (W - w_step) ** 2) / (2 * w_step)
-        return numeric, bound
+        return numeric, bound, unsure
 
-    def _sample_losses(self, l: int, dense_out: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """Per-sample losses (K, N) of K copies whose layer-l dense outputs are ``dense_out``."""
-        return self.loss.terms(self._tail_after(l, dense_out, j), self.y)
+    def _sample_losses(self, l: int, dense_out: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample losses (K, N) of K copies whose layer-l dense outputs are ``dense_out``, and which
+        sample of which copy changed a winner (K, N)."""
+        terms = self.loss.terms(self._tail_after(l, dense_out, j), self.y)
+        crossed = np.zeros(terms.shape, dtype=bool)
+        for at, m in self.kink_modules:
+            if at >= l:
+                crossed |= fast.sample_crossed(m.mask, self.masks[id(m)], len(terms), terms.shape[1])
+        return terms, crossed
 
     def _dense_out(self, l: int) -> np.ndarray:
         """Layer l's dense output at theta, (N, fan_out), computed once."""
@@ -327,6 +351,12 @@ class ModuleObjective:
             return self._packed(flat, delta)
         if not fast.fast_path(self.module):
             return self.values(name, stack_at(self.targets[name], flat, delta))
+        if type(self.module) is Dense and key in ("W", "b"):  # one output column moves: J changes by its share
+            j = fast.column(self.module, key, flat)
+            col = fast.dense_moved_column(self.module, key, flat, delta, self.x, self.module_out0)
+            share = self.module_out0 * self.r
+            J = share.sum() + (np.sum(col * self.r[:, j].T, axis=1) - share.sum(axis=0)[j])
+            return J, np.zeros(len(flat), dtype=bool)
         out = fast.perturb(self.module, key, flat, delta, self.x)
         return np.sum(out * self.r, axis=(-2, -1)), self._kinked(len(flat))
 
