@@ -133,37 +133,51 @@ class Recurrent(Module):
         """x (N, T, D) or (K, N, T, D) -> h (N, T, H) or (K, N, T, H); W, U, b may carry a leading K axis."""
         W, U, b = self.weights()
         self.Wp, self.Up = W, U  # this pass's weights, for backward
-        # every step's input term at once, as one tall product, time-major so each step reads a block
-        self.xt = np.ascontiguousarray(np.moveaxis(x, -2, 0))  # (T, [K,] N, D)
-        self.z = self.input_terms(self.xt, W, U, b)  # (T, [K,] N, G); cells overwrite it with their gate values
+        sign = self.sign()
+        self.Ur = U if sign is None else U * sign  # the U of the time loop
+        self.z = self.input_terms(x, W, U, b, sign)  # (T, [K,] N, G); cells overwrite it with their gate values
         T, lead = self.z.shape[0], self.z.shape[1:-1]
         self.hs = np.empty((T + 1, *lead, self.H), dtype=self.z.dtype)  # hs[t] = h_{t-1}: h_0 = 0, then each output
         self.hs[0] = 0.0
         self.begin(T, lead)
-        computed: dict[int, np.ndarray] = {}
+        self.computed: dict[int, np.ndarray] = {}
         with np.errstate(over="ignore"):  # e^-z of sigma(z) for z < -709 is inf: sigma = 0 is right, no warning
-            for t in range(T):
-                if self.truncate:
-                    self.hold(t, computed)
-                self.step(t)
+            self.run(T, matmul if len(lead) == 1 or self.Ur.ndim == 3 else tall)
         self.out = np.moveaxis(self.hs[1:], 0, -2)  # (..., N, T, H), a view
-        if computed:  # frozen: the outputs are what the steps computed, not the held states
+        if self.computed:  # frozen: the outputs are what the steps computed, not the held states
             self.out = self.out.copy()
-            for t, h in computed.items():
+            for t, h in self.computed.items():
                 self.out[..., t - 1, :] = h
         return self.out
 
-    @staticmethod
-    def input_terms(xt: np.ndarray, W: np.ndarray, U: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """x_t W + b for every t: xt (T, [K,] N, D) -> (T, [K,] N, G), a fresh C-contiguous array, with the
-        copy axis K wherever any of x, W, U, b has it."""
-        sizes = [xt.shape[1] for _ in range(xt.ndim == 4)] + [a.shape[0] for a, nd in ((W, 3), (U, 3), (b, 2))
-                                                               if a.ndim == nd]
-        K = sizes[0] if sizes else None
-        if K is None:
-            z = (xt.reshape(-1, xt.shape[-1]) @ W).reshape(*xt.shape[:-1], W.shape[-1])
-            z += b
-            return z
+    def sign(self) -> np.ndarray | None:
+        """-1 on the columns of the sigmoid gates, whose pre-activations the time loop then holds negated, so
+        that sigma(a) = 1 / (1 + e^-a) is one e^ away (negating is exact); None: nothing negated."""
+        return None
+
+    def run(self, T: int, mm) -> None:
+        """The time loop: step t reads hs[t] and writes hs[t + 1]; ``mm(h, U)`` is h U."""
+        for t in range(T):
+            if self.chunk_start(t):
+                self.hold(t, self.computed)
+            self.step(t, mm)
+
+    def input_terms(self, x: np.ndarray, W: np.ndarray, U: np.ndarray, b: np.ndarray, sign) -> np.ndarray:
+        """x_t W + b (times ``sign``) for every t, time-major, a fresh C-contiguous (T, [K,] N, G), with the copy
+        axis K wherever any of x, W, U, b has it. Without copies it is one tall product [x_t, 1] [W; b], whose
+        left factor ``self.x1`` (T N, D + 1) backward reuses for dW and db at once."""
+        sizes = [x.shape[0] for _ in range(x.ndim == 4)] + [a.shape[0] for a, nd in ((W, 3), (U, 3), (b, 2))
+                                                             if a.ndim == nd]
+        if sign is not None:
+            W, b = W * sign, b * sign
+        if not sizes:
+            N, T, D = x.shape
+            self.x1 = np.empty((T * N, D + 1), dtype=np.result_type(x, W))
+            self.x1.reshape(T, N, D + 1)[..., :D] = x.transpose(1, 0, 2)
+            self.x1[:, D] = 1.0
+            return (self.x1 @ np.concatenate([W, b[None]])).reshape(T, N, -1)
+        K = sizes[0]
+        xt = np.moveaxis(x, -2, 0)  # (T, [K,] N, D)
         if xt.ndim == 3:
             xt = xt[:, None]  # (T, 1, N, D): broadcast against the copies
         z = xt @ W + (b[:, None, :] if b.ndim == 2 else b)  # (T, K or 1, N, G)
@@ -180,19 +194,22 @@ class Recurrent(Module):
         dz = np.empty_like(self.z)  # (T, N, G): dL/d(pre-activations) of every step
         dh_all = np.empty((T, N, H), dtype=dout.dtype)  # dL/dh_t, for the time norms
         dstate = tuple(np.zeros((N, H), dtype=dout.dtype) for _ in self.states)
+        cut = {t for t in range(T) if self.chunk_start(t)}
+        step_back, local = self.step_back, self.local
         with np.errstate(over="ignore"):
             for t in range(T - 1, -1, -1):
                 dh = np.add(dout[:, t], dstate[0], out=dh_all[t])  # from the loss above and from step t+1
-                self.into = dz[t]  # a built-in step_back writes its dz there
-                dstate, dz_t = self.step_back((dh, *dstate[1:]), self.local(t))
-                if dz_t is not self.into:
+                self.into = into = dz[t]  # a built-in step_back writes its dz there
+                dstate, dz_t = step_back((dh, *dstate[1:]), local(t))
+                if dz_t is not into:
                     dz[t] = dz_t
-                if self.chunk_start(t):  # truncated BPTT: nothing flows into the previous chunk
+                if t in cut:  # truncated BPTT: nothing flows into the previous chunk
                     dstate = tuple(np.zeros_like(d) for d in dstate)
         self.time_norms = row_norms(dh_all)
         flat = dz.reshape(T * N, -1)
-        np.matmul(self.xt.reshape(T * N, -1).T, flat, out=self.dW)
-        np.sum(flat, axis=0, out=self.db)
+        D = self.dW.shape[0]
+        dWb = self.x1.T @ flat  # [dW; db] in one product
+        self.dW[...], self.db[...] = dWb[:D], dWb[D]
         self.recurrent_grad(dz)
         return np.moveaxis((flat @ self.Wp.T).reshape(T, N, -1), 0, 1)
 
@@ -204,6 +221,23 @@ class Recurrent(Module):
         """dU = sum over steps of h_{t-1}^T dz_t, as one tall product, dz: (T, N, G)."""
         T, N, _ = dz.shape
         np.matmul(self.hs[:-1].reshape(T * N, -1).T, dz.reshape(T * N, -1), out=self.dU)
+
+
+def matmul(h: np.ndarray, U: np.ndarray) -> np.ndarray:
+    return h @ U
+
+
+def tall(h: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """h U for h (K, N, H) and one U (H, G): one tall product, not K small ones."""
+    return (h.reshape(-1, h.shape[-1]) @ U).reshape(*h.shape[:-1], U.shape[-1])
+
+
+def gate_means(z: np.ndarray, names: str, H: int) -> dict[str, float]:
+    """Mean of each named gate (the first len(names) blocks of H columns of z (..., G)) over everything else:
+    the column sums as one product with a vector of ones, one read of z."""
+    flat = z.reshape(-1, z.shape[-1])
+    sums = (np.ones(len(flat), dtype=z.dtype) @ flat)[:len(names) * H].reshape(len(names), H).sum(axis=1)
+    return {name: float(total / (len(flat) * H)) for name, total in zip(names, sums)}
 
 
 def row_norms(a: np.ndarray) -> np.ndarray:
@@ -225,9 +259,9 @@ class VanillaRNN(Recurrent):
         self.phi, self.dphi = PHI[activation]
         self.kinks = activation == "relu"
 
-    def step(self, t: int) -> None:
+    def step(self, t: int, mm) -> None:
         a = self.z[t]  # keeps the pre-activation: relu's derivative and mask read it
-        a += self.hs[t] @ self.Up
+        a += mm(self.hs[t], self.Ur)
         self.phi(a, self.hs[t + 1])
 
     def local(self, t: int):
@@ -265,6 +299,10 @@ class LSTM(Recurrent):
     def __init__(self, *args, forget_bias: float = 1.0, **kw) -> None:
         super().__init__(*args, **kw)
         self.params["b_f"][...] = forget_bias  # remember by default (Gers et al. 2000)
+        self.signs = np.repeat(np.array([-1.0, -1.0, -1.0, 1.0], dtype=self.W.dtype), self.H)
+
+    def sign(self) -> np.ndarray:
+        return self.signs
 
     def begin(self, T: int, lead: tuple) -> None:
         shape = (T + 1, *lead, self.H)
@@ -273,16 +311,25 @@ class LSTM(Recurrent):
         self.tc = np.empty((T, *lead, self.H), dtype=self.z.dtype)  # tanh(c_t)
         self.states = (self.hs, self.cs)
 
-    def step(self, t: int) -> None:
-        H = self.H
-        z = self.z[t]  # becomes the gate values i, f, o, g
-        z += self.hs[t] @ self.Up
-        sigmoid(z[..., :3 * H], out=z[..., :3 * H])
-        np.tanh(z[..., 3 * H:], out=z[..., 3 * H:])
-        i, f, o, g = z[..., :H], z[..., H:2 * H], z[..., 2 * H:3 * H], z[..., 3 * H:]
-        c = np.multiply(f, self.cs[t], out=self.cs[t + 1])
-        c += i * g
-        np.multiply(o, np.tanh(c, out=self.tc[t]), out=self.hs[t + 1])
+    def run(self, T: int, mm) -> None:
+        """The time loop, written out: its views made once, the sigmoid gates' pre-activations held negated."""
+        H, U, hs, cs, tc = self.H, self.Ur, self.hs, self.cs, self.tc
+        A = self.z  # becomes the gate values i, f, o, g
+        S, I, F, O, G = A[..., :3 * H], A[..., :H], A[..., H:2 * H], A[..., 2 * H:3 * H], A[..., 3 * H:]
+        k = self.truncate
+        for t in range(T):
+            if k and t and t % k == 0:
+                self.hold(t, self.computed)
+            z = A[t]
+            z += mm(hs[t], U)
+            s = S[t]  # -a of i, f, o: sigma(a) = 1 / (1 + e^-a)
+            np.exp(s, out=s)
+            s += 1.0
+            np.reciprocal(s, out=s)
+            g = np.tanh(G[t], out=G[t])
+            c = np.multiply(F[t], cs[t], out=cs[t + 1])
+            c += I[t] * g
+            np.multiply(O[t], np.tanh(c, out=tc[t]), out=hs[t + 1])
 
     def local(self, t: int) -> list:
         """Step t's local derivatives, rows: dh->dc, dc->dz_i, dc->dz_f, dh->dz_o, dc->dz_g, dc->dc_prev."""
@@ -315,11 +362,8 @@ class LSTM(Recurrent):
         return (dz @ self.Up.T, dc * local[5]), dz
 
     def gate_means(self) -> dict[str, float]:
-        """Mean of i, f, o over batch, units and steps of the last forward pass: one column sum."""
-        H = self.H
-        sums = self.z[..., :3 * H].reshape(-1, 3 * H).sum(axis=0).reshape(3, H).sum(axis=1)
-        n = self.z.size // (4 * H) * H
-        return {name: float(s / n) for name, s in zip("ifo", sums)}
+        """Mean of i, f, o over batch, units and steps of the last forward pass."""
+        return gate_means(self.z, "ifo", self.H)
 
     def saturated(self):
         return None
@@ -333,20 +377,29 @@ class GRU(Recurrent):
 
     gates = ("r", "z", "n")
 
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.signs = np.repeat(np.array([-1.0, -1.0, 1.0], dtype=self.W.dtype), self.H)
+
+    def sign(self) -> np.ndarray:
+        return self.signs
+
     def begin(self, T: int, lead: tuple) -> None:
         self.rh = np.empty((T, *lead, self.H), dtype=self.z.dtype)  # r * h_{t-1}, what U_n multiplies
         self.states = (self.hs,)
 
-    def step(self, t: int) -> None:
-        H, U = self.H, self.Up
+    def step(self, t: int, mm) -> None:
+        H, U = self.H, self.Ur
         h_prev, a = self.hs[t], self.z[t]  # a becomes the gate values r, z, n
-        rz = a[..., :2 * H]
-        rz += h_prev @ U[..., :2 * H]
-        sigmoid(rz, out=rz)
+        rz = a[..., :2 * H]  # -a of r and z: sigma(a) = 1 / (1 + e^-a)
+        rz += mm(h_prev, U[..., :2 * H])
+        np.exp(rz, out=rz)
+        rz += 1.0
+        np.reciprocal(rz, out=rz)
         r, z = rz[..., :H], rz[..., H:]
         rh = np.multiply(r, h_prev, out=self.rh[t])
         n = a[..., 2 * H:]
-        n += rh @ U[..., 2 * H:]
+        n += mm(rh, U[..., 2 * H:])
         np.tanh(n, out=n)
         h = np.multiply(1.0 - z, n, out=self.hs[t + 1])
         h += z * h_prev
@@ -376,10 +429,7 @@ class GRU(Recurrent):
         self.dU[:, 2 * H:] = self.rh.reshape(T * N, H).T @ flat[:, 2 * H:]
 
     def gate_means(self) -> dict[str, float]:
-        H = self.H
-        sums = self.z[..., :2 * H].reshape(-1, 2 * H).sum(axis=0).reshape(2, H).sum(axis=1)
-        n = self.z.size // (3 * H) * H
-        return {name: float(s / n) for name, s in zip("rz", sums)}
+        return gate_means(self.z, "rz", self.H)
 
     def saturated(self):
         return None
