@@ -16,7 +16,7 @@ import gradlab as api
 from ..console import SET_HELP, THREADS_HELP, bad_input, err, out, user_code
 from ..errors import ALLOW_FLAG, ALLOW_HELP, EPS_RANGE, ConfigError
 from ..threads import DEFAULT as DEFAULT_THREADS, MAX as MAX_THREADS, blas_threads
-from .render import render_check, tensor_table
+from .render import CheckProgress, render_check, tensor_table
 
 TARGET = re.compile(r"(?P<file>.+\.py):(?P<name>[A-Za-z_]\w*)")
 SHAPE = re.compile(r"\d+(,\d+)*")
@@ -71,7 +71,8 @@ def check_command(
             raise ConfigError(f"{config}: --shape applies to FILE.py:NAME only (a layer or function of yours); "
                               "a config's shapes come from its data and model.")
         cfg = api.load_config(config, overrides, allow_imports or [])
-        report = api.check(cfg, str(config), after_steps, one_sided)
+        with CheckProgress() as bar:  # shown once the check has run 2 s, on a terminal
+            report = api.check(cfg, str(config), after_steps, one_sided, progress=bar.update)
         studies = {"taylor": api.gradcheck.taylor(cfg, str(config), after_steps) if taylor else None,
                    "eps_sweep": api.gradcheck.sweep_eps(cfg, str(config), after_steps) if eps_sweep else None}
     _emit(report, studies, csv_path, as_json)

@@ -87,3 +87,35 @@ def verdict(report) -> str:
     from .runner import culprit
 
     return culprit(report)
+
+
+class CheckProgress:
+    """A progress bar for a check that runs longer than ``after`` seconds, on stderr (so ``--json`` on stdout
+    stays clean), and only on a terminal; ``update(done, total)`` is the check's ``progress`` callback."""
+
+    def __init__(self, after: float = 2.0) -> None:
+        import time
+
+        self.clock, self.after = time.perf_counter, after
+        self.start = self.clock()
+        self.bar = self.task = None
+
+    def update(self, done: float, total: float) -> None:
+        if self.bar is None:
+            if not err.is_terminal or self.clock() - self.start < self.after:
+                return
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]check"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                TimeRemainingColumn(), console=err, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("check", total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> "CheckProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

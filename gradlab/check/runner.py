@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from ..nn import Dropout, MLP
+from ..nn import Dropout, MLP, Module
 from .differences import Entries, Entry, check_directions, check_entries, entry_indices, eps_sweep, taylor_test
 from .grading import (KINK_LIMIT, RESOLVE, SMOOTH_LIMIT, TensorResult, grade, max_rel_error, overall, tier)
 from .objectives import LossObjective, ModuleObjective, NetObjective, module_label
@@ -68,22 +69,50 @@ def step_of(arr: np.ndarray, eps: float, least: float = 0.0) -> float:
     return float(max(h, least if np.isfinite(least) else 0.0))
 
 
-def _differences(obj, name, g, how, h, seed, one_sided):
+class Ticker:
+    """Progress of a check, in entries: ``report(done, total)`` as each chunk of differences is done. A tensor
+    counts its planned entries once; its re-steps and retries move nothing."""
+
+    def __init__(self, report: Callable[[float, float], None], total: float) -> None:
+        self.report, self.total, self.done = report, float(total), 0.0
+
+    def tensor(self, count: int) -> Callable[[float], None]:
+        """The tick of a tensor of ``count`` entries, told the fraction of them done."""
+        base = self.done
+
+        def tick(fraction: float) -> None:
+            done = base + count * min(max(fraction, 0.0), 1.0)
+            if done > self.done:
+                self.done = done
+                self.report(self.done, self.total)
+        return tick
+
+
+def entries_of(how: tuple, size: int) -> int:
+    """How many entries (or directions) a tensor of ``size`` entries is checked at, by ``how`` (mode, count)."""
+    mode, count = how
+    if mode == "directional":
+        return int(count)
+    return int(min(count, size)) if mode == "sample" else int(size)
+
+
+def _differences(obj, name, g, how, h, seed, one_sided, tick=None):
     mode, count = how
     if mode == "directional":
         return check_directions(obj, name, g, count, h, np.random.default_rng(seed), one_sided)
     idx = entry_indices(g.shape, "sample" if mode == "sample" else "full", count, np.random.default_rng(seed))
-    return check_entries(obj, name, g, idx, h, one_sided)
+    return check_entries(obj, name, g, idx, h, one_sided, tick)
 
 
 def check_tensor(obj, name: str, g: np.ndarray, how: tuple, eps: float, seed: int, one_sided: bool = False,
-                 limit: float = SMOOTH_LIMIT, adapt: bool = False) -> tuple[TensorResult, Entries]:
+                 limit: float = SMOOTH_LIMIT, adapt: bool = False,
+                 tick: Callable[[float], None] | None = None) -> tuple[TensorResult, Entries]:
     """One tensor: differences at h = eps * scale, graded; a tensor that does not pass at once gets the
     truncation error (from a second step, 2h) in its bound and is graded again; with ``adapt`` an unresolved
     one whose bound is round-off is tried once more at a 100x larger step."""
     arr = obj.targets[name]
     h = step_of(arr, eps, obj.min_step(name) if hasattr(obj, "min_step") else 0.0)
-    result, e = _graded(obj, name, g, how, h, seed, one_sided, limit)
+    result, e = _graded(obj, name, g, how, h, seed, one_sided, limit, tick)
     hopeful = result.bound / RETRY <= RESOLVE and eps * RETRY <= MAX_EPS  # round-off shrinks as 1 / h
     if result.verdict == "unresolved" and adapt and hopeful and _round_off_bound(e):
         retry, e2 = _graded(obj, name, g, how, h * RETRY, seed, one_sided, limit)
@@ -97,8 +126,8 @@ def check_tensor(obj, name: str, g: np.ndarray, how: tuple, eps: float, seed: in
 KINK_STEPS = (1e-2, 1e-4)  # an entry that crossed a kink is tried again at these fractions of its step
 
 
-def _graded(obj, name, g, how, h, seed, one_sided, limit):
-    e = _differences(obj, name, g, how, h, seed, one_sided)
+def _graded(obj, name, g, how, h, seed, one_sided, limit, tick=None):
+    e = _differences(obj, name, g, how, h, seed, one_sided, tick)
     if not e.directional:
         rekink(obj, name, g, e, h, one_sided)
     result = grade(name, obj.layer(name), g.shape, e, limit, step=h)
@@ -150,13 +179,13 @@ def cure(result: TensorResult, e: Entries, eps: float, obj) -> str:
 
 def run_check(obj, names: list[str], mode: str, eps: float, rng: np.random.Generator, samples: int = 10,
               directions: int = 4, one_sided: bool = False, strict_smooth: bool = False, kinks: bool = False,
-              strict: bool = False, adapt: bool = False,
-              plan: dict | None = None) -> tuple[list[TensorResult], list[Entries]]:
+              strict: bool = False, adapt: bool = False, plan: dict | None = None,
+              ticker: Ticker | None = None) -> tuple[list[TensorResult], list[Entries]]:
     """Check the tensors ``names`` of an objective; returns their grades and their entries.
 
     ``eps`` is relative (see ``step_of``); ``mode`` full | sample | directional, or a per-tensor ``plan``
     {name: (mode, count)}. The tier's limit is 1e-7, or 1e-4 when ``kinks`` (unless ``strict``);
-    ``strict_smooth`` is the old name of ``not kinks``.
+    ``strict_smooth`` is the old name of ``not kinks``. A ``ticker`` is told each tensor's progress.
     """
     limit = KINK_LIMIT if kinks and not strict else SMOOTH_LIMIT
     grads = obj.analytic()
@@ -164,7 +193,10 @@ def run_check(obj, names: list[str], mode: str, eps: float, rng: np.random.Gener
     count = {"directional": directions, "sample": samples, "full": 0}
     for name in names:
         how = (plan or {}).get(name, (mode, count.get(mode, 0)))
-        r, e = check_tensor(obj, name, grads[name], how, eps, int(rng.integers(2**31)), one_sided, limit, adapt)
+        tick = ticker.tensor(entries_of(how, obj.targets[name].size)) if ticker else None
+        r, e = check_tensor(obj, name, grads[name], how, eps, int(rng.integers(2**31)), one_sided, limit, adapt, tick)
+        if tick:
+            tick(1.0)
         results.append(r)
         blocks.append(e)
     return results, blocks
@@ -262,19 +294,21 @@ def eps_of(cc) -> float:
 
 
 @limited  # BLAS on train.threads threads (one by default)
-def check(config, source: str = "<config>", after_steps: int = 0, one_sided: bool = False) -> CheckReport:
+def check(config, source: str = "<config>", after_steps: int = 0, one_sided: bool = False,
+          progress: Callable[[float, float], None] | None = None) -> CheckReport:
     """Check every parameter and the input end to end, every module alone and the loss alone; grade each
-    tensor against its tier and its bound."""
+    tensor against its tier and its bound. ``progress(done, total)`` is told the entries checked so far and
+    the entries planned (every module alone, the loss and the whole net), as the check goes."""
     import time
 
     t0 = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        report = _check(config, source, after_steps, one_sided)
+        report = _check(config, source, after_steps, one_sided, progress)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _check(config, source: str, after_steps: int, one_sided: bool) -> CheckReport:
+def _check(config, source: str, after_steps: int, one_sided: bool, progress=None) -> CheckReport:
     cc = config.check
     cs = prepare(config, source, after_steps)
     model, obj = cs.model, cs.objective
@@ -285,10 +319,17 @@ def _check(config, source: str, after_steps: int, one_sided: bool) -> CheckRepor
     kw = dict(mode=mode, eps=eps, rng=rng, samples=cc.samples, directions=cc.directions, one_sided=one_sided,
               kinks=kinks, strict=cc.strict, adapt=cc.eps is None)
     sampled: list[str] = []
-    layers = check_modules(model, obj.x, rng, kw, auto=cc.mode == "auto", sampled=sampled)
+    alone = module_plans(model, obj.x, kw, auto=cc.mode == "auto", sampled=sampled)
     names = [*model.params, "input"]
     base = (mode, cc.samples if mode == "sample" else 0)
     plan = auto_plan(obj, names, model, sampled, base) if cc.mode == "auto" else None
+    if progress:
+        count = {"directional": cc.directions, "sample": cc.samples, "full": 0}.get(mode, 0)
+        planned = [entries_of(p.get(k, (mode, count)), size) for _, _, _, p, sizes in alone for k, size in sizes.items()]
+        planned += [entries_of((plan or {}).get(k, (mode, count)), obj.targets[k].size) for k in names]
+        planned.append(entries_of((mode, count), model.outputs[-1].size))  # the loss alone, at the logits
+        kw["ticker"] = Ticker(progress, sum(planned))
+    layers = run_modules(alone, rng, kw)
     layers += check_loss(model, obj, rng, kw)
     tensors, blocks = run_check(obj, names, plan=plan, **kw)
     smooth = [b for b in blocks]
@@ -360,26 +401,42 @@ def _budget(costs: dict, sizes: dict, budget: float, sampled: list[str], base: t
     return plan
 
 
+def module_plans(model: MLP, x: np.ndarray, kw: dict, auto: bool = False, sampled: list[str] | None = None
+                 ) -> list[tuple[int, Module, np.ndarray, dict, dict]]:
+    """(layer, module, its input at theta, plan, {tensor: size}) of every module, to check it alone: in mode
+    auto each module alone may cost AUTO_FLOPS / 4, beyond which its tensors are sampled in proportion."""
+    model.forward(x, True)
+    inputs = [(l, m, layer.inputs[i]) for l, layer in enumerate(model.layers, 1) for i, m in enumerate(layer.modules)]
+    base = (kw["mode"], kw["samples"] if kw["mode"] == "sample" else 0)
+    plans = []
+    for l, m, inp in inputs:
+        label = module_label(m, l)
+        sizes = {**{f"{label}.{k}": int(v.size) for k, v in m.params.items()}, f"{label}.input": int(inp.size)}
+        plan = {}
+        if auto:
+            rows = inp.shape[0] * (inp.shape[1] if inp.ndim == 3 else 1)
+            out = m.forward(inp, True)
+            costs = {k: 2 * size * rows * module_flops(m, out.shape[-1]) for k, size in sizes.items()}
+            plan = _budget(costs, sizes, AUTO_FLOPS / 4, sampled if sampled is not None else [], base)
+        plans.append((l, m, inp, plan, sizes))
+    return plans
+
+
+def run_modules(plans: list, rng: np.random.Generator, kw: dict) -> list[TensorResult]:
+    """Each module alone on the input it sees at theta (``module_plans``): names the layer whose backward is
+    wrong, even one without parameters of its own."""
+    results = []
+    for l, m, inp, plan, _ in plans:
+        obj = ModuleObjective(m, inp, rng, l)
+        results.extend(run_check(obj, list(obj.targets), plan=plan or None, **kw)[0])
+    return results
+
+
 def check_modules(model: MLP, x: np.ndarray, rng: np.random.Generator, kw: dict, auto: bool = False,
                   sampled: list[str] | None = None) -> list[TensorResult]:
     """Each module alone on the input it sees at theta: names the layer whose backward is wrong,
     even one without parameters of its own."""
-    model.forward(x, True)
-    inputs = [(l, m, layer.inputs[i]) for l, layer in enumerate(model.layers, 1) for i, m in enumerate(layer.modules)]
-    base = (kw["mode"], kw["samples"] if kw["mode"] == "sample" else 0)
-    results = []
-    for l, m, inp in inputs:
-        obj = ModuleObjective(m, inp, rng, l)
-        names = list(obj.targets)
-        plan = None
-        if auto:
-            rows = inp.shape[0] * (inp.shape[1] if inp.ndim == 3 else 1)
-            out = m.forward(inp, True)
-            costs = {k: 2 * obj.targets[k].size * rows * module_flops(m, out.shape[-1]) for k in names}
-            sizes = {k: obj.targets[k].size for k in names}
-            plan = _budget(costs, sizes, AUTO_FLOPS / 4, sampled if sampled is not None else [], base)
-        results.extend(run_check(obj, names, plan=plan, **kw)[0])
-    return results
+    return run_modules(module_plans(model, x, kw, auto, sampled), rng, kw)
 
 
 def check_loss(model: MLP, obj: NetObjective, rng: np.random.Generator, kw: dict) -> list[TensorResult]:
