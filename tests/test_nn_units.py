@@ -413,3 +413,42 @@ def test_a_module_already_imported_from_another_folder_is_refused(tmp_path, spec
     finally:
         for name in ("mutunitdup", "mutunitdup.layers"):
             sys.modules.pop(name, None)
+
+
+# --------------------------------------------------------------------------- backward passes that allocate once
+
+TEXTBOOK = {  # phi'(x) * dout as written before the passes computed into one array of their own
+    "tanh": lambda a, dout: dout * (1.0 - a.out * a.out),
+    "sigmoid": lambda a, dout: dout * (a.out * (1.0 - a.out)),
+    "softsign": lambda a, dout: dout / (a.denom * a.denom),
+    "elu": lambda a, dout: dout * np.where(a.mask, 1.0, a.out + a.alpha),
+    "softplus": lambda a, dout: dout * (0.5 * (1.0 + np.tanh(0.5 * a.x))),
+}
+
+
+@pytest.mark.parametrize("name", TEXTBOOK)
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float32), (np.float32, np.float64)],
+                         ids=["f64", "f32", "f32-out-f64-dout"])
+def test_a_backward_pass_equals_the_textbook_expression_bit_for_bit_and_leaves_dout_alone(name, dtypes):
+    """Same bits, same dtype (a float64 dout still gives float64), same shape when dout broadcasts."""
+    rng = np.random.default_rng(4)
+    act = make_activation(name, 1.0 if name == "elu" else None, 6)
+    x = (rng.normal(size=(5, 6)) * 3).astype(dtypes[0])
+    out = act.forward(x)
+    if name == "sigmoid":
+        np.testing.assert_array_equal(out, 0.5 * (1.0 + np.tanh(0.5 * x)))
+        assert out.dtype == dtypes[0]
+    for dout in (rng.normal(size=(5, 6)).astype(dtypes[1]), rng.normal(size=(3, 5, 6)).astype(dtypes[1])):
+        kept = dout.copy()
+        got, want = act.backward(dout), TEXTBOOK[name](act, dout)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(dout, kept)
+
+
+def test_tanh_counts_saturated_units_as_abs_beyond_the_threshold():
+    act = make_activation("tanh")
+    c = np.sqrt(0.95)
+    a = np.array([[-1.0, -np.nextafter(c, 2), -c, 0.0, c, np.nextafter(c, 2), np.nan, 0.999]])
+    act.out = a
+    assert act.saturated() == np.count_nonzero(np.abs(a) > c) / a.size == 4 / 8

@@ -342,3 +342,68 @@ def test_a_logged_figure_that_is_not_finite_stops_the_run_as_diverged(tmp_path, 
     run = tmp_path / result.run_dir.split("/")[-1]
     assert pd.read_csv(run / "metrics.csv").step.tolist() == [0, 1, 2, 3]
     assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
+
+
+# --------------------------------------------------------------------------- a step that allocates little, same bits
+
+def textbook_steps(name: str, p: np.ndarray, grads: list[np.ndarray]) -> np.ndarray:
+    """The updates as written before the optimizers computed into work arrays."""
+    p, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, 1):
+        if name == "sgd":
+            p -= 0.1 * g
+        elif name == "momentum":
+            v *= 0.9
+            v -= 0.1 * g
+            p += v
+        else:
+            m *= 0.9
+            m += (1 - 0.9) * g
+            v *= 0.999
+            v += (1 - 0.999) * (g * g)
+            p -= 0.1 / (1 - 0.9**t) * m / (np.sqrt(v) / np.sqrt(1 - 0.999**t) + 1e-8)
+    return p
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
+def test_an_update_in_work_arrays_is_the_textbook_update_bit_for_bit_and_in_place(name, dtype):
+    rng = np.random.default_rng(7)
+    params = {"a.W": rng.normal(size=(4, 3)).astype(dtype), "a.b": rng.normal(size=3).astype(dtype)}
+    fused = rng.normal(size=(3, 8)).astype(dtype)
+    params["c.U_f"] = fused[:, 2:4]  # a gate's view of a fused array
+    grads = [{k: rng.normal(size=p.shape).astype(dtype) for k, p in params.items()} for _ in range(3)]
+    want = {k: textbook_steps(name, p, [g[k] for g in grads]) for k, p in params.items()}
+    objects = {k: id(p) for k, p in params.items()}
+    opt = {"sgd": SGD(0.1), "momentum": Momentum(0.1, 0.9), "adam": Adam(0.1)}[name]
+    for g in grads:
+        opt.step(params, g)
+    for k, p in params.items():
+        assert id(p) == objects[k] and p.dtype == dtype
+        np.testing.assert_array_equal(p, want[k])
+    np.testing.assert_array_equal(fused[:, 2:4], want["c.U_f"])  # the fused array moved with its view
+
+
+def test_moments_centred_in_a_work_array_are_the_moments_of_a_new_one():
+    from importlib import import_module
+
+    loop = import_module("gradlab.train")
+    a = np.random.default_rng(2).normal(0.5, 1e-9, size=700)  # std << mean: centring matters
+    work = np.full(1000, np.nan)
+    mean, std = loop.moments(a, work)
+    assert (mean, std) == loop.moments(a) and std == pytest.approx(np.std(a), rel=1e-6)
+    assert loop.moments(a.astype(np.float32), work) == loop.moments(a.astype(np.float32))  # another dtype: a new array
+
+
+def test_csv_rows_are_written_as_the_per_value_conversion_writes_them():
+    import csv
+    import io
+
+    from gradlab.logging import _cell, _rows
+
+    rows = [[3, 0, 1.0, 0.1 + 0.2, True, 0.01, None, np.float64(2.5)], (4, 2, "dense1.W", 1e-300, 7.0, None),
+            [5, False, np.inf, np.nan, "a,b", -0.0]]
+    text = io.StringIO()
+    csv.writer(text).writerows([[_cell(v) for v in row] for row in rows])
+    assert _rows(rows) == text.getvalue().encode("utf-8")
+    assert _rows(rows).splitlines()[0] == b"3,0,1.0,0.30000000000000004,1,0.01,,np.float64(2.5)"
