@@ -1,7 +1,11 @@
 """The recurrent cells' fused gate matrices: one W (D, G), U (H, G), b (G,) per layer, the per-gate tensors
 views into them; a forward pass over a leading axis of K copies (what a gradient check pushes through in one
 pass) equal to K separate passes."""
+import importlib.util
+import os
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from gradlab.config import InitConfig
 from gradlab.nn.recurrent import GRU, LSTM, VanillaRNN, sigmoid
 from gradlab.optim import SGD, Adam, Momentum
+from optional import need_torch
 
 CELLS = {
     "lstm": (LSTM, {"forget_bias": 1.0}),
@@ -160,3 +165,57 @@ def test_inputs_of_1e16_give_no_warning(name):
         h = layer.forward(x)
         layer.backward(np.ones_like(h))
     assert np.isfinite(h).all() and np.isfinite(layer.dW).all()
+
+
+# --------------------------------------------------------------------------- benchmarks/bench_lstm.py
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """benchmarks/bench_lstm.py as a module; the thread limits it sets are undone after the test."""
+    for var in BLAS_VARS:
+        monkeypatch.setenv(var, os.environ.get(var, "1"))
+    monkeypatch.syspath_prepend(str(BENCH))  # the script imports protocol from its own folder
+    spec = importlib.util.spec_from_file_location("bench_lstm_under_test", BENCH / "bench_lstm.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    yield module
+    module.protocol.release()
+
+
+def test_bench_lstm_quick_reaches_the_minimal_loops_loss(bench, capsys):
+    """gradlab's step, logged and sparse, and the hand-written fused LSTM reach the same loss: what is timed is the same work."""
+    assert bench.main(["--quick", "--sides", "logged,sparse,minimal"]) == 0
+    out = capsys.readouterr().out
+    for side in ("logged", "sparse", "minimal"):
+        assert f"ok: {side}: the last loss of 2 of 2 calls" in out
+    assert "summary (logged): " in out and "target at most 1.15x" in out and "peak RSS of this process:" in out
+    assert out.count("load average") == 2
+
+
+@pytest.mark.slow
+def test_bench_lstm_quick_with_torch_reaches_the_same_loss(bench, capsys):
+    """torch.nn.LSTM from gradlab's weights (gates reordered, one bias) reaches the same loss. Slow only for
+    importing torch: 3 CPU-s, up to 30 s of wall time on a loaded machine; the run itself is under a second."""
+    need_torch("bench_lstm's torch.nn.LSTM side")
+    assert bench.main(["--quick", "--sides", "sparse,minimal,torch"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: torch: the last loss of 2 of 2 calls" in out and "summary (sparse / torch)" in out
+
+
+def test_bench_lstm_exits_1_when_a_loss_differs(bench, capsys, monkeypatch):
+    minimal, calls = bench.run_minimal, []
+
+    def off_on_second_call(config, steps):  # the timed call differs in the 7th digit
+        seconds, J = minimal(config, steps)
+        calls.append(J)
+        return seconds, J * (1 + 1e-6) if len(calls) == 2 else J
+
+    monkeypatch.setattr(bench, "run_minimal", off_on_second_call)
+    assert bench.main(["--quick", "--sides", "sparse,minimal"]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH: minimal: the last loss of 1 of 2 calls" in out and "exit 1" in out
