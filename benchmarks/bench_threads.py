@@ -1,4 +1,4 @@
-"""BLAS threads: gradlab's work on one BLAS thread against two, on a quiet machine and beside a busy neighbour.
+"""BLAS threads: gradlab's work on one BLAS thread against two, alone and beside a busy neighbour.
 
 Workloads (gradlab's own code, float64):
 
@@ -9,7 +9,8 @@ Workloads (gradlab's own code, float64):
 
 A step is timed by ``fit``'s own clock (the step loop, logging only the first and last step), divided by the
 steps; the check by its wall time. Each workload runs with BLAS on 1 thread and on 2 (threadpoolctl, as
-``train.threads`` sets it), first on the machine as it is ("quiet"), then beside a busy neighbour: a process
+``train.threads`` sets it), first on the machine as it is ("alone": no neighbour of the script's own; the load
+printed says what else ran), then beside a busy neighbour ("busy"): a process
 spinning a core (``python -c "while True: pass"``), started before the workload's warm-up and stopped after
 its last repeat. Protocol: benchmarks/protocol.py (warm-up, interleaved repeats in alternating order,
 medians, the ratio 2 threads / 1 thread per repeat, the load printed); both thread counts must reach the
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
                     threads, args.repeats, args.warmup)
     v = protocol.Verdicts()
     rows = {}
-    for where in ("quiet", *(() if args.no_busy else ("busy",))):
+    for where in ("alone", *(() if args.no_busy else ("busy",))):
         for workload in args.only:
             print(f"{workload}, {where}{' (a process spinning a core beside it)' if where == 'busy' else ''}:",
                   flush=True)

@@ -167,5 +167,5 @@ def test_bench_threads_quick_runs_both_counts_and_compares_them(capsys):
         sys.path.remove(bench_dir)
     assert bench_threads.main(["--quick", "--only", "dense,check", "--no-busy"]) == 0
     out = capsys.readouterr().out
-    assert "ok: dense quiet: the last loss is" in out and "ok: check quiet: every check" in out
-    assert "| dense (per step) | quiet |" in out and "| check (full check) | quiet |" in out
+    assert "ok: dense alone: the last loss is" in out and "ok: check alone: every check" in out
+    assert "| dense (per step) | alone |" in out and "| check (full check) | alone |" in out
