@@ -102,11 +102,36 @@ def test_a_relu_net_takes_the_columns(monkeypatch):
     assert sum(calls) == 2 * 16 + 9  # 256 entries, 16 columns
 
 
-def test_batchnorm_keeps_entries_apart():
-    """Batch norm couples the samples: a column's per-sample differences do not give J's, so no columns."""
-    obj = prepare(make(mlp("relu", batchnorm=True))).objective
-    assert obj.column_numeric("dense2.W", 1e-6) is None
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_batchnorm_chain_equals_entry_by_entry(activation, monkeypatch):
+    """Batch norm couples the samples: no per-sample columns, but the chain of each layer's own differences
+    gives every tensor (W, gamma, beta, the output b, the input) as entry-by-entry differences of J do; and
+    takes a few passes of one layer each, not two passes of the net per entry."""
+    obj = prepare(make(mlp(activation, batchnorm=True))).objective
     assert not obj.packs("input")
+    names = ["dense1.W", "bn1.gamma", "bn2.beta", "dense3.W", "dense4.W", "dense4.b", "input"]
+    for name in names:
+        numeric, bound, unsure = obj.column_numeric(name, 1e-6)
+        assert (bound is None) == (name != "dense4.b" and name != "dense4.W") and not unsure.any(), name
+        same(fast(obj, name, 1e-6), by_entry(obj, name, 1e-6))
+    calls = []
+    tail = obj.model.forward
+    monkeypatch.setattr(obj.model, "forward", lambda *a, **k: calls.append(1) or tail(*a, **k))
+    obj.chains.clear()
+    obj.column_numeric("dense1.W", 1e-6)
+    assert calls == []  # layer by layer: never the whole net
+
+
+def test_batchnorm_chain_steps_aside_when_a_winner_changes():
+    """A ReLU unit 1e-9 from its kink after batch norm: the chain cannot vouch for it, the entries are
+    differenced one by one."""
+    obj = prepare(make(mlp("relu", batchnorm=True))).objective
+    bn = obj.model.layers[1].modules[1]
+    z = obj._dense_out(2)
+    xhat = (z[2, 3] - z[:, 3].mean()) / np.sqrt(z[:, 3].var() + bn.eps)
+    bn.params["beta"][3] = 1e-9 - bn.params["gamma"][3] * xhat
+    obj = NetObjective(obj.model, obj.loss, obj.x, obj.y)
+    assert obj.column_numeric("dense2.W", 1e-6) is None
 
 
 # --------------------------------------------------------------------------- input entries packed per sample

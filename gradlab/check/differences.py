@@ -88,8 +88,9 @@ def chunk_size(obj, arr: np.ndarray, name: str = "") -> int:
     time steps are rows each), which keeps every array in cache, and at most CHUNK_FLOATS floats of
     stacked tensors."""
     rows = int(np.prod(obj.x.shape[:-1])) if obj.x.ndim > 1 else 1
-    if getattr(obj, "packs", lambda name: False)(name):  # a copy carries an entry of every sample
-        rows = max(1, rows // len(obj.x))
+    groups = getattr(obj, "packs", lambda name: 0)(name)
+    if groups:  # a copy carries an entry of each group (sample or column)
+        return max(1, CHUNK_ROWS // (2 * rows) * groups)
     return max(1, min(CHUNK_ROWS // (2 * rows), CHUNK_FLOATS // (2 * arr.size)))
 
 
@@ -212,14 +213,14 @@ def _differences(J0: float, J: np.ndarray, kinked: np.ndarray, up: np.ndarray, d
 
 def _interleaved(obj, name: str, arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """The order to evaluate entries in: as given, or, where entries of different samples share a copy
-    (``obj.packs``), round-robin over the samples, so that each chunk packs into few copies."""
-    if not getattr(obj, "packs", lambda name: False)(name):
+    (``obj.packs``), round-robin over the groups, so that each chunk packs into few copies."""
+    if not getattr(obj, "packs", lambda name: 0)(name):
         return np.arange(len(idx))
-    sample = idx // (arr.size // len(arr))
-    by_sample = np.argsort(sample, kind="stable")
-    rank = np.empty(len(idx), dtype=np.intp)  # each entry's rank among its sample's entries
-    rank[by_sample] = np.arange(len(idx)) - np.searchsorted(sample[by_sample], sample[by_sample])
-    return np.lexsort((sample, rank))
+    group = obj.group_of(name, idx)
+    by_group = np.argsort(group, kind="stable")
+    rank = np.empty(len(idx), dtype=np.intp)  # each entry's rank among its group's entries
+    rank[by_group] = np.arange(len(idx)) - np.searchsorted(group[by_group], group[by_group])
+    return np.lexsort((group, rank))
 
 
 def check_entries(obj, name: str, g: np.ndarray, idx: np.ndarray, eps: float, one_sided: bool = False,
@@ -234,7 +235,9 @@ def check_entries(obj, name: str, g: np.ndarray, idx: np.ndarray, eps: float, on
     by_column = getattr(obj, "column_numeric", lambda *a, **k: None)(name, eps, one_sided, entries=len(idx))
     if by_column is None:
         return _entry_by_entry(obj, name, g, idx, eps, one_sided, tick)
-    numeric, bound, unsure = (a.reshape(-1)[idx] for a in by_column)
+    numeric, bound, unsure = (a.reshape(-1)[idx] if a is not None else None for a in by_column)
+    if bound is None:  # J's round-off over the step, measured as entry by entry
+        bound = np.full(len(idx), SAFETY * entry_noise(obj, name, idx, eps) / eps)
     zeros = np.zeros(len(idx))
     e = Entries(name, arr.shape, idx, g.reshape(-1)[idx], numeric, zeros.astype(bool), zeros.copy(), zeros.copy(),
                 bound=bound, step=np.full(len(idx), float(eps)))

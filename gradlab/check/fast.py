@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..nn import Dense, Dropout
+from ..nn import BatchNorm, Dense, Dropout
 from ..nn.activations import ACTIVATIONS
 from ..nn.recurrent import GRU, LSTM, VanillaRNN, EveryStep, LastStep
 
@@ -171,18 +171,17 @@ def separable(modules) -> bool:
     return all(type(m) in SEPARABLE for m in modules)
 
 
-def packing(flat: np.ndarray, per_sample: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Entries of an input (N, ...) packed into few copies, at most one entry of each sample per copy:
-    (slot (K,), sample (K,), copies). Entry k is moved in copy ``slot[k]`` and read from sample ``sample[k]``'s
-    loss there; its J is J at theta with that sample's share replaced, which is J at the copy that moves
-    entry k alone (the other samples' shares are the same floats)."""
-    sample = flat // per_sample
-    order = np.argsort(sample, kind="stable")
-    counts = np.bincount(sample)
+def packing(group: np.ndarray) -> tuple[np.ndarray, int]:
+    """Entries packed into few copies, at most one entry of each group (a sample, or a column) per copy:
+    (slot (K,), copies). Entry k is moved in copy ``slot[k]`` and read from its group's share of J there; its J
+    is J at theta with that group's share replaced, which is J at the copy that moves entry k alone (the other
+    groups' shares are the same floats)."""
+    order = np.argsort(group, kind="stable")
+    counts = np.bincount(group)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slot = np.empty(len(flat), dtype=np.intp)
-    slot[order] = np.arange(len(flat)) - np.repeat(starts, counts)
-    return slot, sample, int(slot.max()) + 1 if len(flat) else 0
+    slot = np.empty(len(group), dtype=np.intp)
+    slot[order] = np.arange(len(group)) - np.repeat(starts, counts)
+    return slot, int(slot.max()) + 1 if len(group) else 0
 
 
 def packed_stack(x: np.ndarray, flat: np.ndarray, delta: np.ndarray, slot: np.ndarray, copies: int) -> np.ndarray:
@@ -198,3 +197,12 @@ def sample_crossed(mask: np.ndarray, at_theta: np.ndarray, copies: int, n: int) 
     if changed.ndim == at_theta.ndim:  # one copy
         changed = changed[None]
     return changed.reshape(copies, n, -1).any(axis=2)
+
+
+# built-in types whose output column j depends on input column j only (and on their parameters' entry j):
+# moving entry (n, j) of every column at once moves each column as if alone
+COLUMNWISE = (BatchNorm, Dropout, *ACTIVATIONS.values())
+
+
+def columnwise(modules) -> bool:
+    return all(type(m) in COLUMNWISE for m in modules)

@@ -99,15 +99,21 @@ class NetObjective:
             J = J + 0.5 * self.l2 * self._sum_sq_at(name, flat, delta)
         return J, self._kinked(start, len(flat))
 
-    def packs(self, name: str) -> bool:
-        """Whether entries of ``name`` of different samples share a copy (see ``fast.packing``): the input,
-        when every module keeps samples apart and the loss is a mean of per-sample terms."""
-        return name == "input" and self.x.ndim >= 2 and fast.separable(self.model.modules())
+    def packs(self, name: str) -> int:
+        """Into how many groups entries of ``name`` fall whose entries share a copy (``fast.packing``), 0 for
+        none: the input's samples, when every module keeps samples apart and the loss is a mean of per-sample
+        terms."""
+        ok = name == "input" and self.x.ndim >= 2 and fast.separable(self.model.modules())
+        return len(self.x) if ok else 0
+
+    def group_of(self, name: str, flat: np.ndarray) -> np.ndarray:
+        return flat // (self.x.size // len(self.x))
 
     def _packed(self, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``values_at`` of the input, entries of different samples moved in the same copy."""
         n = len(self.x)
-        slot, sample, copies = fast.packing(flat, self.x.size // n)
+        sample = self.group_of("input", flat)
+        slot, copies = fast.packing(sample)
         z = self.model.forward(fast.packed_stack(self.x, flat, delta, slot, copies), True)
         shares = self.loss.terms(z, self.y).reshape(copies, n, -1).sum(axis=2)
         crossed = np.zeros((copies, n), dtype=bool)
@@ -183,11 +189,13 @@ class NetObjective:
         to floats moves each D by (spacing(z) / 2 over eps), summed over the samples with |x[n, i]|.
         """
         module, key = self.owner.get(name, (None, None))
+        l = self.layer_of.get(name, 1)
+        tail = [m for layer in self.model.layers[l - 1:] for m in layer.modules]
+        if any(m.couples_samples for m in tail):
+            return self.chained_numeric(name, eps, one_sided, entries)
         if not isinstance(module, Dense) or key not in ("W", "b") or not fast.fast_path(module):
             return None
-        l = self.layer_of[name]
-        tail = [m for layer in self.model.layers[l - 1:] for m in layer.modules]
-        if module is not tail[0] or not all(m.batched and not m.couples_samples for m in tail):
+        if module is not tail[0] or not all(m.batched for m in tail):
             return None
         kinks = any(m.kinks for m in tail)
         if kinks and not fast.separable(tail):  # a winner of sample n must be sample n's own
@@ -231,6 +239,87 @@ class NetObjective:
             W = module.params["W"]
             numeric = numeric + 0.5 * self.l2 * ((W + w_step) ** 2 - (W - w_step) ** 2) / (2 * w_step)
         return numeric, bound, unsure
+
+    def chained_numeric(self, name: str, eps: float, one_sided: bool = False, entries: int | None = None
+                        ) -> tuple[np.ndarray, None, np.ndarray] | None:
+        """The numerical gradient of a whole tensor of a net whose samples are coupled (batch norm), by the
+        chain of each layer's own centred differences (``chain``): a dense W_l from x_l^T G_l, its b from the
+        sum of G_l over the samples, the input from G_1 W_1^T, a batch norm's gamma and beta (any parameter of
+        a module after the dense) from the differences of the layer's output when every entry j moves at once,
+        against dJ/d(output). The same numbers as entry-by-entry differences of J up to O(eps^2) (each a
+        centred difference). The bound is left to the caller (None); nothing is left unsure. None where the
+        chain does not hold: residual blocks, a layer of yours, a winner that changed (kinks: entry by entry),
+        one-sided differences, or fewer entries than it costs copies."""
+        model = self.model
+        n = len(self.x)
+        if one_sided or model.block_start or (entries is not None and entries < 2 * n):
+            return None
+        if not all(type(layer.modules[0]) is Dense and fast.columnwise(layer.modules[1:]) for layer in model.layers):
+            return None
+        chain = self.chain(eps)
+        if chain is None:
+            return None
+        G, dA = chain
+        if name == "input":
+            numeric = G[1] @ model.layers[0].modules[0].params["W"].T
+            return numeric, None, np.zeros(numeric.shape, dtype=bool)
+        module, key = self.owner[name]
+        l = self.layer_of[name]
+        if module is model.layers[l - 1].modules[0]:
+            if key == "b":
+                numeric = G[l].sum(axis=0)
+            else:
+                numeric = self.states[l][0].T @ G[l]
+                if self.l2 and l2_applies(name):
+                    W = module.params["W"]
+                    numeric = numeric + 0.5 * self.l2 * ((W + eps) ** 2 - (W - eps) ** 2) / (2 * eps)
+            return numeric, None, np.zeros(numeric.shape, dtype=bool)
+        layer = model.layers[l - 1]
+        i = layer.modules.index(module)
+        layer.forward(self._dense_out(l), True, start=1)
+        inp = layer.inputs[i]
+        value = module.params[key]
+        with fast.rebound(module, key, np.stack([value + eps, value - eps])):
+            out = layer.forward(inp, True, start=i)
+        numeric = np.sum((out[0] - out[1]) * dA[l], axis=0) / (2 * eps)
+        return numeric, None, np.zeros(numeric.shape, dtype=bool)
+
+    def chain(self, eps: float) -> tuple[dict, dict] | None:
+        """(G, dA): the numerical dJ/dz_l (N, D_l) of every layer's dense output, from the top down, and
+        dJ/da_l = G_{l+1} W_{l+1}^T of every layer's output below the last. G of the last layer: the loss's
+        per-sample centred differences in each logit column; G_l: the layer's own centred differences, z_l[n, :]
+        moved by +-h in every column at once (its modules after the dense go column by column), against dA_l.
+        None when a winner changed under a step. Computed once per step."""
+        cache = self.__dict__.setdefault("chains", {})
+        if eps in cache:
+            return cache[eps]
+        model, L = self.model, len(self.model.layers)
+        G, dA = {}, {}
+        z = self._dense_out(L)
+        h = max(eps, _resolvable(_rms(z), z.dtype))
+        C, n = z.shape[1], len(z)
+        cols = np.arange(C)
+        stack = np.repeat(z[None], 2 * C, axis=0)
+        stack[cols, :, cols] += h
+        stack[C + cols, :, cols] -= h
+        terms = self.loss.terms(model.layers[L - 1].forward(stack, True, start=1), self.y)
+        G[L] = self.scale * ((terms[:C] - terms[C:]) / (2 * h)).T / terms.shape[1]
+        rows = np.arange(n)
+        for l in range(L - 1, 0, -1):
+            dA[l] = G[l + 1] @ model.layers[l].modules[0].params["W"].T
+            z = self._dense_out(l)
+            h = max(eps, _resolvable(_rms(z), z.dtype))
+            stack = np.repeat(z[None], 2 * n, axis=0)
+            stack[rows, rows, :] += h
+            stack[n + rows, rows, :] -= h
+            out = model.layers[l - 1].forward(stack, True, start=1)
+            if any(fast.copies_crossed(m.mask, self.masks[id(m)], 2 * n).any()
+                   for at, m in self.kink_modules if at == l):
+                cache[eps] = None
+                return None
+            G[l] = np.einsum("nmj,mj->nj", out[:n] - out[n:], dA[l]) / (2 * h)
+        cache[eps] = (G, dA)
+        return cache[eps]
 
     def _sample_losses(self, l: int, dense_out: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample losses (K, N) of K copies whose layer-l dense outputs are ``dense_out``, and which
@@ -329,26 +418,42 @@ class ModuleObjective:
         J = np.sum(out * self.r, axis=tuple(range(1, out.ndim)))
         return J, self._kinked(len(stack))
 
-    def packs(self, name: str) -> bool:
-        """Whether input entries of different samples share a copy (``fast.packing``): a module that keeps
-        samples apart, since J = sum(forward(x) * r) is a sum of per-sample shares."""
-        return name.endswith(".input") and self.x.ndim >= 2 and fast.separable([self.module])
+    def packs(self, name: str) -> int:
+        """Into how many groups input entries fall whose entries share a copy (``fast.packing``), 0 for none:
+        J = sum(forward(x) * r) is a sum of per-sample shares for a module that keeps samples apart, and of
+        per-column shares for one that keeps columns apart (batch norm, on (N, D))."""
+        if not name.endswith(".input") or self.x.ndim < 2:
+            return 0
+        if fast.separable([self.module]):
+            return len(self.x)
+        return self.x.shape[1] if self.x.ndim == 2 and fast.columnwise([self.module]) else 0
 
-    def _packed(self, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self.x)
-        slot, sample, copies = fast.packing(flat, self.x.size // n)
+    def group_of(self, name: str, flat: np.ndarray) -> np.ndarray:
+        if fast.separable([self.module]):
+            return flat // (self.x.size // len(self.x))
+        return flat % self.x.shape[1]
+
+    def _packed(self, name: str, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        groups, group = self.packs(name), self.group_of(name, flat)
+        slot, copies = fast.packing(group)
         out = self.module.forward(fast.packed_stack(self.x, flat, delta, slot, copies), True)
-        shares = (out * self.r).reshape(copies, n, -1).sum(axis=2)
-        base = (self.module_out0 * self.r)
-        J = (base.sum() + (shares[slot, sample] - base.reshape(n, -1).sum(axis=1)[sample]))
+        share, base = out * self.r, self.module_out0 * self.r
+        if fast.separable([self.module]):
+            shares, base_shares = share.reshape(copies, groups, -1).sum(axis=2), base.reshape(groups, -1).sum(axis=1)
+        else:
+            shares, base_shares = share.sum(axis=-2), base.sum(axis=0)
+        J = base.sum() + (shares[slot, group] - base_shares[group])
         if not self.kink:
             return J, np.zeros(len(flat), dtype=bool)
-        return J, fast.sample_crossed(self.module.mask, self.mask, copies, n)[slot, sample]
+        changed = self.module.mask != self.mask
+        per_group = (changed.reshape(copies, groups, -1).any(axis=2) if fast.separable([self.module])
+                     else changed.any(axis=-2))
+        return J, per_group[slot, group]
 
     def values_at(self, name: str, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = name.rsplit(".", 1)[1]
         if self.packs(name):
-            return self._packed(flat, delta)
+            return self._packed(name, flat, delta)
         if not fast.fast_path(self.module):
             return self.values(name, stack_at(self.targets[name], flat, delta))
         if type(self.module) is Dense and key in ("W", "b"):  # one output column moves: J changes by its share
