@@ -2,8 +2,12 @@
 
 The network (defaults): 10 tanh hidden layers of width 64, Xavier init, softmax cross-entropy over
 10 classes, 32 input features, batch 32, float64: 40,202 parameters. ``--activation relu`` gives it
-kinks (gradlab then checks entry by entry), ``--batchnorm`` puts batch norm before every hidden
-activation (the samples are coupled: entry by entry too).
+kinks (gradlab checks it by columns, and entry by entry only the entries whose step crosses a kink),
+``--batchnorm`` puts batch norm before every hidden activation (the samples are coupled: gradlab chains
+each layer's own differences). ``--lstm`` checks configs/lstm_adding.yaml as shipped (mode auto, as
+``gradlab check`` does) against a plain LSTM written out in NumPy, differenced entry by entry on the
+entries gradlab checks end to end: the plain loop runs ``--plain-entries`` of them (default 120) and its
+time is extrapolated to all of them (the output says so).
 
 Three sides, timed under one protocol (benchmarks/protocol.py): a warm-up call of each, then
 ``--repeats`` rounds interleaved in alternating order, medians with the per-repeat range, ratios as
@@ -29,6 +33,7 @@ kinks. Timings are printed, never asserted.
     python benchmarks/bench_check.py --mode directional
     python benchmarks/bench_check.py --activation relu
     python benchmarks/bench_check.py --batchnorm
+    python benchmarks/bench_check.py --lstm
     python benchmarks/bench_check.py --quick               # a tiny net, 1 repeat: does it run?
 """
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import protocol
 
@@ -51,6 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mode", choices=("full", "directional"), default="full", help="gradlab's check.mode")
     p.add_argument("--activation", choices=("tanh", "relu"), default="tanh")
     p.add_argument("--batchnorm", action="store_true", help="batch norm before every hidden activation")
+    p.add_argument("--lstm", action="store_true", help="configs/lstm_adding.yaml as shipped, against a plain LSTM")
     p.add_argument("--depth", type=int, default=10)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--batch", type=int, default=32)
@@ -65,6 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.depth, args.width, args.batch = 2, 8, 4
+    if args.lstm:
+        args.no_torch = True
+        if args.plain_entries is None:
+            args.plain_entries = 120
     protocol.settle_repeats(p, args, 3)
     return args
 
@@ -331,6 +342,8 @@ def show(r: int, name: str, s: float) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     threads = protocol.pin_threads(args.threads)
+    if args.lstm:
+        return main_lstm(args, threads)
     cfg = gradlab.config_from_dict(raw_config(args))
     cs = prepare(cfg)  # gradlab's own set-up at the checked weights: its analytic gradient and loss
     analytic = cs.objective.analytic()
@@ -378,7 +391,7 @@ def summary(args: argparse.Namespace, n: int, t: dict) -> str:
     if args.mode == "directional":
         parts = [f"directional mode **{g.spread.median:{fmt}} s** ({how})"]
     else:
-        what = ("the same net with ReLU (kinks: entry by entry)" if args.activation == "relu" else "the net") + \
+        what = ("the same net with ReLU (kinks: by columns)" if args.activation == "relu" else "the net") + \
                (" with batch norm" if args.batchnorm else "")
         parts = [f"gradlab full on {what}, {n:,} parameters: **{g.spread.median:{fmt}} s** ({how})"]
     names = {"plain": "the plain loop" if args.mode == "full" else "a plain loop over the same directions",
@@ -391,5 +404,119 @@ def summary(args: argparse.Namespace, n: int, t: dict) -> str:
     return "summary: " + ", ".join(parts)
 
 
+# --------------------------------------------------------------------------- the LSTM of configs/lstm_adding.yaml
+
+LSTM_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "lstm_adding.yaml"
+LSTM_QUICK = ["data.T=8", "data.n_samples=200", "model.hidden=4"]
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+class PlainLSTM:
+    """The checked LSTM as plain arrays: the gates' tensors (copies of gradlab's) side by side at every call
+    (i, f, o, g), one step at a time, the last step through the dense head, the mean squared error."""
+
+    def __init__(self, params: dict, x: np.ndarray, y: np.ndarray) -> None:
+        self.p = {k: v.copy() for k, v in params.items()}
+        self.p["input"] = x.copy()
+        self.y = y
+        self.cell = next(k.split(".")[0] for k in params if k.endswith(".U_f"))
+        self.head = next(k.split(".")[0] for k in params if k.endswith(".W") and not k.startswith(self.cell))
+
+    def fused(self, kind: str) -> np.ndarray:
+        return np.concatenate([self.p[f"{self.cell}.{kind}_{g}"] for g in "ifog"], axis=-1)
+
+    def J(self) -> float:
+        W, U, b, x = self.fused("W"), self.fused("U"), self.fused("b"), self.p["input"]
+        N, T, _ = x.shape
+        H = U.shape[0]
+        h, c = np.zeros((N, H)), np.zeros((N, H))
+        for t in range(T):
+            a = x[:, t] @ W + h @ U + b
+            i, f, o, g = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H]), np.tanh(a[:, 3 * H:])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+        z = h @ self.p[f"{self.head}.W"] + self.p[f"{self.head}.b"]
+        d = z - self.y.reshape(z.shape)
+        return float(np.mean(np.sum(d * d, axis=1)))
+
+
+def lstm_entries(report) -> dict:
+    """{tensor: (flat indices, steps, numeric)} of gradlab's end-to-end check."""
+    return {b.param: (np.asarray(b.index), np.asarray(b.step), np.asarray(b.numeric)) for b in report.blocks}
+
+
+def plain_lstm(net: PlainLSTM, entries: dict, budget: int) -> tuple[float, dict]:
+    """(seconds extrapolated to every entry gradlab checked, {tensor: (flat indices, numeric)}): centred
+    differences at gradlab's steps, two full forward passes each, on about ``budget`` entries spread over the
+    tensors."""
+    total = sum(len(idx) for idx, _, _ in entries.values())
+    per = max(1, budget // len(entries))
+    out, done = {}, 0
+    t0 = time.perf_counter()
+    for name, (idx, steps, _) in entries.items():
+        flat = net.p[name].reshape(-1)
+        n = min(len(idx), per)
+        numeric = np.empty(n)
+        for k in range(n):
+            i, h = idx[k], steps[k]
+            old = flat[i]
+            flat[i] = old + h
+            plus = net.J()
+            flat[i] = old - h
+            minus = net.J()
+            flat[i] = old
+            numeric[k] = (plus - minus) / (2 * h)
+        out[name] = (idx[:n], numeric)
+        done += n
+    return (time.perf_counter() - t0) / done * total, out
+
+
+def main_lstm(args: argparse.Namespace, threads: str) -> int:
+    cfg = gradlab.load_config(LSTM_CONFIG, LSTM_QUICK if args.quick else [])
+    cs = prepare(cfg)
+    obj = cs.objective
+    net = PlainLSTM(cs.model.params, obj.x, obj.y)
+    n = sum(p.size for p in cs.model.params.values())
+    quick = " (--quick: T 8, hidden 4)" if args.quick else ""
+    protocol.header(f"gradlab check: configs/lstm_adding.yaml{quick}, {n:,} parameters, batch {len(obj.x)} of "
+                    f"{obj.x.shape[1]} steps, mode auto as shipped", threads, args.repeats, args.warmup)
+    v = protocol.Verdicts()
+    J = net.J()
+    v.expect(abs(J - obj.J) <= LOSS_TOL * abs(obj.J), f"loss at the checked weights: gradlab {obj.J:.15g}, "
+                                                        f"plain {J:.15g}")
+    entries = lstm_entries(gradlab.check(cfg))
+    checked = sum(len(i) for i, _, _ in entries.values())
+    print(f"gradlab checks {checked} entries end to end (and every module alone); the plain loop runs about "
+          f"{args.plain_entries} of them and its time is extrapolated to all {checked}")
+    sides = [protocol.Side("gradlab", protocol.clocked(lambda: gradlab.check(cfg))),
+             protocol.Side("plain", lambda: plain_lstm(net, entries, args.plain_entries))]
+    t = protocol.interleave(sides, args.repeats, args.warmup, show)
+    reports = t["gradlab"].all_results
+    v.expect(all(r.passed for r in reports), f"gradlab's check passed in {sum(r.passed for r in reports)} of "
+                                             f"{len(reports)} calls")
+    ours = {k: (idx, numeric) for k, (idx, _, numeric) in entries.items()}
+    errs = [full_error(ours, plain) for plain in t["plain"].all_results]
+    worst = max(e for e, _ in errs)
+    v.expect(worst <= NUMERIC_TOL, f"plain loop's centred differences against gradlab's for the same {errs[0][1]} "
+                                   f"entries, in each of {len(errs)} calls: relative error at most {worst:.1e} "
+                                   f"(tolerance {NUMERIC_TOL:g})")
+    g, plain = t["gradlab"], t["plain"]
+    r = protocol.ratio(plain, g)
+    print()
+    print(f"gradlab check (auto): {g.spread.text('.2f', unit=' s')}; {protocol.cold(g, '.2f')}")
+    print(f"plain per-entry NumPy loop over the same {checked} entries (extrapolated from about "
+          f"{args.plain_entries}): {plain.spread.text('.2f', unit=' s')}")
+    print(f"ratio plain / gradlab, per repeat: {r.text('.1f', unit='x')}")
+    print(f"summary: gradlab on configs/lstm_adding.yaml, {checked} entries end to end and every module alone: "
+          f"**{g.spread.median:.2f} s** (median of {len(g.times)}); the plain loop over the same end-to-end entries "
+          f"{plain.spread.median:.1f} s, extrapolated (**{r.median:.1f}x**)")
+    print(protocol.load_line("end"))
+    return v.exit_code()
+
+
 if __name__ == "__main__":
     sys.exit(main())
+
