@@ -103,9 +103,10 @@ def test_bench_check_quick_compares_gradlab_with_the_plain_loop(capsys):
 
 
 @pytest.mark.parametrize("option, words", [
-    (["--activation", "relu"], "the same net with ReLU (kinks: entry by entry)"),
+    (["--activation", "relu"], "the same net with ReLU (kinks: by columns)"),
     (["--batchnorm"], "the net with batch norm, 442 parameters"),
     (["--mode", "directional"], "summary: directional mode"),
+    (["--lstm"], "summary: gradlab on configs/lstm_adding.yaml"),
 ])
 def test_bench_check_options_give_the_readme_figures(capsys, option, words):
     bench = load("bench_check")
