@@ -63,6 +63,20 @@ def test_backward_fills_the_fused_grads_the_views_show(name):
         np.testing.assert_array_equal(joined, getattr(layer, grad))
 
 
+@pytest.mark.parametrize("name", CELLS)
+def test_a_second_backward_of_one_forward_gives_the_same_gradients(name):
+    """Backward reads what forward kept (and the LSTM's local derivatives, made a few steps at a time) without
+    changing it: a second backward of the same pass, as a check makes, gives the same numbers."""
+    layer = cell(name, H=5)
+    rng = np.random.default_rng(4)
+    layer.forward(rng.normal(size=(3, 40, 3)))
+    dout = rng.normal(size=(3, 40, 5))
+    first = [layer.backward(dout).copy()] + [getattr(layer, g).copy() for _, g in FUSED]
+    second = [layer.backward(dout)] + [getattr(layer, g) for _, g in FUSED]
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("opt", [SGD(0.1), Momentum(0.1), Adam(0.1)], ids=["sgd", "momentum", "adam"])
 def test_an_optimizer_step_on_the_views_updates_the_fused_arrays(opt):
     """The optimizers update params in place: the fused arrays move, and the views still alias them after."""

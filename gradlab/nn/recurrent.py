@@ -331,28 +331,41 @@ class LSTM(Recurrent):
             c += I[t] * g
             np.multiply(O[t], np.tanh(c, out=tc[t]), out=hs[t + 1])
 
+    CHUNK = 2**16  # entries per array of local derivatives computed at once: a few steps, kept in cache
+
     def local(self, t: int) -> list:
-        """Step t's local derivatives, rows: dh->dc, dc->dz_i, dc->dz_f, dh->dz_o, dc->dz_g, dc->dc_prev."""
-        H = self.H
-        z, tc, c_prev = self.z[t], self.tc[t], self.cs[t]
-        i, f, o, g = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
-        d = 1.0 - z[:, :3 * H]
-        d *= z[:, :3 * H]  # sigma' = sigma (1 - sigma) of i, f, o at once
-        d[:, :H] *= g  # c = f c_prev + i g
-        d[:, H:2 * H] *= c_prev
-        d[:, 2 * H:] *= tc  # h = o tanh(c)
+        """Step t's local derivatives, rows: dh->dc, dc->dz_i, dc->dz_f, dh->dz_o, dc->dz_g, dc->dc_prev.
+        Backward asks for t = T-1 down to 0: they are computed for a few steps at once (``CHUNK``)."""
+        lo = getattr(self, "chunk_lo", None)
+        if lo is None or not lo <= t < self.chunk_hi or self.chunk_of is not self.z:
+            self.local_chunk(t)
+        k = t - self.chunk_lo
+        return [rows[k] for rows in self.chunk]
+
+    def local_chunk(self, t: int) -> None:
+        """The local derivatives of steps lo..t, each row (steps, N, H)."""
+        H, z = self.H, self.z
+        lo = max(0, t + 1 - max(1, self.CHUNK // (z[0].size)))
+        z, tc, c_prev = z[lo:t + 1], self.tc[lo:t + 1], self.cs[lo:t + 1]
+        i, f, o, g = z[..., :H], z[..., H:2 * H], z[..., 2 * H:3 * H], z[..., 3 * H:]
+        d = 1.0 - z[..., :3 * H]
+        d *= z[..., :3 * H]  # sigma' = sigma (1 - sigma) of i, f, o at once
+        d[..., :H] *= g  # c = f c_prev + i g
+        d[..., H:2 * H] *= c_prev
+        d[..., 2 * H:] *= tc  # h = o tanh(c)
         dtc = tc * tc
         np.subtract(1.0, dtc, out=dtc)
         dtc *= o
         dg = g * g
         np.subtract(1.0, dg, out=dg)
         dg *= i
-        return [dtc, d[:, :H], d[:, H:2 * H], d[:, 2 * H:], dg, f]
+        self.chunk = [dtc, d[..., :H], d[..., H:2 * H], d[..., 2 * H:], dg, f]
+        self.chunk_lo, self.chunk_hi, self.chunk_of = lo, t + 1, self.z
 
     def step_back(self, dstate, local):
         dh, dc_next = dstate
         H = self.H
-        dc = np.multiply(dh, local[0], out=local[0])  # through h = o tanh(c), plus from c_{t+1}
+        dc = dh * local[0]  # through h = o tanh(c), plus from c_{t+1}
         dc += dc_next
         dz = self.into
         np.multiply(dc, local[1], out=dz[:, :H])  # d/dz_i
