@@ -15,7 +15,11 @@ repeats interleaved in alternating order; medians with the per-repeat range, and
 bare interpreter's, repeat by repeat. Every run of a side must end as the first did (exit status and the
 first line it printed), else the script exits 1. ``--quick``: each side once, no warm-up.
 
-    python benchmarks/bench_cli.py [--repeats 11] [--quick]
+``--baseline DIR`` also times ``gradlab --help`` and the check of another version of gradlab, a source tree in
+DIR (``git archive OLD | tar -x -C DIR``), run as ``python -m gradlab`` from DIR, and prints this version's time
+over that one's, repeat by repeat: on a busy machine the ratio says more than either time.
+
+    python benchmarks/bench_cli.py [--repeats 11] [--baseline DIR] [--quick]
 """
 from __future__ import annotations
 
@@ -50,7 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="timed rounds of every side, interleaved (default 11; 1 with --quick)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs of every side first (default 1; 0 with --quick)")
     p.add_argument("--quick", action="store_true", help="each side once, no warm-up: a smoke run")
+    p.add_argument("--baseline", metavar="DIR", default=None,
+                   help="a source tree of another gradlab version to time beside this one")
     args = p.parse_args(argv)
+    if args.baseline and not (Path(args.baseline) / "gradlab" / "__init__.py").is_file():
+        p.error(f"--baseline {args.baseline}: no gradlab/__init__.py there")
     protocol.settle_repeats(p, args, 11)
     if args.warmup is None:
         args.warmup = 0 if args.quick else 1
@@ -63,29 +71,35 @@ def gradlab_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "gradlab"]
 
 
-def side(name: str, argv: list[str], env: dict) -> protocol.Side:
+def side(name: str, argv: list[str], env: dict, cwd: Path = ROOT) -> protocol.Side:
     """A process as a side: its wall time, and (exit status, first line printed) as its result."""
     def run() -> tuple[float, tuple[int, str]]:
         t0 = time.perf_counter()
-        proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seconds = time.perf_counter() - t0
         first = next((line.strip() for line in proc.stdout.splitlines() if line.strip()), "")
         return seconds, (proc.returncode, first)
     return protocol.Side(name, run)
 
 
-def sides(tmp: str) -> list[protocol.Side]:
+def sides(tmp: str, baseline: str | None = None) -> list[protocol.Side]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["COLUMNS"] = "100"  # the same help layout whatever the terminal
     app = Path(tmp) / "typer_app.py"
     app.write_text(TYPER_APP, encoding="utf-8")
     gradlab = gradlab_command()
-    return [side("python -c pass", [sys.executable, "-c", "pass"], env),
-            side("typer app --help", [sys.executable, str(app), "--help"], env),
-            side("gradlab --help", [*gradlab, "--help"], env),
-            side("gradlab train --help", [*gradlab, "train", "--help"], env),
-            side("gradlab check --mode directional", [*gradlab, "check", str(QUICKSTART), "--mode", "directional"],
-                 env)]
+    out = [side("python -c pass", [sys.executable, "-c", "pass"], env),
+           side("typer app --help", [sys.executable, str(app), "--help"], env),
+           side("gradlab --help", [*gradlab, "--help"], env),
+           side("gradlab train --help", [*gradlab, "train", "--help"], env),
+           side("gradlab check --mode directional", [*gradlab, "check", str(QUICKSTART), "--mode", "directional"],
+                env)]
+    if baseline:  # python -m gradlab from DIR imports DIR/gradlab (the current folder comes first)
+        old = [sys.executable, "-m", "gradlab"]
+        out += [side("baseline gradlab --help", [*old, "--help"], env, Path(baseline)),
+                side("baseline gradlab check --mode directional",
+                     [*old, "check", str(QUICKSTART), "--mode", "directional"], env, Path(baseline))]
+    return out
 
 
 def main(argv=None) -> int:
@@ -96,9 +110,9 @@ def main(argv=None) -> int:
     v = protocol.Verdicts()
     with tempfile.TemporaryDirectory(prefix="gradlab-bench-cli-") as tmp:
         def show(r: int, name: str, s: float) -> None:
-            print(f"  {'warm-up' if r == 0 else f'repeat {r}'}: {name:34s} {s:.3f} s", flush=True)
+            print(f"  {'warm-up' if r == 0 else f'repeat {r}'}: {name:43s} {s:.3f} s", flush=True)
 
-        t = protocol.interleave(sides(tmp), args.repeats, args.warmup, show)
+        t = protocol.interleave(sides(tmp, args.baseline), args.repeats, args.warmup, show)
     for name, timings in t.items():
         results = timings.all_results
         code, first = results[0]
@@ -111,6 +125,10 @@ def main(argv=None) -> int:
             f"; over the bare interpreter {protocol.difference(timings, floor).text('.3f', unit=' s')}"
         target = f"; target <= {TARGETS[name]:g} s" if name in TARGETS else ""
         print(f"{name}: {timings.spread.text('.3f', unit=' s')}{over}{target}")
+    for name in ("gradlab --help", "gradlab check --mode directional"):
+        if f"baseline {name}" in t:
+            r = protocol.ratio(t[name], t[f"baseline {name}"])
+            print(f"{name}: this version / the baseline ({args.baseline}), per repeat: {r.text('.2f', unit='x')}")
     print(protocol.load_line("end"))
     return v.exit_code()
 
