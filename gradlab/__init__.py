@@ -8,11 +8,12 @@ __version__ = "0.1.0"
 from . import boot  # noqa: E402,F401 - first: a Ctrl-C while the command starts exits quietly
 
 import importlib  # noqa: E402
+import sys  # noqa: E402
 import types  # noqa: E402
 
 # public name -> (module, attribute); attribute None: the module itself
 _NAMES = {
-    "Config": ("gradlab.config", "Config"), "ConfigError": ("gradlab.config", "ConfigError"),
+    "Config": ("gradlab.config", "Config"), "ConfigError": ("gradlab.errors", "ConfigError"),
     "config_from_dict": ("gradlab.config", "config_from_dict"), "load_config": ("gradlab.config", "load_config"),
     "LayerStat": ("gradlab.records", "LayerStat"), "ParamStat": ("gradlab.records", "ParamStat"),
     "RunResult": ("gradlab.records", "RunResult"), "StepRecord": ("gradlab.records", "StepRecord"),
@@ -53,7 +54,5 @@ class _Package(types.ModuleType):
             return  # the subpackage stays in sys.modules (and as gradcheck, reports); the name stays the function
         super().__setattr__(name, value)
 
-
-import sys  # noqa: E402
 
 sys.modules[__name__].__class__ = _Package

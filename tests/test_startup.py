@@ -176,7 +176,9 @@ def test_a_signal_while_the_command_loads_numpy_is_quiet(sig):
     assert output.strip() == {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}[sig]
 
 
+@pytest.mark.slow
 def test_bench_cli_quick_times_every_side_and_checks_how_each_ended(capsys):
+    """Five fresh interpreters, one running a check: some 3 s on an idle machine, 12 s at load 6."""
     sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports protocol from its own folder
     try:
         import bench_cli
