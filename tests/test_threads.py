@@ -169,3 +169,9 @@ def test_bench_threads_quick_runs_both_counts_and_compares_them(capsys):
     out = capsys.readouterr().out
     assert "ok: dense alone: the last loss is" in out and "ok: check alone: every check" in out
     assert "| dense (per step) | alone |" in out and "| check (full check) | alone |" in out
+
+
+def test_resuming_a_sweep_with_other_threads_is_refused(tmp_path):
+    """train.threads is part of the base in sweep.yaml, which a resumed sweep never changes."""
+    result = CliRunner().invoke(app, ["sweep", "--resume", str(tmp_path), "--threads", "2"])
+    assert_bad_input(result, f"--resume {tmp_path}", "--threads", "sweep.yaml")
