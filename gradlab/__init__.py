@@ -36,12 +36,25 @@ __all__ = [
 
 def __getattr__(name: str):
     if name not in _NAMES:
-        raise AttributeError(f"module 'gradlab' has no attribute {name!r}")
+        return _submodule(name)
     module, attr = _NAMES[name]
     value = importlib.import_module(module)
     value = value if attr is None else getattr(value, attr)
     globals()[name] = value  # once: the next look-up is a plain attribute
     return value
+
+
+def _submodule(name: str) -> types.ModuleType:
+    """``gradlab.nn``, ``gradlab.sweep``, ...: a submodule, imported on first use as the eager package did."""
+    missing = AttributeError(f"module 'gradlab' has no attribute {name!r}")
+    if name.startswith("__"):
+        raise missing
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise  # the submodule exists but something it imports does not
+        raise missing from None
 
 
 def __dir__() -> list[str]:

@@ -110,6 +110,18 @@ print("ok")
     assert proc.stdout.strip() == "ok", proc.stderr
 
 
+def test_a_submodule_is_an_attribute_after_a_bare_import_as_before():
+    code = """
+import gradlab
+assert gradlab.nn.Dense.__name__ == "Dense" and callable(gradlab.sweep.run_sweep)
+assert callable(gradlab.logging.jsonable) and gradlab.optim.__name__ == "gradlab.optim"
+assert callable(gradlab.train) and gradlab.train.__module__ == "gradlab.train"  # the function, not the module
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr
+
+
 def test_an_unknown_name_is_an_attribute_error():
     import gradlab
 
