@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from ..nn import Dropout, MLP, Module
+from .fast import RECURRENT
 from .differences import Entries, Entry, check_directions, check_entries, entry_indices, eps_sweep, taylor_test
 from .grading import (KINK_LIMIT, RESOLVE, SMOOTH_LIMIT, TensorResult, grade, max_rel_error, overall, tier)
 from .objectives import LossObjective, ModuleObjective, NetObjective, module_label
@@ -352,9 +353,11 @@ ELEMENTWISE = 100.0  # an elementwise pass over an output costs about as much as
 
 def module_flops(m, width: int) -> float:
     """Work of one row (one sample, one time step) through a module with ``width`` outputs: its products and
-    its elementwise passes, which cost far more per operation than a matrix product does."""
+    its elementwise passes, which cost far more per operation than a matrix product does. A recurrent cell's
+    elementwise passes go over its gates' pre-activations, gates x width of them (an LSTM's 4H, a GRU's 3H)."""
     P = sum(int(np.prod(p.shape)) for p in m.params.values())
-    return 2.0 * P + ELEMENTWISE * width
+    gates = len(m.gates) if type(m) in RECURRENT else 1
+    return 2.0 * P + ELEMENTWISE * width * gates
 
 
 def tail_flops(model: MLP, start: int) -> float:
