@@ -159,14 +159,12 @@ def predictions(z: np.ndarray) -> np.ndarray:
 
 def layer_stats(model: MLP) -> list[LayerStat]:
     """Activation statistics and delta_norm = ||dL / d output|| of every layer, from the last pass."""
-    acts = [(layer.activation.out if layer.activation is not None else model.outputs[l]).reshape(-1)
-            for l, layer in enumerate(model.layers, 1)]
-    work = np.empty(max(a.size for a in acts), np.result_type(*acts))  # each layer's centred copy, in turn
     delta_norms = norms(dict(enumerate(model.deltas[1:], 1)))
     stats = []
-    for l, (layer, a) in enumerate(zip(model.layers, acts), 1):
+    for l, layer in enumerate(model.layers, 1):
         act = layer.activation
-        mean, std = moments(a, work)
+        a = (act.out if act is not None else model.outputs[l]).reshape(-1)
+        mean, std = moments(a)
         stats.append(LayerStat(
             layer=l,
             act_mean=mean,
@@ -178,13 +176,12 @@ def layer_stats(model: MLP) -> list[LayerStat]:
     return stats
 
 
-def moments(a: np.ndarray, work: np.ndarray | None = None) -> tuple[float, float]:
+def moments(a: np.ndarray) -> tuple[float, float]:
     """(mean, std) of a flat array, centred first (exact even when std << mean, sigmoid near 0.5) and
-    rescaled where the sum or the squares overflow, so finite activations of 1e200 give finite figures.
-    ``work``: an array of at least a.size entries to centre into (else a new one)."""
+    rescaled where the sum or the squares overflow, so finite activations of 1e200 give finite figures."""
     with np.errstate(over="ignore", invalid="ignore"):
         mean = float(a.sum()) / a.size
-        d = np.subtract(a, mean, out=work[:a.size] if work is not None and work.dtype == a.dtype else None)
+        d = a - mean  # a new array: faster than centring into a kept one (the allocator hands back a warm block)
         std = float(np.sqrt(np.dot(d, d) / a.size))
     if math.isfinite(mean) and math.isfinite(std):
         return mean, std

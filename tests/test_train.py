@@ -384,17 +384,6 @@ def test_an_update_in_work_arrays_is_the_textbook_update_bit_for_bit_and_in_plac
     np.testing.assert_array_equal(fused[:, 2:4], want["c.U_f"])  # the fused array moved with its view
 
 
-def test_moments_centred_in_a_work_array_are_the_moments_of_a_new_one():
-    from importlib import import_module
-
-    loop = import_module("gradlab.train")
-    a = np.random.default_rng(2).normal(0.5, 1e-9, size=700)  # std << mean: centring matters
-    work = np.full(1000, np.nan)
-    mean, std = loop.moments(a, work)
-    assert (mean, std) == loop.moments(a) and std == pytest.approx(np.std(a), rel=1e-6)
-    assert loop.moments(a.astype(np.float32), work) == loop.moments(a.astype(np.float32))  # another dtype: a new array
-
-
 def test_csv_rows_are_written_as_the_per_value_conversion_writes_them():
     import csv
     import io

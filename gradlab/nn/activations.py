@@ -84,9 +84,8 @@ class Tanh(Activation):
         return times(dout, d)
 
     def saturated(self):
-        # 1 - a^2 < 0.05  <=>  |a| > sqrt(0.95): a > c or a < -c, counted without an |a| array
-        c = np.sqrt(1.0 - SATURATION)
-        return float((np.count_nonzero(self.out > c) + np.count_nonzero(self.out < -c)) / self.out.size)
+        # 1 - a^2 < 0.05  <=>  |a| > sqrt(0.95)
+        return float(np.count_nonzero(np.abs(self.out) > np.sqrt(1.0 - SATURATION)) / self.out.size)
 
 
 class Softsign(Activation):
