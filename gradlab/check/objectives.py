@@ -347,10 +347,10 @@ class NetObjective:
         return total + 2 * w * delta + delta * delta  # (w + d)^2 - w^2
 
     def values_one(self, name: str, value: np.ndarray, start: int) -> tuple[float, bool]:
-        z = self._forward(name, value, start, batched=False)
+        z = self._forward(name, value, start)
         return float(self.loss.value(z, self.y)), bool(self._kinked(start, 1)[0])
 
-    def _forward(self, name: str, stack: np.ndarray, start: int, batched: bool = True) -> np.ndarray:
+    def _forward(self, name: str, stack: np.ndarray, start: int) -> np.ndarray:
         if name == "input":
             return self.model.forward(stack, True)
         module, key = self.owner[name]
@@ -414,7 +414,7 @@ class ModuleObjective:
         if not fast.takes_copies(self.module):
             pairs = [self._one(name, s) for s in stack]
             return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-        out = self._forward(name, stack, batched=True)
+        out = self._forward(name, stack)
         J = np.sum(out * self.r, axis=tuple(range(1, out.ndim)))
         return J, self._kinked(len(stack))
 
@@ -466,10 +466,10 @@ class ModuleObjective:
         return np.sum(out * self.r, axis=(-2, -1)), self._kinked(len(flat))
 
     def _one(self, name, value):
-        out = self._forward(name, value, batched=False)
+        out = self._forward(name, value)
         return float(np.sum(out * self.r)), bool(self._kinked(1)[0])
 
-    def _forward(self, name: str, stack: np.ndarray, batched: bool) -> np.ndarray:
+    def _forward(self, name: str, stack: np.ndarray) -> np.ndarray:
         if name.endswith(".input"):
             return self.module.forward(stack, True)
         with fast.rebound(self.module, name.rsplit(".", 1)[1], stack):
