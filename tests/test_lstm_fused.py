@@ -53,6 +53,24 @@ def test_per_gate_params_and_grads_are_views_of_the_fused_arrays(name):
 
 
 @pytest.mark.parametrize("name", CELLS)
+def test_a_deep_copied_layer_keeps_its_gate_tensors_views_of_its_own_fused_arrays(name):
+    import copy
+
+    layer = cell(name)
+    twin = copy.deepcopy(layer)
+    for kind, grad in FUSED:
+        assert not np.shares_memory(getattr(twin, kind), getattr(layer, kind))
+        np.testing.assert_array_equal(getattr(twin, kind), getattr(layer, kind))
+        for g in layer.gates:
+            key = layer.key(kind, g)
+            assert np.shares_memory(twin.params[key], getattr(twin, kind))
+            assert np.shares_memory(twin.grads[key], getattr(twin, grad))
+    twin.params[twin.key("U", twin.gates[-1])][...] += 1.0  # an update through the copy's view moves its U
+    x = np.random.default_rng(2).normal(size=(2, 5, 3))
+    assert not np.allclose(twin.forward(x), layer.forward(x))
+
+
+@pytest.mark.parametrize("name", CELLS)
 def test_backward_fills_the_fused_grads_the_views_show(name):
     layer = cell(name)
     x = np.random.default_rng(1).normal(size=(2, 5, 3))

@@ -86,6 +86,22 @@ class Recurrent(Module):
         self.frozen = False
         self.boundary: dict[int, tuple] = {}
 
+    def __getstate__(self) -> dict:
+        """Pickled or deep-copied, the gate tensors are rebuilt as views of the copy's fused arrays (a
+        copy of each view on its own would no longer move with W, U, b)."""
+        state = self.__dict__.copy()
+        views = state.get("views")
+        state["_fused"] = views is not None and all(self.params[k] is v for k, v in views.items())
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        fused = state.pop("_fused", False)
+        self.__dict__.update(state)
+        if fused:
+            self.params = self.gate_views(self.W, self.U, self.b)
+            self.grads = self.gate_views(self.dW, self.dU, self.db)
+            self.views = dict(self.params)
+
     @staticmethod
     def key(kind: str, gate: str) -> str:
         return f"{kind}_{gate}" if gate else kind
