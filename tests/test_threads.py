@@ -6,6 +6,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import numpy  # noqa: F401 - loads OpenBLAS: threadpoolctl sees only the libraries loaded
 import pytest
 import yaml
 from threadpoolctl import threadpool_info, threadpool_limits
