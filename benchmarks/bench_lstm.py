@@ -57,10 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--profile", metavar="FILE", default=None,
                    help="also write a cProfile of one logged gradlab fit() to FILE (not timed)")
     args = p.parse_args(argv)
-    args.sides = [s.strip() for s in args.sides.split(",") if s.strip()]
-    unknown = set(args.sides) - set(SIDES)
-    if unknown or "minimal" not in args.sides:
-        p.error(f"--sides: {sorted(unknown) or 'minimal is missing'}; choose from {', '.join(SIDES)}, with minimal")
+    protocol.settle_sides(p, args, SIDES)
     if args.quick:
         args.hidden, args.T, args.batch, args.steps = 8, 10, 4, 3
     protocol.settle_repeats(p, args, 5)
@@ -77,8 +74,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gradlab  # noqa: E402
-from gradlab.logging import RunWriter  # noqa: E402
-from gradlab.train import fit, new_run_dir, setup  # noqa: E402
+from gradlab.train import setup  # noqa: E402
 
 
 def make_config(args: argparse.Namespace, out: str, every: int = 1):
@@ -98,20 +94,7 @@ def make_config(args: argparse.Namespace, out: str, every: int = 1):
 
 def run_gradlab(config, write: bool, out: str) -> tuple[float, float]:
     """(seconds per step, last loss) of ``fit``'s step loop; set-up and the final metrics are not timed."""
-    s = setup(config)
-    observers, writer = [], None
-    if write:  # what gradlab train does
-        writer = RunWriter(new_run_dir(out, config.name), recurrent=True)
-        writer.write_config(config.resolved())
-        observers.append(writer)
-    try:
-        result = fit(s, observers)
-    finally:
-        if writer is not None:
-            writer.close()
-    if result.status != "completed":
-        raise SystemExit(f"gradlab's run ended {result.status}: nothing to time")
-    return result.wall_time / result.steps, result.last.loss
+    return protocol.fit_timed(config, write, out, recurrent=True)
 
 
 # --------------------------------------------------------------------------- shared by the other sides

@@ -62,10 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--profile", metavar="FILE", default=None,
                    help="also write a cProfile of one logged gradlab fit() to FILE (not timed)")
     args = p.parse_args(argv)
-    args.sides = [s.strip() for s in args.sides.split(",") if s.strip()]
-    unknown = set(args.sides) - set(SIDES)
-    if unknown or "minimal" not in args.sides:
-        p.error(f"--sides: {sorted(unknown) or 'minimal is missing'}; choose from {', '.join(SIDES)}, with minimal")
+    protocol.settle_sides(p, args, SIDES)
     if args.quick:
         args.depth, args.width, args.batch, args.steps = 2, 16, 8, 5
     protocol.settle_repeats(p, args, 7)
@@ -86,9 +83,8 @@ from dataclasses import fields  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gradlab  # noqa: E402
-from gradlab.logging import RunWriter  # noqa: E402
 from gradlab.records import LayerStat, ParamStat, StepRecord  # noqa: E402
-from gradlab.train import fit, new_run_dir, setup  # noqa: E402
+from gradlab.train import setup  # noqa: E402
 
 
 def make_config(args: argparse.Namespace, out: str, every: int = 1):
@@ -109,21 +105,7 @@ def make_config(args: argparse.Namespace, out: str, every: int = 1):
 
 def run_gradlab(config, write: bool, out: str) -> tuple[float, float]:
     """(seconds per step, last loss) of ``fit``'s step loop; set-up and the final metrics are not timed."""
-    s = setup(config)
-    observers, writer = [], None
-    if write:  # what gradlab.train does with write=True
-        writer = RunWriter(new_run_dir(out, config.name))
-        writer.write_config(config.resolved())
-        observers.append(writer)
-    try:
-        result = fit(s, observers)
-    finally:
-        if writer is not None:
-            writer.close()
-    if result.status != "completed":
-        raise SystemExit(f"gradlab's run ended {result.status}: nothing to time")
-    # fit's own clock: the step loop only (it stops before the closing full-data evaluation)
-    return result.wall_time / result.steps, result.last.loss
+    return protocol.fit_timed(config, write, out, recurrent=False)
 
 
 # --------------------------------------------------------------------------- minimal

@@ -37,6 +37,15 @@ def settle_repeats(parser, args, default: int) -> None:
         args.repeats = 1 if args.quick else default
 
 
+def settle_sides(parser, args, sides: tuple[str, ...], needed: str = "minimal") -> None:
+    """--sides: a comma-separated list of ``sides`` that holds ``needed`` (the side the others are timed against)."""
+    args.sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    unknown = set(args.sides) - set(sides)
+    if unknown or needed not in args.sides:
+        parser.error(f"--sides: {sorted(unknown) or needed + ' is missing'}; choose from {', '.join(sides)}, "
+                     f"with {needed}")
+
+
 def pin_blas_env(threads: int) -> None:
     """BLAS thread variables (0: leave them); only effective before numpy is imported."""
     if threads <= 0:
@@ -241,3 +250,27 @@ def header(title: str, threads_line: str, repeats: int, warmup: int) -> None:
     print(f"protocol: {warmup} warm-up call(s) of every side, then {repeats} repeat(s) interleaved in alternating "
           "order (A B, B A, ...); medians with the per-repeat range; ratios are medians of per-repeat ratios",
           flush=True)
+
+
+# --------------------------------------------------------------------------- gradlab's own side
+
+def fit_timed(config, write: bool, out: str, recurrent: bool = False) -> tuple[float, float]:
+    """(seconds per step, last loss) of gradlab's ``fit`` step loop, writing a run folder as ``gradlab train``
+    does when ``write``; set-up and the closing full-data evaluation are not timed (fit's own clock)."""
+    from gradlab.logging import RunWriter
+    from gradlab.train import fit, new_run_dir, setup
+
+    s = setup(config)
+    observers, writer = [], None
+    if write:
+        writer = RunWriter(new_run_dir(out, config.name), recurrent=recurrent)
+        writer.write_config(config.resolved())
+        observers.append(writer)
+    try:
+        result = fit(s, observers)
+    finally:
+        if writer is not None:
+            writer.close()
+    if result.status != "completed":
+        raise SystemExit(f"gradlab's run ended {result.status}: nothing to time")
+    return result.wall_time / result.steps, result.last.loss
