@@ -191,3 +191,16 @@ def test_bench_sweep_quick_runs_and_compares_the_worker_counts(capsys):
     assert out.count("load average") >= 2 and "MISMATCH" not in out
     assert "ok: grid: summary rows (all but wall_time) identical with 1 and 2 workers" in out
     assert "summary (speed-up): 2 workers" in out and "summary (overhead, workers=2): per-run overhead" in out
+
+
+# --------------------------------------------------------------------------- bench_memory
+
+@pytest.mark.slow  # three subprocesses (a short run, a bare import, the in-process probe): ~6 s idle
+def test_bench_memory_quick_prints_the_peak_and_where_it_is(capsys):
+    bench = load("bench_memory")
+    assert bench.main(["--quick", "--no-one-pass"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: batched: gradlab train completed" in out and "ok: the in-process probe ran" in out
+    assert "the data: 640 samples of shape (100, 2)" in out
+    peak = float(out.split("summary: peak RSS **")[1].split(" MB")[0].replace(",", ""))
+    assert 20 < peak < 400  # a real figure of a real process, and the bound
