@@ -10,11 +10,19 @@ seconds, the xdist worker and the time it ended. CPU time grows far less than wa
 others put on the machine, so it tells what a test costs; run with -p no:xdist or -n 2 alike.
 """
 import os
+import signal
 import sys
 
 if "numpy" not in sys.modules:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
         os.environ.setdefault(var, "1")
+
+# A suite started in the background (`pytest &`, nohup, a CI script run as a background job) inherits SIGINT
+# ignored, and so would every command it starts: gradlab keeps an ignored signal ignored (as Python does), so the
+# tests that Ctrl-C a command would see it run on. Catching it here gives the children the default back (a
+# handled signal is reset to its default across exec).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 PROFILE = os.environ.get("GRADLAB_CPU_PROFILE")  # a CSV path: CPU seconds per test, to find what costs
 
