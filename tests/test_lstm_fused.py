@@ -251,3 +251,26 @@ def test_bench_lstm_exits_1_when_a_loss_differs(bench, capsys, monkeypatch):
     assert bench.main(["--quick", "--sides", "sparse,minimal"]) == 1
     out = capsys.readouterr().out
     assert "MISMATCH: minimal: the last loss of 1 of 2 calls" in out and "exit 1" in out
+
+
+def test_a_deep_copied_net_trains_its_gates_like_the_original():
+    """The net's params and grads dicts of a copy are its cell's views, so an optimizer stepping the dicts
+    moves the copy's fused arrays, and backward fills what the dicts show."""
+    import copy
+
+    import gradlab
+
+    s = gradlab.setup(gradlab.config_from_dict({
+        "seed": 0, "data": {"kind": "adding", "T": 6, "n_samples": 64},
+        "model": {"kind": "rnn", "cell": "lstm", "hidden": 4}, "loss": "mse", "train": {"steps": 1}}))
+    twin = copy.deepcopy(s.model)
+    x, y = s.data.X_train[:16], s.data.y_train[:16]
+    for net in (s.model, twin):
+        for _ in range(3):
+            net.loss_and_grads(x, y, s.loss, 0.0, True)
+            SGD(lr=0.5).step(net.params, net.grads)
+    lstm = next(m for layer in twin.layers for m in layer.modules if isinstance(m, LSTM))
+    assert np.shares_memory(twin.params["lstm1.W_f"], lstm.W) and np.shares_memory(twin.grads["lstm1.W_f"], lstm.dW)
+    assert np.linalg.norm(twin.grads["lstm1.W_f"]) > 0
+    for k, v in s.model.params.items():
+        np.testing.assert_array_equal(twin.params[k], v, err_msg=k)

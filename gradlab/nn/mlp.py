@@ -33,6 +33,13 @@ class Sequential(Module):
         # the module whose output the activation statistics describe (an activation, a recurrent cell)
         self.activation = next((m for m in modules if isinstance(m, (Activation, Recurrent))), None)
 
+    def __setstate__(self, state: dict) -> None:
+        """A deep copy's (or unpickled) params and grads are its modules' own arrays again: copied on their
+        own, the union's entries would be arrays apart from the modules' (a recurrent cell's gate views)."""
+        self.__dict__.update(state)
+        self.params = {k: v for m in self.modules for k, v in m.named_params().items()}
+        self.grads = {k: v for m in self.modules for k, v in m.named_grads().items()}
+
     def named_params(self):
         return self.params
 
@@ -78,6 +85,12 @@ class MLP:
         self.outputs: list[np.ndarray | None] = [None] * (len(layers) + 1)  # 1-based
         self.deltas: list[np.ndarray | None] = [None] * (len(layers) + 1)  # dL / d outputs[l]
         self.states: list[tuple | None] = [None] * (len(layers) + 1)  # (input, pending skips) of layer l
+
+    def __setstate__(self, state: dict) -> None:
+        """As ``Sequential.__setstate__``: the copy's params and grads are its layers' own arrays."""
+        self.__dict__.update(state)
+        self.params = {k: v for layer in self.layers for k, v in layer.params.items()}
+        self.grads = {k: v for layer in self.layers for k, v in layer.grads.items()}
 
     @property
     def depth(self) -> int:
