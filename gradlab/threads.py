@@ -21,6 +21,7 @@ BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECL
 @contextmanager
 def blas_threads(n: int = DEFAULT) -> Iterator[None]:
     """Within: every BLAS library loaded (OpenBLAS, MKL, BLIS) runs on ``n`` threads; after: as before."""
+    import numpy  # noqa: F401 - loads BLAS first: threadpoolctl limits only the libraries already loaded
     from threadpoolctl import threadpool_limits  # here: gradlab --help does not load it
 
     limiter = threadpool_limits(limits=int(n), user_api="blas")

@@ -176,3 +176,20 @@ def test_resuming_a_sweep_with_other_threads_is_refused(tmp_path):
     """train.threads is part of the base in sweep.yaml, which a resumed sweep never changes."""
     result = CliRunner().invoke(app, ["sweep", "--resume", str(tmp_path), "--threads", "2"])
     assert_bad_input(result, f"--resume {tmp_path}", "--threads", "sweep.yaml")
+
+
+def test_the_limit_holds_in_a_process_that_had_not_loaded_blas_yet():
+    """``gradlab check FILE.py:NAME`` enters the limit before anything has imported numpy (the package no
+    longer loads it): the limit must load BLAS first, or threadpoolctl finds nothing to limit and OpenBLAS
+    then starts at one thread per core."""
+    import os
+    import subprocess
+
+    code = ("import sys\nfrom gradlab.threads import blas_threads\nassert 'numpy' not in sys.modules\n"
+            "with blas_threads(1):\n    from threadpoolctl import threadpool_info\n"
+            "    print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                           "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[1]"]
