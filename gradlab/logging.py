@@ -1,6 +1,7 @@
 """Step records -> CSV rows, flushed as written, so a killed run leaves valid files."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -48,14 +49,19 @@ class CsvTable:
 
     def __init__(self, path: Path, header: list[str]) -> None:
         tmp = path.with_name(f".{path.stem}-{os.getpid()}.csv")
-        self.file = open(tmp, "wb", buffering=0, opener=_exclusive)  # unbuffered: a write is a write(2)
+        self.file = None
         self.end = self.kept = 0  # bytes of whole rows written; of rows kept
         try:
+            self.file = open(tmp, "wb", buffering=0, opener=_exclusive)  # unbuffered: a write is a write(2)
             self.write([header])
             os.replace(tmp, path)  # the table appears with its whole header or not at all; the file stays open
-        except BaseException:
-            self.file.close()
-            os.unlink(tmp)
+        except FileExistsError:  # not ours to remove
+            raise
+        except BaseException:  # a Ctrl-C can land between the file's creation and the line after it
+            if self.file is not None:
+                self.file.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
         self.keep()
 
