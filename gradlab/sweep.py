@@ -346,6 +346,11 @@ class LocalExecutor:
                     yield res
 
     def _start(self) -> _Worker:
+        from multiprocessing import resource_tracker
+
+        # started here, not inside _sigint_held: starting it unblocks SIGINT after (bpo-33613), and the first
+        # worker would then start with Ctrl-C open, to die of it inside its interpreter's start-up
+        resource_tracker.ensure_running()
         with one_blas_thread(), _as_worker(), _sigint_held():
             return _Worker(self.ctx, self.scratch)
 
