@@ -592,3 +592,25 @@ def test_an_ignored_sigterm_stays_ignored_during_a_sweep():
         assert stops == [] and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_the_first_worker_starts_with_sigint_blocked_though_the_resource_tracker_starts_too(tmp_path):
+    """multiprocessing's resource tracker unblocks SIGINT after starting itself (bpo-33613): started inside
+    the window where the client holds SIGINT, it let the first worker start with Ctrl-C open. In a fresh
+    process (no tracker yet), every process the pool starts must start with SIGINT blocked."""
+    script = tmp_path / "spy.py"
+    script.write_text(
+        "import signal\nfrom multiprocessing import util\n"
+        "orig = util.spawnv_passfds\n"
+        "def spy(path, args, fds):\n"
+        "    print('blocked' if signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []) else 'OPEN')\n"
+        "    return orig(path, args, fds)\n"
+        "util.spawnv_passfds = spy\n"
+        "if __name__ == '__main__':\n"
+        "    from gradlab.sweep import LocalExecutor\n"
+        "    pool = LocalExecutor(1)\n"
+        "    pool.idle.append(pool._start())\n"
+        "    pool.close()\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["blocked", "blocked"]  # the tracker, then the worker
