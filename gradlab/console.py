@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import boot
-from .errors import ConfigError
+from .errors import ConfigError, interrupt_in
 
 out = Console()
 err = Console(stderr=True)
@@ -51,7 +51,14 @@ class Command(TyperCommand):
     def invoke(self, ctx: typer.Context):
         handle_sigterm(ctx)
         quiet_warnings(ctx)
-        return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except typer.Exit:
+            raise
+        except Exception as exc:  # a Ctrl-C or SIGTERM that a library wrapped (pydantic, in a model_dump)
+            if interrupt_in(exc) is None:
+                raise
+            stopped()
 
 
 def handle_sigterm(ctx: typer.Context) -> None:
@@ -94,8 +101,13 @@ def bad_input(config: Path):
         fail(ConfigError(f"{config}: the model or data set is larger than this machine's memory; "
                          "lower model.width, model.depth, data.n_samples or train.batch_size."))
     except KeyboardInterrupt:
-        err.print("interrupted" if interrupted_code() == EXIT_CTRL_C else "terminated (SIGTERM)")
-        raise typer.Exit(interrupted_code())
+        stopped()
+
+
+def stopped() -> None:
+    """Ctrl-C or SIGTERM stopped the command: one word on stderr, exit 130 or 143."""
+    err.print("interrupted" if interrupted_code() == EXIT_CTRL_C else "terminated (SIGTERM)")
+    raise typer.Exit(interrupted_code())
 
 
 @contextmanager
@@ -112,7 +124,7 @@ def user_code(what: str):
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - only code of the user's is reported here; the rest is re-raised
-        culprit = blame(exc)
+        culprit = None if interrupt_in(exc) else blame(exc)
         if culprit is None:
             raise
         _say(f"{what} could not run: {raised(exc, culprit)}; nothing was graded or written.")

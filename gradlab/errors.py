@@ -18,3 +18,32 @@ ALLOW_HELP = ("A folder whose modules a config may import (repeatable). A config
 # the check's relative step: below 1e-15 theta + h rounds to theta in float64; above 0.1 a difference
 # spans the curvature of tanh or sigmoid and can make correct code look wrong
 EPS_RANGE = (1e-15, 0.1)
+
+
+def interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM, raised as one) behind ``exc``: ``exc`` itself, or one a library wrapped on its way
+    out. pydantic does: a signal that arrives inside a serializer (any ``model_dump``) leaves it as a
+    PydanticSerializationError caused by the KeyboardInterrupt."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class interrupts_unwrapped:
+    """Within the block, an exception that a Ctrl-C or SIGTERM caused is raised as that KeyboardInterrupt, so the
+    ``except KeyboardInterrupt`` around it stops the work as interrupted, not as failed."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, KeyboardInterrupt) or not isinstance(exc, Exception):
+            return False
+        stop = interrupt_in(exc)
+        if stop is None:
+            return False
+        raise stop from None

@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 
 from .config import Config, ConfigError, parse_yaml, read_text, set_value, validate
+from .errors import interrupts_unwrapped
 from .files import NoSpace, no_space, no_space_error, refuse_symlinks, write_atomic
 from .logging import jsonable
 from .threads import BLAS_VARS as BLAS_THREADS, DEFAULT as DEFAULT_THREADS
@@ -698,7 +699,8 @@ def run_sweep(sweep: Sweep, workers: int | None = None, resume: str | Path | Non
                                   "workers": max(workers, 1) if workers is not None else os.cpu_count() or 1})
             try:
                 if executor is not None:
-                    sweep_pass.run(executor, todo, observers)
+                    with interrupts_unwrapped():
+                        sweep_pass.run(executor, todo, observers)
             except KeyboardInterrupt:
                 sweep_pass.status = "interrupted"
                 kept, executor = executor.close(cancel=True) if executor is not None else (), None

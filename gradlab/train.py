@@ -17,6 +17,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from .config import Config, ConfigError
+from .errors import interrupt_in, interrupts_unwrapped
 from .data import Dataset, load_data
 from .files import NoSpace, no_space, no_space_error, write_atomic
 from .logging import RunWriter, full_sequence_times, summary_of
@@ -222,7 +223,8 @@ def fit(s: Setup, observers: "list[Observer]" = (), result: RunResult | None = N
     # a diverging run is detected and reported, not warned about
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
-            _loop(s, observers, result)
+            with interrupts_unwrapped():
+                _loop(s, observers, result)
             if result.status == "running":
                 result.status = "completed"
         except KeyboardInterrupt:
@@ -230,7 +232,8 @@ def fit(s: Setup, observers: "list[Observer]" = (), result: RunResult | None = N
         result.wall_time = time.perf_counter() - t0
         if result.status != "diverged":
             try:
-                result.final = final_metrics(s)
+                with interrupts_unwrapped():
+                    result.final = final_metrics(s)
             except KeyboardInterrupt:  # a second Ctrl-C, or the first during the final metrics: none then
                 result.status = "interrupted"
             else:
@@ -416,7 +419,7 @@ def close_run(writer: RunWriter, s: Setup, result: RunResult) -> bool:
 def stopped(exc: BaseException, result: RunResult, s: Setup, folder: Path | None, source: str) -> BaseException | None:
     """Record in ``result`` why the run stopped; return what to raise (None for Ctrl-C: the run is
     "interrupted", with what it wrote)."""
-    if isinstance(exc, KeyboardInterrupt):
+    if interrupt_in(exc) is not None:  # a signal, or one a library wrapped (pydantic does, in a model_dump)
         if result.status != "failed":
             result.status = "interrupted"
         return None

@@ -1,0 +1,92 @@
+"""A Ctrl-C or SIGTERM that arrives inside a library which wraps it (pydantic: any ``model_dump`` whose serializer
+is running) still stops a command as interrupted, with 130 or 143 and no traceback, never as a bug (exit 1).
+
+The signal is really delivered to this process, from inside a real pydantic serializer, as a ``kill`` from
+outside lands there when it happens to arrive during ``make_optimizer``'s ``model_dump`` (CI saw it once)."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, model_serializer
+from typer.testing import CliRunner
+
+from gradlab.check import runner as check_runner
+from gradlab.cli import app
+from gradlab.errors import interrupt_in, interrupts_unwrapped
+
+train_module = importlib.import_module("gradlab.train")  # gradlab.train is also the function
+
+TINY = ("name: tiny\ndata: {kind: spirals, n_samples: 64}\nmodel: {depth: 2, width: 8, activation: tanh}\n"
+        "train: {steps: 5}\n")
+
+
+class _Signalled(BaseModel):
+    """Its serializer sends ``sig`` to this process; Python runs the handler inside the serializer."""
+    sig: int
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        os.kill(os.getpid(), self.sig)
+        for _ in range(1000):  # the handler runs between two bytecodes of this loop
+            pass
+        return handler(self)
+
+
+def dump_with(sig: int) -> None:
+    _Signalled(sig=int(sig)).model_dump()
+
+
+def test_pydantic_wraps_the_interrupt_and_it_is_found():
+    """The premise, on the installed pydantic: the KeyboardInterrupt leaves as another exception, caused by it."""
+    with pytest.raises(Exception) as info:
+        dump_with(signal.SIGINT)
+    assert not isinstance(info.value, KeyboardInterrupt)
+    assert isinstance(interrupt_in(info.value), KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_unwrapped():
+            dump_with(signal.SIGINT)
+
+
+def test_other_errors_pass_through_unchanged():
+    assert interrupt_in(ValueError("x")) is None
+    with pytest.raises(ValueError, match="plain"):
+        with interrupts_unwrapped():
+            raise ValueError("plain")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_train_stopped_inside_a_model_dump_is_interrupted(tmp_path, monkeypatch, sig, code):
+    real = train_module.make_optimizer
+
+    def make_optimizer(cfg, lr):
+        dump_with(sig)
+        return real(cfg, lr)
+
+    monkeypatch.setattr(train_module, "make_optimizer", make_optimizer)
+    (tmp_path / "t.yaml").write_text(TINY, encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "t.yaml"), "-q", "--set", f"log.out={tmp_path / 'runs'}"])
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and result.output.startswith("interrupted: 0 steps")
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "interrupted"
+    assert not (run / "error.txt").exists()
+
+
+def test_check_stopped_inside_a_model_dump_is_interrupted(tmp_path, monkeypatch):
+    real = check_runner.prepare
+
+    def prepare(*args, **kwargs):
+        dump_with(signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(check_runner, "prepare", prepare)
+    (tmp_path / "t.yaml").write_text(TINY, encoding="utf-8")
+    result = CliRunner().invoke(app, ["check", str(tmp_path / "t.yaml")])
+    assert result.exit_code == 143, result.output
+    assert "Traceback" not in result.output and "terminated (SIGTERM)" in result.output
