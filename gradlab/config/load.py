@@ -1,0 +1,140 @@
+"""From a file (or a dict) to a validated ``Config``: overrides, validation and the folders a config may
+import code from."""
+
+import copy
+from pathlib import Path
+from typing import Any, Sequence
+
+from pydantic import ValidationError
+
+from ..errors import ALLOW_FLAG, ConfigError
+from .messages import _problems
+from .overrides import apply_overrides
+from .schema import Config, MLPConfig, RNNConfig
+from .yamlfile import parse_yaml, read_text
+
+
+def validate(raw: Any, source: str = "<config>", folder: str | Path | None = None, *, imports: bool = True,
+             allow_imports: Sequence[str | Path] = ()) -> Config:
+    """Validate raw config data; raise ConfigError listing every problem.
+
+    ``folder`` (default: the current one) is the config's own folder, where ``module:Class`` modules are
+    looked for (or in ``model.import_dir``, if it lies inside it). A config naming ``module:Class`` runs that
+    module's code, so only modules whose files lie under ``folder`` or a folder of ``allow_imports`` are
+    imported; any other is refused. With ``imports=False`` no module is imported: ``module:Class`` names stay
+    text (what ``report`` reads).
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + " ".join(_problems(exc))) from None
+    except (TypeError, ValueError, RecursionError) as exc:  # unhashable keys and the like
+        raise ConfigError(f"{source}: invalid config ({exc}).") from None
+    if imports:
+        _resolve_custom(config, Path(folder or "."), source, allow_imports)
+    return config
+
+
+def import_roots(folder: str | Path, allow_imports: Sequence[str | Path] = ()) -> tuple[str, ...]:
+    """The folders whose modules a config may import: its own folder, then each ``--allow-imports`` folder
+    (symlinks resolved); a ConfigError for one that is not a folder."""
+    roots = [Path(folder).resolve()]
+    for given in allow_imports:
+        try:
+            path = Path(given).expanduser().resolve()
+            usable = path.is_dir()
+        except (OSError, ValueError, RuntimeError):
+            usable = False
+        if not usable:
+            raise ConfigError(f"{ALLOW_FLAG} {given}: no such folder; allowed: a folder whose modules a config may "
+                              "import (module:Class).")
+        roots.append(path)
+    return tuple(dict.fromkeys(str(r) for r in roots))
+
+
+def allowed_imports(model: Any) -> tuple[str, ...]:
+    """The folders a model's ``module:Class`` may be imported from: those ``validate`` allowed, else (a config
+    built without it) its ``import_dir`` alone."""
+    allowed = getattr(model, "_allowed", None)
+    return allowed if allowed is not None else (str(Path(model.import_dir or ".").resolve()),)
+
+
+def _inside(path: Path, roots: Sequence[str]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
+
+
+def _resolve_custom(config: Config, folder: Path, source: str, allow_imports: Sequence[str | Path] = ()) -> None:
+    """Make ``model.import_dir`` absolute (relative to ``folder``); import, build and check every
+    class of your own the model names, so a bad one is a ConfigError naming its key path. A layer
+    that changes the width hands its output width to the next one. Modules come only from ``folder``
+    and the ``allow_imports`` folders (``import_roots``)."""
+    model = config.model
+    refs = model.custom_refs() if isinstance(model, MLPConfig) else [(None, "model.cell", None)] * model.custom
+    if model.import_dir is None and not refs:
+        return
+    roots = import_roots(folder, allow_imports)
+    try:
+        home = (folder / (model.import_dir or ".")).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"{source}: 'model.import_dir': not a usable path ({exc}).") from None
+    if refs and not home.is_dir():
+        what = "model.cell" if isinstance(model, RNNConfig) else "model.activation or model.layers"
+        raise ConfigError(f"{source}: 'model.import_dir': no folder {home}; allowed: a folder (relative to the "
+                          f"config file's) holding the modules of {what}.")
+    if refs and not _inside(home, roots):
+        raise ConfigError(f"{source}: 'model.import_dir': {home} lies outside the config's folder ({roots[0]}); a "
+                          "config naming module:Class runs that module's code, so modules are imported only from "
+                          f"the config's folder: pass {ALLOW_FLAG} {home} to allow that folder.")
+    model.import_dir = str(home)
+    model._allowed = roots
+    import numpy as np  # here, like gradlab.nn, which imports this module
+
+    from ..nn.custom import CustomError, make_cell, make_custom, output_width
+
+    dtype = np.dtype(config.train.dtype).type
+    where = "model.cell"
+    try:
+        if isinstance(model, RNNConfig):
+            if model.custom:  # the data's feature count is not known yet: a one-feature dummy tries the protocol
+                make_cell(model.cell, model.import_dir, model.cell_args, 1, model.hidden, np.random.default_rng(0),
+                          dtype, roots)
+            return
+        width, seen = 0, {}
+        for item, where, _ in model.plan():
+            width = getattr(item, "units", width)
+            if item.spec and (where, width) not in seen:
+                layer = make_custom(item.spec, model.import_dir, getattr(item, "args", {}), width, dtype, 1,
+                                    activation=item.type == "activation", allowed=roots)
+                seen[where, width] = output_width(layer, width, dtype)
+            width = seen.get((where, width), width)
+    except CustomError as exc:
+        raise ConfigError(f"{source}: '{where}': {exc}.") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                allow_imports: Sequence[str | Path] = ()) -> Config:
+    """Read, override and validate a YAML config. Data paths become relative to its folder. A config
+    naming ``module:Class`` runs that module's code: only modules under the config's folder, or under a
+    folder of ``allow_imports``, are imported (``validate``)."""
+    path = Path(path)
+    raw = parse_yaml(read_text(path, "config"), str(path))
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
+    raw = apply_overrides(raw, list(overrides), str(path))
+    config = validate(raw, str(path), path.parent, allow_imports=allow_imports)
+    data = config.data
+    if hasattr(data, "path") and not Path(data.path).is_absolute():
+        data.path = str((path.parent / data.path).resolve())  # so the run's config.yaml finds it too
+    return config
+
+
+def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = (),
+                     allow_imports: Sequence[str | Path] = ()) -> Config:
+    """Validate a config given as a Python mapping (what tests and the API use); its folder, for
+    ``module:Class``, is the current one."""
+    return validate(apply_overrides(copy.deepcopy(raw), list(overrides), "<config>"), "<config>",
+                    allow_imports=allow_imports)

@@ -1,0 +1,58 @@
+"""``--set key.path=value``: the overrides a command line puts on a config's raw YAML data."""
+
+from typing import Any
+
+from ..errors import ConfigError
+from .yamlfile import parse_yaml
+
+
+def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a raw config mapping."""
+    if overrides and not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
+    for item in overrides:
+        path, sep, text = item.partition("=")
+        if not sep or not all(key_path(path)):
+            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set model.depth=50.")
+        set_value(raw, path, parse_yaml(text, f"--set {path}"), f"--set {item!r}")
+    return raw
+
+
+def key_path(path: str) -> list[str]:
+    """``model.layers[3].units`` -> ["model", "layers", "3", "units"]."""
+    return path.strip().replace("[", ".").replace("]", "").split(".")
+
+
+def set_value(raw: dict, path: str, value: Any, where: str) -> None:
+    """Set the dotted ``path`` of a raw config mapping to ``value``, making the mappings on the way;
+    ``where`` names the source (``--set ...``, a sweep's grid key) in errors."""
+    keys = key_path(path)
+    node = raw
+    for i, key in enumerate(keys[:-1]):
+        node, key = _slot(node, key, where)
+        child = node[key] if isinstance(node, list) else node.get(key)
+        if isinstance(child, str) and keys[i + 1] != "name" and key in ("activation", "optimizer"):
+            child = {"name": child}
+        elif isinstance(child, str) and key == "init":
+            child = {"scheme": child}
+        elif isinstance(child, (int, float)) and key == "clip":
+            child = {"threshold": child}
+        elif isinstance(child, list) and not keys[i + 1].isdecimal():
+            _slot(child, keys[i + 1], where)  # raises: not an index of the list (layers[-1], layers.units)
+        elif not (isinstance(child, dict) or isinstance(child, list) and keys[i + 1].isdecimal()):
+            child = {}
+        node[key] = child
+        node = child
+    node, key = _slot(node, keys[-1], where)
+    node[key] = value
+
+
+def _slot(node: dict | list, key: str, item: str) -> tuple[dict | list, Any]:
+    """(node, key) to read or write; a list takes the decimal indices of ``layers.3`` / ``layers[3]``."""
+    if not isinstance(node, list):
+        return node, key
+    if not (key.isdecimal() and int(key) < len(node)):
+        allowed = f"0..{len(node) - 1}" if node else "none: the list is empty"
+        negative = "; counting from the end (-1) is not supported" if key.startswith("-") else ""
+        raise ConfigError(f"{item}: '{key}' is not an index of that list (allowed: {allowed}{negative}).")
+    return node, int(key)
