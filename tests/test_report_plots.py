@@ -17,7 +17,7 @@ import pytest
 
 import gradlab
 from gradlab import sweeps
-from gradlab.report import plots
+from gradlab.report import plots, sweep_plots
 from gradlab.report.html import Section, findings_table, write_html
 from gradlab.report.load import load_run, load_sweep_dir
 
@@ -165,7 +165,7 @@ def test_pick_steps_spans_first_to_last():
 
 def test_two_key_sweep_writes_both_figures(sweep2, tmp_path):
     assert sweep2.keys == ["model.depth", "model.init"]
-    paths = strict(plots.write_sweep_plots, sweep2, tmp_path)
+    paths = strict(sweep_plots.write_sweep_plots, sweep2, tmp_path)
     assert names(paths) == SWEEP_PNGS
     for path in paths:
         assert_png(path)
@@ -173,12 +173,12 @@ def test_two_key_sweep_writes_both_figures(sweep2, tmp_path):
 
 def test_three_key_sweep_with_seeds_writes_facets(sweep2, sweep3, tmp_path):
     assert sweep3.keys == ["model.depth", "model.init", "model.activation", "seed"]
-    assert plots.main_keys(sweep3) == ["model.depth", "model.init", "model.activation"]
-    paths = strict(plots.write_sweep_plots, sweep3, tmp_path)
+    assert sweep_plots.main_keys(sweep3) == ["model.depth", "model.init", "model.activation"]
+    paths = strict(sweep_plots.write_sweep_plots, sweep3, tmp_path)
     assert names(paths) == SWEEP_PNGS
     for path in paths:
         assert_png(path)
-    two_keys = plots.plot_sweep_ratio_heatmap(sweep2, tmp_path / "two_keys.png")
+    two_keys = sweep_plots.plot_sweep_ratio_heatmap(sweep2, tmp_path / "two_keys.png")
     assert width(paths[0]) > 1.5 * width(two_keys)  # one panel per activation
 
 
@@ -186,12 +186,12 @@ def test_failed_runs_and_a_single_key(sweep2, tmp_path):
     summary = sweep2.summary.copy()
     summary.loc[0, "delta_ratio_first"] = np.nan
     failed = dataclasses.replace(sweep2, summary=summary)
-    assert_png(strict(plots.plot_sweep_ratio_heatmap, failed, tmp_path / "failed.png"))
+    assert_png(strict(sweep_plots.plot_sweep_ratio_heatmap, failed, tmp_path / "failed.png"))
     one_key = dataclasses.replace(sweep2, spec={**sweep2.spec, "grid": {"model.depth": [2, 4]}},
                                   summary=sweep2.summary[sweep2.summary["model.init"] == "xavier_normal"],
                                   profile=sweep2.profile[sweep2.profile["model.init"] == "xavier_normal"])
     assert one_key.keys == ["model.depth"]
-    assert names(strict(plots.write_sweep_plots, one_key, tmp_path / "one")) == SWEEP_PNGS
+    assert names(strict(sweep_plots.write_sweep_plots, one_key, tmp_path / "one")) == SWEEP_PNGS
 
 
 # --------------------------------------------------------------------------- report.html
@@ -279,7 +279,7 @@ window.addEventListener("load", function () {
 
 def test_report_images_decode_in_headless_chromium(mlp_pngs, sweep2, tmp_path):
     browser = need_chromium()
-    pngs = [*mlp_pngs, *plots.write_sweep_plots(sweep2, tmp_path / "sweep")]
+    pngs = [*mlp_pngs, *sweep_plots.write_sweep_plots(sweep2, tmp_path / "sweep")]
     page = report(pngs, tmp_path / "report.html")
     probe = tmp_path / "probe" / "report.html"
     probe.parent.mkdir()

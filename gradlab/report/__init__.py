@@ -5,7 +5,8 @@
     theory.py    the gain per layer that init and activation predict, beside the measured one
     lint.py      known config mismatches, before a run
     trial.py     --try: each remedy run as a short run of the same config, and the table of what it did
-    plots.py     matplotlib figures (Agg, no display)
+    plots.py     matplotlib figures of a run (Agg, no display)
+    sweep.py     a sweep folder's report; sweep_plots.py its figures
     html.py      report.html with every image embedded
 """
 from __future__ import annotations
@@ -60,7 +61,9 @@ def report(path: str | Path, write: bool = True) -> Report:
 def _report(path: Path, write: bool) -> Report:
     try:
         if kind_of(path) == "sweep":
-            return _sweep_report(load_sweep_dir(path), write)
+            from .sweep import sweep_report
+
+            return sweep_report(load_sweep_dir(path), write)
         return _run_report(load_run(path), write)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read or write the report ({exc.strerror or exc}); allowed: a run or "
@@ -133,45 +136,3 @@ def summary_frame(run: RunData):
 def _lines(values: dict) -> str:
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     return "\n".join(f"{k}: {fmt(v)}" for k, v in values.items())
-
-
-def _sweep_report(sweep: SweepData, write: bool) -> Report:
-    findings, notes = [], list(sweep.notes)
-    for row in sweep.summary.itertuples():
-        found, note = _sweep_run(sweep.dir, str(row.run), str(row.status))
-        findings += found
-        notes += [note] if note else []
-    rep = Report("sweep", sweep.dir, findings=findings, notes=notes)
-    if write:
-        from . import html, plots
-
-        refuse_symlinks(sweep.dir, ["report.html", *plots.SWEEP_PLOTS])  # before anything is written
-        rep.images = plots.write_sweep_plots(sweep, sweep.dir)
-        cols = [*sweep.keys, "status", "final_loss", "final_val_accuracy", "delta_ratio_first", "delta_ratio_last",
-                "run"]
-        sections = [
-            html.Section("Summary", table=sweep.summary[[c for c in cols if c in sweep.summary.columns]]),
-            html.Section("Plots", images=rep.images),
-            html.Section("Diagnosis by run", html=html.findings_table(findings), pre="\n".join(notes) or None),
-            html.Section("Sweep", pre=yaml.safe_dump(sweep.spec, sort_keys=False)),
-        ]
-        rep.html = html.write_html(sweep.dir / "report.html", f"gradlab sweep report: {sweep.name}", sections)
-    return rep
-
-
-def _sweep_run(folder: Path, run: str, status: str) -> tuple[list[dict], str | None]:
-    """The findings of one run of a sweep, or a note saying why it is not diagnosed. Only a folder directly
-    inside the sweep's is read: summary.csv names it."""
-    if run in ("", ".", "..") or run != Path(run).name:
-        return [], f"{run}: not a folder name inside the sweep (summary.csv, column 'run'); not read"
-    if (folder / run).is_symlink():
-        return [], f"{run}: a symbolic link, not a run folder gradlab wrote; not read"
-    if status not in ("completed", "diverged"):
-        return [], f"{run}: {status}, not diagnosed (see its error.txt)"
-    if not (folder / run / "metrics.csv").exists():
-        return [], None
-    try:
-        data = load_run(folder / run)
-    except (ConfigError, OSError) as exc:  # one unreadable run is a note, not the end of the sweep's report
-        return [], f"{run}: not diagnosed: {exc}"
-    return [{"run": run, **f.as_dict()} for f in diagnose(data)], None
