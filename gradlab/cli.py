@@ -14,11 +14,13 @@ from rich.table import Table
 # runs, through the lazy ``gradlab`` names, so --help starts in a fraction of a second
 import gradlab as api
 from .check.command import check_command
+from .compare_cli import compare_command
 from .console import (SET_HELP, THREADS_HELP, TRAIN_EXITS, Command, bad_input, err, fail, interrupted_code, out,
                       user_code)
 from .errors import ALLOW_FLAG, ALLOW_HELP, ConfigError
 from .records import RunResult, StepRecord
 from .threads import MAX as MAX_THREADS
+from .watch import watch_command
 
 # rich_markup_mode=None: click's plain help text; typer's rich panels import rich.markdown and markdown_it,
 # half of a 0.4 s --help
@@ -337,6 +339,8 @@ def sweep(
 
 app.command("check", cls=Command)(check_command)
 app.command("gradcheck", help="Same as check.", cls=Command)(check_command)
+app.command("compare", cls=Command)(compare_command)
+app.command("watch", cls=Command)(watch_command)
 
 
 def time_line(result: RunResult) -> str:
