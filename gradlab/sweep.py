@@ -209,11 +209,34 @@ def value_text(value: Any) -> str:
 
 
 def combo_label(values: dict) -> str:
-    """``depth=20,init=he_normal,seed=0``: the last part of each key, made safe for file systems."""
-    short = {k: k.rsplit(".", 1)[-1] for k in values}
-    names = {k: (k if list(short.values()).count(s) > 1 else s) for k, s in short.items()}
-    text = ",".join(f"{names[k]}={value_text(v)}" for k, v in values.items())
+    """``depth=20,init=normal-std=0.01,seed=0``: the last part of each key (the whole key where two end
+    alike) and its value, in letters, digits and ``_.,=+-`` only, so a shell takes it without quotes."""
+    text = ",".join(f"{k}={label_text(v)}" for k, v in _short_keys(values).items())
+    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)[:200]
+
+
+def label_text(value: Any) -> str:
+    """A swept value in a folder name: normal-std=0.01, norm-threshold=1.0+scope=global, 8+16 (a list)."""
+    if isinstance(value, dict):
+        head_key = next((k for k in ("scheme", "name", "mode") if k in value), None)
+        rest = "+".join(f"{k}={label_text(v)}" for k, v in value.items() if k != head_key)
+        head = label_text(value[head_key]) if head_key else ""
+        return "-".join(part for part in (head, rest) if part)
+    if isinstance(value, list):
+        return "+".join(label_text(v) for v in value)
+    return "null" if value is None else str(value)
+
+
+def old_combo_label(values: dict) -> str:
+    """The folder name sweeps gave a combination before (``init=normal(std=0.01),seed=0``): ``--resume`` of
+    a folder written then finds its runs under these names."""
+    text = ",".join(f"{k}={value_text(v)}" for k, v in _short_keys(values).items())
     return re.sub(r"[^A-Za-z0-9_.=,()+-]", "_", text)[:200]
+
+
+def _short_keys(values: dict) -> dict:
+    short = {k: k.rsplit(".", 1)[-1] for k in values}
+    return {(k if list(short.values()).count(s) > 1 else s): values[k] for k, s in short.items()}
 
 
 # --------------------------------------------------------------------------- one run (in a worker)
@@ -253,11 +276,12 @@ def crashed_run(label: str, reason: str, crashes: int, wall_time: float = float(
             "profile": profile}
 
 
-def run_tables(values: dict, files: dict[str, bytes], status: str, worker_time: float) -> tuple[dict, pd.DataFrame]:
+def run_tables(values: dict, files: dict[str, bytes], status: str, worker_time: float,
+               label: str | None = None) -> tuple[dict, pd.DataFrame]:
     """(summary row, profile rows) of one run from its files; wall time is the run's own if it wrote one."""
     own = _summary(files).get("wall_time")
     layers = layer_table(files)
-    return (summary_row(values, files, status, own if isinstance(own, (int, float)) else worker_time, layers),
+    return (summary_row(values, files, status, own if isinstance(own, (int, float)) else worker_time, layers, label),
             profile_rows(values, files, layers))
 
 
@@ -270,10 +294,11 @@ def _summary(files: dict[str, bytes]) -> dict:
     return summary if isinstance(summary, dict) else {}
 
 
-def with_values(values: dict, row: dict, profile: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+def with_values(values: dict, row: dict, profile: pd.DataFrame, label: str | None = None) -> tuple[dict, pd.DataFrame]:
     """A worker's tables, which know nothing of the sweep, with the swept values and the run's name."""
-    shown = {k: value_text(v) if isinstance(v, (dict, list)) else v for k, v in values.items()}
-    row = {**shown, **{k: v for k, v in row.items() if k not in shown}, "run": combo_label(values)}
+    shown = shown_values(values)
+    row = {"run": combo_label(values) if label is None else label, **shown,
+           **{k: v for k, v in row.items() if k not in shown and k != "run"}}
     profile = profile.copy()
     for i, (k, v) in enumerate(shown.items()):
         if not profile.empty:
@@ -567,51 +592,103 @@ def _no_traceback(record: logging.LogRecord) -> bool:
 
 # --------------------------------------------------------------------------- tables
 
-SUMMARY_FIELDS = (
-    "status", "steps", "final_loss", "final_val_loss", "final_val_accuracy", "grad_norm_first", "grad_norm_last",
-    "diverged_at", "wall_time", "run", "error",
-    *(f"{which}_hidden_{kind}_norm_{when}" for which in ("first", "last") for when in ("first", "last")
-      for kind in ("grad", "delta")),
-    *(f"{kind}_ratio_{when}" for kind in ("grad", "delta") for when in ("first", "last")),
+STEP_FIELDS = (  # the first and last logged step, the first and last hidden layer
+    *(f"{which}_layer_{kind}_norm_at_{when}_step" for which in ("first", "last") for kind in ("grad", "delta")
+      for when in ("first", "last")),
+    *(f"{kind}_ratio_at_{when}_step" for kind in ("grad", "delta") for when in ("first", "last")),
 )
+SUMMARY_FIELDS = (  # after ``run`` and the swept keys
+    "status", "steps", "final_train_loss", "final_train_accuracy", "final_val_loss", "final_val_accuracy",
+    "diverged_at", "wall_time", "grad_norm_at_first_step", "grad_norm_at_last_step", *STEP_FIELDS, "error",
+)
+# then the config values that were not swept, so rows of sweeps put together stay readable; a column empty
+# in every row (model.hidden of an MLP sweep, model.depth of a recurrent one) is left out
+CONFIG_FIELDS = ("model.kind", "model.depth", "model.width", "model.hidden", "model.num_layers", "model.cell",
+                 "model.activation", "model.init", "model.batchnorm", "model.residual", "train.optimizer",
+                 "train.lr", "train.batch_size", "train.steps", "train.clip", "data.kind")
+OLD_SUMMARY_NAMES = {  # summary.csv's names before: report/load.py reads old sweep folders with these
+    "final_loss": "final_train_loss", "grad_norm_first": "grad_norm_at_first_step",
+    "grad_norm_last": "grad_norm_at_last_step",
+    **{f"{which}_hidden_{kind}_norm_{when}": f"{which}_layer_{kind}_norm_at_{when}_step"
+       for which in ("first", "last") for kind in ("grad", "delta") for when in ("first", "last")},
+    **{f"{kind}_ratio_{when}": f"{kind}_ratio_at_{when}_step" for kind in ("grad", "delta") for when in ("first", "last")},
+}
 
 
 def summary_row(values: dict, files: dict[str, bytes], status: str, wall_time: float,
-                layers: pd.DataFrame | None = None) -> dict:
+                layers: pd.DataFrame | None = None, label: str | None = None) -> dict:
     """One row of summary.csv from a run's files (``layers``: its ``layer_table``, if already read)."""
-    row = {k: value_text(v) if isinstance(v, (dict, list)) else v for k, v in values.items()}
-    row.update(status=status, steps=None, final_loss=None, final_val_loss=None, final_val_accuracy=None,
-               grad_norm_first=None, grad_norm_last=None, diverged_at=None, wall_time=round(wall_time, 3),
-               run=combo_label(values), error=None)
+    row = {"run": combo_label(values) if label is None else label, **shown_values(values)}
+    figures = dict.fromkeys(SUMMARY_FIELDS)
+    figures.update(status=status, wall_time=round(wall_time, 3))
     summary = _summary(files)
     if status == "crashed":
-        row["error"] = summary.get("error")
-    row["steps"] = summary.get("steps")
-    row["final_loss"] = summary.get("final_train_loss")
-    row["final_val_loss"] = summary.get("final_val_loss")
-    row["final_val_accuracy"] = summary.get("final_val_accuracy")
-    row["diverged_at"] = summary.get("diverged_at")
-    if "metrics.csv" not in files:
-        return row
+        figures["error"] = summary.get("error")
+    for key in ("steps", "final_train_loss", "final_train_accuracy", "final_val_loss", "final_val_accuracy",
+                "diverged_at"):
+        figures[key] = summary.get(key)
+    if "metrics.csv" in files:
+        figures.update(_step_figures(files, layers, figures))
+    config = _config(files)
+    row.update({k: v for k, v in figures.items() if k not in row})
+    row.update({k: _config_value(config, k) for k in CONFIG_FIELDS if k not in row})
+    return row
+
+
+def shown_values(values: dict) -> dict:
+    """The swept values as summary.csv shows them: 20, he_normal, normal(std=0.01)."""
+    return {k: value_text(v) if isinstance(v, (dict, list)) else v for k, v in values.items()}
+
+
+def _step_figures(files: dict[str, bytes], layers: pd.DataFrame | None, figures: dict) -> dict:
+    """The global gradient norm and the first/last hidden layer's norms at the first and last logged step."""
+    found: dict = {}
     metrics = pd.read_csv(io.BytesIO(files["metrics.csv"]))
     if len(metrics):
-        row["grad_norm_first"], row["grad_norm_last"] = metrics.grad_norm.iloc[0], metrics.grad_norm.iloc[-1]
+        found["grad_norm_at_first_step"] = metrics.grad_norm.iloc[0]
+        found["grad_norm_at_last_step"] = metrics.grad_norm.iloc[-1]
+        if figures.get("final_train_accuracy") is None and "train_accuracy" in metrics:
+            last = metrics.train_accuracy.dropna()
+            found["final_train_accuracy"] = last.iloc[-1] if len(last) else None
     layers = layer_table(files) if layers is None else layers
     if layers is None or layers.empty:
-        return row
+        return found
     hidden = sorted(layers.layer.unique())[:-1] or sorted(layers.layer.unique())
     first_step, last_step = layers.step.min(), layers.step.max()
     for which, layer in (("first", hidden[0]), ("last", hidden[-1])):
         for when, step in (("first", first_step), ("last", last_step)):
             at = layers[(layers.layer == layer) & (layers.step == step)]
-            row[f"{which}_hidden_grad_norm_{when}"] = at.grad_norm.iloc[0] if len(at) else None
-            row[f"{which}_hidden_delta_norm_{when}"] = at.delta_norm.iloc[0] if len(at) else None
+            for kind in ("grad", "delta"):
+                found[f"{which}_layer_{kind}_norm_at_{when}_step"] = at[f"{kind}_norm"].iloc[0] if len(at) else None
     for kind in ("grad", "delta"):
         for when in ("first", "last"):
-            a, b = row[f"first_hidden_{kind}_norm_{when}"], row[f"last_hidden_{kind}_norm_{when}"]
+            a, b = found[f"first_layer_{kind}_norm_at_{when}_step"], found[f"last_layer_{kind}_norm_at_{when}_step"]
             with np.errstate(invalid="ignore", over="ignore"):  # inf / inf of a diverged run is NaN, said as such
-                row[f"{kind}_ratio_{when}"] = a / b if a is not None and b not in (None, 0) else None
-    return row
+                found[f"{kind}_ratio_at_{when}_step"] = a / b if a is not None and b not in (None, 0) else None
+    return found
+
+
+def _config(files: dict[str, bytes]) -> dict:
+    """A run's config.yaml as a mapping; {} when it is missing or unreadable."""
+    try:
+        config = yaml.safe_load(files.get("config.yaml", b"") or b"")
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _config_value(config: dict, key: str) -> Any:
+    """``model.init`` of a config: xavier_normal(gain=1.0); None where the config has no such key."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    if isinstance(node, dict):
+        node = {k: v for k, v in node.items() if v is not None}
+        text = value_text(node)
+        return text.removesuffix("()")
+    return value_text(node) if isinstance(node, list) or node is None else node
 
 
 def layer_table(files: dict[str, bytes]) -> pd.DataFrame | None:
@@ -646,9 +723,20 @@ def profile_rows(values: dict, files: dict[str, bytes], layers: pd.DataFrame | N
     return layers[[*values, "layer", "step", "grad_norm", "delta_norm"]]
 
 
+def summary_frame(rows: list[dict]) -> pd.DataFrame:
+    """summary.csv: ``run``, the swept keys, SUMMARY_FIELDS, then the config values not swept (those
+    empty in every row left out)."""
+    frame = pd.DataFrame(rows)
+    swept = list(dict.fromkeys(k for row in rows for k in itertools.takewhile(lambda k: k != "status", row)
+                               if k != "run"))  # each row: run, its swept values, status, ...
+    config = [k for k in CONFIG_FIELDS if k in frame.columns and k not in swept and frame[k].notna().any()]
+    return frame[["run", *swept, *[k for k in SUMMARY_FIELDS if k in frame.columns], *config]]
+
+
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Replace ``path`` atomically, so an interrupted sweep never leaves half a table."""
-    write_atomic(path, frame.to_csv(index=False))
+    """Replace ``path`` atomically, so an interrupted sweep never leaves half a table. Floats with 10
+    significant digits (what a spreadsheet shows; 17 only repeat the float's noise)."""
+    write_atomic(path, frame.to_csv(index=False, float_format="%.10g"))
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -752,7 +840,7 @@ class _Pass:
         label = res["label"]
         with _writing(self.out):
             _write_run(self.out / label, res["files"])
-        self.tables[label] = with_values(self.values[label], res["row"], res["profile"])
+        self.tables[label] = with_values(self.values[label], res["row"], res["profile"], label)
         self.ran += 1
         if time.perf_counter() - self.written > 1.0:
             self.write(profile=False)  # profile.csv: at the end
@@ -879,12 +967,12 @@ def _write_tables(out: Path, sweep: Sweep, tables: dict[str, tuple], profile: bo
             if not (run / "summary.json").exists() and not (run / "error.txt").exists():
                 continue
             files = _files_on_disk(run)
-            tables[combo.label] = run_tables(combo.values, files, _status_on_disk(files), 0.0)
+            tables[combo.label] = run_tables(combo.values, files, _status_on_disk(files), 0.0, combo.label)
         row, prof = tables[combo.label]
         rows.append(row)
         profiles.append(prof)
     if rows:
-        write_csv(pd.DataFrame(rows), out / "summary.csv")
+        write_csv(summary_frame(rows), out / "summary.csv")
         frames = [p for p in profiles if not p.empty]
         if profile and frames:
             write_csv(pd.concat(frames, ignore_index=True), out / "profile.csv")

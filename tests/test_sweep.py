@@ -22,16 +22,20 @@ BASE = {"name": "tiny", "seed": 0, "data": {"kind": "spirals", "n_samples": 64},
         "model": {"depth": 2, "width": 8, "activation": "tanh"},
         "train": {"steps": STEPS, "batch_size": 16}, "log": {"every": 1}}
 GRID = {"model.depth": [2, 3], "model.init": ["he_normal", "xavier_normal", {"scheme": "normal", "std": 0.01}]}
-LABELS = [f"depth={d},init={i},seed=0" for d in (2, 3) for i in ("he_normal", "xavier_normal", "normal(std=0.01)")]
+LABELS = [f"depth={d},init={i},seed=0" for d in (2, 3) for i in ("he_normal", "xavier_normal", "normal-std=0.01")]
 FIELDS = [  # written out, so that a wrong SUMMARY_FIELDS fails here
-    "status", "steps", "final_loss", "final_val_loss", "final_val_accuracy", "grad_norm_first", "grad_norm_last",
-    "diverged_at", "wall_time", "run", "error",
-    "first_hidden_grad_norm_first", "first_hidden_delta_norm_first",
-    "first_hidden_grad_norm_last", "first_hidden_delta_norm_last",
-    "last_hidden_grad_norm_first", "last_hidden_delta_norm_first",
-    "last_hidden_grad_norm_last", "last_hidden_delta_norm_last",
-    "grad_ratio_first", "grad_ratio_last", "delta_ratio_first", "delta_ratio_last",
+    "status", "steps", "final_train_loss", "final_train_accuracy", "final_val_loss", "final_val_accuracy",
+    "diverged_at", "wall_time", "grad_norm_at_first_step", "grad_norm_at_last_step",
+    "first_layer_grad_norm_at_first_step", "first_layer_grad_norm_at_last_step",
+    "first_layer_delta_norm_at_first_step", "first_layer_delta_norm_at_last_step",
+    "last_layer_grad_norm_at_first_step", "last_layer_grad_norm_at_last_step",
+    "last_layer_delta_norm_at_first_step", "last_layer_delta_norm_at_last_step",
+    "grad_ratio_at_first_step", "grad_ratio_at_last_step", "delta_ratio_at_first_step", "delta_ratio_at_last_step",
+    "error",
 ]
+# the config values that were not swept, after FIELDS (those empty in every row left out)
+NOT_SWEPT = ["model.kind", "model.width", "model.activation", "model.batchnorm", "model.residual",
+             "train.optimizer", "train.lr", "train.batch_size", "train.steps", "train.clip", "data.kind"]
 
 
 def grid_sweep(out: Path, **extra) -> S.Sweep:
@@ -70,6 +74,14 @@ def done(tmp_path_factory):
     return sweep, result, rec
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """The same bytes, but for metrics.csv's ``time`` (seconds since the run started, never twice alike)."""
+    if a.name != "metrics.csv":
+        return a.read_bytes() == b.read_bytes()
+    x, y = (pd.read_csv(p, dtype=str).drop(columns="time", errors="ignore") for p in (a, b))
+    return x.equals(y)
+
+
 def summary(folder: Path) -> pd.DataFrame:
     return pd.read_csv(folder / "summary.csv")
 
@@ -92,7 +104,7 @@ def test_grid_gives_one_folder_per_combination_and_a_summary_row_each(done):
 
     table = summary(result.dir)
     assert len(table) == 6
-    assert list(table.columns) == ["model.depth", "model.init", "seed", *FIELDS]
+    assert list(table.columns) == ["run", "model.depth", "model.init", "seed", *FIELDS, *NOT_SWEPT]
     assert list(S.SUMMARY_FIELDS) == FIELDS
     assert table["model.depth"].tolist() == [2, 2, 2, 3, 3, 3]
     assert table["model.init"].tolist() == ["he_normal", "xavier_normal", "normal(std=0.01)"] * 2
@@ -125,11 +137,12 @@ def test_summary_values_are_those_of_each_runs_own_files(done):
         stats = pd.read_csv(run / "layer_stats.csv")
         grads = pd.read_csv(run / "grad_norms.csv")
         own = json.loads((run / "summary.json").read_text())
-        assert row.grad_norm_first == metrics.grad_norm.iloc[0]
-        assert row.grad_norm_last == metrics.grad_norm.iloc[-1]
-        assert row.final_loss == own["final_train_loss"]
-        assert row.final_val_accuracy == own["final_val_accuracy"]
-        assert row.final_val_loss == own["final_val_loss"] and row.run == combo.label
+        assert row.grad_norm_at_first_step == pytest.approx(metrics.grad_norm.iloc[0], rel=1e-9)  # 10 digits
+        assert row.grad_norm_at_last_step == pytest.approx(metrics.grad_norm.iloc[-1], rel=1e-9)
+        assert row.final_train_loss == pytest.approx(own["final_train_loss"], rel=1e-9)
+        assert row.final_train_accuracy == pytest.approx(own["final_train_accuracy"], rel=1e-9)
+        assert row.final_val_accuracy == pytest.approx(own["final_val_accuracy"], rel=1e-9)
+        assert row.final_val_loss == pytest.approx(own["final_val_loss"], rel=1e-9) and row.run == combo.label
         assert row.steps == own["steps"] == STEPS
         assert row.wall_time == own["wall_time"]
 
@@ -148,14 +161,18 @@ def test_summary_values_are_those_of_each_runs_own_files(done):
 
         for which, layer in (("first", 1), ("last", depth)):
             for when, step in (("first", first_step), ("last", last_step)):
-                assert row[f"{which}_hidden_delta_norm_{when}"] == delta(layer, step)
-                assert row[f"{which}_hidden_grad_norm_{when}"] == pytest.approx(grad(layer, step), rel=1e-12)
+                assert row[f"{which}_layer_delta_norm_at_{when}_step"] == pytest.approx(delta(layer, step), rel=1e-9)
+                assert row[f"{which}_layer_grad_norm_at_{when}_step"] == pytest.approx(grad(layer, step), rel=1e-9)
         for when, step in (("first", first_step), ("last", last_step)):
-            assert row[f"delta_ratio_{when}"] == pytest.approx(delta(1, step) / delta(depth, step), rel=1e-12)
-            assert row[f"grad_ratio_{when}"] == pytest.approx(grad(1, step) / grad(depth, step), rel=1e-12)
+            assert row[f"delta_ratio_at_{when}_step"] == pytest.approx(delta(1, step) / delta(depth, step), rel=1e-9)
+            assert row[f"grad_ratio_at_{when}_step"] == pytest.approx(grad(1, step) / grad(depth, step), rel=1e-9)
+        config = yaml.safe_load((run / "config.yaml").read_text())  # the values not swept, from the run's config
+        assert (row["model.width"], row["train.lr"], row["train.steps"]) == (8, config["train"]["lr"], STEPS)
+        assert (row["model.activation"], row["train.optimizer"]) == ("tanh", "sgd")
+        assert pd.isna(row["train.clip"]) and (run / "../summary.csv").resolve().read_text().count(",null,") == 6
     # the vanishing-gradient picture the columns are for: tiny normal init shrinks delta from top to bottom
     tiny = table[table["model.init"] == "normal(std=0.01)"]
-    assert (tiny.delta_ratio_first < 0.05).all()
+    assert (tiny.delta_ratio_at_first_step < 0.05).all()
 
 
 def test_profile_is_long_format_over_swept_values_layers_and_steps(done):
@@ -172,7 +189,7 @@ def test_profile_is_long_format_over_swept_values_layers_and_steps(done):
         assert part.delta_norm.tolist() == stats.delta_norm.tolist()
         row = summary(result.dir).set_index(["model.depth", "model.init"]).loc[(combo.values["model.depth"], init)]
         first = part[(part.layer == 1) & (part.step == 0)].grad_norm.item()
-        assert first == row.first_hidden_grad_norm_first
+        assert first == pytest.approx(row.first_layer_grad_norm_at_first_step, rel=1e-9)
 
 
 def test_resolved_sweep_yaml_loads_again_to_the_same_runs(done):
@@ -216,11 +233,11 @@ def test_without_seeds_the_base_seed_is_used_once(tmp_path):
 
 
 def test_labels_of_mapping_and_odd_values_are_file_system_safe():
-    safe = re.compile(r"[A-Za-z0-9_.=,()+-]+")
-    assert S.combo_label({"model.init": {"scheme": "normal", "std": 0.01}, "seed": 0}) == "init=normal(std=0.01),seed=0"
+    safe = re.compile(r"[A-Za-z0-9_.=,+-]+")  # what a shell takes without quotes
+    assert S.combo_label({"model.init": {"scheme": "normal", "std": 0.01}, "seed": 0}) == "init=normal-std=0.01,seed=0"
     assert S.combo_label({"model.init": "he_normal", "model.depth": 20, "seed": 1}) == "init=he_normal,depth=20,seed=1"
     assert S.combo_label({"train.clip": {"mode": "norm", "threshold": 1.0}, "seed": 0}) == \
-        "clip=norm(threshold=1.0),seed=0"
+        "clip=norm-threshold=1.0,seed=0"
     assert S.combo_label({"train.clip": None, "seed": 0}) == "clip=null,seed=0"
     # two keys ending in the same name keep their full paths
     assert S.combo_label({"model.depth": 2, "data.depth": 3, "seed": 0}) == "model.depth=2,data.depth=3,seed=0"
@@ -234,7 +251,7 @@ def test_labels_of_mapping_and_odd_values_are_file_system_safe():
 
 def test_mapping_values_make_real_folders(done):
     _, result, _ = done
-    folder = result.dir / "depth=2,init=normal(std=0.01),seed=0"
+    folder = result.dir / "depth=2,init=normal-std=0.01,seed=0"
     assert folder.is_dir() and (folder / "metrics.csv").is_file()
 
 
@@ -257,7 +274,7 @@ def test_resume_reruns_only_what_is_missing_and_gives_identical_files(done, tmp_
     assert run_folders(folder) == sorted(LABELS)
     for label in LABELS:
         for name in (*CSVS, "config.yaml"):
-            assert (folder / label / name).read_bytes() == (first.dir / label / name).read_bytes(), (label, name)
+            assert same_file(folder / label / name, first.dir / label / name), (label, name)
         for name in ("params_init.npz", "params_final.npz"):
             with np.load(folder / label / name) as a, np.load(first.dir / label / name) as b:
                 assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
@@ -296,7 +313,7 @@ def test_ctrl_c_keeps_what_finished_and_resume_completes_it(done, tmp_path):
     assert (result.dir / "profile.csv").read_bytes() == (first.dir / "profile.csv").read_bytes()
     for label in LABELS:
         for name in CSVS:
-            assert (result.dir / label / name).read_bytes() == (first.dir / label / name).read_bytes()
+            assert same_file(result.dir / label / name, first.dir / label / name)
 
 
 # --------------------------------------------------------------------------- failing and diverging runs
@@ -337,15 +354,15 @@ def test_failing_and_diverging_runs_are_recorded_and_the_rest_finish(tmp_path):
     assert table.status.tolist() == ["completed", "diverged", "failed", "failed"]
     assert len(result.failed) == 3
     ok, boom = table.iloc[0], table.iloc[1]
-    assert ok.steps == 40 and np.isfinite(ok.final_loss) and np.isnan(ok.diverged_at)
-    assert 0 < boom.diverged_at < 40 and boom.steps == boom.diverged_at and np.isnan(boom.final_loss)
+    assert ok.steps == 40 and np.isfinite(ok.final_train_loss) and np.isnan(ok.diverged_at)
+    assert 0 < boom.diverged_at < 40 and boom.steps == boom.diverged_at and np.isnan(boom.final_train_loss)
     assert not np.isfinite(pd.read_csv(result.dir / sweep.combos[1].label / "metrics.csv").loss.iloc[-1])
     for label in (sweep.combos[2].label, sweep.combos[3].label):
         error = (result.dir / label / "error.txt").read_text()
         assert "column 'nope' not found" in error and "Traceback" in error
         assert not (result.dir / label / "summary.json").exists()
     failed = table[table.status == "failed"]
-    assert failed.steps.isna().all() and failed.grad_norm_first.isna().all()
+    assert failed.steps.isna().all() and failed.grad_norm_at_first_step.isna().all()
     assert set(pd.read_csv(result.dir / "profile.csv")["data.target"]) == {"y"}
 
     # fix the data and resume: what did not complete reruns; the now completed run keeps no error.txt
@@ -379,7 +396,7 @@ def test_run_combo_records_an_exception_in_train(monkeypatch, tmp_path):
     text = res["files"]["error.txt"].decode()
     assert "RuntimeError: boom in the middle of training" in text and "Traceback" in text
     row = S.summary_row(combo.values, res["files"], res["status"], res["wall_time"])
-    assert row["status"] == "failed" and row["grad_norm_first"] is None and row["model.depth"] == 2
+    assert row["status"] == "failed" and row["grad_norm_at_first_step"] is None and row["model.depth"] == 2
     # read back from disk (as resume does), it is still a failure, not "running"
     S._write_run(tmp_path / combo.label, res["files"])
     assert S._status_on_disk(S._files_on_disk(tmp_path / combo.label)) == "failed"
@@ -487,4 +504,4 @@ def test_dask_cluster_gives_the_same_summary_as_local_processes(done, tmp_path):
     assert (result.dir / "profile.csv").read_bytes() == (local.dir / "profile.csv").read_bytes()
     for label in LABELS:
         for name in CSVS:
-            assert (result.dir / label / name).read_bytes() == (local.dir / label / name).read_bytes()
+            assert same_file(result.dir / label / name, local.dir / label / name)

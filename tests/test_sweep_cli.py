@@ -56,7 +56,7 @@ def test_sweep_runs_the_grid_and_resume_runs_nothing_more(tmp_path):
     assert "depth=2,activation=tanh" in result.stdout
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == sorted(LABELS)
     table = pd.read_csv(folder / "summary.csv")
-    assert list(table.columns[:4]) == ["model.depth", "model.activation", "model.init", "seed"]
+    assert list(table.columns[:5]) == ["run", "model.depth", "model.activation", "model.init", "seed"]
     assert table.steps.tolist() == [3] * 4  # --set overrides the base
     assert table.status.tolist() == ["completed"] * 4
 

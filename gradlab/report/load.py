@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from ..config import Config, ConfigError, parse_yaml, validate
-from ..sweep import layer_norms
+from ..sweep import OLD_SUMMARY_NAMES, layer_norms
 
 
 @dataclass
@@ -122,7 +122,8 @@ NUMBERS = {
     "layer_stats.csv": ("act_mean", "act_std", "frac_saturated", "frac_dead", "delta_norm"),
     "time_grad_norms.csv": ("grad_norm", "full_grad_norm"),
     "gate_stats.csv": ("mean",),
-    "summary.csv": ("final_loss", "final_val_loss", "final_val_accuracy", "delta_ratio_first", "delta_ratio_last"),
+    "summary.csv": ("final_train_loss", "final_train_accuracy", "final_val_loss", "final_val_accuracy",
+                    "delta_ratio_at_first_step", "delta_ratio_at_last_step"),
     "profile.csv": ("grad_norm", "delta_norm"),
 }
 
@@ -162,6 +163,8 @@ def read_table(path: Path, notes: list[str] | None = None) -> pd.DataFrame | Non
         frame = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
     except (pd.errors.ParserError, ValueError) as exc:
         raise ConfigError(f"{path}: not a CSV table written by gradlab ({str(exc).strip()}).") from None
+    if path.name == "summary.csv":  # a sweep folder written before the columns were renamed
+        frame = frame.rename(columns={o: n for o, n in OLD_SUMMARY_NAMES.items() if n not in frame.columns})
     missing = [c for c in COLUMNS.get(path.name, ()) if c not in frame.columns]
     if missing:
         raise ConfigError(f"{path}: not a table written by gradlab: missing column(s) {', '.join(missing)}; "
