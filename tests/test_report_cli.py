@@ -178,6 +178,6 @@ def test_a_sweep_whose_runs_reach_1e168_or_diverge_reports_each_status(tmp_path)
 
     summary = pd.read_csv(folder / "summary.csv").set_index("run")
     assert summary.status.to_dict() == {"clip=null,seed=0": "diverged", "clip=102000.0,seed=0": "completed"}
-    assert 1e100 < summary.final_loss["clip=102000.0,seed=0"] < float("inf")
+    assert 1e100 < summary.final_train_loss["clip=102000.0,seed=0"] < float("inf")
     assert summary.diverged_at["clip=null,seed=0"] == 2
     assert "1 not completed" in result.stdout and (folder / "report.html").exists()
