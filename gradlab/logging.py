@@ -19,14 +19,28 @@ from .files import NoSpace, refuse_symlinks, save_atomic, write_atomic
 from .records import GateStat, LayerStat, ParamStat, RunResult, StepRecord, TimeStat
 
 
+_G10 = "{:.10g}".format
+
+
+def DIGITS(x: float) -> str:
+    """A float as CSV text: 10 significant digits (what a spreadsheet keeps), still a float to the eye and
+    to pandas (1.0, not 1): 0.30000000000000004 -> 0.3, 1e-300 -> 1e-300, nan and inf as they are."""
+    s = _G10(x)
+    return s if "." in s or "e" in s or "n" in s else s + ".0"
+
+
+PLAIN = (int, str)  # written as they are
+
+
 def _cell(value):
-    """A value as its CSV text: csv's own for all but bools, written 0/1 (a float as its repr, None empty)."""
+    """A value as its CSV text: floats with 10 significant digits, bools 0/1, None empty, the rest as
+    csv writes them."""
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(value, (float, np.floating)):
+        return DIGITS(value)
+    if isinstance(value, (bool, np.bool_)):
         return int(value)
-    if isinstance(value, float):
-        return repr(value)
     return value
 
 
@@ -35,9 +49,9 @@ def _exclusive(path: str, flags: int) -> int:
 
 
 def _rows(rows: list) -> bytes:
-    text = io.StringIO()  # csv writes None and floats as _cell does: only a row with a bool needs _cell
-    csv.writer(text).writerows([row if not any(v.__class__ is bool for v in row) else [_cell(v) for v in row]
-                                for row in rows])
+    text = io.StringIO()
+    csv.writer(text).writerows([[DIGITS(v) if v.__class__ is float else v if v.__class__ in PLAIN else _cell(v)
+                                 for v in row] for row in rows])
     return text.getvalue().encode("utf-8")
 
 

@@ -11,13 +11,32 @@ import numpy as np
 class Optimizer:
     """``step(params, grads)`` updates every array of ``params`` in place (a view of a fused array moves
     the array it views). The arithmetic is the textbook one, in the same order, written into work arrays
-    that are reused, so that a step allocates nothing."""
+    that are reused, so that a step allocates nothing.
+
+    ``step(params, grads, measure=True)`` also returns the norm of the change it applied to each tensor,
+    by key: the norm of the array it added to (or took from) the tensor, one BLAS dot product each, no copy
+    of the parameters (it is ||after - before|| up to the rounding of the parameter's dtype)."""
 
     def __init__(self, lr: float) -> None:
         self.lr = lr
         self._work: dict = {}
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
+             measure: bool = False) -> dict[str, float] | None:
+        self.begin()
+        if not measure:
+            for k, p in params.items():
+                self.change(k, p, grads[k])
+            return None
+        with np.errstate(over="ignore"):
+            return {k: _norm(self.change(k, p, grads[k])) for k, p in params.items()}
+
+    def begin(self) -> None:
+        """What a step computes once for all tensors."""
+
+    def change(self, k: str, p: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """Update tensor ``k`` in place; returns the array added to it or taken from it (valid until the
+        next call)."""
         raise NotImplementedError
 
     def work(self, like: np.ndarray, i: int = 0, dtype=None) -> np.ndarray:
@@ -32,9 +51,10 @@ class Optimizer:
 class SGD(Optimizer):
     """W_new = W_old - lr * dL/dW."""
 
-    def step(self, params, grads):
-        for k, p in params.items():
-            p -= np.multiply(grads[k], self.lr, out=self.work(p))
+    def change(self, k, p, g):
+        d = np.multiply(g, self.lr, out=self.work(p))
+        p -= d
+        return d
 
 
 class Momentum(Optimizer):
@@ -45,12 +65,12 @@ class Momentum(Optimizer):
         self.mu = momentum
         self.v: dict[str, np.ndarray] = {}
 
-    def step(self, params, grads):
-        for k, p in params.items():
-            v = self.v.setdefault(k, np.zeros_like(p))
-            v *= self.mu
-            v -= np.multiply(grads[k], self.lr, out=self.work(p))
-            p += v
+    def change(self, k, p, g):
+        v = self.v.setdefault(k, np.zeros_like(p))
+        v *= self.mu
+        v -= np.multiply(g, self.lr, out=self.work(p))
+        p += v
+        return v
 
 
 class Adam(Optimizer):
@@ -63,24 +83,26 @@ class Adam(Optimizer):
         self.v: dict[str, np.ndarray] = {}
         self.t = 0
 
-    def step(self, params, grads):
+    def begin(self):
         self.t += 1
         # bias-corrected m / (sqrt(v_hat) + eps), with eps outside the correction as in PyTorch
-        step = self.lr / (1 - self.b1**self.t)
-        root_bc2 = np.sqrt(1 - self.b2**self.t)  # a NumPy float64: float32 tensors divide by it in float64
-        for k, p in params.items():
-            g = grads[k]
-            m = self.m.setdefault(k, np.zeros_like(p))
-            v = self.v.setdefault(k, np.zeros_like(p))
-            work = self.work(p)
-            m *= self.b1
-            m += np.multiply(g, 1 - self.b1, out=work)
-            v *= self.b2
-            v += np.multiply(np.multiply(g, g, out=work), 1 - self.b2, out=work)
-            den = np.sqrt(v, out=self.work(p, 1, np.result_type(p.dtype, root_bc2)))  # sqrt(v) / root_bc2 + eps
-            den /= root_bc2
-            den += self.eps
-            p -= np.divide(np.multiply(m, step, out=work), den, out=den)  # step * m / den
+        self.rate = self.lr / (1 - self.b1**self.t)
+        self.root_bc2 = np.sqrt(1 - self.b2**self.t)  # a NumPy float64: float32 tensors divide by it in float64
+
+    def change(self, k, p, g):
+        m = self.m.setdefault(k, np.zeros_like(p))
+        v = self.v.setdefault(k, np.zeros_like(p))
+        work = self.work(p)
+        m *= self.b1
+        m += np.multiply(g, 1 - self.b1, out=work)
+        v *= self.b2
+        v += np.multiply(np.multiply(g, g, out=work), 1 - self.b2, out=work)
+        den = np.sqrt(v, out=self.work(p, 1, np.result_type(p.dtype, self.root_bc2)))  # sqrt(v) / root_bc2 + eps
+        den /= self.root_bc2
+        den += self.eps
+        d = np.divide(np.multiply(m, self.rate, out=work), den, out=den)  # rate * m / den
+        p -= d
+        return d
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}

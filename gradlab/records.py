@@ -16,6 +16,7 @@ class ParamStat:
     param: str
     grad_norm: float
     weight_norm: float
+    update_norm: float | None = None  # ||tensor after the update - before||; blank where no update followed
 
 
 @dataclass
@@ -53,7 +54,10 @@ class GateStat:
 class StepRecord:
     """One row of metrics.csv, plus the per-parameter and per-layer rows of that step.
 
-    Everything is measured at the parameters before update ``step``.
+    Everything is measured at the parameters before update ``step``, but for ``update_norm`` (the norm of
+    that update, over all tensors: None when no update followed) and ``time`` (seconds from the start of
+    training to the end of the step). ``train_accuracy`` is the step's batch's, in train mode as ``loss``
+    (None for regression).
     """
 
     step: int
@@ -65,12 +69,16 @@ class StepRecord:
     lr: float
     val_loss: float | None = None
     val_accuracy: float | None = None
+    time: float | None = None
+    train_accuracy: float | None = None
+    update_norm: float | None = None
     params: list[ParamStat] = field(default_factory=list, repr=False)
     layers: list[LayerStat] = field(default_factory=list, repr=False)
     times: list[TimeStat] = field(default_factory=list, repr=False)  # recurrent layers only
     gates: list[GateStat] = field(default_factory=list, repr=False)  # LSTM and GRU only
 
-    METRICS = ("step", "epoch", "loss", "grad_norm", "grad_norm_clipped", "clipped", "lr", "val_loss", "val_accuracy")
+    METRICS = ("step", "epoch", "time", "loss", "train_accuracy", "grad_norm", "grad_norm_clipped", "clipped", "lr",
+               "update_norm", "val_loss", "val_accuracy")
 
     def metrics(self) -> list:
         return [getattr(self, k) for k in self.METRICS]

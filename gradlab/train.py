@@ -23,7 +23,7 @@ from .files import NoSpace, no_space, no_space_error, write_atomic
 from .logging import RunWriter, full_sequence_times, summary_of
 from .nn import MLP, Loss, build_mlp, make_loss
 from .nn.recurrent import build_rnn
-from .optim import clip_grads, make_optimizer, norms
+from .optim import clip_grads, global_norm, make_optimizer, norms
 from .records import GateStat, LayerStat, ParamStat, RunFailed, RunResult, StepRecord, TimeStat
 from .threads import limited
 
@@ -224,7 +224,7 @@ def fit(s: Setup, observers: "list[Observer]" = (), result: RunResult | None = N
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
             with interrupts_unwrapped():
-                _loop(s, observers, result)
+                _loop(s, observers, result, t0)
             if result.status == "running":
                 result.status = "completed"
         except KeyboardInterrupt:
@@ -269,7 +269,7 @@ def gate_stats(model: MLP) -> list[GateStat]:
             if hasattr(m, "gate_means") for gate, mean in m.gate_means().items()]
 
 
-def _loop(s: Setup, observers: list, result: RunResult) -> None:
+def _loop(s: Setup, observers: list, result: RunResult, t0: float) -> None:
     cfg, model, loss, data, log = s.config.train, s.model, s.loss, s.data, s.config.log
     optimizer = make_optimizer(cfg.optimizer, cfg.lr)
     n_steps = total_steps(s.config, len(data.X_train))
@@ -284,13 +284,14 @@ def _loop(s: Setup, observers: list, result: RunResult) -> None:
             stats = layer_stats(model)
             w_norms = norms(model.params)
             pstats = [ParamStat(model.param_layer[k], k, g_norms[k], w_norms[k]) for k in model.params]
+            accuracy = batch_accuracy(model, loss, data.y_train[idx])
         if not finite:
             result.status, result.diverged_at = "diverged", step
             result.diverged_layer, result.diverged_where = model.first_nonfinite(math.isfinite(J))
         clip = clip_grads(model.grads, g_norms, cfg.clip if finite else None)
         if logged:
             rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, cfg.lr,
-                             params=pstats, layers=stats, gates=gate_stats(model),
+                             train_accuracy=accuracy, params=pstats, layers=stats, gates=gate_stats(model),
                              times=full_sequence_times(time_stats(model), model, loss, data.X_train[idx], data.y_train[idx]))
             if finite and len(data.X_val) and (step % log.val_every == 0 or step == n_steps - 1):
                 rec.val_loss, rec.val_accuracy = evaluate(model, loss, data.X_val, data.y_val)
@@ -302,12 +303,34 @@ def _loop(s: Setup, observers: list, result: RunResult) -> None:
                 result.status, result.diverged_at = "diverged", step
                 result.diverged_layer = bad[0] if bad[0] is not None else model.first_nonfinite(True)[0]
                 result.diverged_where = bad[1]
+        if finite:
+            changes = optimizer.step(model.params, model.grads, measure=logged)
+            result.steps = step + 1
+        if logged:  # the record, with the update it led to, once that update is done
+            if finite:
+                record_update(rec, changes)
+            rec.time = time.perf_counter() - t0
             for obs in observers:
                 obs.on_step(rec)
         if not finite:
             return
-        optimizer.step(model.params, model.grads)
-        result.steps = step + 1
+
+
+def record_update(rec: StepRecord, changes: dict[str, float]) -> None:
+    """The update's norm in ``rec``: per tensor, and over all of them."""
+    for p in rec.params:
+        p.update_norm = changes[p.param]
+    rec.update_norm = global_norm(changes)
+
+
+def batch_accuracy(model: MLP, loss: Loss, y: np.ndarray) -> float | None:
+    """Accuracy of the last forward pass's logits on targets ``y`` (as ``evaluate`` scores); None for
+    regression."""
+    t = model.targets(y)
+    if not (loss.classification or t.ndim == 1):
+        return None
+    z = model.outputs[len(model.layers)]
+    return int(np.count_nonzero(predictions(z) == t)) / len(t) if len(t) else None
 
 
 def final_metrics(s: Setup) -> dict:
