@@ -22,8 +22,8 @@ per-repeat range, ratios as medians of the per-repeat ratios, BLAS on ``--thread
 Each side's time is its own clock around its step loop (fit's wall_time for gradlab; set-up and
 the closing evaluation excluded on every side) divided by the steps.
 Compared (any mismatch exits 1): every call of every side reaches the same last loss as the minimal
-loop's (relative 1e-9), and the lean loop's three CSV files are gradlab's byte for byte. Timings are
-printed, never asserted.
+loop's (relative 1e-9), and the lean loop's three CSV files are gradlab's byte for byte (but for
+metrics.csv's time column). Timings are printed, never asserted.
 
     python benchmarks/bench_step.py                    # the README's figures
     python benchmarks/bench_step.py --quick            # a tiny net, 1 repeat: does it run?
@@ -159,6 +159,7 @@ def run_minimal(config, steps: int, log_to: str | None = None) -> tuple[float, f
         g /= len(yb)
         if log:
             log.delta(L - 1, g)
+            log.accuracy(z, yb)
         # backward + SGD
         for l in range(L - 1, -1, -1):
             gW = hs[l].T @ g
@@ -170,14 +171,23 @@ def run_minimal(config, steps: int, log_to: str | None = None) -> tuple[float, f
                 if log:
                     log.delta(l - 1, g)
                 g *= 1.0 - hs[l] * hs[l]
-            Ws[l] -= lr * gW
-            bs[l] -= lr * gb
+            dW, db = lr * gW, lr * gb
+            if log:
+                log.updates(l, dW, db)
+            Ws[l] -= dW
+            bs[l] -= db
         if log:
-            log.write(step, epoch, J, lr)
+            log.write(step, epoch, time.perf_counter() - t0, J, lr)
     elapsed = time.perf_counter() - t0
     if log:
         log.close()
     return elapsed / steps, J
+
+
+def digits(x: float) -> str:
+    """A float as gradlab's CSV files write it: 10 significant digits, 1.0 not 1."""
+    s = f"{x:.10g}"
+    return s if "." in s or "e" in s or "n" in s else s + ".0"
 
 
 def l2(a: np.ndarray) -> float:
@@ -198,11 +208,11 @@ class Log:
         self.emit("metrics", [StepRecord.METRICS])
         self.emit("grad_norms", [["step", "epoch", *(f.name for f in fields(ParamStat))]])
         self.emit("layer_stats", [["step", *(f.name for f in fields(LayerStat))]])
-        self.deltas, self.g, self.w = [0.0] * L, [0.0] * 2 * L, [0.0] * 2 * L
+        self.deltas, self.g, self.w, self.u = [0.0] * L, [0.0] * 2 * L, [0.0] * 2 * L, [0.0] * 2 * L
 
     def emit(self, name: str, rows: list) -> None:
         text = io.StringIO()
-        csv.writer(text).writerows(rows)
+        csv.writer(text).writerows([[digits(v) if v.__class__ is float else v for v in row] for row in rows])
         os.write(self.files[name], text.getvalue().encode())
 
     def forward(self, hs, z, Ws, bs) -> None:
@@ -221,11 +231,17 @@ class Log:
     def grads(self, l: int, gW: np.ndarray, gb: np.ndarray) -> None:
         self.g[2 * l], self.g[2 * l + 1] = l2(gW), l2(gb)
 
-    def write(self, step: int, epoch: int, J: float, lr: float) -> None:
+    def updates(self, l: int, dW: np.ndarray, db: np.ndarray) -> None:
+        self.u[2 * l], self.u[2 * l + 1] = l2(dW), l2(db)
+
+    def accuracy(self, z: np.ndarray, yb: np.ndarray) -> None:
+        self.acc = int(np.count_nonzero(z.argmax(axis=1) == yb)) / len(yb)
+
+    def write(self, step: int, epoch: int, t: float, J: float, lr: float) -> None:
         total = math.hypot(*self.g)
-        self.emit("metrics", [[step, epoch, J, total, total, 0, lr, None, None]])
-        self.emit("grad_norms", [[step, epoch, k // 2 + 1, f"dense{k // 2 + 1}.{'Wb'[k % 2]}", self.g[k], self.w[k]]
-                                 for k in range(2 * self.L)])
+        self.emit("metrics", [[step, epoch, t, J, self.acc, total, total, 0, lr, math.hypot(*self.u), None, None]])
+        self.emit("grad_norms", [[step, epoch, k // 2 + 1, f"dense{k // 2 + 1}.{'Wb'[k % 2]}", self.g[k], self.w[k],
+                                  self.u[k]] for k in range(2 * self.L)])
         self.emit("layer_stats", [[step, l + 1, *self.acts[l], self.sat[l], None, self.deltas[l]] for l in range(self.L)])
 
     def close(self) -> None:
@@ -312,9 +328,18 @@ def same_csv(v: protocol.Verdicts, lean: str, run: str, tmp: str) -> None:
     """The lean loop's CSV files are gradlab's, byte for byte: it computes the same logged quantities."""
     for name in ("metrics.csv", "grad_norms.csv", "layer_stats.csv"):
         with open(os.path.join(lean, name), "rb") as a, open(os.path.join(tmp, run, name), "rb") as b:
-            ours, theirs = a.read(), b.read()
+            ours, theirs = untimed(a.read()), untimed(b.read())
         rows = len(theirs.splitlines()) - 1
         v.expect(ours == theirs, f"lean: {name} is gradlab's byte for byte ({rows} rows)")
+
+
+def untimed(csv_bytes: bytes) -> bytes:
+    """A CSV file without its ``time`` column, if it has one (the seconds since the start differ by side)."""
+    rows = [line.split(b",") for line in csv_bytes.splitlines()]
+    if b"time" not in rows[0]:
+        return csv_bytes
+    at = rows[0].index(b"time")
+    return b"\n".join(b",".join(r[:at] + r[at + 1:]) for r in rows)
 
 
 def summary(args: argparse.Namespace, t: dict) -> str:
