@@ -29,6 +29,9 @@ from optional import need_torch
 # L2 term) moves these numbers by 1e-6 or more at these sizes. 1e-10 leaves a factor 1000 for other BLAS
 # builds and CPUs and still sits far below any real error.
 RTOL = 1e-10
+# The CSV files hold 10 significant digits: what gradlab computed is off by at most half a unit of the 10th
+# digit there, 5e-10 of the value; params_final.npz holds every bit.
+WRITTEN = 5e-10
 # Values below FLOOR are compared absolutely, to RTOL * FLOOR = 1e-15: a sum that cancels to exactly 0 on one
 # side (an output bias after two value-clipped steps of opposite sign) is a few ulps of its terms on the other.
 # Every other logged value of these runs is far above it.
@@ -153,8 +156,10 @@ def test_every_logged_number_matches_a_torch_replay(tmp_path, raw, dropout_masks
     rows = differences(theirs, ours) + param_differences(dict(np.load(run / "params_final.npz")), final)
     worst = max(r[0] for r in rows)
     print(f"largest relative difference from torch: {worst:.1e}")  # shown with -rP
-    bad = sorted((r for r in rows if not r[0] <= RTOL), key=lambda r: (step_order(r[1][1]), -r[0]))
-    assert not bad, f"{len(bad)} of {len(rows)} logged values differ from torch by more than {RTOL}:\n" + \
+    bad = sorted((r for r in rows if not r[0] <= RTOL + (r[1][0] != "params_final.npz") * WRITTEN),
+                 key=lambda r: (step_order(r[1][1]), -r[0]))
+    assert not bad, f"{len(bad)} of {len(rows)} logged values differ from torch by more than {RTOL} " + \
+        f"(+ {WRITTEN} in a CSV):\n" + \
         "\n".join(map(shown, bad[:15]))
     assert_case_is_exercised(config, theirs, init, dropout_masks)
 

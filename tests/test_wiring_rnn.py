@@ -18,6 +18,7 @@ import gradlab
 
 T, H = 9, 5
 GATES = {"vanilla": ("",), "lstm": ("i", "f", "o", "g"), "gru": ("r", "z", "n")}
+WRITTEN = 5e-10  # the CSVs hold 10 significant digits: a value there is off by half a unit of the 10th at most
 
 
 def rnn_config(tmp_path: Path, cell: str = "vanilla", truncate: int | None = None, **train):
@@ -187,24 +188,24 @@ def test_recurrent_csvs_hold_the_hand_computed_values(tmp_path, truncate):
     t0 = times[times.step == 0].sort_values("t")
     assert t0.layer.tolist() == [1] * T and t0.t.tolist() == list(range(1, T + 1))
     assert t0.lag.tolist() == list(range(T - 1, -1, -1))
-    np.testing.assert_allclose(t0.grad_norm, ref["time_norms"], rtol=1e-10, atol=0)
+    np.testing.assert_allclose(t0.grad_norm, ref["time_norms"], rtol=1e-10 + WRITTEN, atol=0)
     if truncate:  # the loss is at the last step: nothing reaches the steps before the last chunk (7..9)
         assert (t0.grad_norm.iloc[:6] == 0).all() and (t0.grad_norm.iloc[6:] > 0).all()
     else:
         assert (t0.grad_norm > 0).all()
 
     metrics = read(result.run_dir, "metrics.csv")
-    assert metrics.loss[0] == pytest.approx(ref["J"], rel=1e-12)
+    assert metrics.loss[0] == pytest.approx(ref["J"], rel=1e-12 + WRITTEN)
     assert metrics.grad_norm[0] == pytest.approx(
-        np.sqrt(sum(np.sum(g * g) for g in ref["grads"].values())), rel=1e-10)
+        np.sqrt(sum(np.sum(g * g) for g in ref["grads"].values())), rel=1e-10 + WRITTEN)
     stats = read(result.run_dir, "layer_stats.csv").set_index("layer")
     h = ref["h"]
-    assert stats.act_mean[1] == pytest.approx(h.mean(), rel=1e-10)
-    assert stats.act_std[1] == pytest.approx(h.std(), rel=1e-10)
-    assert stats.frac_saturated[1] == pytest.approx(np.mean(1.0 - h * h < 0.05), rel=1e-12)
-    assert stats.delta_norm[1] == pytest.approx(np.linalg.norm(ref["dout"]), rel=1e-10)
-    assert stats.act_mean[2] == pytest.approx(ref["z"].mean(), rel=1e-10)
-    assert stats.delta_norm[2] == pytest.approx(np.linalg.norm(2.0 * (ref["z"] - y) / len(y)), rel=1e-10)
+    assert stats.act_mean[1] == pytest.approx(h.mean(), rel=1e-10 + WRITTEN)
+    assert stats.act_std[1] == pytest.approx(h.std(), rel=1e-10 + WRITTEN)
+    assert stats.frac_saturated[1] == pytest.approx(np.mean(1.0 - h * h < 0.05), rel=1e-12 + WRITTEN)
+    assert stats.delta_norm[1] == pytest.approx(np.linalg.norm(ref["dout"]), rel=1e-10 + WRITTEN)
+    assert stats.act_mean[2] == pytest.approx(ref["z"].mean(), rel=1e-10 + WRITTEN)
+    assert stats.delta_norm[2] == pytest.approx(np.linalg.norm(2.0 * (ref["z"] - y) / len(y)), rel=1e-10 + WRITTEN)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -219,7 +220,7 @@ def test_gate_stats_hold_the_mean_of_each_gate(tmp_path, cell):
     watched = {"lstm": ("i", "f", "o"), "gru": ("r", "z")}[cell]
     assert sorted(at0.index) == sorted(watched) and (at0.layer == 1).all()
     for g in watched:
-        assert at0["mean"][g] == pytest.approx(gates[g].mean(), rel=1e-12), g
+        assert at0["mean"][g] == pytest.approx(gates[g].mean(), rel=1e-12 + WRITTEN), g
     assert len(logged[logged.step == 1]) == len(watched)
     assert not np.allclose(logged[logged.step == 1]["mean"], at0["mean"], rtol=1e-12, atol=0)  # after an update
 
@@ -243,7 +244,7 @@ def test_l2_moves_every_weight_matrix_of_a_recurrent_net_and_no_bias(tmp_path, c
     assert_params(load(result.run_dir, "params_final.npz"), expected)
     penalty = 0.5 * l2 * sum(float(np.sum(P0[n] ** 2)) for n in decayed)
     data_loss = float(np.mean((s.model.forward(X) - y) ** 2))
-    assert read(result.run_dir, "metrics.csv").loss[0] == pytest.approx(data_loss + penalty, rel=1e-12)
+    assert read(result.run_dir, "metrics.csv").loss[0] == pytest.approx(data_loss + penalty, rel=1e-12 + WRITTEN)
 
 
 @pytest.mark.parametrize("cell", ["vanilla", "lstm", "gru"])
