@@ -91,6 +91,7 @@ def sweep_from_dict(raw: Any, source: str = "<sweep>", folder: Path = Path("."),
     """Validate a sweep given as data; the base may be a path (relative to ``folder``) or a mapping."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a sweep must be a YAML mapping of keys ({', '.join(SWEEP_KEYS)}).")
+    _not_a_train_config(raw, source)
     for key in raw:
         if key not in SWEEP_KEYS:
             guess = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1)
@@ -119,6 +120,20 @@ def sweep_from_dict(raw: Any, source: str = "<sweep>", folder: Path = Path("."),
                   imports={"folder": str(base_dir), "allow_imports": tuple(map(str, allow_imports))})
     sweep.combos = expand(sweep, base_dir)
     return sweep
+
+
+TRAIN_KEYS = ("model", "data", "train", "loss", "log", "check")  # a train config's sections
+
+
+def _not_a_train_config(raw: dict, source: str) -> None:
+    """A train config given to ``gradlab sweep`` is named as such, with the command that runs it."""
+    found = [k for k in TRAIN_KEYS if k in raw]
+    if found and not any(k in raw for k in ("base", "grid", "zip")):
+        name = Path(source).name if source != "<sweep>" else "config.yaml"
+        raise ConfigError(f"{source}: a train config (it has {', '.join(found)}), not a sweep file; train it with "
+                          f"gradlab train {source}. To sweep it, write a sweep file naming it as its base, e.g. "
+                          f"base: {name} and grid: {{model.depth: [5, 10]}} (allowed sweep keys: "
+                          f"{', '.join(SWEEP_KEYS)}).")
 
 
 def _base(base: Any, source: str, folder: Path) -> tuple[dict, Path]:
@@ -1011,4 +1026,15 @@ def load_resume(path: str | Path, overrides: list[str] | tuple[str, ...] = (), a
     if isinstance(spec, dict) and "trials" in spec:
         raise ConfigError(f"--resume {path}: the remedies tried by gradlab report --try, not a sweep; finish it "
                           f"with gradlab report {path.parent} --try.")
-    return load_sweep(path / "sweep.yaml", allow_imports=allow_imports)
+    sweep = load_sweep(path / "sweep.yaml", allow_imports=allow_imports)
+    keep_old_names(path, sweep)
+    return sweep
+
+
+def keep_old_names(path: Path, sweep: Sweep) -> None:
+    """A run folder written under the name sweeps gave it before (``init=normal(std=0.01),seed=0``) is that
+    combination's folder still: resume reuses it (or reruns into it), and summary.csv names it so."""
+    for combo in sweep.combos:
+        old = old_combo_label(combo.values)
+        if old != combo.label and not (path / combo.label).exists() and (path / old).is_dir():
+            combo.label = old
