@@ -246,6 +246,8 @@ def summary_of(result: RunResult, versions: dict) -> dict:
         "diverged_at": result.diverged_at,
         "diverged_layer": result.diverged_layer,
         "diverged_where": result.diverged_where,
+        "stopped_early_at": result.stopped_early_at,
+        "best_val_step": result.best_val_step,
         **({"error": result.error} if result.error else {}),
         "wall_time": round(result.wall_time, 3),
         "versions": versions,

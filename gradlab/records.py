@@ -107,6 +107,14 @@ class RunResult:
     first: StepRecord | None = None
     last: StepRecord | None = None
     error: dict | None = None  # a failed run's: type, message and where (the layer of the user's that raised)
+    stopped_early_at: int | None = None  # train.early_stop: the step whose evaluation stopped the run
+    best_val_step: int | None = None  # the step of the best validation loss, when it stopped early
+
+    def early_stop_note(self) -> str | None:
+        """'stopped early at step 420: no better validation loss since step 300', or None."""
+        if self.stopped_early_at is None:
+            return None
+        return f"stopped early at step {self.stopped_early_at}: no better validation loss since step {self.best_val_step}"
 
     @property
     def exit_code(self) -> int:

@@ -25,6 +25,7 @@ from .nn import MLP, Loss, build_mlp, make_loss
 from .nn.recurrent import build_rnn
 from .optim import clip_grads, global_norm, make_optimizer, norms
 from .records import GateStat, LayerStat, ParamStat, RunFailed, RunResult, StepRecord, TimeStat
+from .schedule import rate
 from .threads import limited
 
 
@@ -66,6 +67,14 @@ def setup(config: Config, source: str = "<config>") -> Setup:
     if config.loss == "bce" and data.n_classes != 2:
         raise ConfigError(f"{source}: 'loss' bce needs 2 classes, data has {data.n_classes}; "
                           "use cross_entropy.")
+    if config.train.early_stop is not None and len(data.X_val) == 0:
+        raise ConfigError(f"{source}: 'train.early_stop' watches the validation loss, but the validation set is "
+                          f"empty (data.val_fraction {config.data.val_fraction:g}); allowed: a data.val_fraction that "
+                          "leaves at least one sample, or train.early_stop: null.")
+    n_steps, warmup = total_steps(config, len(data.X_train)), config.train.schedule.warmup
+    if warmup >= n_steps:
+        raise ConfigError(f"{source}: 'train.schedule.warmup' is {warmup}, but the run has {n_steps} steps; allowed: "
+                          f"0 to {n_steps - 1} (the warm-up ends before the run does).")
     n_out = 1 if config.loss == "bce" else data.n_outputs
     model = build_model(config, data, n_out, rng, dtype, source)
     data = replace(data, X_train=cast(data.X_train, dtype, "features", source),
@@ -274,8 +283,10 @@ def _loop(s: Setup, observers: list, result: RunResult, t0: float) -> None:
     optimizer = make_optimizer(cfg.optimizer, cfg.lr)
     n_steps = total_steps(s.config, len(data.X_train))
     it = batches(len(data.X_train), cfg.batch_size, cfg.shuffle, s.batch_rng)
+    stopper = EarlyStop(cfg.early_stop.patience, cfg.early_stop.min_delta) if cfg.early_stop else None
     for step in range(n_steps):
         epoch, idx = next(it)
+        optimizer.lr = rate(cfg.schedule, cfg.lr, step, n_steps)
         J = model.loss_and_grads(data.X_train[idx], data.y_train[idx], loss, cfg.l2, train=True)
         g_norms = norms(model.grads)
         finite = math.isfinite(J) and all(map(math.isfinite, g_norms.values()))
@@ -290,7 +301,7 @@ def _loop(s: Setup, observers: list, result: RunResult, t0: float) -> None:
             result.diverged_layer, result.diverged_where = model.first_nonfinite(math.isfinite(J))
         clip = clip_grads(model.grads, g_norms, cfg.clip if finite else None)
         if logged:
-            rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, cfg.lr,
+            rec = StepRecord(step, epoch, J, clip.norm_before, clip.norm_after, clip.clipped, optimizer.lr,
                              train_accuracy=accuracy, params=pstats, layers=stats, gates=gate_stats(model),
                              times=full_sequence_times(time_stats(model), model, loss, data.X_train[idx], data.y_train[idx]))
             if finite and len(data.X_val) and (step % log.val_every == 0 or step == n_steps - 1):
@@ -310,10 +321,30 @@ def _loop(s: Setup, observers: list, result: RunResult, t0: float) -> None:
             if finite:
                 record_update(rec, changes)
             rec.time = time.perf_counter() - t0
+            if finite and stopper is not None and rec.val_loss is not None and stopper.stops(step, rec.val_loss):
+                result.stopped_early_at, result.best_val_step = step, stopper.best_step
             for obs in observers:
                 obs.on_step(rec)
-        if not finite:
+        if not finite or result.stopped_early_at is not None:
             return
+
+
+class EarlyStop:
+    """Stop when the validation loss has not fallen below the best so far minus ``min_delta`` for ``patience``
+    evaluations in a row (Keras' EarlyStopping, without restore_best_weights: the run keeps its last
+    parameters)."""
+
+    def __init__(self, patience: int, min_delta: float) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.best_step, self.waited = math.inf, None, 0
+
+    def stops(self, step: int, val_loss: float) -> bool:
+        """True when the evaluation at ``step`` ends the run."""
+        if val_loss < self.best - self.min_delta:
+            self.best, self.best_step, self.waited = val_loss, step, 0
+        else:
+            self.waited += 1
+        return self.waited >= self.patience
 
 
 def record_update(rec: StepRecord, changes: dict[str, float]) -> None:

@@ -507,6 +507,45 @@ class BPTTConfig(Strict):
     truncate: int = Field(ge=1)
 
 
+class ScheduleConfig(Compact):
+    """``schedule: cosine`` or ``{name: step, every: 100, gamma: 0.5, warmup: 50}``: the learning rate of every
+    step, logged in metrics.csv's ``lr``."""
+
+    name: Literal["constant", "step", "cosine"] = Field(
+        "constant", description="constant: train.lr throughout; step: times gamma every `every` steps; cosine: "
+                                "from train.lr down to floor * train.lr along half a cosine over the run")
+    warmup: int = Field(0, ge=0, description="steps of linear warm-up first (step t at train.lr * (t + 1) / warmup); "
+                                             "the schedule then runs over the steps after it")
+    every: int | None = Field(None, ge=1, description="step: steps between two decays (no default)")
+    gamma: float | None = Field(None, gt=0.0, le=1.0, description="step: the factor of each decay (default 0.1)")
+    floor: float | None = Field(None, ge=0.0, lt=1.0,
+                                description="cosine: the last rate as a fraction of train.lr (default 0)")
+
+    @model_validator(mode="after")
+    def _keys(self) -> "ScheduleConfig":
+        takes = {"constant": {}, "step": {"every": None, "gamma": 0.1}, "cosine": {"floor": 0.0}}[self.name]
+        for key in ("every", "gamma", "floor"):
+            if key not in takes and getattr(self, key) is not None:
+                raise ValueError(f"'{key}' does not apply to schedule {self.name}; it takes "
+                                 f"{', '.join(takes) or 'only warmup'}")
+            if key in takes and getattr(self, key) is None:
+                if takes[key] is None:
+                    raise ValueError(f"schedule {self.name} needs '{key}' (steps between two decays: "
+                                     f"an integer >= 1)")
+                setattr(self, key, takes[key])
+        return self
+
+
+class EarlyStopConfig(Strict):
+    """``early_stop: {patience: 5, min_delta: 0.001}``: stop when the validation loss has not improved by more
+    than min_delta for `patience` evaluations in a row (one every log.val_every steps)."""
+
+    patience: int = Field(ge=1, description="evaluations of the validation loss without an improvement "
+                                            "before the run stops")
+    min_delta: float = Field(0.0, ge=0.0, description="an improvement is a validation loss below the best "
+                                                      "so far minus min_delta")
+
+
 class TrainConfig(Strict):
     optimizer: OptimizerConfig = OptimizerConfig(name="sgd")
     lr: float = Field(0.1, gt=0)
@@ -520,8 +559,14 @@ class TrainConfig(Strict):
     bptt: BPTTConfig | None = None  # recurrent nets: null = full backpropagation through time
     threads: int = Field(DEFAULT_THREADS, ge=1, le=MAX_THREADS,
                          description="BLAS threads while this config computes (train, check, a sweep's run)")
+    schedule: ScheduleConfig = Field(ScheduleConfig(), description="the learning rate of every step "
+                                                                   "(default constant)")
+    early_stop: EarlyStopConfig | None = Field(None, description="stop on the validation loss (default null: "
+                                                                "never); the parameters are those of the last "
+                                                                "step, not the best")
 
     _optimizer = field_validator("optimizer", mode="before")(_named)
+    _schedule = field_validator("schedule", mode="before")(_named)
 
     @model_validator(mode="after")
     def _length(self) -> "TrainConfig":
