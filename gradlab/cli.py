@@ -49,7 +49,8 @@ class ProgressView:
         self.progress.update(self.task, completed=rec.step + 1, loss=f"{rec.loss:.4g}", gnorm=f"{rec.grad_norm:.3g}")
 
     def on_end(self, result: RunResult) -> None:
-        self.progress.update(self.task, completed=result.steps)
+        early = {"description": "train (stopped early)"} if result.stopped_early_at is not None else {}
+        self.progress.update(self.task, completed=result.steps, **early)
         self.stop()
 
     def stop(self) -> None:
@@ -86,6 +87,8 @@ def closing_line(result: RunResult) -> str:
     if result.status == "diverged":
         parts.append(f"non-finite at step {result.diverged_at}, first in layer {result.diverged_layer} "
                      f"({result.diverged_where})")
+    if result.early_stop_note():
+        parts.append(result.early_stop_note())
     return ", ".join(parts) + (f" -> {result.run_dir}" if result.run_dir else "")
 
 
