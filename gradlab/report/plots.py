@@ -24,7 +24,9 @@ SIZE = (7.0, 4.0)
 N_STEPS = 5  # logged steps shown in the per-step line plots
 DELTA = "||dL/d output|| (delta_norm)"
 GRAD = "||dL/d params|| (grad_norm)"
-RUN_PLOTS = ("gradient_flow.png", "grad_heatmap.png", "loss_grad_norm.png", "activations.png", "time_grad_norms.png")
+RUN_PLOTS = ("gradient_flow.png", "grad_heatmap.png", "loss_grad_norm.png", "activations.png", "time_grad_norms.png",
+             "gate_stats.png")
+SPREAD = 6.0  # decades between the logged steps' median norms beyond which each step gets a panel of its own
 
 
 # --------------------------------------------------------------------------- helpers
@@ -91,10 +93,17 @@ def _finite(values) -> np.ndarray:
 def _log_y(ax, *arrays: np.ndarray) -> bool:
     """Use a log y axis when some value is finite and positive; otherwise say there is nothing to show."""
     if any(np.isfinite(a).any() for a in arrays if len(a)):
-        ax.set_yscale("log")
+        set_log(ax)
         return True
     _note(ax, "no finite, positive values to show")
     return False
+
+
+def set_log(ax) -> None:
+    """A log y axis. Its autoscale margin overflows 10 ** x for values near the largest float (a warning, an
+    error in the tests); _save's _clamp_log then sets limits and ticks that stay finite."""
+    with np.errstate(over="ignore"):
+        ax.set_yscale("log")
 
 
 def _note(ax, text: str) -> None:
@@ -128,16 +137,23 @@ def _shown_steps(run: RunData, columns: list[str]) -> list[int]:
 def write_run_plots(run: RunData, out: Path) -> list[Path]:
     """Write the run's figures into ``out``; return the paths written."""
     out = Path(out)
-    plots = (plot_gradient_flow, plot_grad_heatmap, plot_loss_grad_norm, plot_activations, plot_time_grad_norms)
+    plots = (plot_gradient_flow, plot_grad_heatmap, plot_loss_grad_norm, plot_activations, plot_time_grad_norms,
+             plot_gate_stats)
     paths = [plot(run, out / name) for plot, name in zip(plots, RUN_PLOTS)]
     return [p for p in paths if p is not None]
 
 
 def plot_gradient_flow(run: RunData, path: Path) -> Path | None:
-    """grad_norm and delta_norm against layer at a few logged steps, log y."""
-    if run.layers.empty:
+    """grad_norm and delta_norm against layer at a few logged steps, log y. When the steps' norms lie
+    decades apart (an exploding run: 1 at step 0, 1e130 at step 1) each step gets a column of its own
+    scale, so step 0 is not squashed flat. None for a one-layer recurrent net (two points: the recurrent
+    layer and the read-out; its gradient is in time_grad_norms.png and gate_stats.png)."""
+    if run.layers.empty or (run.recurrent and len(run.layer_ids) <= 2):
         return None
     steps = _shown_steps(run, ["grad_norm", "delta_norm"])
+    spread = _step_spread(run, steps)
+    if spread > SPREAD:
+        return _gradient_flow_by_step(run, steps, spread, path)
     fig, (left, right) = _figure(1, 2, sharex=True)
     for step, color in zip(steps, _step_colors(steps)):
         rows = run.at(step)
@@ -145,15 +161,48 @@ def plot_gradient_flow(run: RunData, path: Path) -> Path | None:
             ax.plot(rows.index, _positive(rows[col]), "o-", ms=3, color=color, label=f"step {step}")
     for ax, col, label in ((left, "grad_norm", GRAD), (right, "delta_norm", DELTA)):
         _log_y(ax, _positive(run.layers[col]))
-        ax.set_xlabel("layer (1 = input side, last = read-out)")
-        ax.set_ylabel(label)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        _layer_axis(ax, label)
     left.set_title("parameter gradient per layer")
     right.set_title("back-propagated gradient per layer")
     if steps:
         right.legend(fontsize="small", title="logged step", title_fontsize="small")
     fig.suptitle(f"Gradient flow through the layers ({run.name})", fontsize=11)
+    return _save(fig, path)
+
+
+def _layer_axis(ax, ylabel: str, xlabel: str = "layer (1 = input side, last = read-out)") -> None:
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+def _step_spread(run: RunData, steps: list[int]) -> float:
+    """Decades between the largest and the smallest median log10 norm of the shown steps (0 if < 2 steps)."""
+    medians = []
+    for step in steps:
+        logs = np.log10(_positive(run.at(step)[["grad_norm", "delta_norm"]].to_numpy()))
+        if np.isfinite(logs).any():
+            medians.append(np.nanmedian(logs))
+    return float(max(medians) - min(medians)) if len(medians) > 1 else 0.0
+
+
+def _gradient_flow_by_step(run: RunData, steps: list[int], spread: float, path: Path) -> Path:
+    """grad_norm (top) and delta_norm (bottom) per layer, a column per step, each on its own log scale."""
+    fig, axes = _figure(2, len(steps), size=(min(2.0 + 2.6 * len(steps), 14.0), 5.6), sharex=True)
+    axes = axes.reshape(2, len(steps))
+    for j, (step, color) in enumerate(zip(steps, _step_colors(steps))):
+        rows = run.at(step)
+        for i, (col, label) in enumerate((("grad_norm", GRAD), ("delta_norm", DELTA))):
+            ax, values = axes[i, j], _positive(rows[col])
+            ax.plot(rows.index, values, "o-", ms=3, color=color)
+            _log_y(ax, values)
+            _layer_axis(ax, label if j == 0 else "", "layer" if i else "")
+            ax.tick_params(labelsize=8)
+        axes[0, j].set_title(f"step {step}", fontsize=10)
+    fig.suptitle(f"Gradient flow through the layers ({run.name})\neach logged step on its own scale: their "
+                 f"norms lie {spread:.0f} decades apart (top: parameter gradient, bottom: back-propagated)",
+                 fontsize=10)
     return _save(fig, path)
 
 
@@ -190,41 +239,110 @@ def plot_grad_heatmap(run: RunData, path: Path) -> Path | None:
 
 
 def plot_loss_grad_norm(run: RunData, path: Path) -> Path | None:
-    """Loss (with val_loss points) on top, the global gradient norm (log y) below, shared step axis."""
+    """Loss (raw batch loss, smoothed, val_loss points, chance line) on top; for classification the
+    accuracy under it; the global gradient norm (log y) at the bottom; shared step axis."""
     m = run.metrics
     if m is None or m.empty:
         return None
-    fig, (top, bottom) = _figure(2, 1, size=(7.0, 5.0), sharex=True)
-    _plot_loss(top, m)
-    _plot_global_norm(bottom, m, run.clip_threshold())
+    chance_loss, chance_accuracy = chance(run)
+    accuracy = [c for c in ("train_accuracy", "val_accuracy") if c in m and np.isfinite(_finite(m[c])).any()]
+    rows = 3 if accuracy else 2
+    fig, axes = _figure(rows, 1, size=(7.0, 2.4 * rows + 0.4), sharex=True)
+    _plot_loss(axes[0], m, chance_loss)
+    if accuracy:
+        _plot_accuracy(axes[1], m, chance_accuracy)
+    _plot_global_norm(axes[-1], m, run.clip_threshold())
     diverged = run.summary.get("diverged_at")
     if diverged is not None:
-        for ax in (top, bottom):
+        for ax in axes:
             ax.axvline(diverged, color="crimson", ls=":", lw=1.2, label=f"diverged at step {diverged}")
-        top.legend(fontsize="small")
-    bottom.set_xlabel("training step")
-    bottom.xaxis.get_major_locator().set_params(integer=True)
-    top.set_title(f"Loss and global gradient norm ({run.name})", fontsize=11)
+        axes[0].legend(fontsize="x-small")
+    axes[-1].set_xlabel("training step")
+    axes[-1].xaxis.get_major_locator().set_params(integer=True)
+    title = "Loss, accuracy and global gradient norm" if accuracy else "Loss and global gradient norm"
+    axes[0].set_title(f"{title} ({run.name})", fontsize=11)
     return _save(fig, path)
 
 
-def _plot_loss(ax, m: pd.DataFrame) -> None:
-    """Training loss as a line, validation loss as points; log y when the loss spans > 100x."""
+def smooth(values, span: float | None = None) -> np.ndarray:
+    """Exponential moving average, debiased at the start (TensorBoard's smoothing), over the finite values
+    only: a non-finite value is NaN in the result and leaves the average as it was. ``span`` defaults to
+    a twentieth of the values (at least 2): alpha = 2 / (span + 1)."""
+    x = _finite(values)
+    span = max(2.0, len(x) / 20) if span is None else span
+    alpha, level, weight = 2.0 / (span + 1.0), 0.0, 0.0
+    out = np.full(len(x), np.nan)
+    for i, v in enumerate(x):
+        if np.isfinite(v):
+            level, weight = (1 - alpha) * level + alpha * v, (1 - alpha) * weight + alpha
+            out[i] = level / weight
+    return out
+
+
+def chance(run: RunData) -> tuple[float | None, float | None]:
+    """(loss, accuracy) of a model that ignores its input, on the run's training targets: for
+    classification it predicts the class frequencies (loss = their entropy, ln(n_classes) when balanced)
+    and scores the majority class's frequency (1/n_classes when balanced); for mse it predicts the mean
+    (loss = the targets' variance summed over outputs). The targets come from the config: the synthetic
+    data is made again from its seed (numpy only); data read from a file (csv, npz) is not read again,
+    so there is no chance line: (None, None) then, and for a config that is not there or not valid."""
+    config = run.config
+    if config is None or getattr(config.data, "kind", None) in ("csv", "npz"):
+        return None, None
+    try:
+        from ..data import load_data
+        from ..train import streams
+
+        y = load_data(config.data, streams(config.seed)["data"]).y_train
+    except Exception:  # noqa: BLE001 - a chance line is a help, never a reason to fail the report
+        return None, None
+    if config.loss == "mse":
+        y = np.asarray(y, dtype=float).reshape(len(y), -1)
+        return float(y.var(axis=0).sum()), None
+    counts = np.bincount(np.asarray(y, dtype=np.int64).ravel())
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum()), float(p.max())
+
+
+def _plot_loss(ax, m: pd.DataFrame, chance_loss: float | None = None) -> None:
+    """The batch loss raw (light) and smoothed, validation loss as points, the chance loss as a line; log y
+    when the loss spans > 100x."""
     loss = _finite(m.loss)
-    ax.plot(m.step, loss, "-", color="tab:blue", lw=1.2, label="train loss (batch)")
+    ax.plot(m.step, loss, "-", color="tab:blue", lw=0.8, alpha=0.35, label="train loss (batch)")
+    ax.plot(m.step, smooth(loss), "-", color="tab:blue", lw=1.6, label="train loss (smoothed)")
     val = _finite(m.val_loss) if "val_loss" in m else np.array([])
     if np.isfinite(val).any():
         ax.plot(m.step, val, "o", ms=4, color="tab:orange", label="validation loss")
-    pos = _positive(np.concatenate([loss, val]))
+    if chance_loss is not None and chance_loss > 0:
+        ax.axhline(chance_loss, color="0.35", ls="--", lw=1, label=f"chance = {chance_loss:.3g}")
+    pos = _positive(np.concatenate([loss, val, [chance_loss or np.nan]]))
     if np.isfinite(pos).any() and np.nanmax(pos) > 100 * np.nanmin(pos):
-        ax.set_yscale("log")
+        set_log(ax)
         ax.set_ylabel("loss (log scale)")
     else:
         ax.set_ylabel("loss")
     if not np.isfinite(loss).any():
         _note(ax, "no finite loss")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="x-small")
+
+
+def _plot_accuracy(ax, m: pd.DataFrame, chance_accuracy: float | None) -> None:
+    """Batch accuracy raw and smoothed (when logged), validation accuracy as points, the chance line."""
+    if "train_accuracy" in m:
+        acc = _finite(m.train_accuracy)
+        ax.plot(m.step, acc, "-", color="tab:purple", lw=0.8, alpha=0.35, label="train accuracy (batch)")
+        ax.plot(m.step, smooth(acc), "-", color="tab:purple", lw=1.6, label="train accuracy (smoothed)")
+    if "val_accuracy" in m:
+        val = _finite(m.val_accuracy)
+        if np.isfinite(val).any():
+            ax.plot(m.step, val, "o", ms=4, color="tab:orange", label="validation accuracy")
+    if chance_accuracy is not None:
+        ax.axhline(chance_accuracy, color="0.35", ls="--", lw=1, label=f"chance = {chance_accuracy:.3g}")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="x-small")
 
 
 def _plot_global_norm(ax, m: pd.DataFrame, threshold: float | None) -> None:
@@ -245,41 +363,94 @@ def _plot_global_norm(ax, m: pd.DataFrame, threshold: float | None) -> None:
 
 ACT_PANELS = (("act_std", "activation std", True), ("frac_saturated", "fraction saturated", False),
               ("frac_dead", "fraction dead (output 0)", False))
-ACT_NOTES = {"frac_saturated": "not measured for this activation\n(saturation: tanh, sigmoid)",
-             "frac_dead": "not measured for this activation\n(dead units: ReLU-like)"}
 
 
 def plot_activations(run: RunData, path: Path) -> Path | None:
-    """Per layer: activation std, saturated and dead fractions, at a few logged steps."""
+    """Per hidden layer (the read-out's logits are not one): activation std, and the saturated and dead
+    fractions when the activation has them (saturation: tanh, sigmoid; dead units: ReLU-like), at a few
+    logged steps. With one hidden layer (a one-layer recurrent net) the x axis is the training step."""
     if run.layers.empty:
         return None
+    hidden = run.layers[run.layers.layer.isin(run.hidden)]
+    panels = [p for p in ACT_PANELS if p[0] == "act_std" or np.isfinite(_finite(hidden[p[0]])).any()]
+    fig, axes = _figure(1, len(panels), size=(1.6 + 2.9 * len(panels), 3.6), sharex=True)
+    by_step = len(run.hidden) == 1
     steps = _shown_steps(run, ["act_std"]) or pick_steps(run.steps)
-    fig, axes = _figure(1, 3, size=(9.0, 3.6), sharex=True)
-    for ax, (col, label, log) in zip(axes, ACT_PANELS):
-        _activation_panel(ax, run, steps, col, log)
+    for ax, (col, label, log) in zip(axes, panels):
+        if by_step:
+            _activation_by_step(ax, hidden, col, log)
+        else:
+            _activation_panel(ax, run, steps, col, log)
         ax.set_title(label, fontsize=10)
         ax.set_ylabel(label + (" (log scale)" if log and ax.get_yscale() == "log" else ""))
-        ax.set_xlabel("layer")
+        ax.set_xlabel(f"training step (layer {run.hidden[0]})" if by_step else "hidden layer")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"Activations per layer ({run.name})", fontsize=11)
+    fig.suptitle(f"Activations per hidden layer ({run.name})", fontsize=11)
     return _save(fig, path)
 
 
 def _activation_panel(ax, run: RunData, steps: list[int], col: str, log: bool) -> None:
-    """One activations panel: a line per step, or a note when the column is all missing."""
+    """One activations panel: a line per step over the hidden layers, or a note when all are missing."""
     clean = _positive if log else _finite
-    if not np.isfinite(clean(run.layers[col])).any():
-        _note(ax, ACT_NOTES.get(col, "no finite values"))
+    if not np.isfinite(clean(run.layers[run.layers.layer.isin(run.hidden)][col])).any():
+        _note(ax, "no finite values")
         return
     for step, color in zip(steps, _step_colors(steps)):
-        rows = run.at(step)
+        rows = run.at(step).loc[run.hidden]
         ax.plot(rows.index, clean(rows[col]), "o-", ms=3, color=color, label=f"step {step}")
+    _activation_scale(ax, log)
+
+
+def _activation_by_step(ax, hidden: pd.DataFrame, col: str, log: bool) -> None:
+    """One activations panel of a single hidden layer: the value against the training step."""
+    clean = _positive if log else _finite
+    rows = hidden.sort_values("step")
+    values = clean(rows[col])
+    if not np.isfinite(values).any():
+        _note(ax, "no finite values")
+        return
+    ax.plot(rows.step, values, "o-", ms=3, color="tab:blue")
+    _activation_scale(ax, log, legend=False)
+
+
+def _activation_scale(ax, log: bool, legend: bool = True) -> None:
     if log:
-        ax.set_yscale("log")
-        ax.legend(fontsize="x-small", title="logged step", title_fontsize="x-small")
+        set_log(ax)
+        if legend:
+            ax.legend(fontsize="x-small", title="logged step", title_fontsize="x-small")
     else:
         ax.set_ylim(-0.03, 1.03)
+
+
+GATES = {"f": "forget gate f", "i": "input gate i", "o": "output gate o", "z": "update gate z",
+         "r": "reset gate r"}
+
+
+def plot_gate_stats(run: RunData, path: Path) -> Path | None:
+    """The mean of each gate (LSTM i, f, o; GRU r, z) against the training step, a panel per recurrent
+    layer. The forget gate is what the diagnosis reads: the cell state keeps f per time step."""
+    g = run.gates
+    if g is None or g.empty:
+        return None
+    layers = sorted(int(l) for l in g.layer.unique())
+    fig, axes = _figure(1, len(layers), size=(min(1.5 + 5.5 * len(layers), 14.0), 3.6), sharey=True)
+    for ax, layer in zip(axes, layers):
+        rows = g[g.layer == layer]
+        for gate in sorted(rows.gate.astype(str).unique(), key=lambda x: (x != "f", x)):
+            part = rows[rows.gate.astype(str) == gate].sort_values("step")
+            ax.plot(part.step, _finite(part["mean"]), "o-" if len(part) < 40 else "-", ms=3,
+                    lw=2.0 if gate == "f" else 1.2, label=GATES.get(gate, f"gate {gate}"))
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(f"recurrent layer {layer}", fontsize=10)
+        ax.set_xlabel("training step")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small")
+    axes[0].set_ylabel("mean gate value (0 to 1)")
+    kept = "; the cell state keeps a share f per time step" if (g.gate.astype(str) == "f").any() else ""
+    fig.suptitle(f"Gates, mean over batch, units and time ({run.name}){kept}", fontsize=10)
+    return _save(fig, path)
 
 
 def plot_time_grad_norms(run: RunData, path: Path) -> Path | None:
