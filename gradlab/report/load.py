@@ -194,6 +194,46 @@ def _whole_rows(path: Path, text: str) -> tuple[str, list[int], int | None]:
     return text, [n for n, _ in records[1:]], torn
 
 
+class TableTail:
+    """The whole rows appended to a gradlab table since the last ``read``, as mappings of column to value
+    (a number, or text where the cell is not one; None where empty). What follows the last newline is
+    still being written and is read next time; a row of another length than the header is left out.
+    ``read`` returns None when the file got shorter than what was read (it was rewritten): start over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self.header = path, 0, None
+
+    def read(self) -> list[dict] | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:  # not there yet (or a link, which is not followed)
+            return []
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return []
+            if info.st_size < self.offset:
+                return None
+            file.seek(self.offset)
+            data = file.read(info.st_size - self.offset)
+        whole = data[:data.rfind(b"\n") + 1]
+        self.offset += len(whole)
+        lines = list(csv.reader(io.StringIO(whole.decode("utf-8", errors="replace"))))
+        if self.header is None and lines:
+            self.header, lines = lines[0], lines[1:]
+        width = len(self.header or ())
+        return [dict(zip(self.header, map(_cell, row))) for row in lines if len(row) == width and width]
+
+
+def _cell(text: str) -> float | str | None:
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _checked(path: Path, frame: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
     """Numbers where gradlab writes numbers, whole numbers in the key columns, one row per key."""
     line = (lambda i: rows[i]) if len(rows) == len(frame) else (lambda i: i + 2)
