@@ -1,0 +1,182 @@
+"""A run's figures say what the run did: the loss smoothed beside the raw one with a chance line, the
+accuracy, an exploding run's steps each on its own scale, the gates of a one-layer LSTM, activation
+panels that apply. Each test reads the Figure a plot function saved (tiny real runs, a few steps)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from test_report_plots import assert_png, strict
+
+import gradlab
+from gradlab.report import plots
+from gradlab.report.load import load_run
+from gradlab.train import setup
+
+MLP = {"name": "tanh", "seed": 0, "data": {"kind": "blobs", "n_samples": 400, "n_features": 4, "n_classes": 4},
+       "model": {"depth": 3, "width": 8, "activation": "tanh"}, "train": {"steps": 6, "batch_size": 32},
+       "log": {"every": 1}}
+RELU = {**MLP, "name": "relu", "model": {"depth": 3, "width": 8, "activation": "relu"}}
+ONE = {**MLP, "name": "one", "model": {"depth": 1, "width": 8, "activation": "sigmoid"}}
+EXPLODING = {"name": "exploding", "seed": 0,
+             "data": {"kind": "blobs", "n_samples": 128, "n_features": 32, "n_classes": 10},
+             "model": {"depth": 50, "width": 32, "activation": "linear", "init": {"scheme": "identity", "scale": 1.2}},
+             "train": {"steps": 4, "batch_size": 64}, "log": {"every": 1}}
+LSTM = {"name": "lstm", "seed": 0, "data": {"kind": "adding", "T": 8, "n_samples": 600},
+        "model": {"kind": "rnn", "cell": "lstm", "hidden": 4}, "loss": "mse",
+        "train": {"steps": 4, "batch_size": 32}, "log": {"every": 1}}
+CONFIGS = (MLP, RELU, ONE, EXPLODING, LSTM)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for raw in CONFIGS:
+        gradlab.train(gradlab.config_from_dict(raw), run_dir=root / raw["name"])
+    return {raw["name"]: load_run(root / raw["name"]) for raw in CONFIGS}
+
+
+@pytest.fixture
+def saved(monkeypatch):
+    """The Figures the plot functions save, in order (each still written, as a PNG)."""
+    figures = []
+    original = plots._save
+
+    def keep(fig, path):
+        figures.append(fig)
+        return original(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def lines(ax) -> dict:
+    """The labelled lines of an axes by label."""
+    return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def run_targets(raw: dict) -> np.ndarray:
+    """The training targets the run saw, from its own set-up (the data stream of its seed)."""
+    return setup(gradlab.config_from_dict(raw)).data.y_train
+
+
+# --------------------------------------------------------------------------- chance
+
+def test_chance_of_balanced_classes_is_the_entropy_of_the_training_labels(runs):
+    loss, accuracy = plots.chance(runs["tanh"])
+    counts = np.bincount(run_targets(MLP), minlength=4)
+    p = counts / counts.sum()
+    assert loss == pytest.approx(-(p * np.log(p)).sum(), rel=1e-12)
+    assert accuracy == pytest.approx(p.max(), rel=1e-12)
+    assert math.log(4) - 0.01 < loss <= math.log(4)  # 400 balanced samples, 80% of them in the training split
+    assert 0.25 <= accuracy < 0.28
+
+
+def test_chance_of_mse_is_the_variance_of_the_targets(runs):
+    loss, accuracy = plots.chance(runs["lstm"])
+    y = run_targets(LSTM)
+    assert accuracy is None and loss == pytest.approx(float(np.var(y)), rel=1e-12)
+    assert loss == pytest.approx(1 / 6, abs=0.03)  # the sum of two U(0, 1): variance 2/12
+
+
+def test_no_chance_line_without_a_valid_config(runs):
+    assert plots.chance(dataclasses.replace(runs["tanh"], config=None)) == (None, None)
+
+
+# --------------------------------------------------------------------------- loss and accuracy
+
+def test_smooth_is_a_debiased_moving_average_that_skips_non_finite_values():
+    assert np.array_equal(plots.smooth([2.0] * 50), [2.0] * 50)
+    got = plots.smooth([0.0, 2.0, np.nan, np.inf, 2.0], span=3)  # alpha 0.5
+    assert got[:2] == pytest.approx([0.0, 1.0 / 0.75]) and np.isnan(got[2:4]).all()
+    assert got[4] == pytest.approx(1.5 / 0.875)
+    assert np.isfinite(strict(plots.smooth, [1.7e308, 1.7e308, 1e300])).all()
+
+
+def test_classification_loss_figure_has_smoothed_loss_chance_lines_and_accuracy(runs, saved, tmp_path):
+    run = runs["tanh"]
+    assert_png(strict(plots.plot_loss_grad_norm, run, tmp_path / "l.png"))
+    loss_ax, acc_ax, norm_ax = saved[0].axes
+    chance_loss, chance_accuracy = plots.chance(run)
+    loss = lines(loss_ax)
+    assert np.array_equal(loss["train loss (batch)"].get_ydata(), run.metrics.loss)
+    assert np.allclose(loss["train loss (smoothed)"].get_ydata(), plots.smooth(run.metrics.loss))
+    assert list(loss[f"chance = {chance_loss:.3g}"].get_ydata()) == [chance_loss] * 2
+    acc = lines(acc_ax)
+    assert list(acc[f"chance = {chance_accuracy:.3g}"].get_ydata()) == [chance_accuracy] * 2
+    val = acc["validation accuracy"].get_ydata()
+    assert np.isfinite(val).sum() == run.metrics.val_accuracy.notna().sum() >= 1
+    if "train_accuracy" in run.metrics:  # metrics.csv of this version logs it
+        assert np.allclose(acc["train accuracy (batch)"].get_ydata(), run.metrics.train_accuracy, equal_nan=True)
+    assert norm_ax.get_yscale() == "log"
+
+
+def test_regression_and_older_folders_have_no_accuracy_panel(runs, saved, tmp_path):
+    strict(plots.plot_loss_grad_norm, runs["lstm"], tmp_path / "r.png")
+    old = runs["tanh"].metrics.drop(columns=[c for c in ("train_accuracy", "val_accuracy", "time", "update_norm")
+                                             if c in runs["tanh"].metrics])
+    strict(plots.plot_loss_grad_norm, dataclasses.replace(runs["tanh"], metrics=old), tmp_path / "o.png")
+    assert [len(fig.axes) for fig in saved] == [2, 2]
+    assert "chance = 0.1" in "".join(lines(saved[0].axes[0]))  # the MSE chance: about 1/6
+
+
+# --------------------------------------------------------------------------- gradient flow
+
+def test_an_exploding_run_gives_each_logged_step_its_own_scale(runs, saved, tmp_path):
+    run = runs["exploding"]
+    steps = plots._shown_steps(run, ["grad_norm", "delta_norm"])
+    assert steps[:2] == [0, 1] and np.nanmax(run.at(1).delta_norm) > 1e100  # the run explodes at step 1
+    assert_png(strict(plots.plot_gradient_flow, run, tmp_path / "g.png"))
+    axes = saved[0].axes
+    assert len(axes) == 2 * len(steps)
+    step0 = axes[0], axes[len(steps)]  # grad_norm, delta_norm of step 0
+    for ax in step0:
+        assert ax.get_ylim()[1] < 1e8  # its own scale: ~1e4 at most, not 1e137
+    assert np.array_equal(step0[1].get_lines()[0].get_ydata(), plots._positive(run.at(0).delta_norm))
+
+
+def test_a_healthy_run_keeps_its_steps_on_one_scale(runs, saved, tmp_path):
+    strict(plots.plot_gradient_flow, runs["tanh"], tmp_path / "g.png")
+    _, right = saved[0].axes
+    assert len(right.get_lines()) == len(plots._shown_steps(runs["tanh"], ["grad_norm", "delta_norm"]))
+
+
+def test_one_layer_lstm_plots_its_gates_not_a_two_point_flow(runs, saved, tmp_path):
+    run = runs["lstm"]
+    assert run.layer_ids == [1, 2] and "gate_stats.png" in plots.RUN_PLOTS
+    assert plots.plot_gradient_flow(run, tmp_path / "g.png") is None and not (tmp_path / "g.png").exists()
+    assert_png(strict(plots.plot_gate_stats, run, tmp_path / "gate_stats.png"))
+    (ax,) = saved[-1].axes
+    got = lines(ax)
+    assert set(got) == {"forget gate f", "input gate i", "output gate o"}
+    forget = run.gates[run.gates.gate == "f"].sort_values("step")
+    assert np.array_equal(got["forget gate f"].get_ydata(), forget["mean"]) and len(forget) == 4
+    assert plots.plot_gate_stats(runs["tanh"], tmp_path / "none.png") is None
+
+
+# --------------------------------------------------------------------------- activations
+
+@pytest.mark.parametrize("name, panels", [("tanh", ["activation std", "fraction saturated"]),
+                                          ("relu", ["activation std", "fraction dead (output 0)"])])
+def test_activation_panels_are_those_the_activation_has_over_hidden_layers(runs, saved, tmp_path, name, panels):
+    run = runs[name]
+    assert_png(strict(plots.plot_activations, run, tmp_path / "a.png"))
+    axes = saved[0].axes
+    assert [ax.get_title() for ax in axes] == panels
+    std = axes[0].get_lines()
+    assert run.layer_ids == [1, 2, 3, 4] and all(list(line.get_xdata()) == [1, 2, 3] for line in std)  # no logits
+    step0 = run.at(0).loc[[1, 2, 3]]
+    assert np.array_equal(std[0].get_ydata(), step0.act_std)
+
+
+def test_one_hidden_layer_plots_its_activations_against_the_step(runs, saved, tmp_path):
+    run = runs["one"]
+    strict(plots.plot_activations, run, tmp_path / "a.png")
+    std, saturated = saved[0].axes
+    assert saturated.get_title() == "fraction saturated"
+    (line,) = std.get_lines()
+    rows = run.layers[run.layers.layer == 1].sort_values("step")
+    assert list(line.get_xdata()) == list(rows.step) == list(range(6))
+    assert np.array_equal(line.get_ydata(), rows.act_std)
