@@ -172,7 +172,7 @@ def test_a_short_row_before_the_last_is_damage_not_a_tear(run):
     rows = lines(metrics)
     rows[2] = "1,1,0.7"
     metrics.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    assert_bad_input(invoke("report", run), "metrics.csv", "line 3", "3 fields", "header has 9")
+    assert_bad_input(invoke("report", run), "metrics.csv", "line 3", "3 fields", "header has 12")
 
 
 # --------------------------------------------------------------------------- damaged tables
