@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import gradlab
 from gradlab.cli import app
 from gradlab.compare_cli import render
-from gradlab.report.compare import PLOTS, compare
+from gradlab.report.compare import PLOTS, compare, legend_labels
 
 BLOBS = {"kind": "blobs", "n_samples": 96, "n_features": 8, "n_classes": 3}
 CONFIGS = {
@@ -158,6 +158,7 @@ def test_same_folder_names_are_told_apart_by_their_parents(runs, tmp_path, capsy
     shutil.copytree(runs["deep"], b)
     cmp = compare([a, b], write=False)
     assert (cmp.labels, cmp.keys, cmp.html) == (["a/exp", "b/exp"], ["model.depth", "model.activation.name"], None)
+    assert legend_labels(cmp) == ["a/exp: depth=4, activation.name=sigmoid", "b/exp: depth=7, activation.name=tanh"]
     assert not list(tmp_path.glob("compare-*"))
     render(cmp)
     shown = capsys.readouterr().out

@@ -228,7 +228,7 @@ def _write(cmp: Comparison, folder: Path) -> None:
     cmp.dir = folder
     sections = []
     for name, plot in zip(PLOTS, (plot_loss, plot_grad_norm, plot_delta_by_layer, plot_time_grad_norms)):
-        path, left_out = plot(cmp.runs, cmp.labels, folder / name)
+        path, left_out = plot(cmp.runs, legend_labels(cmp), folder / name)
         if path is None:
             (folder / name).unlink(missing_ok=True)  # a figure of an earlier comparison in --out DIR
         else:
@@ -238,6 +238,22 @@ def _write(cmp: Comparison, folder: Path) -> None:
             sections.append(html.Section(TITLES[name], images=[path], text=_section_text(name, path, left_out)))
     table = html.Section("Runs", html=table_html(cmp), text=TABLE_NOTE)
     cmp.html = html.write_html(folder / PAGE, "gradlab compare: " + ", ".join(cmp.labels), [table, *sections])
+
+
+NOT_SETTINGS = ("name", "log.out")  # keys that differ between runs without changing what is trained
+IN_LEGEND = 3  # runs that differ in at most this many settings say which in the figures' legends
+
+
+def legend_labels(cmp: Comparison) -> list[str]:
+    """Each run's label, followed by its values of the settings that differ when there are few
+    (``exp-20261127-212450: batchnorm=true``), each key without its section when that is unambiguous."""
+    keys = [k for k in cmp.keys if k not in NOT_SETTINGS]
+    if not 1 <= len(keys) <= IN_LEGEND:
+        return list(cmp.labels)
+    short = [k.split(".", 1)[-1] for k in keys]
+    names = short if len(set(short)) == len(short) else keys
+    return [label + ": " + ", ".join(f"{n}={cell_text(v, True) or '-'}" for n, v in zip(names, row))
+            for label, row in zip(cmp.labels, cmp.table[keys].itertuples(index=False))]
 
 
 TITLES = {"compare_loss.png": "Loss", "compare_grad_norm.png": "Global gradient norm",
@@ -365,6 +381,11 @@ def plot_loss(runs: list[RunData], labels: list[str], path: Path) -> tuple[Path 
             ax.plot(m.step, clean(m.val_loss), "o", color=color, ms=4.5, mec="white", mew=0.6)
         if run.summary.get("diverged_at") is not None:
             ax.axvline(run.summary["diverged_at"], color=color, ls=":", lw=1.2)
+    for k, chance in enumerate(sorted({c for c in (_chance(run) for run, _, _ in shown) if c is not None})):
+        ax.axhline(chance, color="0.45", ls=(0, (4, 3)), lw=1.0, zorder=1)
+        ax.annotate(f"chance: ln {round(math.exp(chance))} = {chance:.3g}", (1.0, chance), xycoords=("axes fraction",
+                    "data"), xytext=(-4, -3 - 10 * k), textcoords="offset points", ha="right", va="top", fontsize=8,
+                    color="0.2", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
     if log:
         ax.set_yscale("log")
     if not any(np.isfinite(_finite(run.metrics.loss)).any() for run, _, _ in shown):
@@ -378,6 +399,14 @@ def plot_loss(runs: list[RunData], labels: list[str], path: Path) -> tuple[Path 
     ax.set_title("Training loss" + (" (dotted: where a run diverged)" if diverged else ""), fontsize=11)
     _left_out_note(fig, left_out)
     return _save(fig, path), left_out
+
+
+def _chance(run: RunData) -> float | None:
+    """The cross-entropy of a uniform guess, ln(classes), for a classification run; None otherwise."""
+    classes = (run.raw.get("data") or {}).get("n_classes")
+    if run.raw.get("loss") != "cross_entropy" or not isinstance(classes, int) or classes < 2:
+        return None
+    return math.log(classes)
 
 
 def _spans_decades(frames: list[pd.DataFrame]) -> bool:
@@ -426,7 +455,9 @@ def plot_grad_norm(runs: list[RunData], labels: list[str], path: Path) -> tuple[
     ax.set_ylabel("global ||dL/d params|| (log scale)")
     ax.set_xlabel("training step")
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title("Global gradient norm before clipping (dashed: each run's clip threshold)", fontsize=11)
+    clips = any(line.get_linestyle() == "--" for line in ax.lines)
+    ax.set_title("Global gradient norm" + (" before clipping (dashed: each run's clip threshold)" if clips else ""),
+                 fontsize=11)
     _left_out_note(fig, left_out)
     return _save(fig, path), left_out
 
