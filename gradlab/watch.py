@@ -20,7 +20,8 @@ NAN_MARK, INF_MARK = "?", "!"  # a sparkline column holding nan, inf (drawn red)
 WIDE = 100.0  # a positive series whose max/min exceeds this is drawn on a log scale
 MAX_LAYERS = 12  # the layer table shows at most this many (the first, the last, evenly between)
 BAR = 24  # width of a delta_norm bar
-DIAGNOSE_EVERY = 3.0  # seconds between two diagnoses of the rows so far
+DIAGNOSE_EVERY = 3.0  # seconds between two diagnoses of the rows so far (at least)
+SHARE = 0.1  # of the time the view may take to draw and diagnose (train --watch: the training's time)
 LONG = 240  # characters of the diagnosis shown
 STALE = 60.0  # seconds without a new row before the view says the run may have stopped
 INTS = ("step", "epoch", "layer", "t", "lag")
@@ -50,6 +51,7 @@ class RunState:
         self.findings: list | None = None
         self.diagnosis_note = ""
         self.diagnosed_at, self.diagnosed_rows = -math.inf, -1
+        self.gap = DIAGNOSE_EVERY  # seconds until the next diagnosis: longer when one takes long
 
     @property
     def step(self) -> int | None:
@@ -108,12 +110,14 @@ class RunState:
         self.add("gate_stats.csv", [{"step": rec.step, **asdict(g)} for g in rec.gates])
 
     def diagnose(self, now: float | None = None, force: bool = False) -> None:
-        """The diagnosis of the rows so far, at most every DIAGNOSE_EVERY seconds and only if rows came."""
+        """The diagnosis of the rows so far, only if rows came, and at most every ``gap`` seconds: at least
+        DIAGNOSE_EVERY, and long enough that diagnosing takes no more than SHARE of the time."""
         now = time.monotonic() if now is None else now
         rows = len(self.rows["layer_stats.csv"])
-        if rows == self.diagnosed_rows or rows == 0 or (not force and now - self.diagnosed_at < DIAGNOSE_EVERY):
+        if rows == self.diagnosed_rows or rows == 0 or (not force and now - self.diagnosed_at < self.gap):
             return
         self.diagnosed_at, self.diagnosed_rows = now, rows
+        began = time.perf_counter()
         try:
             from .report.diagnose import diagnose
 
@@ -121,6 +125,7 @@ class RunState:
         except Exception as exc:  # noqa: BLE001 - the view goes on without it, and says why
             self.findings = None
             self.diagnosis_note = f"no diagnosis of the rows so far ({type(exc).__name__}: {str(exc)[:120]})"
+        self.gap = max(DIAGNOSE_EVERY, (time.perf_counter() - began) / SHARE)
 
     def run_data(self):
         """The rows so far as the report's RunData."""
@@ -528,6 +533,7 @@ class WatchView:
         self.live = None
         self.state = RunState()
         self.drawn = -math.inf
+        self.gap = interval
 
     def on_start(self, info: dict) -> None:
         from rich.live import Live
@@ -545,10 +551,11 @@ class WatchView:
     def on_step(self, rec) -> None:
         self.state.add_record(rec)
         now = time.monotonic()
-        if now - self.drawn >= self.interval:
+        if now - self.drawn >= self.gap:
             self.state.diagnose(now)
             self.draw()
             self.drawn = now
+            self.gap = max(self.interval, (time.monotonic() - now) / SHARE)  # drawing: at most SHARE of the time
 
     def on_end(self, result) -> None:
         self.state.summary = {"status": result.status, "steps": result.steps, **(result.final or {}),
