@@ -414,7 +414,7 @@ def test_sweep_config_expands(path):
 
 SWEEP_COMBOS = {  # one combination of each sweep, its steps, and its end or step-0 ratio as the header says
     "sweep_clip_threshold": ("clip=null,seed=0", 5, {"status": "diverged", "diverged_at": 4}),
-    "sweep_depth_init": ("depth=5,init=normal(std=0.01),activation=relu,seed=0", 2, {"ratio": ("1.2e-5",)}),
+    "sweep_depth_init": ("depth=5,init=normal-std=0.01,activation=relu,seed=0", 2, {"ratio": ("1.2e-5",)}),
     "sweep_glorot_init": ("init=xavier_uniform,seed=1", 1, {"ratio": ("0.51", "0.59")}),  # seeds 0-4
     "sweep_he_xavier_30": ("init=xavier_normal,seed=0", 1, {"ratio": ("5.2e-5",)}),
 }
