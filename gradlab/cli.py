@@ -15,7 +15,7 @@ from rich.table import Table
 import gradlab as api
 from .check.command import check_command
 from .compare_cli import compare_command
-from .console import (SET_HELP, THREADS_HELP, TRAIN_EXITS, Command, bad_input, err, fail, interrupted_code, out,
+from .console import (SET_HELP, SET_METAVAR, THREADS_HELP, TRAIN_EXITS, Command, bad_input, err, fail, interrupted_code, out,
                       user_code)
 from .errors import ALLOW_FLAG, ALLOW_HELP, ConfigError
 from .records import RunResult, StepRecord
@@ -25,7 +25,9 @@ from .watch import watch_command
 # rich_markup_mode=None: click's plain help text; typer's rich panels import rich.markdown and markdown_it,
 # half of a 0.4 s --help
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Experiments on vanishing and exploding gradients, in NumPy.")
+                  help="Experiments on vanishing and exploding gradients, in NumPy.",
+                  context_settings={"help_option_names": ["-h", "--help"]})  # every command's -h too
+
 
 
 class ProgressView:
@@ -92,8 +94,17 @@ def closing_line(result: RunResult) -> str:
     return ", ".join(parts) + (f" -> {result.run_dir}" if result.run_dir else "")
 
 
+def print_version(value: bool) -> None:
+    if value:
+        out.print(f"gradlab {api.__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def main_callback(ctx: typer.Context) -> None:
+def main_callback(
+    version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                 help="Print gradlab's version and exit."),
+) -> None:
     """gradlab: train, check, sweep and report on gradients, layer by layer."""
     # each command sets up its own Ctrl-C, SIGTERM and warnings when it runs (console.Command)
 
@@ -112,14 +123,17 @@ class LintView:
 
 @app.command(epilog=TRAIN_EXITS, cls=Command)
 def train(
-    config: Path = typer.Argument(..., help="YAML config file."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="YAML config file."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", metavar=SET_METAVAR, help=SET_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
     report: bool = typer.Option(False, "--report", help="Write the plots and report.html into the run folder."),
-    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help=ALLOW_HELP),
+    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, metavar="DIR", help=ALLOW_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help=THREADS_HELP),
 ) -> None:
     """Train a network from a YAML config and log per-layer gradients to CSV.
+
+    Run folders go under log.out (default runs), relative to the current folder; data.path and module:Class \
+modules are found relative to the config file's folder.
 
     A config naming module:Class (a layer or cell of your own) runs that module's code: only modules in the \
 config's folder are imported, unless --allow-imports names another folder."""
@@ -142,9 +156,9 @@ config's folder are imported, unless --allow-imports names another folder."""
         if not quiet:
             render_findings(rep.findings, rep.notes)
         if rep.html:
-            out.print(f"report: {rep.html}", highlight=False, soft_wrap=True)
+            out.print(f"report: {escape(str(rep.html))}", highlight=False, soft_wrap=True)
     style = {"completed": "green", "diverged": "bold red", "interrupted": "yellow"}[result.status]
-    out.print(f"[{style}]{closing_line(result)}[/]", highlight=False, soft_wrap=True)
+    out.print(f"[{style}]{escape(closing_line(result))}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(interrupted_code() if result.status == "interrupted" else result.exit_code)
 
 
@@ -174,7 +188,8 @@ def report(
                                         "(default: the run's own)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --try: worker processes "
                                           "(default: all cores)."),
-    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help="With --try: " + ALLOW_HELP),
+    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, metavar="DIR",
+                                                       help="With --try: " + ALLOW_HELP),
 ) -> None:
     """Write plots and a self-contained report.html into a run or sweep folder; print the diagnosis.
 
@@ -200,7 +215,7 @@ holds its model.import_dir, the folder of the config it was trained from)."""
         render_findings(rep.findings, rep.notes)
         for item in rep.lints:
             out.print(f"[yellow]lint:[/] {escape(item)}", highlight=False, soft_wrap=True)
-        out.print(f"{len(rep.images)} plots and {rep.html}", highlight=False, soft_wrap=True)
+        out.print(f"{len(rep.images)} plots and {escape(str(rep.html))}", highlight=False, soft_wrap=True)
         if trials is not None:
             render_trials(trials)
     if trials is not None and trials.status == "interrupted":
@@ -215,7 +230,7 @@ def try_command(path: Path, steps: int | None, workers: int | None, quiet: bool,
         view = [] if quiet else [SweepView()]
         result = trial.try_remedies(path, steps, workers, view, allow_imports=allow_imports)
     if not result.rows:
-        out.print(f"{path}: the diagnosis offers no remedy with a --set option to try; nothing was run.",
+        out.print(f"{escape(str(path))}: the diagnosis offers no remedy with a --set option to try; nothing was run.",
                   highlight=False, soft_wrap=True)
         raise typer.Exit(0)
     return result
@@ -238,7 +253,8 @@ def render_trials(result) -> None:
     steps = result.steps or result.own_steps
     steps = f"{steps} steps each" if steps else "the run's own epochs"
     out.print(f"{len(result.rows) - 1} remedies, each the run's config with its --set options ({steps}, same seed); "
-              f"{result.ran} run now, {result.reused} reused -> {result.dir}; table: {result.table}. final loss: "
+              f"{result.ran} run now, {result.reused} reused -> {escape(str(result.dir))}; table: "
+              f"{escape(str(result.table))}. final loss: "
               "over the training set at the end (blank if not completed); delta ratio: first/last hidden layer "
               "delta_norm, or ||dL/dh_1||/||dL/dh_T|| for recurrent nets, at the last finite logged step; "
               "verdict: the diagnosis of the trial run.", highlight=False, soft_wrap=True)
@@ -286,32 +302,39 @@ class SweepView:
 
 def sweep_table(result) -> Table:
     """The closing table: one row per run, with its status, loss and first/last-layer ratio."""
-    table = Table(title=f"{len(result.rows)} runs in {result.dir}")
+    table = Table(title=escape(f"{len(result.rows)} runs in {result.dir}"))
     for col in ("run", "status", "steps", "final loss", "val acc", "delta 1st/last"):
         table.add_column(col, justify="left" if col in ("run", "status") else "right", no_wrap=col == "run")
     for row in result.rows:
         label = row["run"]
         fmt = lambda v, f: "" if v is None or v != v else format(v, f)  # noqa: E731
-        table.add_row(label, row["status"], fmt(row["steps"], "g"), fmt(row["final_loss"], ".4g"),
-                      fmt(row["final_val_accuracy"], ".3f"), fmt(row.get("delta_ratio_first"), ".2e"))
+        loss = row.get("final_train_loss", row.get("final_loss"))  # summary.csv's name, then the one before it
+        ratio = row.get("delta_ratio_at_first_step", row.get("delta_ratio_first"))
+        table.add_row(escape(label), row["status"], fmt(row["steps"], "g"), fmt(loss, ".4g"),
+                      fmt(row.get("final_val_accuracy"), ".3f"), fmt(ratio, ".2e"))
     return table
 
 
 @app.command(cls=Command)
 def sweep(
-    sweep_file: Optional[Path] = typer.Argument(None, help="Sweep YAML (base, grid, zip, seeds)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key of the base config."),
+    sweep_file: Optional[Path] = typer.Argument(None, metavar="SWEEP", help="Sweep YAML (base, grid, zip, seeds)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", metavar=SET_METAVAR,
+                                             help="Override a key of the base config."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: all cores)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Finish a sweep folder with its own sweep.yaml: "
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="DIR", help="Finish a sweep folder with its own sweep.yaml: "
                                           "rerun what did not complete (a crashed run once); no --set."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler, tcp://HOST:PORT."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
     report: bool = typer.Option(False, "--report", help="Write the sweep's plots and report.html at the end."),
-    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help=ALLOW_HELP),
+    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, metavar="DIR", help=ALLOW_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, max=MAX_THREADS,
                                            help=THREADS_HELP + " Per worker."),
 ) -> None:
     """Run a grid of configs in parallel; write one run folder each, summary.csv and profile.csv.
+
+    Run folders go under log.out (default runs), relative to the current folder; data.path and module:Class \
+modules are found relative to the base config file's folder.
+
     A base config naming module:Class runs that module's code (see --allow-imports).
     Ctrl-C (exit 130) or SIGTERM (143) stops the workers at once and keeps every run that finished."""
     where = resume or sweep_file
@@ -332,9 +355,9 @@ def sweep(
     if report and result.rows:
         with bad_input(where):
             rep = api.report(result.dir)
-        out.print(f"report: {rep.html}", highlight=False, soft_wrap=True)
-    out.print(f"{result.status}: {result.ran} runs now, {len(result.rows)} in summary.csv, {bad} not completed "
-              f"-> {result.dir}", highlight=False, soft_wrap=True)
+        out.print(f"report: {escape(str(rep.html))}", highlight=False, soft_wrap=True)
+    out.print(escape(f"{result.status}: {result.ran} runs now, {len(result.rows)} in summary.csv, {bad} not "
+                     f"completed -> {result.dir}"), highlight=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)
 
 

@@ -19,6 +19,7 @@ from .errors import ConfigError, interrupt_in
 out = Console()
 err = Console(stderr=True)
 
+SET_METAVAR = "KEY.PATH=VALUE"
 SET_HELP = "Override a config key, e.g. --set model.depth=50 (repeatable)."
 THREADS_HELP = "BLAS threads (train.threads; default 1: small matrices run fastest on one, busy machine or not)."
 EXIT_USER_CODE, EXIT_CTRL_C, EXIT_SIGTERM = 4, 130, 143
@@ -86,7 +87,8 @@ def interrupted_code() -> int:
 
 
 def fail(exc: ConfigError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    """Bad input: one paragraph, the message as written (a path or value may hold [brackets]), exit 2."""
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

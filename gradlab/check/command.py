@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 import gradlab as api
 from ..console import SET_HELP, THREADS_HELP, bad_input, err, out, user_code
@@ -65,12 +66,17 @@ def check_command(
         return
     flags = {"check.mode": mode, "check.eps": eps, "check.dtype": dtype, "check.loss_scale": loss_scale,
              "check.strict": "true" if strict else None, "seed": seed, "train.threads": threads}
-    overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    options = {"check.mode": "--mode", "check.eps": "--eps", "check.dtype": "--dtype", "check.loss_scale":
+               "--loss-scale", "check.strict": "--strict", "seed": "--seed", "train.threads": "--threads"}
+    given = {k: v for k, v in flags.items() if v is not None}
+    overrides = [*(set_ or []), *(f"{k}={v}" for k, v in given.items())]
+    # a message names the option the user typed: --mode bogus, not --set check.mode=bogus
+    sources = {f"{k}={v}": options[k] if k == "check.strict" else f"{options[k]} {v}" for k, v in given.items()}
     with bad_input(config), user_code("gradlab check"):
         if shape:
             raise ConfigError(f"{config}: --shape applies to FILE.py:NAME only (a layer or function of yours); "
                               "a config's shapes come from its data and model.")
-        cfg = api.load_config(config, overrides, allow_imports or [])
+        cfg = api.load_config(config, overrides, allow_imports or [], sources)
         with CheckProgress() as bar:  # shown once the check has run 2 s, on a terminal
             report = api.check(cfg, str(config), after_steps, one_sided, progress=bar.update)
         studies = {"taylor": api.gradcheck.taylor(cfg, str(config), after_steps) if taylor else None,
@@ -128,17 +134,17 @@ def render_alone(report) -> None:
     """A layer or function checked alone: its tensors, the warnings and notes, and which gradient is wrong."""
     out.print(tensor_table(f"Checked alone ({report.mode}, eps {report.eps:g}, {report.dtype})", report.tensors))
     for w in report.warnings:
-        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     for n in report.notes:
-        out.print(f"note: {n}", highlight=False, soft_wrap=True)
+        out.print(f"note: {escape(n)}", highlight=False, soft_wrap=True)
     if report.passed:
         out.print(f"[green]PASS[/]: every gradient passes; overall relative error {report.rel_error:.2e} "
                   f"({report.tier}), {report.seconds:.2f} s", soft_wrap=True)
     elif report.failed:
         wrong = ", ".join(f"{t.name} ({t.tier}, rel error {t.rel_error:.1e})" for t in report.failed)
-        out.print(f"[bold red]FAIL[/]: the gradient backward returns for {wrong} is wrong", soft_wrap=True,
+        out.print(f"[bold red]FAIL[/]: the gradient backward returns for {escape(wrong)} is wrong", soft_wrap=True,
                   highlight=False)
     else:  # neither pass nor fail: the differences cannot tell at this step
         open_ = "; ".join(f"{t.name}: {t.cure}" for t in report.unresolved)
-        out.print(f"[yellow]UNRESOLVED[/]: differences cannot tell right from wrong here; what resolves it: {open_}",
+        out.print(f"[yellow]UNRESOLVED[/]: differences cannot tell right from wrong here; what resolves it: {escape(open_)}",
                   soft_wrap=True, highlight=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from ..console import err, out
@@ -24,12 +25,12 @@ def tensor_table(title: str, results) -> Table:
         table.add_column(col, justify="left" if col in ("tensor", "tier", cols[-1]) else "right", no_wrap=True)
     for t in results:
         cells = {
-            "tensor": t.name, "layer": str(t.layer or ""), "shape": "x".join(map(str, t.shape)),
+            "tensor": escape(t.name), "layer": str(t.layer or ""), "shape": "x".join(map(str, t.shape)),
             "checked": str(t.checked), "max|analytic|": f"{t.max_analytic:.2e}",
             "rel error": f"{t.rel_error:.1e}", "max rel": f"{t.max_rel_error:.1e}", "bound": f"{t.bound:.1e}",
             "tier": f"[{TIER_STYLE[t.tier]}]{t.tier}{mark(t)}[/]",
             "kinks": f"{t.kinks}" + (f" ({t.kink_failures} bad)" if t.kink_failures else ""),
-            "worst entry: analytic, numeric": f"[{t.worst_index}] {t.worst_analytic:.4g}, {t.worst_numeric:.4g}",
+            "worst entry: analytic, numeric": escape(f"[{t.worst_index}]") + f" {t.worst_analytic:.4g}, {t.worst_numeric:.4g}",
         }
         table.add_row(*(cells[c] for c in cols))
     return table
@@ -57,7 +58,7 @@ def render_check(report, studies: dict) -> None:
         t.add_column("tensor")
         t.add_column("rate", justify="right")
         for row in studies["taylor"]:
-            t.add_row(row["param"], f"{row['rate']:.2f}")
+            t.add_row(escape(row["param"]), f"{row['rate']:.2f}")
         out.print(t)
     if studies.get("eps_sweep"):
         t = Table(title="Relative error against eps: truncation on the left, round-off on the right")
@@ -67,13 +68,13 @@ def render_check(report, studies: dict) -> None:
             t.add_row(f"{row['eps']:.0e}", f"{row['centred']:.2e}", f"{row['one_sided']:.2e}")
         out.print(t)
     for w in report.warnings:
-        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     for n in report.notes:
-        out.print(f"note: {n}", highlight=False, soft_wrap=True)
+        out.print(f"note: {escape(n)}", highlight=False, soft_wrap=True)
     if report.failed:
-        out.print(f"[bold red]FAIL[/]: {verdict(report)}", soft_wrap=True, highlight=False)
+        out.print(f"[bold red]FAIL[/]: {escape(verdict(report))}", soft_wrap=True, highlight=False)
     elif report.unresolved:
-        names = ", ".join(t.name for t in report.unresolved[:8])
+        names = escape(", ".join(t.name for t in report.unresolved[:8]))
         out.print(f"[bold yellow]UNRESOLVED[/] (exit 3): nothing fails, but the bound of {names} cannot tell a "
                   "right gradient from a wrong one; see the cure above", soft_wrap=True, highlight=False)
     else:

@@ -8,15 +8,17 @@ from typing import Any, Sequence
 from pydantic import ValidationError
 
 from ..errors import ALLOW_FLAG, ConfigError
-from .messages import _problems
-from .overrides import apply_overrides
+from .messages import explain
+from .overrides import apply_overrides, set_option
 from .schema import Config, MLPConfig, RNNConfig
 from .yamlfile import parse_yaml, read_text
 
 
 def validate(raw: Any, source: str = "<config>", folder: str | Path | None = None, *, imports: bool = True,
-             allow_imports: Sequence[str | Path] = ()) -> Config:
-    """Validate raw config data; raise ConfigError listing every problem.
+             allow_imports: Sequence[str | Path] = (), overrides: Sequence[tuple[str, str]] = ()) -> Config:
+    """Validate raw config data; raise ConfigError listing every problem, each blamed on its source: the
+    file, or the option of ``overrides`` ((KEY.PATH=VALUE, how the command line wrote it) pairs applied to
+    ``raw``) that wrote the key.
 
     ``folder`` (default: the current one) is the config's own folder, where ``module:Class`` modules are
     looked for (or in ``model.import_dir``, if it lies inside it). A config naming ``module:Class`` runs that
@@ -29,7 +31,7 @@ def validate(raw: Any, source: str = "<config>", folder: str | Path | None = Non
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + " ".join(_problems(exc))) from None
+        raise ConfigError(explain(exc, source, overrides)) from None
     except (TypeError, ValueError, RecursionError) as exc:  # unhashable keys and the like
         raise ConfigError(f"{source}: invalid config ({exc}).") from None
     if imports:
@@ -113,28 +115,43 @@ def _resolve_custom(config: Config, folder: Path, source: str, allow_imports: Se
         raise ConfigError(f"{source}: '{where}': {exc}.") from None
 
 
+SWEEP_MARKS = ("base", "grid", "zip", "seeds")  # keys of a sweep file that a config never has
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
-                allow_imports: Sequence[str | Path] = ()) -> Config:
+                allow_imports: Sequence[str | Path] = (), sources: dict[str, str] | None = None) -> Config:
     """Read, override and validate a YAML config. Data paths become relative to its folder. A config
     naming ``module:Class`` runs that module's code: only modules under the config's folder, or under a
-    folder of ``allow_imports``, are imported (``validate``)."""
+    folder of ``allow_imports``, are imported (``validate``). ``sources`` says how the command line wrote an
+    override, for messages (``check.mode=full``: ``--mode full``); any other is ``--set KEY.PATH=VALUE``."""
     path = Path(path)
     raw = parse_yaml(read_text(path, "config"), str(path))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
-    raw = apply_overrides(raw, list(overrides), str(path))
-    config = validate(raw, str(path), path.parent, allow_imports=allow_imports)
+    not_sweep(raw, path)
+    named = [(item, (sources or {}).get(item) or set_option(item)) for item in overrides]
+    raw = apply_overrides(raw, list(overrides), str(path), [s for _, s in named])
+    config = validate(raw, str(path), path.parent, allow_imports=allow_imports, overrides=named)
     data = config.data
     if hasattr(data, "path") and not Path(data.path).is_absolute():
         data.path = str((path.parent / data.path).resolve())  # so the run's config.yaml finds it too
     return config
 
 
+def not_sweep(raw: dict, path: Path) -> None:
+    """A sweep file given where a config belongs (``gradlab train sweep.yaml``): say so and name the command."""
+    marks = [k for k in SWEEP_MARKS if k in raw]
+    if marks and "model" not in raw and ("base" in raw or "grid" in raw or "zip" in raw):
+        raise ConfigError(f"{path}: this is a sweep file ({', '.join(marks)}), not a config; run it with "
+                          f"gradlab sweep {path}")
+
+
 def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = (),
                      allow_imports: Sequence[str | Path] = ()) -> Config:
     """Validate a config given as a Python mapping (what tests and the API use); its folder, for
     ``module:Class``, is the current one."""
+    named = [(item, set_option(item)) for item in overrides]
     return validate(apply_overrides(copy.deepcopy(raw), list(overrides), "<config>"), "<config>",
-                    allow_imports=allow_imports)
+                    allow_imports=allow_imports, overrides=named)

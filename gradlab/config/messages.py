@@ -1,15 +1,19 @@
 """pydantic's validation errors as one line per problem, naming the key path, what was given and what is
-allowed (with a did-you-mean for a misspelt key)."""
+allowed, with a did-you-mean for a misspelt key or value (and for the names torch, Keras and W&B configs use),
+each blamed on where it came from: the file, or the ``--set`` option that wrote the key."""
 
 import difflib
-from typing import Any
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 from pydantic import (
     BaseModel,
     ValidationError,
 )
 
-from .schema import Config, DataConfig, Item, _members, _short
+from .overrides import key_path, set_option
+from .schema import BUILTIN_CELLS, Config, DataConfig, Item, _members, _short
 
 
 def _schema_keys(loc: tuple, root: type[BaseModel] = Config) -> tuple[str, list[str]]:
@@ -77,44 +81,218 @@ TYPE_HELP = {"int_type": "should be a whole number, e.g. 3 or 1e4 (true, 1.5 and
              "bool_type": "should be true or false"}
 
 
-def _describe(err: dict) -> str:
+HINT = "\x00"  # where a did-you-mean goes in a problem's text
+
+
+@dataclass
+class Problem:
+    """One problem: the key path it is at, its text (HINT marks where a did-you-mean goes), and what was
+    probably meant: a key path (``key``, shown short when it is a sibling) or a value."""
+
+    path: str
+    text: str
+    key: str | None = None
+    sibling: bool = False
+    value: str | None = None
+
+
+def _norm(name: str) -> str:
+    """``LeakyReLU``, ``leaky-relu`` and ``leaky_relu`` alike: lower case, letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+# what torch, Keras and W&B configs call a value: suggested, never accepted (normalised keys, see _norm)
+VALUE_ALIASES = {
+    "he": "he_normal", "kaiming": "he_normal", "msra": "he_normal", "henormal": "he_normal",
+    "xavier": "xavier_normal", "glorot": "xavier_normal", "lecun": "lecun_normal", "ortho": "orthogonal",
+    "eye": "identity", "randomnormal": "normal", "gaussian": "normal", "randomuniform": "uniform",
+    "logistic": "sigmoid", "identity": "linear", "lrelu": "leaky_relu", "leaky": "leaky_relu",
+    "rnn": "vanilla", "simplernn": "vanilla", "elman": "vanilla", "basic": "vanilla",
+    "crossentropyloss": "cross_entropy", "categoricalcrossentropy": "cross_entropy", "ce": "cross_entropy",
+    "sparsecategoricalcrossentropy": "cross_entropy", "nll": "cross_entropy", "nllloss": "cross_entropy",
+    "binarycrossentropy": "bce", "bceloss": "bce", "bcewithlogitsloss": "bce", "bcewithlogits": "bce",
+    "meansquarederror": "mse", "mseloss": "mse", "l2": "mse",
+    "gradientdescent": "sgd", "sgdmomentum": "momentum", "nesterov": "momentum",
+    "double": "float64", "float": "float32", "single": "float32",
+}
+
+# what torch, Keras and W&B configs call a key, by normalised name: the key path meant
+KEY_ALIASES = {
+    "learningrate": "train.lr", "lr": "train.lr", "batchsize": "train.batch_size", "epochs": "train.epochs",
+    "numepochs": "train.epochs", "nepochs": "train.epochs", "maxepochs": "train.epochs", "steps": "train.steps",
+    "maxsteps": "train.steps", "numsteps": "train.steps", "iterations": "train.steps", "iters": "train.steps",
+    "maxiter": "train.steps", "optimizer": "train.optimizer", "optim": "train.optimizer",
+    "weightdecay": "train.l2", "clipnorm": "train.clip", "clipvalue": "train.clip", "gradclip": "train.clip",
+    "clipgradnorm": "train.clip", "gradientclipval": "train.clip", "maxgradnorm": "train.clip",
+    "numlayers": "model.depth", "nlayers": "model.depth", "hiddenlayers": "model.depth",
+    "hiddensize": "model.width", "hiddendim": "model.width", "units": "model.width", "hiddenunits": "model.width",
+    "kernelinitializer": "model.init", "weightinit": "model.init", "initializer": "model.init",
+    "initialization": "model.init", "biasinitializer": "model.bias_init", "nonlinearity": "model.activation",
+    "activationfn": "model.activation", "act": "model.activation", "dropoutrate": "model.dropout",
+    "batchnormalization": "model.batchnorm", "bn": "model.batchnorm", "skipconnections": "model.residual",
+    "celltype": "model.cell", "rnntype": "model.cell", "logdir": "log.out", "outputdir": "log.out",
+    "outdir": "log.out", "savedir": "log.out", "logevery": "log.every", "loginterval": "log.every",
+    "dataset": "data.kind", "numsamples": "data.n_samples", "validationsplit": "data.val_fraction",
+    "valsplit": "data.val_fraction", "randomseed": "seed", "lossfn": "loss", "criterion": "loss",
+}
+SECTIONS = ("model", "train", "data", "log", "check")  # where a key written in the wrong place is looked for first
+
+
+def guess_value(value: Any, choices: Sequence[str]) -> str | None:
+    """The allowed value meant by ``value``: the same but for case and separators (``ReLU``), another
+    framework's name for it (``kaiming``), or a close spelling; None if nothing is close."""
+    if not isinstance(value, str) or not choices:
+        return None
+    by_norm = {_norm(c): c for c in choices}
+    norm = _norm(value)
+    alias = VALUE_ALIASES.get(norm)
+    if norm in by_norm and by_norm[norm] != value:
+        return by_norm[norm]
+    if alias in choices:
+        return alias
+    close = difflib.get_close_matches(norm, list(by_norm), n=1, cutoff=0.75)
+    return by_norm[close[0]] if close else None
+
+
+def _schema_paths(model: Any = Config, prefix: str = "", depth: int = 0) -> Iterator[str]:
+    """Every key path the schema has (``model.depth``, ``train.clip.threshold``), through unions."""
+    fields = _keyed(model) or {}
+    for key, field in fields.items():
+        path = prefix + key
+        yield path
+        sub = _submodel(field.annotation)
+        subs = sub if isinstance(sub, list) else [sub] if sub is not None else []
+        for child in subs:
+            if depth < 3:
+                yield from _schema_paths(child, path + ".", depth + 1)
+
+
+def _rank(path: str) -> tuple:
+    head = path.split(".", 1)[0]
+    return (SECTIONS.index(head) if head in SECTIONS else -1, path.count("."))
+
+
+def guess_key(path: str, allowed: list[str]) -> tuple[str | None, bool]:
+    """The key path meant by the unknown key at ``path``, and whether it is a sibling (shown by its name):
+    the same key but for case and separators, another framework's name (``learning_rate``), the key where it
+    belongs (a top-level ``depth``: ``model.depth``), or a close spelling among its siblings."""
+    parent, _, key = path.rpartition(".")
+    parent = re.sub(r"\[\d+\]", "", parent)
+    norm = _norm(key)
+    same = [a for a in allowed if _norm(a) == norm]
+    if same:
+        return same[0], True
+    target = KEY_ALIASES.get(norm)
+    if target is not None:
+        where, _, name = target.rpartition(".")
+        if where == parent:
+            return (name, True) if name in allowed else (None, False)
+        return target, False
+    elsewhere = sorted({p for p in _schema_paths() if _norm(p.rpartition(".")[2]) == norm
+                        and p.rpartition(".")[0] != parent}, key=_rank)
+    if elsewhere:
+        return elsewhere[0], False
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+    return (close[0], True) if close else (None, False)
+
+
+def _choices(err: dict) -> list[str]:
+    """The values allowed where a value was refused: from pydantic's context, or the built-in cells."""
+    if err["type"] not in ("literal_error", "union_tag_invalid", "value_error"):
+        return []
+    ctx = err.get("ctx") or {}
+    text = str(ctx.get("expected") or ctx.get("expected_tags") or ctx.get("error") or "")
+    if err["type"] == "value_error" and not re.match(r"(Input )?should be", text):
+        return []
+    found = re.findall(r"'([^'\s]+)'", text)
+    return found or (list(BUILTIN_CELLS) if str(err["loc"][-1]) == "cell" else [])
+
+
+def _describe(err: dict) -> Problem:
     path, allowed = _schema_keys(tuple(err["loc"]))
     kind = err["type"]
     if kind == "extra_forbidden":
-        key = path.rsplit(".", 1)[-1]
         parent = path.rpartition(".")[0] or "the top level"
-        guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
-        hint = f" Did you mean '{guess[0]}'?" if guess else ""
-        return f"unknown key '{path}'.{hint} Allowed keys in {parent}: {', '.join(allowed)}."
+        key, sibling = guess_key(path, allowed)
+        return Problem(path, f"unknown key '{path}'.{HINT} Allowed keys in {parent}: {', '.join(allowed)}.",
+                       key=key, sibling=sibling)
     if kind == "missing":
-        return f"missing key '{path}'."
+        return Problem(path, f"missing key '{path}'.")
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
         expected = err.get("ctx", {}).get("expected_tags", "")
         got = err.get("input")
         key = err.get("ctx", {}).get("discriminator", "'kind'").strip("'")
         key = "kind" if key.endswith("()") else key  # model's: a function of its kind
-        what = _short(got.get(key)) if isinstance(got, dict) and key in got else "nothing"
-        return f"'{path}.{key}' is {what}; allowed: {expected or _tags(key)}."
+        value = got.get(key) if isinstance(got, dict) else None
+        what = _short(value) if isinstance(got, dict) and key in got else "nothing"
+        return Problem(f"{path}.{key}", f"'{path}.{key}' is {what}; allowed: {expected or _tags(key)}.{HINT}",
+                       value=guess_value(value, _choices(err)))
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"
     msg = TYPE_HELP.get(kind, err["msg"].removeprefix("Value error, "))
     if msg.startswith("missing key"):  # a key required only without another one (model.depth)
-        return f"{msg}."
-    return f"'{path or 'top level'}': {msg}{shown}."
+        return Problem(path, f"{msg}.")
+    return Problem(path, f"'{path or 'top level'}': {msg}{shown}.{HINT}", value=guess_value(value, _choices(err)))
 
 
-def _problems(exc: ValidationError) -> list[str]:
-    """One line per key path; the branches of a union (``batch_size: 64 | full``) joined by 'or'."""
+def _problems(exc: ValidationError) -> list[Problem]:
+    """One problem per key path; the branches of a union (``batch_size: 64 | full``) joined by 'or'."""
     by_path: dict[str, list[dict]] = {}
     for err in exc.errors(include_url=False):
         by_path.setdefault(_schema_keys(tuple(err["loc"]))[0], []).append(err)
-    lines = []
+    problems: dict[str, Problem] = {}
     for path, errs in by_path.items():
         if len(errs) == 1 or any(e["type"] in ("extra_forbidden", "missing") for e in errs):
-            lines.extend(_describe(e) for e in errs)
+            for e in errs:
+                problem = _describe(e)
+                problems.setdefault(problem.text, problem)
             continue
         value = errs[0].get("input")
         shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"
         msgs = " or ".join(e["msg"].removeprefix("Input should be ").removeprefix("Value error, ") for e in errs)
-        lines.append(f"'{path}': should be {msgs}{shown}.")
-    return list(dict.fromkeys(lines))
+        text = f"'{path}': should be {msgs}{shown}.{HINT}"
+        problems.setdefault(text, Problem(path, text, value=guess_value(value, [c for e in errs for c in _choices(e)])))
+    return list(problems.values())
+
+
+def _owner(path: str, overrides: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """The override (item, source) that wrote the key at ``path`` or a key inside it (the last one wins)."""
+    keys = key_path(path) if path else []
+    found = None
+    for item, source in overrides:
+        written = key_path(item.partition("=")[0])
+        if keys and (keys[:len(written)] == written or written[:len(keys)] == keys):
+            found = (item, source)
+    return found
+
+
+def _rendered(problem: Problem, owner: tuple[str, str] | None) -> str:
+    """The problem's text with its did-you-mean, said the way its source is written: a key or value in the
+    file, or the whole ``--set`` option to type instead."""
+    hint = ""
+    item, source = owner or ("", "")
+    where, _, text = item.partition("=")
+    setting = source.startswith("--set ")
+    if problem.key is not None:
+        if setting:
+            full = f"{problem.path.rpartition('.')[0]}.{problem.key}".lstrip(".") if problem.sibling else problem.key
+            hint = f" Did you mean {set_option(f'{full}={text}')}?"
+        else:
+            hint = f" Did you mean '{problem.key}'?"
+    elif problem.value is not None:
+        own = key_path(where.strip()) in (key_path(problem.path), key_path(problem.path)[:-1])
+        hint = (f" Did you mean {set_option(f'{where.strip()}={problem.value}')}?" if setting and own
+                else f" Did you mean '{problem.value}'?")
+    return problem.text.replace(HINT, hint)
+
+
+def explain(exc: ValidationError, source: str, overrides: Sequence[tuple[str, str]] = ()) -> str:
+    """The message for a config that does not validate: its problems, each under its source (the file's
+    first, then each option's: ``q.yaml: ... --set model.dept=5: unknown key ...``). ``overrides`` are the
+    (KEY.PATH=VALUE, how the command line wrote it) pairs applied to the file."""
+    groups: dict[str, list[str]] = {}
+    for problem in _problems(exc):
+        owner = _owner(problem.path, overrides)
+        groups.setdefault(owner[1] if owner else source, []).append(_rendered(problem, owner))
+    order = [source, *(s for _, s in overrides)]
+    return " ".join(f"{where}: {' '.join(groups[where])}" for where in dict.fromkeys(order) if where in groups)

@@ -1,21 +1,28 @@
 """``--set key.path=value``: the overrides a command line puts on a config's raw YAML data."""
 
+import shlex
 from typing import Any
 
 from ..errors import ConfigError
 from .yamlfile import parse_yaml
 
 
-def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
-    """Apply ``key.path=value`` strings (values parsed as YAML) to a raw config mapping."""
+def apply_overrides(raw: dict, overrides: list[str], source: str, sources: list[str] | None = None) -> dict:
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a raw config mapping; an error names the
+    option as typed (``--set model.depth=[1``), or as ``sources`` says the command line wrote it."""
     if overrides and not isinstance(raw, dict):
         raise ConfigError(f"{source}: the config must be a YAML mapping of keys (name, seed, data, model, loss, train, log, check).")
-    for item in overrides:
+    for item, where in zip(overrides, sources or [set_option(item) for item in overrides]):
         path, sep, text = item.partition("=")
         if not sep or not all(key_path(path)):
-            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set model.depth=50.")
-        set_value(raw, path, parse_yaml(text, f"--set {path}"), f"--set {item!r}")
+            raise ConfigError(f"{where}: expected KEY.PATH=VALUE, e.g. --set model.depth=50.")
+        set_value(raw, path, parse_yaml(text, where), where)
     return raw
+
+
+def set_option(item: str) -> str:
+    """How a message names a ``--set`` option: as typed in a shell (``--set model.depth=5``)."""
+    return f"--set {shlex.quote(item)}"
 
 
 def key_path(path: str) -> list[str]:

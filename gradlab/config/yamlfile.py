@@ -24,7 +24,9 @@ def read_text(path: str | Path, what: str = "config") -> str:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
     except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} file not found.") from None
+        found = nearby(path)
+        hint = f" Did you mean {found}?" if found else ""
+        raise ConfigError(f"{path}: {what} file not found.{hint}") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read the {what} file ({getattr(exc, 'strerror', None) or exc}).") from None
     mode = os.fstat(fd).st_mode
@@ -46,6 +48,30 @@ def read_text(path: str | Path, what: str = "config") -> str:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); allowed: "
                           f"a {what} file in UTF-8.") from None
+
+
+YAML_NAMES = ("*.yaml", "*.yml")
+
+
+def nearby(path: Path) -> Path | None:
+    """A file the user probably meant by a missing ``path``: the same name under configs/ (of the current
+    folder or of the path's folder) or next to it with the other YAML ending, else a close spelling there."""
+    for folder in dict.fromkeys((Path("configs"), path.parent / "configs", path.parent, Path("configs").parent)):
+        for name in dict.fromkeys((path.name, path.stem + (".yml" if path.suffix == ".yaml" else ".yaml"))):
+            candidate = folder / name
+            if candidate != path and candidate.is_file():
+                return candidate
+    import difflib
+
+    for folder in dict.fromkeys((path.parent, Path("configs"))):
+        try:
+            names = sorted(p.name for pattern in YAML_NAMES for p in folder.glob(pattern))[:1000]
+        except OSError:
+            continue
+        close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+        if close:
+            return folder / close[0]
+    return None
 
 
 MAX_NODES = 100_000  # values in a config once its aliases are expanded; a shipped sweep has a few hundred
