@@ -92,7 +92,7 @@ def test_broken_backward_json_names_it(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--set", "check.step=1"], ["unknown key 'check.step'", "Did you mean 'eps'?"]),
+    (["--set", "check.step=1"], ["--set check.step=1: unknown key 'check.step'", "Did you mean --set check.eps=1?"]),
     (["--set", "model.dpeth=2"], ["unknown key 'model.dpeth'"]),
     (["--mode", "bogus"], ["'check.mode'", "'auto', 'full', 'sample' or 'directional'", "(got 'bogus')"]),
     (["--dtype", "float16"], ["'check.dtype'", "'float64' or 'float32'"]),

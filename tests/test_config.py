@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,13 @@ def write(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
 
 
 def load_error(tmp_path: Path, text: str, overrides: tuple[str, ...] = ()) -> str:
-    """The ConfigError message of loading `text` from tmp_path/exp.yaml; it must name the file."""
+    """The ConfigError message of loading `text` from tmp_path/exp.yaml; it must name the file, or the
+    override that caused it."""
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_config(path, overrides)
     message = str(info.value)
-    assert message.startswith(f"{path}: ")
+    assert message.startswith((f"{path}: ", *(f"--set {shlex.quote(o)}: " for o in overrides))), message
     assert "\n" not in message
     return message
 
@@ -42,7 +44,8 @@ def dict_error(raw, overrides: tuple[str, ...] = ()) -> str:
     with pytest.raises(ConfigError) as info:
         config_from_dict(raw, overrides)
     message = str(info.value)
-    assert message.startswith("<config>: ")
+    # a problem an override caused is blamed on it, as typed: --set model.depth=0
+    assert message.startswith(("<config>: ", *(f"--set {shlex.quote(o)}: " for o in overrides))), message
     return message
 
 
@@ -125,7 +128,8 @@ def test_unknown_key_with_did_you_mean(tmp_path):
     message = load_error(tmp_path, "data: {kind: spirals}\nmodel: {dpeth: 5, width: 4}\n")
     assert "unknown key 'model.dpeth'. Did you mean 'depth'?" in message
     assert "Allowed keys in model: kind, depth, width, activation, init, bias_init, residual, batchnorm, dropout, layers, import_dir." in message
-    assert "unknown key 'model.dpeth'. Did you mean 'depth'?" in dict_error(minimal(), ("model.dpeth=5",))
+    message = dict_error(minimal(), ("model.dpeth=5",))
+    assert message.startswith("--set model.dpeth=5: unknown key 'model.dpeth'. Did you mean --set model.depth=5?")
 
 
 def test_unknown_top_level_key(tmp_path):
@@ -138,7 +142,7 @@ def test_unknown_top_level_key(tmp_path):
 
 def test_unknown_nested_key_in_data_branch():
     message = dict_error(minimal(), ("data.n_clases=3",))
-    assert "unknown key 'data.n_clases'. Did you mean 'n_classes'?" in message
+    assert "unknown key 'data.n_clases'. Did you mean --set data.n_classes=3?" in message
     assert "Allowed keys in data:" in message and "n_classes" in message
 
 
@@ -216,7 +220,7 @@ def test_steps_and_epochs_together():
 
 
 def test_set_without_equals_sign():
-    with pytest.raises(ConfigError, match=r"^--set 'model\.depth': expected KEY\.PATH=VALUE, e\.g\. --set model\.depth=50\.$"):
+    with pytest.raises(ConfigError, match=r"^--set model\.depth: expected KEY\.PATH=VALUE, e\.g\. --set model\.depth=50\.$"):
         config_from_dict(minimal(), ["model.depth"])
     for bad in ("=3", "model..depth=3", ".depth=3"):
         with pytest.raises(ConfigError, match="expected KEY.PATH=VALUE"):
@@ -224,7 +228,7 @@ def test_set_without_equals_sign():
 
 
 def test_set_value_with_bad_yaml_names_the_option():
-    with pytest.raises(ConfigError, match=r"^--set model\.init: YAML error"):
+    with pytest.raises(ConfigError, match=r"^--set 'model\.init=\{scheme: normal': YAML error"):
         config_from_dict(minimal(), ["model.init={scheme: normal"])
 
 

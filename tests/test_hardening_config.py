@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
 import sys
 import textwrap
 import time
@@ -398,7 +399,7 @@ def test_a_list_index_that_is_not_one_says_which_are_allowed():
                                ("model.layers[3].units=3", "'3' is not an index of that list (allowed: 0..2)")]:
         with pytest.raises(ConfigError) as info:
             config_from_dict(raw, [override])
-        assert str(info.value) == f"--set {override!r}: {fragment}."
+        assert str(info.value) == f"--set {shlex.quote(override)}: {fragment}."
     message = assert_bad_input(cli("train", EXAMPLES / "custom_ok.yaml", "--set", "model.layers[-1].name=tanh"))
     assert "counting from the end (-1) is not supported" in message
 
