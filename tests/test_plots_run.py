@@ -180,3 +180,15 @@ def test_one_hidden_layer_plots_its_activations_against_the_step(runs, saved, tm
     rows = run.layers[run.layers.layer == 1].sort_values("step")
     assert list(line.get_xdata()) == list(rows.step) == list(range(6))
     assert np.array_equal(line.get_ydata(), rows.act_std)
+
+
+def test_gradient_through_time_of_an_exploding_run_gives_each_step_its_own_scale(runs, saved, tmp_path):
+    run = runs["lstm"]
+    times = run.times.assign(grad_norm=run.times.grad_norm * np.where(run.times.step > 0, 1e200, 1.0))
+    assert_png(strict(plots.plot_time_grad_norms, dataclasses.replace(run, times=times), tmp_path / "t.png"))
+    axes = saved[0].axes
+    assert [ax.get_title() for ax in axes] == ["step 0", "step 1", "step 2", "step 3"]
+    assert axes[0].get_ylim()[1] < 1e10 and axes[1].get_ylim()[0] > 1e150
+    strict(plots.plot_time_grad_norms, run, tmp_path / "one.png")  # as logged: one scale, a line per step
+    (ax,) = saved[1].axes
+    assert len(ax.get_lines()) == 4

@@ -454,11 +454,18 @@ def plot_gate_stats(run: RunData, path: Path) -> Path | None:
 
 
 def plot_time_grad_norms(run: RunData, path: Path) -> Path | None:
-    """||dL/dh_t|| against lag T - t (log y) at a few logged steps; one panel per recurrent layer."""
+    """||dL/dh_t|| against lag T - t (log y) at a few logged steps; one panel per recurrent layer. When the
+    steps' norms lie decades apart (an exploding run), a panel per layer and step, each on its own scale."""
     if not run.recurrent:
         return None
     times = run.times
     layers = sorted(int(l) for l in times.layer.unique())
+    ok = times[np.isfinite(_positive(times.grad_norm))]
+    steps = pick_steps([int(s) for s in ok.step.unique()])
+    medians = [np.nanmedian(np.log10(_positive(ok[ok.step == s].grad_norm))) for s in steps]
+    spread = max(medians) - min(medians) if len(medians) > 1 else 0.0
+    if spread > SPREAD:
+        return _time_by_step(run, layers, steps, spread, path)
     fig, axes = _figure(1, len(layers), size=(min(7.0 * len(layers), 14.0), 4.0), sharey=True)
     for ax, layer in zip(axes, layers):
         _time_panel(ax, times[times.layer == layer])
@@ -466,6 +473,30 @@ def plot_time_grad_norms(run: RunData, path: Path) -> Path | None:
         ax.set_xlabel("lag T - t (time steps back from the last)")
     axes[0].set_ylabel("||dL/dh_t||")
     fig.suptitle(f"Gradient through time ({run.name})", fontsize=11)
+    return _save(fig, path)
+
+
+def _time_by_step(run: RunData, layers: list[int], steps: list[int], spread: float, path: Path) -> Path:
+    """||dL/dh_t|| by lag, a row per recurrent layer and a column per step, each on its own log scale."""
+    times = run.times
+    fig, axes = _figure(len(layers), len(steps), size=(min(2.0 + 2.6 * len(steps), 14.0), 0.9 + 2.6 * len(layers)),
+                        sharex=True)
+    axes = axes.reshape(len(layers), len(steps))
+    for i, layer in enumerate(layers):
+        for j, (step, color) in enumerate(zip(steps, _step_colors(steps))):
+            ax = axes[i, j]
+            part = times[(times.layer == layer) & (times.step == step)].sort_values("lag")
+            values = _positive(part.grad_norm)
+            ax.plot(part.lag, values, "-", color=color, lw=1.3)
+            _log_y(ax, values)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.tick_params(labelsize=8)
+            ax.set_title(f"step {step}" + (f", layer {layer}" if len(layers) > 1 else ""), fontsize=9)
+        axes[i, 0].set_ylabel("||dL/dh_t||", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("lag T - t", fontsize=9)
+    fig.suptitle(f"Gradient through time ({run.name})\neach logged step on its own scale: their norms lie "
+                 f"{spread:.0f} decades apart", fontsize=10)
     return _save(fig, path)
 
 
