@@ -169,8 +169,10 @@ def test_the_closing_line_says_the_run_stopped_early(tmp_path):
 
 @pytest.mark.parametrize("setting, fragments", [
     ("train.schedule=linear", ["'train.schedule.name'", "'constant', 'step' or 'cosine'"]),
-    ("train.schedule={name: step}", ["'train.schedule'", "schedule step needs 'every'"]),
-    ("train.schedule={name: cosine, gamma: 0.5}", ["'gamma' does not apply to schedule cosine", "floor"]),
+    ("train.schedule={name: step}", ["'train.schedule.every'", "schedule step needs a value", ">= 1"]),
+    ("train.schedule={name: cosine, gamma: 0.5}", ["'train.schedule.gamma'", "does not apply to schedule cosine",
+                                                   "it takes warmup, floor"]),
+    ("train.schedule={name: constant, every: 5}", ["'train.schedule.every'", "does not apply to schedule constant"]),
     ("train.schedule={name: cosine, floor: 1}", ["'train.schedule.floor'", "less than 1"]),
     ("train.schedule={name: step, every: 2, gamma: 0}", ["'train.schedule.gamma'", "greater than 0"]),
     ("train.schedule.warmup=-1", ["'train.schedule.warmup'", "greater than or equal to 0"]),

@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     Tag,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -521,19 +522,26 @@ class ScheduleConfig(Compact):
     floor: float | None = Field(None, ge=0.0, lt=1.0,
                                 description="cosine: the last rate as a fraction of train.lr (default 0)")
 
-    @model_validator(mode="after")
-    def _keys(self) -> "ScheduleConfig":
-        takes = {"constant": {}, "step": {"every": None, "gamma": 0.1}, "cosine": {"floor": 0.0}}[self.name]
-        for key in ("every", "gamma", "floor"):
-            if key not in takes and getattr(self, key) is not None:
-                raise ValueError(f"'{key}' does not apply to schedule {self.name}; it takes "
-                                 f"{', '.join(takes) or 'only warmup'}")
-            if key in takes and getattr(self, key) is None:
-                if takes[key] is None:
-                    raise ValueError(f"schedule {self.name} needs '{key}' (steps between two decays: "
-                                     f"an integer >= 1)")
-                setattr(self, key, takes[key])
-        return self
+    @field_validator("every", "gamma", "floor")
+    @classmethod
+    def _applies(cls, value: Any, info: ValidationInfo) -> Any:
+        """Each key where its schedule takes it, with its default there; `every` has none."""
+        name, key = info.data.get("name"), info.field_name
+        if name not in SCHEDULE_KEYS:  # the name's own error says what is allowed
+            return value
+        takes = SCHEDULE_KEYS[name]
+        if key not in takes:
+            if value is not None:
+                raise ValueError(f"does not apply to schedule {name}; it takes "
+                                 f"{', '.join(['warmup', *takes])}")
+            return None
+        if value is None and takes[key] is None:
+            raise ValueError(f"schedule {name} needs a value: the steps between two decays, an integer >= 1")
+        return takes[key] if value is None else value
+
+
+# the keys each schedule takes, with their defaults (None: no default)
+SCHEDULE_KEYS = {"constant": {}, "step": {"every": None, "gamma": 0.1}, "cosine": {"floor": 0.0}}
 
 
 class EarlyStopConfig(Strict):
