@@ -22,6 +22,7 @@ from ..files import refuse_symlinks
 from .diagnose import KINDS, Finding, diagnose
 from .lint import Lint, lint
 from .load import RunData, SweepData, kind_of, load_run, load_sweep_dir, read_table
+from .theory import FAR
 from .trial import try_remedies
 
 __all__ = ["KINDS", "Finding", "Lint", "Report", "RunData", "SweepData", "diagnose", "diagnose_dir", "lint",
@@ -79,22 +80,26 @@ def _run_report(run: RunData, write: bool) -> Report:
     notes = run.notes + ([] if findings else ["no step logged yet: the run stopped before step 0 was written"])
     rep = Report("run", run.dir, findings=[f.as_dict() for f in findings], theory=fits, lints=lints, notes=notes)
     if write:
+        from ..describe import run_model_line
         from . import html, plots
+        from .theory import collapse
 
         refuse_symlinks(run.dir, ["report.html", *plots.RUN_PLOTS])  # before anything is written
         trials = _trials_section(run.dir, notes)
         rep.images = plots.write_run_plots(run, run.dir)
+        layers = (run.hidden[0], run.hidden[-1]) if run.layer_ids else None
         sections = [
             html.Section("Summary", table=summary_frame(run)),
-            html.Section("Diagnosis", html=html.findings_table(rep.findings), pre="\n".join(notes) or None),
+            html.Section("Diagnosis", html=html.findings_table(rep.findings, layers), pre="\n".join(notes) or None),
             *trials,
             html.Section("Plots", images=rep.images),
-            html.Section("Theory beside measurement",
-                         text=THEORY_NOTE, table=table, pre=_lines(fits)),
-            html.Section("Config lint", pre="\n".join(lints) or "no known mismatch"),
+            html.Section("Theory beside measurement", text=THEORY_NOTE,
+                         html=html.theory_table(collapse(table)) if table is not None else "", pre=_lines(fits)),
+            html.Section("Config lint", html=html.lint_list(lints)),
             html.Section("Resolved config", pre=yaml.safe_dump(run.raw, sort_keys=False)),
         ]
-        rep.html = html.write_html(run.dir / "report.html", f"gradlab report: {run.name}", sections)
+        rep.html = html.write_html(run.dir / "report.html", f"gradlab report: {run.name}", sections,
+                                   subtitle=run_model_line(run))
     return rep
 
 
@@ -121,18 +126,20 @@ THEORY_NOTE = ("Going down one layer, the back-propagated gradient (delta_norm) 
                "sqrt(chi), chi = n Var(W) E[phi'(z)^2] (Glorot & Bengio 2010, He et al. 2015): 'predicted gain' "
                "through layer l, from the init scheme and the activation, for inputs of unit variance. 'measured "
                "gain' is delta_norm(l-1) / delta_norm(l) in this run. The fitted gain is exp(-slope) of "
-               "log norm over layer index: the average factor per layer on the way down.")
+               "log norm over layer index: the average factor per layer on the way down. Consecutive layers with the "
+               "same prediction share a row, their measured gains as the geometric mean (least to greatest); "
+               f"a highlighted gain is more than {FAR:g}x off the prediction, either way.")
 
 
 def summary_frame(run: RunData):
     import pandas as pd
 
-    keys = ("status", "steps", "final_train_loss", "final_val_loss", "final_val_accuracy", "diverged_at",
+    keys = ("status", "steps", "final_train_loss", "final_train_accuracy", "final_val_loss", "final_val_accuracy", "diverged_at",
             "diverged_layer", "diverged_where", "wall_time")
     rows = [(k, run.summary.get(k)) for k in keys if run.summary.get(k) is not None]
     return pd.DataFrame(rows, columns=["", "value"])
 
 
 def _lines(values: dict) -> str:
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
     return "\n".join(f"{k}: {fmt(v)}" for k, v in values.items())

@@ -153,3 +153,40 @@ def compare(run) -> tuple[pd.DataFrame | None, dict]:
     fits["predicted delta_norm ratio first/last hidden"] = product
     fits["predicted gain per layer (geometric mean)"] = product ** (1.0 / max(1, len(theory) - 1))
     return pd.DataFrame(rows), fits
+
+
+FAR = 2.0  # a measured gain more than this factor off the predicted one, either way, is marked
+PREDICTED = ("init std", "prescribed std", "prescribed", "Var(z)", "E[phi'(z)^2]", "chi", "predicted gain")
+
+
+def _sig(value) -> object:
+    """A value to 3 significant digits, for telling layers whose prediction is the same."""
+    return f"{value:.3g}" if isinstance(value, float) else value
+
+
+def collapse(table: pd.DataFrame) -> list[dict]:
+    """compare's table with consecutive layers whose prediction agrees to 3 significant digits as one row:
+    'layers' ('2-19'), the predicted columns, and per measured column (geometric mean, least, greatest)
+    over those layers; 'far' lists the measured columns whose mean is more than FAR off the predicted gain."""
+    measured = [c for c in table.columns if c.startswith("measured")]
+    groups: list[list[dict]] = []
+    for row in table.to_dict("records"):
+        if groups and [_sig(groups[-1][0][c]) for c in PREDICTED] == [_sig(row[c]) for c in PREDICTED]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return [_group(rows, measured) for rows in groups]
+
+
+def _group(rows: list[dict], measured: list[str]) -> dict:
+    a, b = int(rows[0]["layer"]), int(rows[-1]["layer"])
+    item = {"layers": f"{a}-{b}" if a != b else str(a), **{c: rows[0][c] for c in PREDICTED}, "far": []}
+    for c in measured:
+        values = np.array([r[c] for r in rows], dtype=float)
+        ok = values[np.isfinite(values) & (values > 0)]
+        mean = float(np.exp(np.log(ok).mean())) if len(ok) else math.nan
+        item[c] = (mean, float(ok.min()) if len(ok) else math.nan, float(ok.max()) if len(ok) else math.nan)
+        off = mean / item["predicted gain"] if item["predicted gain"] else math.nan
+        if math.isfinite(off) and not 1.0 / FAR <= off <= FAR:
+            item["far"].append(c)
+    return item
