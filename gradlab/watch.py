@@ -254,7 +254,7 @@ def series_line(name: str, values: list[float], width: int):
     last = values[-1]
     line.append(f"  {fmt(last)}", style="bold red" if not math.isfinite(last) else "bold")
     if finite:
-        line.append(f"  min {fmt(min(finite), 3)} max {fmt(max(finite), 3)}", style="dim")
+        line.append(f"  ({fmt(min(finite), 3)} .. {fmt(max(finite), 3)})", style="dim")
     if log_scale(values):
         line.append("  log", style="dim")
     return line
@@ -328,15 +328,15 @@ def clip_line(state: RunState) -> str:
     return f"clip       {rate} of {n} logged steps had a grad norm over the threshold {fmt(state.threshold)}"
 
 
-def head_line(state: RunState) -> str:
-    name = state.dir.name if state.dir is not None else (state.raw.get("name") or "run")
+def status_line(state: RunState) -> str:
+    """``running, 120 of 300 steps, 5.2 s``."""
     step = state.step
     where = ("no step logged yet" if step is None
              else f"{step + 1}" + (f" of {state.total}" if state.total else "") + " steps")
     metrics = state.rows["metrics.csv"]
     elapsed = number(metrics[-1].get("time")) if metrics else math.nan
     took = f", {elapsed:.1f} s" if math.isfinite(elapsed) else ""
-    return f"{name}: {state.status}, {where}{took}"
+    return f"{state.status}, {where}{took}"
 
 
 def extra_lines(state: RunState) -> list[str]:
@@ -381,8 +381,9 @@ def view(state: RunState, width: int = 80):
     from rich.panel import Panel
     from rich.text import Text
 
-    spark = max(10, min(60, width - 46))
-    parts = [series_line("loss", state.loss, spark), series_line("grad norm", state.gnorm, spark),
+    spark = max(10, min(60, width - 52))  # the rest of the line: name, last value, range, "log"
+    parts = [Text(status_line(state), style="bold"),
+             series_line("loss", state.loss, spark), series_line("grad norm", state.gnorm, spark),
              Text(clip_line(state)), *(Text(line) for line in extra_lines(state))]
     if state.last:
         parts += [Text(""), layer_table(state)]
@@ -390,8 +391,8 @@ def view(state: RunState, width: int = 80):
     if not state.ended and state.rows["metrics.csv"] and time.monotonic() - state.grew > STALE:
         parts.append(Text(f"no new row for {time.monotonic() - state.grew:.0f} s: the run may have stopped "
                           "without saying so (killed); Ctrl-C ends the watch", style="yellow"))
-    return Panel(Group(*parts), title=Text(head_line(state), style="bold"), title_align="left",
-                 width=min(width, 110))
+    name = state.dir.name if state.dir is not None else (state.raw.get("name") or "run")
+    return Panel(Group(*parts), title=Text(name, style="bold"), title_align="left", width=min(width, 110))
 
 
 def final_line(state: RunState) -> str:
@@ -435,11 +436,13 @@ class Follower:
             return {}
 
     def poll(self) -> RunState:
-        """summary.json first, then the new rows: once it says the run ended, every row is in the tables."""
+        """summary.json first, then the new rows: once it says the run ended, every row is in the tables.
+        The tables in the reverse of the order a step's rows are written, so metrics.csv (the status line) is
+        never behind the layer table while the run goes on."""
         summary = self._summary()
         if not self.state.raw and (self.dir / "config.yaml").exists():
             self.start()
-        for name, tail in self.tails.items():
+        for name, tail in reversed(self.tails.items()):
             rows = tail.read()
             if rows is None:  # a table was rewritten (the run folder reused): read it all again
                 self.start()
