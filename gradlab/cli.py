@@ -19,6 +19,7 @@ from .console import (SET_HELP, SET_METAVAR, THREADS_HELP, TRAIN_EXITS, Command,
                       user_code)
 from .errors import ALLOW_FLAG, ALLOW_HELP, ConfigError
 from .records import RunResult, StepRecord
+from .runs import DEFAULT_ROOT, list_runs, newest_run
 from .threads import MAX as MAX_THREADS
 from .watch import watch_command
 
@@ -180,7 +181,8 @@ def render_findings(findings: list[dict], notes: list[str] = ()) -> None:
 
 @app.command(cls=Command)
 def report(
-    path: Path = typer.Argument(..., help="A run folder or a sweep folder."),
+    path: Optional[Path] = typer.Argument(None, metavar="RUN", show_default=False,
+                                          help="A run folder or a sweep folder (default: the newest run under runs)."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON (kind, layer, evidence, remedies)."),
     try_: bool = typer.Option(False, "--try", help="Run each remedy of the diagnosis as a short run of the same "
                               "config (in parallel, resumable) and tabulate what each does: RUN/remedies.csv."),
@@ -197,6 +199,7 @@ def report(
 shown as text). --try trains: the run's config, naming module:Class, runs that module's code, so only \
 modules in the run folder are imported unless --allow-imports names another folder (a run's config.yaml \
 holds its model.import_dir, the folder of the config it was trained from)."""
+    path = path if path is not None else newest(DEFAULT_ROOT)
     trials = None
     if try_:
         trials = try_command(path, steps, workers, quiet=as_json, allow_imports=allow_imports or [])
@@ -220,6 +223,16 @@ holds its model.import_dir, the folder of the config it was trained from)."""
             render_trials(trials)
     if trials is not None and trials.status == "interrupted":
         raise typer.Exit(130)
+
+
+def newest(root: Path) -> Path:
+    """The newest run under ``root``, said on stderr (stdout may be --json); none: bad input, exit 2."""
+    path = newest_run(root)
+    if path is None:
+        fail(ConfigError(f"{root}: no run folder here (runs go under log.out, default runs, relative to the "
+                         "current folder); give one: gradlab report RUN."))
+    err.print(f"newest run: {escape(str(path))}", highlight=False, soft_wrap=True)
+    return path
 
 
 def try_command(path: Path, steps: int | None, workers: int | None, quiet: bool, allow_imports=()):
@@ -267,6 +280,47 @@ def ratio_line(result: RunResult) -> str:
         return hidden[0].delta_norm / hidden[-1].delta_norm if hidden and hidden[-1].delta_norm else float("nan")
     return (f"delta_norm ratio first/last hidden layer: {ratio(result.first):.3e} at step {result.first.step}, "
             f"{ratio(result.last):.3e} at step {result.last.step}")
+
+
+@app.command("runs", cls=Command)
+def runs_command(
+    root: Path = typer.Option(DEFAULT_ROOT, "--root", metavar="DIR", help="The folder the runs are in (a config's "
+                              "log.out; default runs, relative to the current folder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+) -> None:
+    """List the runs under runs/, newest first: status, steps, final train loss and verdict (the diagnosis'
+    first finding; the status where the run cannot be diagnosed quickly: running, unfinished, large)."""
+    if root.exists() and not root.is_dir():
+        fail(ConfigError(f"--root {root}: not a folder; allowed: a folder of run folders (a config's log.out)."))
+    with bad_input(root):
+        rows = list_runs(root)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print(escape(f"no runs under {root}/ (gradlab train CONFIG writes one there; --root DIR looks "
+                         "elsewhere)."), highlight=False, soft_wrap=True)
+        return
+    out.print(runs_table(rows, root))
+
+
+VERDICT_STYLE = {**KIND_STYLE, "completed": "green", "diverged": "bold red", "failed": "bold red",
+                 "interrupted": "yellow", "running": "cyan", "unfinished": "yellow"}
+
+
+def runs_table(rows: list[dict], root: Path) -> Table:
+    """One row per run, newest first."""
+    table = Table(title=escape(f"{len(rows)} runs under {root}/, newest first"))
+    for col in ("run", "status", "steps", "final loss", "verdict"):
+        table.add_column(col, justify="right" if col in ("steps", "final loss") else "left",
+                         overflow="fold" if col == "run" else "ellipsis")
+    for row in rows:
+        loss = "" if row["final_train_loss"] is None else f"{row['final_train_loss']:.4g}"
+        steps = "" if row["steps"] is None else str(row["steps"])
+        style = VERDICT_STYLE.get(row["verdict"], "")
+        verdict = f"[{style}]{escape(row['verdict'])}[/]" if style else escape(row["verdict"])
+        table.add_row(escape(row["run"]), escape(row["status"]), steps, loss, verdict)
+    return table
 
 
 # --------------------------------------------------------------------------- sweep

@@ -1,9 +1,16 @@
-"""The run folders under a ``log.out`` folder (``runs/`` by default), newest first."""
+"""The run folders under a ``log.out`` folder (``runs/`` by default), newest first, and what each one says
+(``gradlab runs``). Light: json and pathlib only, so the command line imports it at start."""
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 DEFAULT_ROOT = Path("runs")  # log.out's default, relative to the current folder
+SILENT = 60.0  # seconds without a write after which a run whose summary.json says running is called unfinished
+DIAGNOSIS_BUDGET = 5.0  # seconds of diagnosing a listing may spend; the runs after that show their status
+DIAGNOSIS_BYTES = 20_000_000  # a run whose tables are larger than this is not read for a verdict
+TABLES = ("metrics.csv", "grad_norms.csv", "layer_stats.csv", "time_grad_norms.csv", "gate_stats.csv")
 
 
 def run_folders(root: str | Path = DEFAULT_ROOT) -> list[Path]:
@@ -26,3 +33,69 @@ def newest_run(root: str | Path = DEFAULT_ROOT) -> Path | None:
     """The run folder under ``root`` started last, or None."""
     folders = run_folders(root)
     return folders[0] if folders else None
+
+
+def summary_of(folder: Path) -> dict:
+    """summary.json as a dict ({} when it is missing or unreadable: a run killed before writing it)."""
+    try:
+        data = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def last_write(folder: Path) -> float:
+    """When the run last wrote one of its files (seconds since the epoch)."""
+    times = [p.stat().st_mtime for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    return max(times, default=0.0)
+
+
+def status_of(folder: Path, summary: dict, now: float | None = None) -> str:
+    """summary.json's status; ``unfinished`` for one that says running but has written nothing for a minute
+    (killed, or stalled), and for a folder without a summary.json."""
+    status = summary.get("status")
+    if not isinstance(status, str):
+        return "unfinished"
+    if status == "running" and (now or time.time()) - last_write(folder) > SILENT:
+        return "unfinished"
+    return status
+
+
+def table_bytes(folder: Path) -> int:
+    return sum((folder / name).stat().st_size for name in TABLES if (folder / name).is_file())
+
+
+def verdict_of(folder: Path, status: str) -> str | None:
+    """The kind of the diagnosis' first finding (vanishing, exploding, healthy, ...), or None when the run
+    cannot be diagnosed (still running, unfinished, nothing logged, tables too large to read at once)."""
+    if status in ("running", "unfinished") or not 0 < table_bytes(folder) <= DIAGNOSIS_BYTES:
+        return None
+    from .report import diagnose_dir  # pandas: only once a run is worth diagnosing
+
+    try:
+        findings = diagnose_dir(folder)
+    except Exception:  # noqa: BLE001 - a folder the report cannot read shows its status instead
+        return None
+    return findings[0].kind if findings else None
+
+
+def final_loss(summary: dict) -> float | None:
+    value = summary.get("final_train_loss")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def list_runs(root: str | Path = DEFAULT_ROOT, budget: float = DIAGNOSIS_BUDGET) -> list[dict]:
+    """One row per run folder under ``root``, newest first: run, path, status, steps, final_train_loss and
+    verdict (the diagnosis' first finding, while ``budget`` seconds of diagnosing last; else the status),
+    with verdict_from saying which."""
+    rows, start = [], time.perf_counter()
+    for folder in run_folders(root):
+        summary = summary_of(folder)
+        status = status_of(folder, summary)
+        kind = verdict_of(folder, status) if time.perf_counter() - start < budget else None
+        steps = summary.get("steps")
+        rows.append({"run": folder.name, "path": str(folder), "status": status,
+                     "steps": steps if isinstance(steps, int) and not isinstance(steps, bool) else None,
+                     "final_train_loss": final_loss(summary), "verdict": kind or status,
+                     "verdict_from": "diagnosis" if kind else "status"})
+    return rows

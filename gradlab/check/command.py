@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 import gradlab as api
-from ..console import SET_HELP, THREADS_HELP, bad_input, err, out, user_code
+from ..console import SET_HELP, SET_METAVAR, THREADS_HELP, bad_input, err, out, user_code
 from ..errors import ALLOW_FLAG, ALLOW_HELP, EPS_RANGE, ConfigError
 from ..threads import DEFAULT as DEFAULT_THREADS, MAX as MAX_THREADS, blas_threads
 from .render import CheckProgress, render_check, tensor_table
@@ -24,10 +24,10 @@ SHAPE = re.compile(r"\d+(,\d+)*")
 
 
 def check_command(
-    config: Path = typer.Argument(..., help="YAML config file, or FILE.py:NAME (a layer class or a "
+    config: Path = typer.Argument(..., metavar="CONFIG", help="YAML config file, or FILE.py:NAME (a layer class or a "
                                             "NAME_forward/NAME_backward pair of yours)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
-    shape: Optional[List[str]] = typer.Option(None, "--shape", help="FILE.py:NAME only: the shape of one input, "
+    set_: Optional[List[str]] = typer.Option(None, "--set", metavar=SET_METAVAR, help=SET_HELP),
+    shape: Optional[List[str]] = typer.Option(None, "--shape", metavar="N,N,...", help="FILE.py:NAME only: the shape of one input, "
                                                                     "e.g. 4,5 (repeatable, in input order)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="FILE.py:NAME: seed of the random inputs "
                                                                    "(default 0); a config: its seed."),
@@ -46,7 +46,7 @@ def check_command(
     eps_sweep: bool = typer.Option(False, "--eps-sweep", help="Also show the error for eps = 1e-1 ... 1e-10."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one row per checked entry to FILE."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, help="A config: " + ALLOW_HELP),
+    allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, metavar="DIR", help="A config: " + ALLOW_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help=THREADS_HELP),
 ) -> None:
     """Check backprop against centred differences; exit 0 when every tensor passes, 1 when any fails, 3 when

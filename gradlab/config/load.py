@@ -144,8 +144,8 @@ def not_sweep(raw: dict, path: Path) -> None:
     """A sweep file given where a config belongs (``gradlab train sweep.yaml``): say so and name the command."""
     marks = [k for k in SWEEP_MARKS if k in raw]
     if marks and "model" not in raw and ("base" in raw or "grid" in raw or "zip" in raw):
-        raise ConfigError(f"{path}: this is a sweep file ({', '.join(marks)}), not a config; run it with "
-                          f"gradlab sweep {path}")
+        raise ConfigError(f"{path}: a sweep file (it has {', '.join(marks)}), not a train config; run it with "
+                          f"gradlab sweep {path}.")
 
 
 def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = (),

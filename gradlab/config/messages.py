@@ -94,6 +94,7 @@ class Problem:
     key: str | None = None
     sibling: bool = False
     value: str | None = None
+    missing: bool = False  # a required key: an override that wrote its sibling made the mapping it is missing from
 
 
 def _norm(name: str) -> str:
@@ -217,7 +218,7 @@ def _describe(err: dict) -> Problem:
         return Problem(path, f"unknown key '{path}'.{HINT} Allowed keys in {parent}: {', '.join(allowed)}.",
                        key=key, sibling=sibling)
     if kind == "missing":
-        return Problem(path, f"missing key '{path}'.")
+        return Problem(path, f"missing key '{path}'.", missing=True)
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
         expected = err.get("ctx", {}).get("expected_tags", "")
         got = err.get("input")
@@ -255,13 +256,15 @@ def _problems(exc: ValidationError) -> list[Problem]:
     return list(problems.values())
 
 
-def _owner(path: str, overrides: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
-    """The override (item, source) that wrote the key at ``path`` or a key inside it (the last one wins)."""
-    keys = key_path(path) if path else []
+def _owner(problem: Problem, overrides: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """The override (item, source) that wrote the key at the problem's path, a key inside it or, for a
+    missing key, a key beside it (``--set model.init.std=0.1`` without a scheme); the last one wins."""
+    keys = key_path(problem.path) if problem.path else []
     found = None
     for item, source in overrides:
         written = key_path(item.partition("=")[0])
-        if keys and (keys[:len(written)] == written or written[:len(keys)] == keys):
+        beside = problem.missing and len(keys) > 1 and written[:-1] == keys[:-1]
+        if keys and (keys[:len(written)] == written or written[:len(keys)] == keys or beside):
             found = (item, source)
     return found
 
@@ -292,7 +295,7 @@ def explain(exc: ValidationError, source: str, overrides: Sequence[tuple[str, st
     (KEY.PATH=VALUE, how the command line wrote it) pairs applied to the file."""
     groups: dict[str, list[str]] = {}
     for problem in _problems(exc):
-        owner = _owner(problem.path, overrides)
+        owner = _owner(problem, overrides)
         groups.setdefault(owner[1] if owner else source, []).append(_rendered(problem, owner))
     order = [source, *(s for _, s in overrides)]
     return " ".join(f"{where}: {' '.join(groups[where])}" for where in dict.fromkeys(order) if where in groups)
