@@ -509,10 +509,10 @@ def follow(folder: Path, console, interval: float = 0.5, once: bool = False) -> 
 
 
 def watch_command(
-    run: Optional[Path] = typer.Argument(None, help="A run folder (default: the newest under runs/)."),
+    run: Optional[Path] = typer.Argument(None, metavar="RUN", help="A run folder (default: the newest under runs/)."),
     once: bool = typer.Option(False, "--once", help="Draw the view once and exit (scripts, tests)."),
-    interval: float = typer.Option(0.5, "--interval", min=0.05, max=60.0,
-                                   help="Seconds between two reads of the run's files."),
+    interval: float = typer.Option(0.5, "--interval", min=0.05, max=60.0, metavar="SECONDS",
+                                   help="Seconds between two reads of the run's files (0.05 to 60)."),
 ) -> None:
     """Watch a run while it trains: loss and gradient norm sparklines, delta_norm per layer, the clip rate,
     dead and saturated units, the current diagnosis. Ends when the run ends (Ctrl-C ends the watch only)."""
