@@ -104,6 +104,12 @@ def test_a_diverged_line_leaving_the_scale_is_cut_with_a_note(tmp_path):
     assert ax.get_ylim() == pytest.approx((0.1, 30.0))
     assert [t.get_text() for t in ax.texts] == ["\u2191 null: diverged, loss up to 1e+180"]
     assert_png(strict(plots._save, fig, tmp_path / "cut.png"))
+    fig, (ax,) = plots._figure()  # a loss on a linear axis: 0.6 to 0.7, a diverged run up to 40, one all NaN
+    kept, diverged, lost = np.array([0.7, 0.6]), np.array([0.7, 40.0]), np.array([np.nan, np.nan])
+    strict(sweep_plots._fit_linear, [ax], [(ax, kept, "k", "1.0", False), (ax, diverged, "r", "null", True),
+                                          (ax, lost, "b", "10.0", True)], kept)
+    assert ax.get_ylim() == pytest.approx((0.0, 0.875))
+    assert [t.get_text() for t in ax.texts] == ["\u2191 null: diverged, loss up to 40"]
 
 
 def test_old_summary_names_and_a_run_without_metrics_still_plot(sweep, tmp_path):

@@ -313,7 +313,7 @@ def _fit_linear(axes, lines: list[tuple], kept: np.ndarray) -> None:
     if not any(bad and np.nanmax(_finite(v), initial=-np.inf) > top for _, v, _, _, bad in lines):
         return
     axes[0].set_ylim(min(0.0, low), top)
-    for k, (ax, v, c, label, bad) in enumerate(l for l in lines if l[4] and np.nanmax(_finite(l[1])) > top):
+    for k, (ax, v, c, label, bad) in enumerate(l for l in lines if l[4] and np.nanmax(_finite(l[1]), initial=-np.inf) > top):
         ax.text(0.98, 0.95 - 0.09 * k, f"\u2191 {label}: diverged, loss up to {np.nanmax(_finite(v)):.3g}",
                 color=c, fontsize=7, ha="right", va="top", transform=ax.transAxes)
 
