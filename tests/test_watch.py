@@ -266,3 +266,13 @@ def test_the_diagnosis_runs_at_most_every_few_seconds(finished):
     assert state.findings is first  # too soon
     state.diagnose(now=100.0 + state.gap)
     assert state.findings is not first and state.diagnosed_rows == len(state.rows["layer_stats.csv"])
+
+
+def test_a_run_that_stopped_writing_is_said_to_and_a_diverged_end_says_where():
+    state = huge_state()
+    console = Console(file=io.StringIO(), width=80, record=True)
+    state.grew -= W.STALE + 5  # no row for over a minute, and summary.json still says running
+    console.print(W.view(state, 80))
+    assert "no new row for 65 s: the run may have stopped" in " ".join(console.export_text().split())
+    state.summary = {"status": "diverged", "steps": 2, "diverged_at": 2, "final_train_loss": None}
+    assert W.final_line(state) == f"diverged: 2 steps, non-finite at step 2 -> {Path('runs', 'boom')}"
