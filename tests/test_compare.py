@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import gradlab
 from gradlab.cli import app
 from gradlab.compare_cli import render
-from gradlab.report.compare import PLOTS, compare, legend_labels
+from gradlab.report.compare import PLOTS, ceiling, compare, legend_labels
 
 BLOBS = {"kind": "blobs", "n_samples": 96, "n_features": 8, "n_classes": 3}
 CONFIGS = {
@@ -145,6 +145,12 @@ def test_a_diverged_run_with_huge_and_non_finite_values_plots_without_a_warning(
     assert (row["status"], row["diverged_at"], row["steps"]) == ("diverged", at, at)
     assert row["delta_ratio_at_last_step"] is None  # nan at the step that diverged: null in JSON
     assert math.isfinite(row["delta_ratio_at_first_step"])
+    # 1e300 beside losses near 1 would flatten them: the axis ends at 100x the largest of the runs that did not
+    # diverge, and the diverged run leaves it (said in its label)
+    calm = max(pd.read_csv(runs[n] / "metrics.csv")[["loss", "val_loss"]].max().max() for n in ("sig", "deep", "rnn"))
+    shown = [(run, "", None) for run in mixed.runs]
+    assert ceiling(shown, ("loss", "val_loss")) == pytest.approx(100 * calm, rel=1e-12)
+    assert ceiling(shown[:3], ("loss", "val_loss")) is None  # no diverged run
 
 
 def test_compare_html_reads_in_a_browser_without_sideways_scroll(mixed, tmp_path):

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from matplotlib import colormaps
 
 from ..config import ConfigError
@@ -57,7 +58,8 @@ class Comparison:
     notes: list[str] = field(default_factory=list)  # runs left out of a figure, and why; the runs' own notes
 
     def as_dict(self) -> dict:
-        rows = [{k: _json_value(v) for k, v in row.items() if v is not MISSING} for row in self.table.to_dict("records")]
+        rows = [{k: _json_value(v) for k, v in row.items() if v is not MISSING}
+                for row in self.table.to_dict("records")]
         return {"dir": str(self.dir) if self.dir else None, "html": str(self.html) if self.html else None,
                 "images": [str(p) for p in self.images], "differing_keys": self.keys, "same_keys": self.same,
                 "runs": rows, "notes": self.notes}
@@ -68,7 +70,7 @@ def compare(paths: Sequence[str | Path], out: str | Path | None = None, write: b
     a new folder ``compare-<YYYYmmdd-HHMMSS>`` beside the first run)."""
     runs = load_runs(paths)
     labels = run_labels(runs)
-    flat = [flatten(r.raw) for r in runs]
+    flat = flatten([r.raw for r in runs])
     keys, same = config_diff(flat)
     cmp = Comparison(runs, labels, run_table(runs, labels, flat, keys), keys, same)
     for label, run in zip(labels, runs):
@@ -112,14 +114,25 @@ def run_labels(runs: list[RunData]) -> list[str]:
     return [f"{r.dir.parent.name}/{r.name}" if names.count(r.name) > 1 else r.name for r in runs]
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as {dotted key path: value}: {'model': {'depth': 20}} -> {'model.depth': 20}."""
-    if not isinstance(value, dict) or (prefix and not value):
-        return {prefix: value}
-    flat: dict[str, Any] = {}
-    for key, item in value.items():
-        flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+def flatten(raws: list[dict]) -> list[dict[str, Any]]:
+    """Each config as {dotted key path: value} ({'model': {'depth': 20}} -> {'model.depth': 20}), split into
+    sub-keys only where every run that has the key holds a mapping there: ``train.clip: null`` beside
+    ``{mode: norm, threshold: 1.0}`` stays one key, ``train.clip``."""
+    flat: list[dict[str, Any]] = [{} for _ in raws]
+    _walk(list(raws), "", flat)
     return flat
+
+
+def _walk(values: list[Any], prefix: str, flat: list[dict[str, Any]]) -> None:
+    present = [v for v in values if v is not MISSING]
+    if prefix and not (present and all(isinstance(v, dict) and v for v in present)):
+        for into, value in zip(flat, values):
+            if value is not MISSING:
+                into[prefix] = value
+        return
+    for key in dict.fromkeys(k for v in present for k in v):
+        _walk([v.get(key, MISSING) if isinstance(v, dict) else MISSING for v in values],
+              f"{prefix}.{key}" if prefix else str(key), flat)
 
 
 class _Missing:
@@ -328,7 +341,7 @@ def cell_text(value: Any, config: bool = False) -> str:
     if value is None or isinstance(value, (bool, np.bool_)):
         return {None: "null", True: "true", False: "false"}[None if value is None else bool(value)]
     if isinstance(value, (list, dict)):
-        return json.dumps(value, default=str)
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=math.inf).strip()
     if not isinstance(value, numbers.Real):
         return str(value)
     if isinstance(value, numbers.Integral):
@@ -341,13 +354,6 @@ def cell_text(value: Any, config: bool = False) -> str:
 def colors(n: int) -> list:
     cycle = colormaps["tab10"].colors
     return [cycle[i % len(cycle)] for i in range(n)]
-
-
-def _left_out_note(fig, left_out: list[str]) -> None:
-    """Say under the figure which runs it leaves out, and why."""
-    if left_out:
-        fig.text(0.01, 0.0, "left out: " + "; ".join(left_out), fontsize=8, color="0.35", ha="left", va="top",
-                 wrap=True)
 
 
 def _usable_metrics(run: RunData, column: str) -> bool:
@@ -370,13 +376,15 @@ def plot_loss(runs: list[RunData], labels: list[str], path: Path) -> tuple[Path 
     left_out = [f"{l} (no step logged)" for r, l in zip(runs, labels) if not _usable_metrics(r, "loss")]
     if not shown:
         return None, left_out
-    log = _spans_decades([run.metrics for run, _, _ in shown])
-    clean = _positive if log else _finite
+    top = ceiling(shown, ("loss", "val_loss"))
+    log = top is not None or _spans_decades([run.metrics for run, _, _ in shown])
+    clean = (lambda v: _below(_positive(v), top)) if log else _finite
     fig, (ax,) = _figure(size=(8.0, 4.5))
     for run, label, color in shown:
         m = run.metrics
+        off = _off_top(ax, run, "loss", top, color)
         ax.plot(m.step, clean(m.loss), "-", color=color, lw=0.8, alpha=0.25)
-        ax.plot(m.step, clean(ema(m.loss, len(m))), "-", color=color, lw=1.8, label=_run_label(run, label))
+        ax.plot(m.step, clean(ema(m.loss, len(m))), "-", color=color, lw=1.8, label=_run_label(run, label, off))
         if "val_loss" in m:
             ax.plot(m.step, clean(m.val_loss), "o", color=color, ms=4.5, mec="white", mew=0.6)
         if run.summary.get("diverged_at") is not None:
@@ -393,11 +401,10 @@ def plot_loss(runs: list[RunData], labels: list[str], path: Path) -> tuple[Path 
     ax.set_ylabel("loss" + (" (log scale)" if ax.get_yscale() == "log" else ""))
     ax.set_xlabel("training step")
     ax.grid(True, which="major", alpha=0.3)
-    _style_legend(ax, [("-", 0.8, 0.3, "batch loss"), ("-", 1.8, 1.0, "moving average"),
+    _style_legend(fig, ax, left_out, [("-", 0.8, 0.3, "batch loss"), ("-", 1.8, 1.0, "moving average"),
                        ("o", 0, 1.0, "validation loss")])
     diverged = any(run.summary.get("diverged_at") is not None for run, _, _ in shown)
     ax.set_title("Training loss" + (" (dotted: where a run diverged)" if diverged else ""), fontsize=11)
-    _left_out_note(fig, left_out)
     return _save(fig, path), left_out
 
 
@@ -416,20 +423,67 @@ def _spans_decades(frames: list[pd.DataFrame]) -> bool:
     return bool(np.isfinite(pos).any() and np.nanmax(pos) > 100 * np.nanmin(pos))
 
 
-def _run_label(run: RunData, label: str) -> str:
+def _run_label(run: RunData, label: str, off: str = "") -> str:
+    """The run's label, with the step where it diverged and how far it went off the top of the axis."""
     diverged = run.summary.get("diverged_at")
-    return label + (f" (diverged at step {diverged})" if diverged is not None else "")
+    said = [f"diverged at step {diverged}"] * (diverged is not None) + [off] * bool(off)
+    return label + (f" ({'; '.join(said)})" if said else "")
 
 
-def _style_legend(ax, styles: list[tuple]) -> None:
-    """The runs' legend, then a grey key to the line styles beside it."""
+OFF_TOP = 1e6  # a diverged run whose values pass every other run's largest by this factor leaves the axis
+
+
+def ceiling(shown: list[tuple], columns: tuple[str, ...]) -> float | None:
+    """The top of a log y axis when a diverged run dwarfs the runs that did not diverge (1e196 beside a loss
+    of 0.02 would flatten them): 100x their largest value. None when no run dwarfs the others."""
+    def largest(run: RunData) -> float | None:
+        v = _positive(np.concatenate([run.metrics[c].to_numpy(dtype=float) for c in columns if c in run.metrics]))
+        return float(np.nanmax(v)) if np.isfinite(v).any() else None
+
+    tops = [(run.summary.get("diverged_at") is not None, largest(run)) for run, _, _ in shown]
+    calm = [t for wild, t in tops if not wild and t is not None]
+    wild = [t for wild, t in tops if wild and t is not None]
+    return 100 * max(calm) if calm and wild and max(wild) > OFF_TOP * max(calm) else None
+
+
+def _below(values: np.ndarray, top: float | None) -> np.ndarray:
+    """``values`` with those above ``top`` masked (NaN); as they are when ``top`` is None."""
+    return values if top is None else np.where(values > top, np.nan, values)
+
+
+def _off_top(ax, run: RunData, column: str, top: float | None, color) -> str:
+    """Mark with a triangle where the run leaves the axis; say from which step and up to what (for its label)."""
+    v = _positive(run.metrics[column])
+    over = np.flatnonzero(v > top) if top is not None else []
+    if not len(over):
+        return ""
+    step = int(run.metrics.step.iloc[over[0]])
+    ax.plot([step], [top], "^", color=color, ms=8, clip_on=False)
+    return f"off the top from step {step}, up to {np.nanmax(v):.2g}"
+
+
+def _style_legend(fig, ax, left_out: list[str], styles: list[tuple]) -> None:
+    """The runs' legend under the figure, and a grey key to the line styles inside the axes."""
     from matplotlib.lines import Line2D
 
-    runs = ax.legend(fontsize="small", loc="upper right", title="run", title_fontsize="small")
+    _legend_below(fig, ax, left_out)
     proxies = [Line2D([], [], ls="-" if s == "-" else "none", marker=None if s == "-" else s, lw=lw, alpha=a,
                       color="0.3") for s, lw, a, _ in styles]
-    ax.legend(proxies, [t for *_, t in styles], fontsize="x-small", loc="lower left")
-    ax.add_artist(runs)
+    ax.legend(proxies, [t for *_, t in styles], fontsize="x-small", loc="best")
+
+
+def _legend_below(fig, ax, left_out: list[str]) -> None:
+    """One legend under the figure (run labels are long; the data keeps the axes): the labelled lines of
+    ``ax``, then the runs the figure leaves out and why, in grey."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], ls="none") for _ in left_out]
+    labels += [f"left out: {note}" for note in left_out]
+    if handles:
+        legend = fig.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=1, frameon=False)
+        for text in legend.get_texts()[len(labels) - len(left_out):]:
+            text.set_color("0.4")
 
 
 def plot_grad_norm(runs: list[RunData], labels: list[str], path: Path) -> tuple[Path | None, list[str]]:
@@ -440,9 +494,11 @@ def plot_grad_norm(runs: list[RunData], labels: list[str], path: Path) -> tuple[
         return None, left_out
     fig, (ax,) = _figure(size=(8.0, 4.5))
     values = []
+    top = ceiling(shown, ("grad_norm",))
     for run, label, color in shown:
-        norm = _positive(run.metrics.grad_norm)
-        ax.plot(run.metrics.step, norm, "-", color=color, lw=1.1, label=_run_label(run, label))
+        norm = _below(_positive(run.metrics.grad_norm), top)
+        off = _off_top(ax, run, "grad_norm", top, color)
+        ax.plot(run.metrics.step, norm, "-", color=color, lw=1.1, label=_run_label(run, label, off))
         values.append(norm)
         threshold, why = _threshold(run)
         if threshold is not None:
@@ -450,15 +506,14 @@ def plot_grad_norm(runs: list[RunData], labels: list[str], path: Path) -> tuple[
             values.append(_positive([threshold]))
         elif why:
             left_out.append(f"{label}'s clip threshold ({why})")
-    if _log_y(ax, *values):
-        ax.legend(fontsize="small", loc="best")
+    _log_y(ax, *values)
+    _legend_below(fig, ax, left_out)
     ax.set_ylabel("global ||dL/d params|| (log scale)")
     ax.set_xlabel("training step")
     ax.grid(True, which="major", alpha=0.3)
     clips = any(line.get_linestyle() == "--" for line in ax.lines)
     ax.set_title("Global gradient norm" + (" before clipping (dashed: each run's clip threshold)" if clips else ""),
                  fontsize=11)
-    _left_out_note(fig, left_out)
     return _save(fig, path), left_out
 
 
@@ -492,26 +547,27 @@ def plot_delta_by_layer(runs: list[RunData], labels: list[str], path: Path) -> t
             shown.append((run, label, color))
     if not shown:
         return None, left_out
-    fig, axes = _figure(1, 2, size=(10.0, 4.2), sharey=True)
+    fig, axes = _figure(1, 2, size=(10.0, 4.2))  # a y scale per step: an exploded last step flattens the first
     values = {0: [], 1: []}
     for run, label, color in shown:
-        for i, step in enumerate(_layer_steps(run)):
+        steps = _layer_steps(run)
+        for i, step in enumerate(steps):
             rows = run.at(step)
             d = _positive(rows.delta_norm)
             axes[i].plot(rows.index[:-1], d[:-1], "o-", color=color, ms=3.5, lw=1.4,
-                         label=f"{label} (step {step})")
+                         label=f"{label} (steps {steps[0]} and {steps[1]})")
             axes[i].plot(rows.index[-1:], d[-1:], "s", color=color, ms=6)
             values[i].append(d)
     for i, (ax, when) in enumerate(zip(axes, ("first logged step", "last logged step (last finite, if diverged)"))):
-        if _log_y(ax, *values[i]):
-            ax.legend(fontsize="x-small", loc="best")
+        _log_y(ax, *values[i])
         ax.set_title(when, fontsize=10)
         ax.set_xlabel("layer index (1 = input side; square = read-out)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(True, which="major", alpha=0.3)
-    axes[0].set_ylabel(DELTA)
+    for ax in axes:
+        ax.set_ylabel(DELTA)
+    _legend_below(fig, axes[0], left_out)
     fig.suptitle("Back-propagated gradient by layer", fontsize=11)
-    _left_out_note(fig, left_out)
     return _save(fig, path), left_out
 
 
@@ -526,7 +582,7 @@ def plot_time_grad_norms(runs: list[RunData], labels: list[str], path: Path) -> 
     if not shown:
         return None, []  # a figure of recurrent runs only: nothing to say when there is none
     left_out = [f"{l} (not recurrent)" for r, l in zip(runs, labels) if not r.recurrent]
-    fig, axes = _figure(1, 2, size=(10.0, 4.2), sharey=True)
+    fig, axes = _figure(1, 2, size=(10.0, 4.2))  # a y scale per step: an exploded last step flattens the first
     values = {0: [], 1: []}
     for run, label, color in shown:
         top = _top_layer(run)
@@ -535,15 +591,15 @@ def plot_time_grad_norms(runs: list[RunData], labels: list[str], path: Path) -> 
         for i, step in enumerate(steps):
             part = top[top.step == step].sort_values("lag")
             g = _positive(part.grad_norm)
-            axes[i].plot(part.lag, g, "-", color=color, lw=1.4, label=f"{label} (step {step})")
+            axes[i].plot(part.lag, g, "-", color=color, lw=1.4, label=f"{label} (steps {steps[0]} and {steps[1]})")
             values[i].append(g)
     for i, (ax, when) in enumerate(zip(axes, ("first logged step", "last logged step (last finite, if diverged)"))):
-        if _log_y(ax, *values[i]):
-            ax.legend(fontsize="x-small", loc="best")
+        _log_y(ax, *values[i])
         ax.set_title(when, fontsize=10)
         ax.set_xlabel("lag T - t (time steps back from the last)")
         ax.grid(True, which="major", alpha=0.3)
-    axes[0].set_ylabel("||dL/dh_t|| (top recurrent layer)")
+    for ax in axes:
+        ax.set_ylabel("||dL/dh_t|| (top recurrent layer)")
+    _legend_below(fig, axes[0], left_out)
     fig.suptitle("Gradient through time", fontsize=11)
-    _left_out_note(fig, left_out)
     return _save(fig, path), left_out
