@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_bad_input
 from typer.testing import CliRunner
 
 from gradlab.cli import app
 from gradlab.report import KINDS
-from cli_helpers import assert_bad_input
 
 SIGMOID = ("name: sig\nseed: 0\ndata: {kind: blobs, n_samples: 256, n_features: 16, n_classes: 4}\n"
            "model: {depth: 12, width: 32, activation: sigmoid, init: {scheme: normal, std: 0.01}}\n"
@@ -84,7 +85,12 @@ def test_sweep_report(tmp_path):
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "runs").iterdir()
     assert {"sweep_ratio_heatmap.png", "sweep_gradient_flow.png"} <= {p.name for p in folder.glob("*.png")}
-    assert (folder / "report.html").exists()
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    head = page[page.index('<table class="compact summary">'):].split("</tr>", 1)[0].replace("<wbr>", "")
+    assert re.findall(r"<th class=\"text\">(.*?)</th>", head)[:4] == ["run", "model.depth", "model.init", "status"]
+    pivot = page[page.index('<table class="compact pivot">'):page.index("<h2>Sweep</h2>")]
+    assert pivot.count('<details><summary><span class="word') == 4  # a row a combination, its findings folded
+    assert '<summary><span class="word bad">vanishing</span></summary>' in pivot
     data = json.loads(invoke("report", folder, "--json").stdout)
     runs = {f["run"] for f in data["findings"]}
     assert len(runs) == 4

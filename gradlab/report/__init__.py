@@ -141,5 +141,5 @@ def summary_frame(run: RunData):
 
 
 def _lines(values: dict) -> str:
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
     return "\n".join(f"{k}: {fmt(v)}" for k, v in values.items())

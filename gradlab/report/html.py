@@ -337,6 +337,10 @@ def theory_table(groups: list[dict]) -> str:
             if not isinstance(g[c], tuple):
                 cells.append((html.escape(fmt(g[c])), "text" if isinstance(g[c], str) else ""))
                 continue
+            if len(g[c]) == 2:  # a value that drifts over the layers: first to last
+                a, b = map(fmt, g[c])
+                cells.append((html.escape(a if a == b else f"{a} to {b}"), ""))
+                continue
             mean, lo, hi = g[c]
             spread = f" ({fmt(lo)} to {fmt(hi)})" if fmt(lo) != fmt(hi) else ""
             cells.append((html.escape(fmt(mean) + spread), "far" if c in g["far"] else ""))

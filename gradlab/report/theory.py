@@ -157,6 +157,7 @@ def compare(run) -> tuple[pd.DataFrame | None, dict]:
 
 FAR = 2.0  # a measured gain more than this factor off the predicted one, either way, is marked
 PREDICTED = ("init std", "prescribed std", "prescribed", "Var(z)", "E[phi'(z)^2]", "chi", "predicted gain")
+SAME = tuple(c for c in PREDICTED if c != "Var(z)")  # what decides the gain; Var(z) may drift (a linear net's)
 
 
 def _sig(value) -> object:
@@ -165,13 +166,14 @@ def _sig(value) -> object:
 
 
 def collapse(table: pd.DataFrame) -> list[dict]:
-    """compare's table with consecutive layers whose prediction agrees to 3 significant digits as one row:
-    'layers' ('2-19'), the predicted columns, and per measured column (geometric mean, least, greatest)
-    over those layers; 'far' lists the measured columns whose mean is more than FAR off the predicted gain."""
+    """compare's table with consecutive layers whose predicted gain (and what decides it) agrees to 3
+    significant digits as one row: 'layers' ('2-19'), the predicted columns (Var(z) as (first, last) over those
+    layers), and per measured column (geometric mean, least, greatest) over them; 'far' lists the measured
+    columns whose mean is more than FAR off the predicted gain."""
     measured = [c for c in table.columns if c.startswith("measured")]
     groups: list[list[dict]] = []
     for row in table.to_dict("records"):
-        if groups and [_sig(groups[-1][0][c]) for c in PREDICTED] == [_sig(row[c]) for c in PREDICTED]:
+        if groups and [_sig(groups[-1][0][c]) for c in SAME] == [_sig(row[c]) for c in SAME]:
             groups[-1].append(row)
         else:
             groups.append([row])
@@ -181,6 +183,7 @@ def collapse(table: pd.DataFrame) -> list[dict]:
 def _group(rows: list[dict], measured: list[str]) -> dict:
     a, b = int(rows[0]["layer"]), int(rows[-1]["layer"])
     item = {"layers": f"{a}-{b}" if a != b else str(a), **{c: rows[0][c] for c in PREDICTED}, "far": []}
+    item["Var(z)"] = (float(rows[0]["Var(z)"]), float(rows[-1]["Var(z)"]))
     for c in measured:
         values = np.array([r[c] for r in rows], dtype=float)
         ok = values[np.isfinite(values) & (values > 0)]
