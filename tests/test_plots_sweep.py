@@ -120,3 +120,13 @@ def test_old_summary_names_and_a_run_without_metrics_still_plot(sweep, tmp_path)
     assert sorted(runs) == sorted(old.run[1:])
     paths = strict(sweep_plots.write_sweep_plots, dataclasses.replace(sweep, summary=old), tmp_path)
     assert [p.name for p in paths] == list(sweep_plots.SWEEP_PLOTS)
+
+
+def test_ratio_heatmap_shows_the_first_and_the_last_step_side_by_side(sweep, saved, tmp_path):
+    assert_png(strict(sweep_plots.plot_sweep_ratio_heatmap, sweep, tmp_path / "h.png"))
+    first, last = saved[0].axes[:2]
+    assert [first.get_title(), last.get_title()] == ["first logged step", "last logged step"]
+    for ax, col in ((first, sweep_plots.RATIO), (last, sweep_plots.LAST_RATIO)):
+        med = sweep.summary.groupby(["model.init", "model.depth"], sort=False)[col].median()
+        want = [f"{med.loc[(init, depth)]:.1e}" for init in ("xavier_normal", "he_normal") for depth in (2, 3)]
+        assert [t.get_text() for t in ax.texts] == want  # row by row from the bottom: init (y) by depth (x)

@@ -60,6 +60,10 @@ def width(path: Path) -> int:
     return matplotlib.image.imread(path).shape[1]
 
 
+def height(path: Path) -> int:
+    return matplotlib.image.imread(path).shape[0]
+
+
 def names(paths: list[Path]) -> list[str]:
     return [p.name for p in paths]
 
@@ -180,7 +184,8 @@ def test_three_key_sweep_with_seeds_writes_facets(sweep2, sweep3, tmp_path):
     for path in paths:
         assert_png(path)
     two_keys = sweep_plots.plot_sweep_ratio_heatmap(sweep2, tmp_path / "two_keys.png")
-    assert width(tmp_path / "sweep_ratio_heatmap.png") > 1.5 * width(two_keys)  # one panel per activation
+    three_keys = tmp_path / "sweep_ratio_heatmap.png"  # a row of panels (first and last step) per activation
+    assert height(three_keys) > 1.5 * height(two_keys) and width(three_keys) == pytest.approx(width(two_keys), rel=0.1)
 
 
 def test_failed_runs_and_a_single_key(sweep2, tmp_path):

@@ -76,33 +76,36 @@ def _ordered(column: pd.Series) -> list:
 
 
 def plot_sweep_ratio_heatmap(sweep: SweepData, path: Path) -> Path | None:
-    """log10 delta_ratio_first over keys[0] (x) and keys[1] (y), one panel per value of further keys."""
+    """log10 of the delta ratio over keys[0] (x) and keys[1] (y) at the first logged step and at the last,
+    side by side; a row of the two per combination of further keys."""
     keys, summary = main_keys(sweep), sweep.summary
     if not keys or summary is None or summary.empty or RATIO not in summary:
         return None
+    ends = [c for c in (RATIO, LAST_RATIO) if c in summary]
     data = summary[keys].copy()
     # a run that failed (an exception, not a divergence) has no ratio worth a colour: a blank cell
     finished = summary.status.isin(["completed", "diverged"]) if "status" in summary else True
-    data[RATIO] = _positive(summary[RATIO].where(finished))
-    med = data.groupby(keys, sort=False, dropna=False)[RATIO].median().reset_index()
+    for col in ends:
+        data[col] = _positive(summary[col].where(finished))
+    med = data.groupby(keys, sort=False, dropna=False)[ends].median().reset_index()
     facets = _facets(med, keys[2:])
-    ncols = min(len(facets), 3)
-    nrows = -(-len(facets) // ncols)
-    logs = np.log10(med[RATIO].to_numpy(dtype=float))
+    logs = np.log10(med[ends].to_numpy(dtype=float))
     # beyond 1e-6 (or 1e6) a layer gets nothing useful: saturate there, so 1e-2 and 1e-3 still show
     lim = min(RATIO_LIM, max(1.0, float(np.nanmax(np.abs(logs))))) if np.isfinite(logs).any() else 1.0
-    height = (1.2 if len(keys) == 1 else 3.0) * nrows + 1.0
-    fig, axes = _figure(nrows, ncols, size=(min(3.2 + 3.8 * ncols, 15.0), height))
+    height = (1.2 if len(keys) == 1 else 3.0) * len(facets) + 1.2
+    fig, axes = _figure(len(facets), len(ends), size=(3.2 + 3.8 * len(ends), height))
     mesh = None
-    for ax, (title, part) in zip(axes, facets):
-        mesh = _ratio_panel(ax, part, keys, med, lim)
-        ax.set_title(title, fontsize=9)
-    for ax in axes[len(facets):]:
-        ax.set_visible(False)
-    fig.colorbar(mesh, ax=list(axes[:len(facets)]), label=f"log10 {RATIO} (0 = balanced)", shrink=0.9,
+    for i, (title, part) in enumerate(facets):
+        for j, col in enumerate(ends):
+            ax = axes[i * len(ends) + j]
+            mesh = _ratio_panel(ax, part, keys, med, lim, col)
+            when = "first logged step" if col == RATIO else "last logged step"
+            ax.set_title(f"{title}: {when}" if title else when, fontsize=9)
+    fig.colorbar(mesh, ax=list(axes), label="log10 delta ratio (0 = balanced)", shrink=0.9,
                  extend="both" if lim == RATIO_LIM else "neither")
-    fig.suptitle("Back-propagated gradient ratio, first / last hidden layer, at step 0"
-                 f"{_seed_note(sweep, keys)}\n(blue: vanishing, red: exploding; blank: failed run)", fontsize=10)
+    fig.suptitle("Back-propagated gradient ratio, first / last hidden layer"
+                 f"{_seed_note(sweep, keys)}\n(blue: vanishing, red: exploding; blank: no ratio: a failed run, one "
+                 "that diverged before its last logged step, or a layer with no gradient at all)", fontsize=10)
     return _save(fig, path)
 
 
@@ -114,14 +117,14 @@ def _facets(med: pd.DataFrame, rest: list[str]) -> list[tuple[str, pd.DataFrame]
     return [(_label(rest, values), part) for values, part in groups]
 
 
-def _ratio_panel(ax, part: pd.DataFrame, keys: list[str], med: pd.DataFrame, lim: float):
+def _ratio_panel(ax, part: pd.DataFrame, keys: list[str], med: pd.DataFrame, lim: float, col: str = RATIO):
     """One heatmap panel with the ratio written in each cell; returns the mesh (for the colour bar)."""
     xs = _ordered(med[keys[0]])
     ys = _ordered(med[keys[1]]) if len(keys) > 1 else [""]
     grid = np.full((len(ys), len(xs)), np.nan)
     for _, row in part.iterrows():
         y = ys.index(row[keys[1]]) if len(keys) > 1 else 0
-        grid[y, xs.index(row[keys[0]])] = row[RATIO]
+        grid[y, xs.index(row[keys[0]])] = row[col]
     logs = np.ma.masked_invalid(np.log10(grid))
     cmap = colormaps["coolwarm"].with_extremes(bad="white")
     mesh = ax.imshow(logs, cmap=cmap, vmin=-lim, vmax=lim, aspect="auto", origin="lower")
