@@ -14,8 +14,8 @@ OUT_HELP = ("Folder for compare.html and its PNGs (made if missing; never inside
 
 
 def compare_command(
-    runs: List[Path] = typer.Argument(..., help="Two or more run folders."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help=OUT_HELP),
+    runs: List[Path] = typer.Argument(..., metavar="RUN", help="Two or more run folders."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help=OUT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the table (differing config keys and final "
                                  "figures, one row per run) as JSON."),
 ) -> None:
