@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import gradlab
@@ -212,3 +213,16 @@ def test_a_sweep_grid_takes_schedules(tmp_path):
         lrs[combo.config.train.schedule.name] = pd.read_csv(result.dir / combo.label / "metrics.csv").lr.tolist()
     assert lrs["constant"] == [0.2] * 6
     assert lrs["cosine"][:2] == [0.1, 0.2] and lrs["cosine"][-1] == pytest.approx(0.2 * (1 + math.cos(math.pi * 3 / 4)) / 2)
+
+
+def test_report_try_takes_schedule_and_early_stop_options(tmp_path):
+    """A remedy's --set options on a run's recorded config (what `gradlab report RUN --try` trains)."""
+    from gradlab.report.trial import trial_config
+
+    result = gradlab.train(config(tmp_path, steps=3))
+    raw = yaml.safe_load((Path(result.run_dir) / "config.yaml").read_text())
+    tried = trial_config(raw, ["train.schedule={name: cosine, warmup: 10}", "train.early_stop.patience=4"], 50,
+                         "config.yaml")
+    assert tried.train.schedule.name == "cosine" and tried.train.schedule.warmup == 10
+    assert tried.train.early_stop.patience == 4 and tried.train.early_stop.min_delta == 0.0
+    assert tried.train.steps == 50
