@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 import gradlab
 from gradlab.cli import app
 from gradlab.config import MAX_NODES, ConfigError, config_from_dict, load_config, parse_yaml, read_text
+from gradlab.config.yamlfile import dump_yaml
 from gradlab.sweep import load_sweep, run_combo
 
 from cli_helpers import assert_bad_input
@@ -439,11 +440,20 @@ DATA_TREES = st.recursive(SCALARS, lambda inner: st.one_of(
 
 @settings(max_examples=80, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(DATA_TREES)
+@example("0E0").via("a string safe_dump writes plain (YAML 1.1 floats need a dot): a float to YAML 1.2")
+@example({"name": "1e5"}).via("a run name that looks like a number")
 def test_the_loader_reads_back_what_yaml_writes(data):
-    """Whatever safe_dump writes (numbers, 1e-05-style floats, strings that look like numbers), the loader
-    reads back as the same data: the YAML 1.2 float resolver turns no string or int into a float."""
-    text = yaml.safe_dump({"v": data})
-    assert parse_yaml(text, "t") == {"v": data}
+    """Whatever dump_yaml writes (numbers, 1e-05-style floats, strings that look like numbers), the loader
+    reads back as the same data, and so does PyYAML's own safe_load: the YAML 1.2 float resolver turns no
+    string or int into a float."""
+    text = dump_yaml({"v": data})
+    assert parse_yaml(text, "t") == {"v": data} == yaml.safe_load(text)
+
+
+def test_safe_dump_alone_writes_some_strings_the_loader_reads_as_floats():
+    """Why the writers use dump_yaml: PyYAML's safe_dump follows YAML 1.1, where 1e5 is a string."""
+    assert yaml.safe_dump({"name": "1e5"}) == "name: 1e5\n" and parse_yaml("name: 1e5\n", "t") == {"name": 1e5}
+    assert dump_yaml({"name": "1e5"}) == "name: '1e5'\n"
 
 
 @settings(max_examples=80, derandomize=True, deadline=None)

@@ -168,6 +168,21 @@ def _merged(loader: _SafeLoader, node: yaml.Node) -> dict:
 _SafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
+class _SafeDumper(yaml.SafeDumper):
+    """safe_dump that quotes a string the loader would read as a YAML 1.2 float (``'1e5'``, ``'0E0'``):
+    PyYAML's YAML 1.1 rules write them plain, and ``parse_yaml`` read them back as numbers."""
+
+    yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeDumper.yaml_implicit_resolvers.items()}
+
+
+_SafeDumper.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_12, list("-+.0123456789"))
+
+
+def dump_yaml(data: Any, **options: Any) -> str:
+    """YAML text that ``parse_yaml`` reads back as ``data`` (``yaml.safe_dump``'s options)."""
+    return yaml.dump(data, Dumper=_SafeDumper, **options)
+
+
 def parse_yaml(text: str, source: str) -> Any:
     """YAML text -> data, with syntax errors reported by line; no python tags."""
     try:
