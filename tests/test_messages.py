@@ -156,6 +156,8 @@ def test_the_accepted_aliases_stay_accepted():
     (("width: 8", "width: 8, lr: 0.1"), "unknown key 'model.lr'. Did you mean 'train.lr'?"),
     (("steps: 3", "steps: 3, dropout: 0.1"), "unknown key 'train.dropout'. Did you mean 'model.dropout'?"),
     (("name: tiny", "name: tiny\nlog_dir: out"), "unknown key 'log_dir'. Did you mean 'log.out'?"),
+    (("steps: 3", "steps: 3, seed: 1"), "unknown key 'train.seed'. Did you mean the top-level 'seed'?"),
+    (("steps: 3", "steps: 3, criterion: mse"), "unknown key 'train.criterion'. Did you mean the top-level 'loss'?"),
 ])
 def test_a_key_of_another_framework_or_section_is_suggested(tmp_path, change, meant):
     path = write(tmp_path, TINY.replace(*change))

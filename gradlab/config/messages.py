@@ -281,7 +281,8 @@ def _rendered(problem: Problem, owner: tuple[str, str] | None) -> str:
             full = f"{problem.path.rpartition('.')[0]}.{problem.key}".lstrip(".") if problem.sibling else problem.key
             hint = f" Did you mean {set_option(f'{full}={text}')}?"
         else:
-            hint = f" Did you mean '{problem.key}'?"
+            top = "the top-level " if not problem.sibling and "." not in problem.key else ""
+            hint = f" Did you mean {top}'{problem.key}'?"
     elif problem.value is not None:
         own = key_path(where.strip()) in (key_path(problem.path), key_path(problem.path)[:-1])
         hint = (f" Did you mean {set_option(f'{where.strip()}={problem.value}')}?" if setting and own
