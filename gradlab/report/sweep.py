@@ -91,7 +91,7 @@ def overview(sweep: SweepData) -> str:
     """How many runs ended how, and the config values every run shares (summary.csv's columns after error)."""
     s = sweep.summary
     counts = Counter(str(v) for v in s.status) if "status" in s.columns else Counter()
-    text = f"{len(s)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.most_common()) + "."
+    text = f"{len(s)} runs" + (": " + ", ".join(f"{n} {k}" for k, n in counts.most_common()) if counts else "") + "."
     shared = [f"{c} {_text(s[c].iloc[0]) or 'null'}" for c in _constant(sweep)]
     if shared and len(s):
         text += " The same in every run: " + ", ".join(shared) + "."
