@@ -211,7 +211,7 @@ def cell(text: str, line: int, column: int, value: str) -> str:
 
 
 DAMAGE = {
-    "a text loss": ("metrics.csv", lambda t: cell(t, 2, 2, "hello"), ["metrics.csv", "'loss'", "line 3", "'hello'"]),
+    "a text loss": ("metrics.csv", lambda t: cell(t, 2, t.split("\n", 1)[0].split(",").index("loss"), "hello"), ["metrics.csv", "'loss'", "line 3", "'hello'"]),
     "a fractional step": ("metrics.csv", lambda t: t.replace("\n1,1,", "\n1.5,1,", 1),
                           ["metrics.csv", "'step'", "line 3", "1.5", "whole number"]),
     "layer 0": ("layer_stats.csv", lambda t: t.replace("\n0,1,", "\n0,0,", 1),
@@ -252,8 +252,12 @@ def test_an_unreadable_params_init_is_a_note(run, content):
 def test_non_finite_and_huge_metrics_still_report(run):
     metrics = run / "metrics.csv"
     head = lines(metrics)[0]
-    metrics.write_text(f"{head}\n0,0,1e308,1e308,1e308,0,0.1,1e308,\n1,1,inf,inf,inf,1,0.1,,\n"
-                       "2,2,nan,nan,nan,0,0.1,,\n3,3,-1e-320,0,0,0,0.1,,\n", encoding="utf-8")
+    names = ("step", "epoch", "loss", "grad_norm", "grad_norm_clipped", "clipped", "lr", "val_loss")
+    rows = [(0, 0, "1e308", "1e308", "1e308", 0, 0.1, "1e308"), (1, 1, "inf", "inf", "inf", 1, 0.1, ""),
+            (2, 2, "nan", "nan", "nan", 0, 0.1, ""), (3, 3, "-1e-320", 0, 0, 0, 0.1, "")]
+    columns = head.split(",")  # whatever else the header holds (time, update_norm, ...) is left blank
+    body = "".join(",".join(str(dict(zip(names, row)).get(c, "")) for c in columns) + "\n" for row in rows)
+    metrics.write_text(f"{head}\n{body}", encoding="utf-8")
     assert report(run, write=False).findings[0]["kind"] == "exploding"
 
 
