@@ -349,10 +349,10 @@ def exp_init_depth(runs: Runs) -> dict:
     for (act, init), (color, ls) in style.items():
         rows = s[(s["model.activation"] == act) & (s.init == init)].sort_values("model.depth")
         key = f"{act} {init}"
-        out["delta_ratio_first"][key] = {int(d): sig(v, 2) for d, v in zip(rows["model.depth"], rows.delta_ratio_first)}
-        out["final_loss"][key] = {int(d): sig(v, 2) for d, v in zip(rows["model.depth"], rows.final_loss)}
+        out["delta_ratio_first"][key] = {int(d): sig(v, 2) for d, v in zip(rows["model.depth"], rows.delta_ratio_at_first_step)}
+        out["final_loss"][key] = {int(d): sig(v, 2) for d, v in zip(rows["model.depth"], rows.final_train_loss)}
         out["final_val_accuracy"][key] = {int(d): sig(v, 2) for d, v in zip(rows["model.depth"], rows.final_val_accuracy)}
-        a1.semilogy(rows["model.depth"], rows.delta_ratio_first, ls, marker="o", color=color, label=key)
+        a1.semilogy(rows["model.depth"], rows.delta_ratio_at_first_step, ls, marker="o", color=color, label=key)
         a2.plot(rows["model.depth"], rows.final_val_accuracy, ls, marker="o", color=color, label=key)
     out["runs"] = int(len(s))
     out["all_completed"] = bool((s.status == "completed").all())
@@ -459,7 +459,7 @@ def exp_clipping(runs: Runs) -> dict:
             "grad_norm_steps_0_to_3": [sig(v, 2) for v in m.grad_norm.iloc[:4]],
             "clipped_steps": int(m.clipped.sum()), "steps_logged": int(len(m)),
             "loss_step200": sig(m.loss[m.step == 200].iloc[0], 2) if (m.step == 200).any() else None,
-            "final_train_loss": sig(row.final_loss, 2), "final_val_loss": sig(row.final_val_loss, 2),
+            "final_train_loss": sig(row.final_train_loss, 2), "final_val_loss": sig(row.final_val_loss, 2),
         }
     import gradlab
 
@@ -602,7 +602,7 @@ def exp_glorot2010(runs: Runs) -> dict:
     for init, key in (("uniform(limit=0.0625)", "glorot_standard"), ("xavier_uniform", "glorot_normalized")):
         rows = seeds[seeds["model.init"] == init]
         out[key]["seeds"] = sorted(int(v) for v in rows.seed)
-        out[key]["delta_ratio_over_seeds"] = [sig(rows.delta_ratio_first.min(), 3), sig(rows.delta_ratio_first.max(), 3)]
+        out[key]["delta_ratio_over_seeds"] = [sig(rows.delta_ratio_at_first_step.min(), 3), sig(rows.delta_ratio_at_first_step.max(), 3)]
         wr = [(lambda w: w.iloc[0] / w.iloc[-1])(Run(seeds_dir / r, "completed").weight_grads(0)) for r in rows.run]
         out[key]["weight_grad_ratio_over_seeds"] = [sig(min(wr), 3), sig(max(wr), 3)]
     a1.set_ylabel("activation std (step 0)")
@@ -647,8 +647,8 @@ def exp_he2015(runs: Runs) -> dict:
             per_seed[int(row.seed)] = {
                 "loss_step0": sig(m.loss.iloc[0], 3), "first_step_loss_below_0.2": first_step_below(m, "loss", 0.2),
                 "loss_after_step100_min": sig(after.min(), 3), "loss_after_step100_max": sig(after.max(), 3),
-                "final_train_loss": sig(row.final_loss, 3), "final_val_accuracy": sig(row.final_val_accuracy, 3),
-                "delta_ratio_layer1_over_layer30_step0": sig(row.delta_ratio_first, 2),
+                "final_train_loss": sig(row.final_train_loss, 3), "final_val_accuracy": sig(row.final_val_accuracy, 3),
+                "delta_ratio_layer1_over_layer30_step0": sig(row.delta_ratio_at_first_step, 2),
                 "weight_grad_dense1_step0": sig(run.weight_grads(0).iloc[0], 2),
             }
             low = first_step_below(m, "loss", 0.2)
