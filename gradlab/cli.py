@@ -355,17 +355,22 @@ class SweepView:
 
 
 def sweep_table(result) -> Table:
-    """The closing table: one row per run, with its status, loss and first/last-layer ratio."""
-    table = Table(title=escape(f"{len(result.rows)} runs in {result.dir}"))
-    for col in ("run", "status", "steps", "final loss", "val acc", "delta 1st/last"):
-        table.add_column(col, justify="left" if col in ("run", "status") else "right", no_wrap=col == "run")
+    """The closing table: one row per run, with its status, loss and first/last-layer delta_norm ratio at the
+    first and the last logged step (at step 0 alone, the runs of a clip or lr sweep look the same)."""
+    fmt = lambda v, f: "" if v is None or v != v else format(v, f)  # noqa: E731
+    accuracy = any(fmt(row.get("final_val_accuracy"), "g") for row in result.rows)  # classification only
+    table = Table(title=escape(f"{len(result.rows)} runs in {result.dir}"),
+                  caption="ratio: delta_norm of hidden layer 1 / the last one, at step 0 and at the end")
+    columns = ("run", "status", "steps", "final loss", *(["val acc"] if accuracy else []), "ratio@0", "ratio@end")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("run", "status") else "right", no_wrap=True)
     for row in result.rows:
-        label = row["run"]
-        fmt = lambda v, f: "" if v is None or v != v else format(v, f)  # noqa: E731
         loss = row.get("final_train_loss", row.get("final_loss"))  # summary.csv's name, then the one before it
-        ratio = row.get("delta_ratio_at_first_step", row.get("delta_ratio_first"))
-        table.add_row(escape(label), row["status"], fmt(row["steps"], "g"), fmt(loss, ".4g"),
-                      fmt(row.get("final_val_accuracy"), ".3f"), fmt(ratio, ".2e"))
+        first = row.get("delta_ratio_at_first_step", row.get("delta_ratio_first"))
+        last = row.get("delta_ratio_at_last_step", row.get("delta_ratio_last"))
+        acc = [fmt(row.get("final_val_accuracy"), ".3f")] if accuracy else []
+        table.add_row(escape(row["run"]), row["status"], fmt(row["steps"], "g"), fmt(loss, ".4g"), *acc,
+                      fmt(first, ".2g"), fmt(last, ".2g"))
     return table
 
 

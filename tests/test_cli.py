@@ -181,3 +181,26 @@ def test_python_m_gradlab_exit_codes_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith(f"error: {bad}: 'model.depth'")
     assert proc.stdout == ""
+
+
+# --------------------------------------------------------------------------- the sweep's closing table
+
+def test_the_sweep_table_reads_summary_csvs_names_and_the_old_ones():
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from gradlab.cli import sweep_table
+
+    new = {"run": "clip=1.0,seed=0", "status": "completed", "steps": 5, "final_train_loss": 0.3452,
+           "final_val_accuracy": None, "delta_ratio_at_first_step": 1.31, "delta_ratio_at_last_step": 0.773}
+    old = {"run": "[old]", "status": "diverged", "steps": 4, "final_loss": float("nan"), "delta_ratio_first": 1.31,
+           "delta_ratio_last": float("nan")}
+    console = Console(width=100, record=True)
+    console.print(sweep_table(SimpleNamespace(rows=[new, old], dir="runs/clip-1")))
+    lines = console.export_text().splitlines()
+    cells = lambda line, bar="│": [c.strip() for c in line.split(bar)[1:-1]]  # noqa: E731
+    assert "val acc" not in lines[2]  # regression runs: no accuracy column
+    assert cells(lines[2], "┃") == ["run", "status", "steps", "final loss", "ratio@0", "ratio@end"]
+    assert cells(lines[4]) == ["clip=1.0,seed=0", "completed", "5", "0.3452", "1.3", "0.77"]
+    assert cells(lines[5]) == ["[old]", "diverged", "4", "", "1.3", ""]
