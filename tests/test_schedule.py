@@ -1,5 +1,6 @@
 """train.schedule and train.early_stop: the schedules against their formulas, the rate a real run logs in
 ``lr`` and the one its optimizer used, their config messages, and where early stopping stops."""
+import itertools
 import json
 import math
 from pathlib import Path
@@ -8,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cli_helpers import assert_bad_input
 from typer.testing import CliRunner
 
 import gradlab
-from cli_helpers import assert_bad_input
 from gradlab.cli import app
 from gradlab.schedule import cosine, rate, step_decay, warmup
 from gradlab.sweep import run_sweep, sweep_from_dict
@@ -49,7 +50,7 @@ def test_cosine_falls_from_lr_to_the_floor_along_half_a_cosine():
     assert cosine(lr, 50, T, 0.0) == pytest.approx(lr / 2, rel=1e-15)
     assert cosine(lr, 25, T, 0.1) == pytest.approx(lr * (0.1 + 0.9 * (1 + math.cos(math.pi / 4)) / 2), rel=1e-15)
     rates = [cosine(lr, t, T, 0.1) for t in range(T)]
-    assert all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] > 0.1 * lr
+    assert all(a > b for a, b in itertools.pairwise(rates)) and rates[-1] > 0.1 * lr
     assert cosine(lr, T, T, 0.1) == pytest.approx(0.1 * lr, rel=1e-15)  # the floor: one step past the last
 
 
