@@ -321,7 +321,8 @@ def _loop(s: Setup, observers: list, result: RunResult, t0: float) -> None:
             if finite:
                 record_update(rec, changes)
             rec.time = time.perf_counter() - t0
-            if finite and stopper is not None and rec.val_loss is not None and stopper.stops(step, rec.val_loss):
+            if (finite and stopper is not None and rec.val_loss is not None and stopper.stops(step, rec.val_loss)
+                    and step < n_steps - 1):  # the last step ends the run anyway
                 result.stopped_early_at, result.best_val_step = step, stopper.best_step
             for obs in observers:
                 obs.on_step(rec)

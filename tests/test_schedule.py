@@ -136,6 +136,15 @@ def test_a_run_that_stops_improving_stops_after_patience_evaluations(tmp_path):
     assert metrics(result).step.iloc[-1] == 6
 
 
+def test_patience_that_runs_out_at_the_last_step_is_no_early_stop(tmp_path):
+    """The same run as above, 7 steps long: its patience runs out at step 6, where the run ends anyway."""
+    cfg = config(tmp_path, "train.early_stop={patience: 3, min_delta: 0.001}", "log.val_every=2",
+                 lr=1e-9, steps=7)
+    result = gradlab.train(cfg)
+    assert result.steps == 7 and result.stopped_early_at is None
+    assert json.loads((Path(result.run_dir) / "summary.json").read_text())["stopped_early_at"] is None
+
+
 def test_early_stop_stops_where_the_logged_validation_losses_say(tmp_path):
     """A run that learns, then overfits a tiny training set at a large rate: the stop recomputed from the
     logged validation losses by the documented rule is where it stopped."""
