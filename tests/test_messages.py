@@ -116,6 +116,8 @@ def test_a_check_option_is_named_as_typed(tmp_path):
     (("steps: 3", "steps: 3, optimizer: Adam"), "adam"),
     (("steps: 3", "steps: 3, optimizer: SGD"), "sgd"),
     (("steps: 3", "steps: 3, dtype: double"), "float64"),
+    (("steps: 3", "steps: 3, schedule: CosineAnnealingLR"), "cosine"),
+    (("steps: 3", "steps: 3, schedule: {name: StepLR, every: 2}"), "step"),
     (("model: {depth: 2, width: 8, activation: tanh}", "model: {kind: RNN, hidden: 8}"), "rnn"),
     (("model: {depth: 2, width: 8, activation: tanh}", "model: {kind: rnn, cell: LSTM}"), "lstm"),
     (("model: {depth: 2, width: 8, activation: tanh}", "model: {kind: rnn, cell: SimpleRNN}"), "vanilla"),
@@ -156,6 +158,12 @@ def test_the_accepted_aliases_stay_accepted():
     (("width: 8", "width: 8, lr: 0.1"), "unknown key 'model.lr'. Did you mean 'train.lr'?"),
     (("steps: 3", "steps: 3, dropout: 0.1"), "unknown key 'train.dropout'. Did you mean 'model.dropout'?"),
     (("name: tiny", "name: tiny\nlog_dir: out"), "unknown key 'log_dir'. Did you mean 'log.out'?"),
+    (("steps: 3", "steps: 3, lr_scheduler: cosine"), "unknown key 'train.lr_scheduler'. Did you mean 'schedule'?"),
+    (("steps: 3", "steps: 3, early_stopping: {patience: 3}"), "unknown key 'train.early_stopping'. Did you mean "
+                                                             "'early_stop'?"),
+    (("steps: 3", "steps: 3, warmup: 10"), "unknown key 'train.warmup'. Did you mean 'train.schedule.warmup'?"),
+    (("steps: 3", "steps: 3, patience: 10"), "unknown key 'train.patience'. Did you mean "
+                                             "'train.early_stop.patience'?"),
     (("steps: 3", "steps: 3, seed: 1"), "unknown key 'train.seed'. Did you mean the top-level 'seed'?"),
     (("steps: 3", "steps: 3, criterion: mse"), "unknown key 'train.criterion'. Did you mean the top-level 'loss'?"),
 ])

@@ -115,6 +115,8 @@ VALUE_ALIASES = {
     "meansquarederror": "mse", "mseloss": "mse", "l2": "mse",
     "gradientdescent": "sgd", "sgdmomentum": "momentum", "nesterov": "momentum",
     "double": "float64", "float": "float32", "single": "float32",
+    "cosineannealing": "cosine", "cosineannealinglr": "cosine", "cosinedecay": "cosine", "steplr": "step",
+    "stepdecay": "step", "exponentialdecay": "step", "fixed": "constant", "none": "constant",
 }
 
 # what torch, Keras and W&B configs call a key, by normalised name: the key path meant
@@ -135,6 +137,9 @@ KEY_ALIASES = {
     "outdir": "log.out", "savedir": "log.out", "logevery": "log.every", "loginterval": "log.every",
     "dataset": "data.kind", "numsamples": "data.n_samples", "validationsplit": "data.val_fraction",
     "valsplit": "data.val_fraction", "randomseed": "seed", "lossfn": "loss", "criterion": "loss",
+    "scheduler": "train.schedule", "lrscheduler": "train.schedule", "lrschedule": "train.schedule",
+    "earlystopping": "train.early_stop", "warmupsteps": "train.schedule.warmup", "stepsize": "train.schedule.every",
+    "lrdecay": "train.schedule.gamma", "decayrate": "train.schedule.gamma",
 }
 SECTIONS = ("model", "train", "data", "log", "check")  # where a key written in the wrong place is looked for first
 
