@@ -110,11 +110,15 @@ def main_callback(
     # each command sets up its own Ctrl-C, SIGTERM and warnings when it runs (console.Command)
 
 
-class LintView:
-    """Observer: print the config lint (known mismatches) before the first step; advice, not an error."""
+class StartView:
+    """Observer: before the first step, the model in one line (as Keras' model.summary(), shortened) and the
+    config lint (known mismatches; advice, not an error)."""
 
     def on_start(self, info: dict) -> None:
+        from .describe import model_line
+
         s = info["setup"]
+        out.print(f"model: {escape(model_line(s.model, s.config))}", highlight=False, soft_wrap=True)
         for item in api.reports.lint(s.config, s.data.n_features):
             err.print(f"[yellow]lint:[/] {escape(str(item))}", highlight=False, soft_wrap=True)
 
@@ -130,6 +134,8 @@ def train(
     report: bool = typer.Option(False, "--report", help="Write the plots and report.html into the run folder."),
     allow_imports: Optional[List[Path]] = typer.Option(None, ALLOW_FLAG, metavar="DIR", help=ALLOW_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help=THREADS_HELP),
+    watch: bool = typer.Option(False, "--watch", help="Draw the live view of gradlab watch (loss, gradient norms, "
+                                                     "delta_norm per layer, diagnosis) in place of the progress bar."),
 ) -> None:
     """Train a network from a YAML config and log per-layer gradients to CSV.
 
@@ -140,7 +146,9 @@ modules are found relative to the config file's folder.
 config's folder are imported, unless --allow-imports names another folder."""
     with bad_input(config), user_code("gradlab train"):
         cfg = api.load_config(config, [*(set_ or []), *threads_set(threads)], allow_imports or [])
-        observers = [] if quiet else [LintView(), ProgressView()]
+        if watch:
+            from .watch import WatchView
+        observers = [] if quiet else [StartView(), WatchView() if watch else ProgressView()]
         try:
             result = api.train(cfg, observers, source=str(config))
         finally:  # a run that raised never calls on_end

@@ -576,3 +576,5 @@ class WatchView:
         if self.live is not None:
             self.live.stop()
             self.live = None
+            if not self.console.is_terminal:  # rich leaves the last view's line open when it is not drawn live
+                self.console.line()
