@@ -69,6 +69,7 @@ class Sweep:
     source: str
     combos: list[Combo] = field(default_factory=list)
     imports: dict = field(default_factory=dict)  # validate()'s folder and allow_imports: where module:Class may come from
+    overrides: list = field(default_factory=list)  # (KEY.PATH=VALUE, --set KEY.PATH=VALUE): what a problem is blamed on
 
     def resolved(self) -> dict:
         return {"name": self.name, "base": self.base, "grid": self.grid, "zip": self.zip, "seeds": self.seeds}
@@ -98,9 +99,10 @@ def sweep_from_dict(raw: Any, source: str = "<sweep>", folder: Path = Path("."),
             hint = f" Did you mean '{guess[0]}'?" if guess else ""
             raise ConfigError(f"{source}: unknown key '{key}'.{hint} Allowed keys: {', '.join(SWEEP_KEYS)}.")
     base, base_dir = _base(raw.get("base"), source, folder)
-    from .config import apply_overrides
+    from .config.overrides import apply_overrides, set_option
 
-    base = apply_overrides(base, list(overrides), source)
+    named = [(item, set_option(item)) for item in overrides]
+    base = apply_overrides(base, list(overrides), source, [option for _, option in named])
     grid = _lists(raw.get("grid") or {}, "grid", source)
     zipped = _lists(raw.get("zip") or {}, "zip", source)
     if len({len(v) for v in zipped.values()}) > 1:
@@ -117,7 +119,7 @@ def sweep_from_dict(raw: Any, source: str = "<sweep>", folder: Path = Path("."),
     if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.+=,-]+", name)):
         raise ConfigError(f"{source}: 'name' must be letters, digits and _.+=,- (got {name!r}).")
     sweep = Sweep(name, base, grid, zipped, seeds, source,
-                  imports={"folder": str(base_dir), "allow_imports": tuple(map(str, allow_imports))})
+                  imports={"folder": str(base_dir), "allow_imports": tuple(map(str, allow_imports))}, overrides=named)
     sweep.combos = expand(sweep, base_dir)
     return sweep
 
@@ -208,7 +210,8 @@ def _combo(sweep: Sweep, values: dict) -> Combo:
     for key, value in values.items():
         set_value(raw, key, copy.deepcopy(value), f"{sweep.source}: grid key '{key}'")
     raw["name"] = sweep.name
-    return Combo(values, label, validate(raw, f"{sweep.source}: combination {label}", **sweep.imports))
+    return Combo(values, label, validate(raw, f"{sweep.source}: combination {label}", **sweep.imports,
+                                         overrides=sweep.overrides))
 
 
 def value_text(value: Any) -> str:

@@ -249,3 +249,15 @@ def test_nothing_user_facing_cites_a_seed_document():
     found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in files for m in SEEDS.finditer(p.read_text("utf-8"))]
     assert found == []
     assert SEEDS.search("as seed 003 says") and not SEEDS.search("seed 0, ~2 s")
+
+
+@pytest.mark.parametrize("option, fragments", [
+    ("model.dept=5", ["error: --set model.dept=5: unknown key 'model.dept'. Did you mean --set model.depth=5?"]),
+    ("train.lr=-1", ["error: --set train.lr=-1: 'train.lr'", "greater than 0 (got -1)"]),
+], ids=["unknown-key", "bad-value"])
+def test_a_sweep_blames_a_bad_set_option_not_its_file(tmp_path, option, fragments):
+    base = write(tmp_path)
+    sweep = write(tmp_path, f"base: {base.name}\ngrid: {{model.width: [4, 8]}}\n", "s.yaml")
+    message = assert_bad_input(cli("sweep", sweep, "--set", option, "--set", f"log.out={tmp_path / 'runs'}"),
+                               *fragments)
+    assert "s.yaml" not in message and not (tmp_path / "runs").exists()
