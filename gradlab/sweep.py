@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 
 from .config import Config, ConfigError, parse_yaml, read_text, set_value, validate
+from .config.yamlfile import dump_yaml
 from .errors import interrupts_unwrapped
 from .files import NoSpace, no_space, no_space_error, refuse_symlinks, write_atomic
 from .logging import jsonable
@@ -883,7 +884,7 @@ def _write_spec(out: Path, sweep: Sweep, resumed: bool) -> None:
     if resumed and (out / "sweep.yaml").exists() and "trials" not in spec:
         return
     with _writing(out):
-        write_atomic(out / "sweep.yaml", yaml.safe_dump(spec, sort_keys=False))
+        write_atomic(out / "sweep.yaml", dump_yaml(spec, sort_keys=False))  # reads back as written
 
 
 @contextlib.contextmanager
