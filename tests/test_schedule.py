@@ -236,3 +236,19 @@ def test_report_try_takes_schedule_and_early_stop_options(tmp_path):
     assert tried.train.schedule.name == "cosine" and tried.train.schedule.warmup == 10
     assert tried.train.early_stop.patience == 4 and tried.train.early_stop.min_delta == 0.0
     assert tried.train.steps == 50
+
+
+def test_the_diagnosis_of_an_early_stopped_run_does_not_ask_for_more_steps(tmp_path):
+    """The run stopped because its validation loss had stopped falling: more steps is no remedy for that."""
+    import gradlab
+
+    text = ("name: es\ndata: {kind: spirals, n_samples: 128}\nmodel: {depth: 2, width: 8, activation: tanh}\n"
+            "train: {steps: 40, lr: 1.0e-6, early_stop: {patience: 2, min_delta: 0.01}}\n"
+            "log: {every: 1, val_every: 1, out: %s}\n" % (tmp_path / "runs"))
+    (tmp_path / "es.yaml").write_text(text, encoding="utf-8")
+    stopped = gradlab.train(gradlab.load_config(tmp_path / "es.yaml"))
+    assert stopped.status == "completed" and stopped.steps == 3  # patience 2 after the evaluation at step 0
+    finding = gradlab.report(stopped.run_dir, write=False).findings[0]
+    assert finding["kind"] == "not_learning"
+    assert not any("train.steps" in r for r in finding["remedies"]), finding["remedies"]
+    assert any("train.lr" in r for r in finding["remedies"])

@@ -691,7 +691,7 @@ def not_learning(run: RunData, facts: dict, prog: Progress) -> Finding:
                         "0 and 1): --set loss=cross_entropy")
     if facts.get("standardize") is False and not run.recurrent:
         remedies.append("standardized inputs (zero mean, unit variance per feature): --set data.standardize=true")
-    if prog.steps:
+    if prog.steps and run.summary.get("stopped_early_at") is None:  # an early stop: the loss was not falling
         remedies.append(f"more steps (the loss may still be on a plateau): --set train.steps={4 * prog.steps}")
     remedies.append("check the data: targets that do not depend on the inputs (or are shuffled apart from them) "
                     "cannot be learnt; train on a few examples first: the loss must go to 0")
