@@ -13,8 +13,8 @@ from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from .config.yamlfile import dump_yaml
 from .files import NoSpace, refuse_symlinks, save_atomic, write_atomic
 from .records import GateStat, LayerStat, ParamStat, RunResult, StepRecord, TimeStat
 
@@ -177,7 +177,7 @@ class RunWriter:
         return self.tables[-1]
 
     def write_config(self, resolved: dict) -> None:
-        write_atomic(self.dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        write_atomic(self.dir / "config.yaml", dump_yaml(resolved, sort_keys=False))  # reads back as written
 
     def save_params(self, name: str, params: dict[str, np.ndarray]) -> None:
         save_atomic(self.dir / name, lambda f: np.savez(f, **params))
