@@ -51,7 +51,9 @@ def render(cmp) -> None:
         texts = (cell_text(v, col in cmp.keys) for v in cmp.table[col])
         table.add_row(escape(HEADERS.get(col, col)), *map(escape, texts))
     out.print(table)
-    out.print(f"{len(cmp.keys)} config keys differ, {cmp.same} are the same in every run.", highlight=False)
+    differ = "1 config key differs" if len(cmp.keys) == 1 else f"{len(cmp.keys)} config keys differ"
+    same = "1 is" if cmp.same == 1 else f"{cmp.same} are"
+    out.print(f"{differ}, {same} the same in every run.", highlight=False)
     for note in cmp.notes:
         out.print(escape(note), highlight=False, soft_wrap=True)
     if cmp.html is not None:

@@ -194,3 +194,9 @@ def test_bad_input_is_one_paragraph_naming_the_folder(runs, tmp_path, not_a_run)
     text[2] = text[2].replace(text[2].split(",")[-1], "lots")
     (torn / "layer_stats.csv").write_text("\n".join(text) + "\n")
     assert_bad_input(invoke(a, torn), f"{torn / 'layer_stats.csv'}: column 'delta_norm', line 3")
+
+
+def test_the_printed_count_of_differing_keys_reads_in_the_singular_too(runs, tmp_path):
+    result = invoke(runs["sig"], runs["sig_bn"], "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "1 config key differs, " in result.stdout and "are the same in every run." in result.stdout
