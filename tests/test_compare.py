@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from browser import assert_readable
 from cli_helpers import assert_bad_input
 from matplotlib.image import imread
@@ -200,3 +201,22 @@ def test_the_printed_count_of_differing_keys_reads_in_the_singular_too(runs, tmp
     result = invoke(runs["sig"], runs["sig_bn"], "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert "1 config key differs, " in result.stdout and "are the same in every run." in result.stdout
+
+
+def test_a_run_written_before_schedule_and_early_stop_existed_matches_their_defaults(runs, tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(runs["sig"], old)
+    shutil.copytree(runs["sig"], new)
+    config = yaml.safe_load((old / "config.yaml").read_text(encoding="utf-8"))
+    assert config["train"]["schedule"]["name"] == "constant" and config["train"]["early_stop"] is None
+    del config["train"]["schedule"], config["train"]["early_stop"]  # what an older gradlab wrote
+    (old / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    cmp = compare([old, new], write=False)
+    assert cmp.keys == [] and cmp.same > 40
+    assert not any("compared as written" in note for note in cmp.notes)
+    # a config that does not validate is compared as written, and the notes say so
+    config["train"]["lr"] = "fast"
+    (old / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    cmp = compare([old, new], write=False)
+    assert "train.schedule.name" in cmp.keys and "train.lr" in cmp.keys
+    assert any(note.startswith("old: its config.yaml does not validate") for note in cmp.notes)

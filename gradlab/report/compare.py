@@ -70,11 +70,14 @@ def compare(paths: Sequence[str | Path], out: str | Path | None = None, write: b
     a new folder ``compare-<YYYYmmdd-HHMMSS>`` beside the first run)."""
     runs = load_runs(paths)
     labels = run_labels(runs)
-    flat = flatten([r.raw for r in runs])
+    configs, as_written = resolved_configs(runs)
+    flat = flatten(configs)
     keys, same = config_diff(flat)
     cmp = Comparison(runs, labels, run_table(runs, labels, flat, keys), keys, same)
     for label, run in zip(labels, runs):
         cmp.notes += [f"{label}: {note}" for note in run.notes]
+    cmp.notes += [f"{labels[i]}: its config.yaml does not validate, so its keys are compared as written, without "
+                  "the defaults filled in (a key it leaves out may be listed as differing)" for i in as_written]
     if write:
         with np.errstate(all="ignore"):  # a diverged run's inf and nan are masked, and the page says so
             _write(cmp, out_folder(runs, out))
@@ -112,6 +115,18 @@ def run_labels(runs: list[RunData]) -> list[str]:
     """Each run's folder name; parent/name for runs whose folder names repeat (runs/a/x beside runs/b/x)."""
     names = [r.name for r in runs]
     return [f"{r.dir.parent.name}/{r.name}" if names.count(r.name) > 1 else r.name for r in runs]
+
+
+def resolved_configs(runs: list[RunData]) -> tuple[list[dict], list[int]]:
+    """Each run's config with every default filled in (a run written before a key existed, e.g. without
+    train.schedule, reads as the default it ran with), and the indices of the runs whose config.yaml does not
+    validate: those are compared as written."""
+    configs, as_written = [], []
+    for k, run in enumerate(runs):  # run.config: config.yaml validated without importing, or None
+        configs.append(run.config.resolved() if run.config is not None else run.raw)
+        if run.config is None and run.raw:
+            as_written.append(k)
+    return configs, as_written
 
 
 def flatten(raws: list[dict]) -> list[dict[str, Any]]:
