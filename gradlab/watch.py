@@ -3,7 +3,7 @@
 The view (``view``) draws a ``RunState``: the rows so far of each table, config.yaml and summary.json.
 ``gradlab watch`` fills the state from the files (whole rows only, as they are appended); ``WatchView``,
 the observer of ``gradlab train --watch``, fills it from the training loop's records. Both draw the same.
-Only typer is imported here at the top: ``gradlab --help`` stays fast.
+Only typer and runs.py (json, pathlib) are imported here at the top: ``gradlab --help`` stays fast.
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Optional
 
 import typer
 
+from .runs import SILENT  # json and pathlib only
+
 TABLES = ("metrics.csv", "grad_norms.csv", "layer_stats.csv", "time_grad_norms.csv", "gate_stats.csv")
 BLOCKS = "▁▂▃▄▅▆▇█"
 NAN_MARK, INF_MARK = "?", "!"  # a sparkline column holding nan, inf (drawn red)
@@ -23,7 +25,7 @@ BAR = 24  # width of a delta_norm bar
 DIAGNOSE_EVERY = 3.0  # seconds between two diagnoses of the rows so far (at least)
 SHARE = 0.1  # of the time the view may take to draw and diagnose (train --watch: the training's time)
 LONG = 240  # characters of the diagnosis shown
-STALE = 60.0  # seconds without a new row before the view says the run may have stopped
+STALE = SILENT  # seconds without a write before a followed run is unfinished (gradlab runs says the same)
 INTS = ("step", "epoch", "layer", "t", "lag")
 
 
@@ -47,7 +49,8 @@ class RunState:
         self.over = self.clipped = 0  # logged steps whose grad_norm exceeded the clip threshold; marked clipped
         self.threshold, self.clip_mode = clip_of(self.raw)
         self.val: dict | None = None  # the last metrics row with a val_loss
-        self.grew = time.monotonic()  # when the last row arrived
+        self.grew = time.time()  # when the last row arrived; a followed folder: when the run last wrote a file
+        self.follows = False  # read from a run folder (gradlab watch): a run silent for STALE s is unfinished
         self.findings: list | None = None
         self.diagnosis_note = ""
         self.diagnosed_at, self.diagnosed_rows = -math.inf, -1
@@ -60,17 +63,28 @@ class RunState:
 
     @property
     def status(self) -> str:
-        return str(self.summary.get("status") or "running")
+        """summary.json's status; as gradlab runs says it, ``unfinished`` for a followed run folder whose
+        summary.json says running (or is not there yet) but whose files were not written for STALE s."""
+        status = str(self.summary.get("status") or "running")
+        if status == "running" and self.follows and self.silence() > STALE:
+            return "unfinished"
+        return status
 
     @property
     def ended(self) -> bool:
-        return self.status != "running"
+        """The run wrote its end (an unfinished one may still write again: a stalled run, not a killed one)."""
+        return self.status not in ("running", "unfinished")
+
+    def silence(self, now: float | None = None) -> float:
+        """Seconds since the last row arrived (the run's last write to its folder, when followed)."""
+        return (time.time() if now is None else now) - self.grew
 
     def add(self, name: str, rows: list[dict]) -> None:
         if not rows:
             return
         self.rows[name].extend(rows)
-        self.grew = time.monotonic()
+        if not self.follows:  # a followed folder's silence is its files' last write (Follower.poll)
+            self.grew = time.time()
         if name == "metrics.csv":
             for row in rows:
                 self._metrics(row)
@@ -329,8 +343,11 @@ def clip_line(state: RunState) -> str:
 
 
 def status_line(state: RunState) -> str:
-    """``running, 120 of 300 steps, 5.2 s``."""
-    step = state.step
+    """``running, 120 of 300 steps, 5.2 s``: the steps logged so far (the last row's step + 1), and once the
+    run ended, summary.json's steps (a diverged run's last row is its non-finite step, not counted)."""
+    step, done = state.step, state.summary.get("steps")
+    if state.ended and isinstance(done, int) and not isinstance(done, bool):
+        step = done - 1
     where = ("no step logged yet" if step is None
              else f"{step + 1}" + (f" of {state.total}" if state.total else "") + " steps")
     metrics = state.rows["metrics.csv"]
@@ -388,9 +405,9 @@ def view(state: RunState, width: int = 80):
     if state.last:
         parts += [Text(""), layer_table(state)]
     parts += [Text(""), diagnosis_text(state)]
-    if not state.ended and state.rows["metrics.csv"] and time.monotonic() - state.grew > STALE:
-        parts.append(Text(f"no new row for {time.monotonic() - state.grew:.0f} s: the run may have stopped "
-                          "without saying so (killed); Ctrl-C ends the watch", style="yellow"))
+    if not state.ended and state.rows["metrics.csv"] and state.silence() > STALE:
+        parts.append(Text(f"no new row for {state.silence():.0f} s: the run may have stopped without saying so "
+                          "(killed); Ctrl-C ends the watch", style="yellow"))
     name = state.dir.name if state.dir is not None else (state.raw.get("name") or "run")
     return Panel(Group(*parts), title=Text(name, style="bold"), title_align="left", width=min(width, 110))
 
@@ -438,7 +455,9 @@ class Follower:
     def poll(self) -> RunState:
         """summary.json first, then the new rows: once it says the run ended, every row is in the tables.
         The tables in the reverse of the order a step's rows are written, so metrics.csv (the status line) is
-        never behind the layer table while the run goes on."""
+        never behind the layer table while the run goes on. The run's silence: its files' last write."""
+        from .runs import last_write
+
         summary = self._summary()
         if not self.state.raw and (self.dir / "config.yaml").exists():
             self.start()
@@ -450,6 +469,8 @@ class Follower:
             self.state.add(name, rows)
         if summary is not None:
             self.state.summary = summary
+        self.state.follows = True
+        self.state.grew = last_write(self.dir) or self.state.grew
         return self.state
 
     def _summary(self) -> dict | None:

@@ -276,3 +276,74 @@ def test_a_run_that_stopped_writing_is_said_to_and_a_diverged_end_says_where():
     assert "no new row for 65 s: the run may have stopped" in " ".join(console.export_text().split())
     state.summary = {"status": "diverged", "steps": 2, "diverged_at": 2, "final_train_loss": None}
     assert W.final_line(state) == f"diverged: 2 steps, non-finite at step 2 -> {Path('runs', 'boom')}"
+
+
+# --------------------------------------------------------------------------- how far a run got, and whether it still runs
+
+DIVERGING = ("name: boom\ndata: {kind: teacher, n_samples: 128}\n"
+             "model: {depth: 3, width: 16, activation: relu, init: he_normal}\n"
+             "loss: mse\ntrain: {optimizer: sgd, lr: 1.0e+6, steps: 50}\n")
+
+
+def test_a_diverged_run_counts_the_steps_summary_json_does_not_its_non_finite_row(tmp_path):
+    config = tmp_path / "boom.yaml"
+    config.write_text(DIVERGING, encoding="utf-8")
+    trained = CliRunner().invoke(app, ["train", str(config), "-q", "--set", f"log.out={tmp_path / 'runs'}"])
+    assert trained.exit_code == 3, trained.output
+    run = Path(trained.stdout.strip().rsplit("-> ", 1)[1])
+    summary = json.loads((run / "summary.json").read_text())
+    last = int(pd.read_csv(run / "metrics.csv").step.iloc[-1])  # the non-finite step is logged, not counted
+    assert summary["status"] == "diverged" and last == summary["steps"] == summary["diverged_at"] == 7
+    result = watch(run, "--once")
+    assert result.exit_code == 0, result.output
+    assert "diverged, 7 of 50 steps" in result.stdout and "8 of 50" not in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("diverged: 7 steps, non-finite at step 7")
+
+
+def killed(source: Path, folder: Path, rows: int, silent: float) -> Path:
+    """A run folder as a killed run leaves it: ``rows`` steps logged, summary.json still running, nothing
+    written for ``silent`` seconds."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    started(source, folder)
+    for name in TABLES:
+        lines = (source / name).read_text().splitlines(keepends=True)
+        (folder / name).write_text(lines[0] + "".join(l for l in lines[1:] if int(l.split(",", 1)[0]) < rows))
+    then = time.time() - silent
+    for file in folder.iterdir():
+        os.utime(file, (then, then))
+    return folder
+
+
+def test_a_killed_run_is_unfinished_as_gradlab_runs_says_and_its_silence_is_its_files(finished, tmp_path):
+    folder = killed(finished, tmp_path / "runs" / "killed", rows=5, silent=120)
+    result = watch(folder, "--once")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert f"unfinished, 5 of {STEPS} steps" in text and "running" not in text
+    assert "no new row for 120 s: the run may have stopped without saying so (killed)" in text
+    assert "completed" not in text and "unfinished:" not in text  # no final line: it did not end
+    listed = json.loads(CliRunner().invoke(app, ["runs", "--root", str(tmp_path / "runs"), "--json"]).stdout)
+    assert [(r["run"], r["status"]) for r in listed] == [("killed", "unfinished")]
+    # the silence is counted from the run's last write, not from when the watch started
+    state = W.Follower(folder).poll()
+    assert state.status == "unfinished" and not state.ended and 119 < state.silence() < 130
+    # a run that writes again runs again
+    (folder / "metrics.csv").write_text((folder / "metrics.csv").read_text())
+    state = W.Follower(folder).poll()
+    assert state.status == "running" and state.silence() < 5
+
+
+def test_a_live_watch_says_when_the_run_went_silent(finished, tmp_path, monkeypatch):
+    folder = killed(finished, tmp_path / "killed", rows=3, silent=90)
+    naps = []
+
+    def nap(seconds):  # the watch goes on (the run may write again); Ctrl-C ends it
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(W.time, "sleep", nap)
+    result = CliRunner().invoke(app, ["watch", str(folder)], terminal_width=100)
+    assert result.exit_code == 130 and len(naps) == 2, result.output
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert f"unfinished, 3 of {STEPS} steps" in text and "no new row for 90 s" in text
