@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import gradlab
 from gradlab.cli import app
-from gradlab.runs import list_runs, newest_run, run_folders
+from gradlab.runs import list_runs, logged_steps, newest_run, run_folders
 from cli_helpers import assert_bad_input
 
 TINY = "name: tiny\ndata: {kind: spirals, n_samples: 64}\nmodel: {depth: 2, width: 8, activation: tanh}\ntrain: {steps: 3}\n"
@@ -114,7 +114,7 @@ def test_an_unfinished_run_and_a_running_one(tmp_path):
     assert [r["run"] for r in list_runs(tmp_path)] == ["live", "killed", "no-summary"]
     assert rows["live"]["status"] == "running" and rows["live"]["verdict"] == "running"
     assert rows["killed"]["status"] == "unfinished" and rows["killed"]["verdict_from"] == "status"
-    assert rows["no-summary"]["status"] == "unfinished" and rows["no-summary"]["steps"] is None
+    assert rows["no-summary"]["status"] == "unfinished" and rows["no-summary"]["steps"] == 1  # its one row
 
 
 def test_without_time_to_diagnose_the_verdict_is_the_status(two_runs):
@@ -160,3 +160,48 @@ def test_report_without_a_folder_and_no_runs(tmp_path, monkeypatch):
     assert assert_bad_input(cli("report")) == (
         "error: runs: no run folder here (runs go under log.out, default runs, relative to the current folder); "
         "give one: gradlab report RUN.")
+
+
+def test_a_running_or_unfinished_run_shows_the_steps_logged_so_far_not_summary_json_s_0(tmp_path):
+    now = time.time()
+    rows = "".join(f"{i},{1 / (i + 1):.4f}\n" for i in range(3233))
+    for name, written in (("live", now), ("killed", now - 3600)):
+        run = hand_made(tmp_path, name, written - 10, {"status": "running", "steps": 0}, written=written)
+        with open(run / "metrics.csv", "a", encoding="utf-8") as file:  # a row being written is not counted
+            file.write(rows[len("0,1.0000\n"):] + "3233,0.00")
+        os.utime(run / "metrics.csv", (written, written))
+    empty = hand_made(tmp_path, "empty", now - 7200, {"status": "running", "steps": 0})
+    (empty / "metrics.csv").write_text("step,loss\n", encoding="utf-8")
+    os.utime(empty / "metrics.csv", (now - 7200, now - 7200))
+    listed = {r["run"]: (r["status"], r["steps"]) for r in list_runs(tmp_path)}
+    assert listed == {"live": ("running", 3233), "killed": ("unfinished", 3233), "empty": ("unfinished", 0)}
+    assert logged_steps(tmp_path / "live") == 3233 and logged_steps(empty) is None
+    assert logged_steps(tmp_path / "missing") is None
+
+
+def sweep_folder(root: Path, name: str, started: float, runs: list[str]) -> Path:
+    """A sweep folder as gradlab sweep leaves it: sweep.yaml, summary.csv and a run folder per run."""
+    sweep = root / name
+    sweep.mkdir(parents=True)
+    (sweep / "sweep.yaml").write_text("name: grid\n", encoding="utf-8")
+    (sweep / "summary.csv").write_text("run,status,steps\n", encoding="utf-8")
+    for i, run in enumerate(runs):
+        hand_made(sweep, run, started + i, {"status": "completed", "steps": 1})
+    return sweep
+
+
+def test_the_runs_in_sweep_folders_are_listed_as_sweep_slash_run(tmp_path):
+    now = time.time()
+    sweep_folder(tmp_path / "runs", "grid-1", now - 100, ["depth=2", "depth=3"])
+    result = cli("runs", "--root", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["run"], r["path"], r["status"], r["steps"]) for r in rows] == [
+        ("grid-1/depth=3", str(tmp_path / "runs" / "grid-1" / "depth=3"), "completed", 1),
+        ("grid-1/depth=2", str(tmp_path / "runs" / "grid-1" / "depth=2"), "completed", 1)]
+    table = CliRunner().invoke(app, ["runs", "--root", str(tmp_path / "runs")], terminal_width=200).stdout
+    assert "no runs" not in table and "grid-1/depth=3" in table and "grid-1/depth=2" in table
+    # a run of its own, older than the sweep, is listed among them; the newest run is still a run of its own
+    own = hand_made(tmp_path / "runs", "own", now - 1000, {"status": "completed", "steps": 1})
+    assert [r["run"] for r in list_runs(tmp_path / "runs")] == ["grid-1/depth=3", "grid-1/depth=2", "own"]
+    assert run_folders(tmp_path / "runs") == [own] and newest_run(tmp_path / "runs") == own
