@@ -2,12 +2,14 @@
 shape (depths, an RNN beside an MLP, a diverged run), the folder it writes, and bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -19,7 +21,9 @@ from typer.testing import CliRunner
 import gradlab
 from gradlab.cli import app
 from gradlab.compare_cli import render
+from gradlab.report import compare as compare_module
 from gradlab.report.compare import PLOTS, ceiling, compare, legend_labels
+from gradlab.report.load import load_run
 
 BLOBS = {"kind": "blobs", "n_samples": 96, "n_features": 8, "n_classes": 3}
 CONFIGS = {
@@ -220,3 +224,24 @@ def test_a_run_written_before_schedule_and_early_stop_existed_matches_their_defa
     cmp = compare([old, new], write=False)
     assert "train.schedule.name" in cmp.keys and "train.lr" in cmp.keys
     assert any(note.startswith("old: its config.yaml does not validate") for note in cmp.notes)
+
+
+def test_a_run_with_one_finite_step_is_drawn_as_a_point_beside_the_others(runs, tmp_path, monkeypatch):
+    figures = []
+    original = compare_module._save
+    monkeypatch.setattr(compare_module, "_save", lambda fig, path: figures.append(fig) or original(fig, path))
+    sig, boom = load_run(runs["sig"]), load_run(runs["boom"])
+    m = boom.metrics.iloc[:2].copy()  # the loss at step 0, inf from step 1 (not so far up that it leaves the axis)
+    m.loc[0, ["loss", "grad_norm"]] = [18518.58, 5.38e4]
+    m.loc[1, ["loss", "grad_norm", "val_loss"]] = [math.inf, math.inf, math.nan]
+    one = dataclasses.replace(boom, metrics=m, summary={**boom.summary, "diverged_at": 1})
+    compare_module.plot_loss([sig, one], ["sig", "one"], tmp_path / "loss.png")
+    compare_module.plot_grad_norm([sig, one], ["sig", "one"], tmp_path / "norm.png")
+    for fig in figures:
+        (ax,) = fig.axes
+        drawn = {line.get_label(): line for line in ax.get_lines() if line.get_label().startswith(("sig", "one"))}
+        one_line = next(line for label, line in drawn.items() if label.startswith("one"))
+        sig_line = drawn["sig"]
+        assert one_line.get_marker() == "o" and one_line.get_markevery() == [0]
+        assert np.isfinite(one_line.get_ydata()[0]) and one_line.get_ydata()[0] > 1e4
+        assert sig_line.get_marker() in (None, "None", "") and len(sig_line.get_xdata()) == 6

@@ -122,6 +122,24 @@ def test_regression_and_older_folders_have_no_accuracy_panel(runs, saved, tmp_pa
     assert "chance = 0.1" in "".join(lines(saved[0].axes[0]))  # the MSE chance: about 1/6
 
 
+
+def test_a_run_that_diverged_after_its_first_step_shows_that_step_as_a_point(runs, saved, tmp_path):
+    run = runs["tanh"]
+    m = run.metrics.iloc[:2].copy()  # step 0 finite, then inf: what an exploding run leaves after one update
+    m.loc[0, ["loss", "grad_norm"]] = [18518.58, 5.38e6]
+    m.loc[1, ["loss", "grad_norm", "val_loss"]] = [math.inf, math.inf, math.nan]
+    diverged = dataclasses.replace(run, metrics=m, summary={**run.summary, "status": "diverged", "diverged_at": 1})
+    assert_png(strict(plots.plot_loss_grad_norm, diverged, tmp_path / "d.png"))
+    loss_ax, *_, norm_ax = saved[0].axes
+    for ax, label, value in ((loss_ax, "train loss (smoothed)", 18518.58),
+                             (norm_ax, "||gradient|| before clipping", 5.38e6)):
+        line = lines(ax)[label]
+        assert line.get_linestyle() == "-" and line.get_marker() == "o" and line.get_markevery() == [0]
+        assert line.get_markersize() >= 5 and line.get_ydata()[0] == pytest.approx(value)
+        assert lines(ax)["diverged at step 1"].get_marker() in (None, "None", "")  # the line across the axes
+    assert_png(strict(plots.plot_loss_grad_norm, run, tmp_path / "l.png"))  # 6 finite steps: lines alone
+    assert all(line.get_marker() in (None, "None", "") for line in saved[1].axes[-1].get_lines())
+
 # --------------------------------------------------------------------------- gradient flow
 
 def test_an_exploding_run_gives_each_logged_step_its_own_scale(runs, saved, tmp_path):

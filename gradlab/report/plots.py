@@ -48,9 +48,36 @@ def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for ax in fig.axes:
+        mark_lone_points(ax)
         _clamp_log(ax)
     save_atomic(path, lambda f: fig.savefig(f, dpi=DPI, format="png", bbox_inches="tight"))
     return path
+
+
+def mark_lone_points(ax) -> None:
+    """Give each line a marker at its points that have no drawable neighbour: a line through one point draws
+    nothing (a run that diverged after its first step; a finite value between masked ones). Drawable: finite,
+    and positive on a log axis. Lines with markers of their own, and lines across the axes, are left as they
+    are."""
+    log = ax.get_yscale() == "log"
+    for line in ax.get_lines():
+        if line.get_linestyle() in ("None", "none", "", " ") or line.get_marker() not in (None, "None", "none", ""):
+            continue
+        if line.get_transform() != ax.transData:  # axhline, axvline: drawn across the axes, never one point
+            continue
+        xy = np.asarray(line.get_xydata(), dtype=float)
+        if xy.ndim != 2 or not len(xy):
+            continue
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(xy).all(axis=1) & ((xy[:, 1] > 0) if log else True)
+        before = np.concatenate([[False], ok[:-1]])
+        after = np.concatenate([ok[1:], [False]])
+        lone = np.flatnonzero(ok & ~before & ~after)
+        if len(lone):
+            line.set_marker("o")
+            line.set_markersize(max(5.0, 3.0 * line.get_linewidth()))
+            line.set_markeredgewidth(0.0)
+            line.set_markevery([int(i) for i in lone])
 
 
 def _clamp_log(ax) -> None:
