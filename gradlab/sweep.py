@@ -279,6 +279,9 @@ def run_combo(raw_config: dict, label: str, imports: dict | None = None) -> dict
                 return {"label": label, "no_space": str(Path(tmp).parent)}
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            if not (run_dir / "summary.json").exists():  # it failed before its folder was written: say why
+                summary = {"status": "failed", "error": {"type": type(exc).__name__, "message": str(exc)}}
+                (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
             status = "failed"
         files = {name: (run_dir / name).read_bytes() for name in RUN_FILES if (run_dir / name).exists()}
     wall = time.perf_counter() - t0
@@ -641,8 +644,9 @@ def summary_row(values: dict, files: dict[str, bytes], status: str, wall_time: f
     figures = dict.fromkeys(SUMMARY_FIELDS)
     figures.update(status=status, wall_time=round(wall_time, 3))
     summary = _summary(files)
-    if status == "crashed":
-        figures["error"] = summary.get("error")
+    if status in ("crashed", "failed"):
+        error = summary.get("error")
+        figures["error"] = f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else error
     for key in ("steps", "final_train_loss", "final_train_accuracy", "final_val_loss", "final_val_accuracy",
                 "diverged_at"):
         figures[key] = summary.get(key)

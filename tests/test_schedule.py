@@ -187,7 +187,8 @@ def test_the_closing_line_says_the_run_stopped_early(tmp_path):
     ("train.schedule={name: cosine, floor: 1}", ["'train.schedule.floor'", "less than 1"]),
     ("train.schedule={name: step, every: 2, gamma: 0}", ["'train.schedule.gamma'", "greater than 0"]),
     ("train.schedule.warmup=-1", ["'train.schedule.warmup'", "greater than or equal to 0"]),
-    ("train.schedule.warmup=12", ["'train.schedule.warmup' is 12, but the run has 12 steps", "allowed: 0 to 11"]),
+    ("train.schedule.warmup=12", ["error: --set train.schedule.warmup=12: 'train.schedule.warmup' is 12, but the "
+                                  "run has 12 steps", "allowed: 0 to 11"]),
     ("train.early_stop={patience: 0}", ["'train.early_stop.patience'", "greater than or equal to 1"]),
     ("train.early_stop={min_delta: 0.1}", ["'train.early_stop.patience'"]),
     ("train.early_stop={patience: 2, min_delta: -1}", ["'train.early_stop.min_delta'", "greater than or equal to 0"]),
@@ -204,8 +205,34 @@ def test_early_stop_without_a_validation_set_exits_2(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(json.dumps(raw_config(tmp_path / "runs", early_stop={"patience": 2})))
     out = CliRunner().invoke(app, ["train", str(path), "--set", "data.val_fraction=0"])
-    assert_bad_input(out, "'train.early_stop' watches the validation loss", "validation set is empty",
-                     "train.early_stop: null")
+    assert_bad_input(out, "error: --set data.val_fraction=0: 'train.early_stop' watches the validation loss",
+                     "validation set is empty", "train.early_stop: null")
+
+
+def test_a_sweep_whose_warmup_outlasts_a_combination_is_refused_before_anything_runs(tmp_path):
+    base = raw_config(tmp_path, steps=6)
+    base["log"]["out"] = str(tmp_path / "sweeps")
+    (tmp_path / "base.yaml").write_text(json.dumps(base))
+    (tmp_path / "s.yaml").write_text("base: base.yaml\ngrid: {train.steps: [3, 8]}\n")
+    out = CliRunner().invoke(app, ["sweep", str(tmp_path / "s.yaml"), "--set", "train.schedule.warmup=5"])
+    assert_bad_input(out, "error: --set train.schedule.warmup=5: 'train.schedule.warmup' is 5, but the run has 3 "
+                          "steps", "allowed: 0 to 2")
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_sweep_run_that_fails_before_its_first_step_says_why_in_summary_csv(tmp_path):
+    """8 samples at val_fraction 0.05 leave no validation sample: known only once the data is made."""
+    base = raw_config(tmp_path, steps=4, early_stop={"patience": 2})
+    base["log"]["out"] = str(tmp_path / "sweeps")
+    base["data"] = {**base["data"], "n_samples": 8, "val_fraction": 0.05}
+    (tmp_path / "base.yaml").write_text(json.dumps(base))
+    (tmp_path / "s.yaml").write_text("base: base.yaml\ngrid: {model.width: [3]}\n")
+    out = CliRunner().invoke(app, ["sweep", str(tmp_path / "s.yaml"), "-q", "--workers", "1"])
+    assert out.exit_code == 0, out.output
+    (folder,) = (tmp_path / "sweeps").iterdir()
+    row = pd.read_csv(folder / "summary.csv").iloc[0]
+    assert row.status == "failed"
+    assert row.error.startswith("ConfigError: ") and "validation set is empty" in row.error
 
 
 # --------------------------------------------------------------------------- sweeps

@@ -360,8 +360,10 @@ def test_failing_and_diverging_runs_are_recorded_and_the_rest_finish(tmp_path):
     for label in (sweep.combos[2].label, sweep.combos[3].label):
         error = (result.dir / label / "error.txt").read_text()
         assert "column 'nope' not found" in error and "Traceback" in error
-        assert not (result.dir / label / "summary.json").exists()
+        said = json.loads((result.dir / label / "summary.json").read_text())  # written for it: it never got there
+        assert said["status"] == "failed" and "column 'nope' not found" in said["error"]["message"]
     failed = table[table.status == "failed"]
+    assert all("column 'nope' not found" in e for e in failed.error)
     assert failed.steps.isna().all() and failed.grad_norm_at_first_step.isna().all()
     assert set(pd.read_csv(result.dir / "profile.csv")["data.target"]) == {"y"}
 

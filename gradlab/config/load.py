@@ -34,9 +34,33 @@ def validate(raw: Any, source: str = "<config>", folder: str | Path | None = Non
         raise ConfigError(explain(exc, source, overrides)) from None
     except (TypeError, ValueError, RecursionError) as exc:  # unhashable keys and the like
         raise ConfigError(f"{source}: invalid config ({exc}).") from None
+    _fits(config, source, overrides)
     if imports:
         _resolve_custom(config, Path(folder or "."), source, allow_imports)
     return config
+
+
+def _fits(config: Config, source: str, overrides: Sequence[tuple[str, str]] = ()) -> None:
+    """What the schema alone cannot see, checked before anything runs (a sweep's every combination, each
+    trial of --try): a warm-up no shorter than a run of ``train.steps``, early stopping without a validation
+    set. Blamed on the last --set option that wrote one of the keys involved, else on the file. (Runs of
+    ``train.epochs``, and a validation set that rounds to no sample, are checked once the data is made.)"""
+    t = config.train
+
+    def blame(*paths: str) -> str:
+        written = [where for item, where in overrides
+                   if any(p == k or p.startswith(k + ".") or k.startswith(p + ".")
+                          for p in paths for k in [item.partition("=")[0].strip()])]
+        return written[-1] if written else source
+
+    if t.steps is not None and t.schedule.warmup >= t.steps:
+        raise ConfigError(f"{blame('train.schedule.warmup', 'train.steps')}: 'train.schedule.warmup' is "
+                          f"{t.schedule.warmup}, but the run has {t.steps} steps (train.steps); allowed: 0 to "
+                          f"{t.steps - 1} (the warm-up ends before the run does).")
+    if t.early_stop is not None and config.data.val_fraction == 0:
+        raise ConfigError(f"{blame('train.early_stop', 'data.val_fraction')}: 'train.early_stop' watches the "
+                          "validation loss, but the validation set is empty (data.val_fraction 0); allowed: a "
+                          "data.val_fraction above 0, or train.early_stop: null.")
 
 
 def import_roots(folder: str | Path, allow_imports: Sequence[str | Path] = ()) -> tuple[str, ...]:
