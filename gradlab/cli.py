@@ -144,6 +144,8 @@ modules are found relative to the config file's folder.
 
     A config naming module:Class (a layer or cell of your own) runs that module's code: only modules in the \
 config's folder are imported, unless --allow-imports names another folder."""
+    if watch and quiet:
+        fail(ConfigError("--watch draws the live view and --quiet prints only the final line: give one of them."))
     with bad_input(config), user_code("gradlab train"):
         cfg = api.load_config(config, [*(set_ or []), *threads_set(threads)], allow_imports or [])
         if watch:

@@ -32,3 +32,10 @@ def test_watch_draws_the_view_instead_of_the_progress_bar(tmp_path):
     assert "Gradients by layer" in lines[end + 1]
     assert "train ━" not in result.stdout  # no progress bar beside it
     assert lines[-1].startswith("completed: 6 steps")
+
+
+def test_watch_and_quiet_together_are_refused(tmp_path):
+    from cli_helpers import assert_bad_input
+
+    assert_bad_input(run(tmp_path, "--watch", "--quiet"), "--watch", "--quiet", "give one of them")
+    assert not (tmp_path / "runs").exists()
