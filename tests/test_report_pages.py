@@ -239,3 +239,19 @@ def test_the_page_of_sweep_depth_init_is_under_5000_px_at_1400_px_wide(tmp_path)
     assert len(combinations(load_sweep_dir(folder))) == 24
     facts = assert_readable(folder / "report.html", tmp_path, max_height=5000)
     assert facts["images"] >= 2 and facts["too_wide"] == [], facts
+
+
+def test_a_run_whose_summary_json_still_says_running_is_reported_as_not_finished(tmp_path):
+    folder = trained(tmp_path, config(tmp_path, {"depth": 2, "width": 8, "activation": "tanh"}, name="killed"))
+    for name in ("metrics.csv", "grad_norms.csv", "layer_stats.csv"):  # killed after its third step
+        lines = (folder / name).read_text().splitlines(keepends=True)
+        (folder / name).write_text(lines[0] + "".join(l for l in lines[1:] if int(l.split(",", 1)[0]) < 3))
+    (folder / "summary.json").write_text('{"status": "running", "steps": 0}')
+    note = ("summary.json still says running: the run is still running, or was stopped without finishing "
+            "(killed); this diagnosis is of the 3 of 5 steps logged so far, not of a finished run.")
+    result = invoke("report", folder)
+    assert result.exit_code == 0, result.output
+    assert note in " ".join(result.stdout.split())
+    assert note in (folder / "report.html").read_text()
+    finished = trained(tmp_path, config(tmp_path, {"depth": 2, "width": 8, "activation": "tanh"}, name="done"))
+    assert not any("still says running" in n for n in gradlab.report(finished, write=False).notes)

@@ -77,7 +77,8 @@ def _run_report(run: RunData, write: bool) -> Report:
     findings = diagnose(run)
     table, fits = compare(run)
     lints = [str(x) for x in lint(run.config, n_inputs(run))] if run.config is not None else []
-    notes = run.notes + ([] if findings else ["no step logged yet: the run stopped before step 0 was written"])
+    notes = _running_note(run) + run.notes + ([] if findings else ["no step logged yet: the run stopped before "
+                                                                   "step 0 was written"])
     rep = Report("run", run.dir, findings=[f.as_dict() for f in findings], theory=fits, lints=lints, notes=notes)
     if write:
         from ..describe import run_model_line
@@ -101,6 +102,18 @@ def _run_report(run: RunData, write: bool) -> Report:
         rep.html = html.write_html(run.dir / "report.html", f"gradlab report: {run.name}", sections,
                                    subtitle=run_model_line(run))
     return rep
+
+
+def _running_note(run: RunData) -> list[str]:
+    """A run whose summary.json still says running did not end (yet): its diagnosis is not of a finished run."""
+    if run.summary.get("status") != "running":
+        return []
+    metrics = run.metrics
+    logged = int(metrics["step"].iloc[-1]) + 1 if metrics is not None and len(metrics) else 0
+    total = (run.raw.get("train") or {}).get("steps") if isinstance(run.raw, dict) else None
+    of = f" of {total}" if isinstance(total, int) and not isinstance(total, bool) else ""
+    return [f"summary.json still says running: the run is still running, or was stopped without finishing "
+            f"(killed); this diagnosis is of the {logged}{of} steps logged so far, not of a finished run."]
 
 
 def _trials_section(folder: Path, notes: list[str]) -> list:
