@@ -22,7 +22,7 @@ import gradlab
 from gradlab.cli import app
 from gradlab.compare_cli import render
 from gradlab.report import compare as compare_module
-from gradlab.report.compare import PLOTS, ceiling, compare, legend_labels
+from gradlab.report.compare import PLOTS, ceiling, chance_line, compare, legend_labels
 from gradlab.report.load import load_run
 
 BLOBS = {"kind": "blobs", "n_samples": 96, "n_features": 8, "n_classes": 3}
@@ -245,3 +245,23 @@ def test_a_run_with_one_finite_step_is_drawn_as_a_point_beside_the_others(runs, 
         assert one_line.get_marker() == "o" and one_line.get_markevery() == [0]
         assert np.isfinite(one_line.get_ydata()[0]) and one_line.get_ydata()[0] > 1e4
         assert sig_line.get_marker() in (None, "None", "") and len(sig_line.get_xdata()) == 6
+
+
+def test_the_chance_line_is_drawn_for_the_classification_runs_and_says_whose_it_is(runs, tmp_path, monkeypatch):
+    figures = []
+    original = compare_module._save
+    monkeypatch.setattr(compare_module, "_save", lambda fig, path: figures.append(fig) or original(fig, path))
+    sig, deep, rnn = (load_run(runs[n]) for n in ("sig", "deep", "rnn"))  # 3 classes, 3 classes, mse
+    ten = dataclasses.replace(sig, config=sig.config.model_copy(
+        update={"data": sig.config.data.model_copy(update={"n_classes": 10})}))
+    assert chance_line([(sig, "a"), (deep, "b: depth=7")]) == (math.log(3), "")  # every run's
+    assert chance_line([(sig, "a"), (rnn, "r"), (deep, "b: depth=7")]) == (math.log(3), " of a, b")
+    assert chance_line([(sig, "a"), (rnn, "r"), (deep, "b"), (sig, "c")]) == (math.log(3), " of 3 runs")
+    assert chance_line([(rnn, "r"), (rnn, "s")]) == (None, "")  # regression: no chance loss
+    assert chance_line([(sig, "a"), (ten, "t"), (rnn, "r")]) == (None, "")  # ln 3 and ln 10: none drawn
+    for shown in ([sig, rnn, deep], [sig, ten, rnn]):
+        compare_module.plot_loss(shown, ["a", "r", "b"], tmp_path / "loss.png")
+    said = [[t.get_text() for t in fig.axes[0].texts] for fig in figures]
+    assert said == [["chance of a, b: ln 3 = 1.1"], []]
+    dashed = [line for line in figures[0].axes[0].get_lines() if line.get_linestyle() not in ("-", "None")]
+    assert [line.get_ydata()[0] for line in dashed] == [pytest.approx(math.log(3))]

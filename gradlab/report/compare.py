@@ -404,11 +404,13 @@ def plot_loss(runs: list[RunData], labels: list[str], path: Path) -> tuple[Path 
             ax.plot(m.step, clean(m.val_loss), "o", color=color, ms=4.5, mec="white", mew=0.6)
         if run.summary.get("diverged_at") is not None:
             ax.axvline(run.summary["diverged_at"], color=color, ls=":", lw=1.2)
-    for k, chance in enumerate(sorted({c for c in (_chance(run) for run, _, _ in shown) if c is not None})):
+    chance, whose = chance_line([(run, label) for run, label, _ in shown])
+    if chance is not None:
         ax.axhline(chance, color="0.45", ls=(0, (4, 3)), lw=1.0, zorder=1)
-        ax.annotate(f"chance: ln {round(math.exp(chance))} = {chance:.3g}", (1.0, chance), xycoords=("axes fraction",
-                    "data"), xytext=(-4, -3 - 10 * k), textcoords="offset points", ha="right", va="top", fontsize=8,
-                    color="0.2", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+        ax.annotate(f"chance{whose}: ln {round(math.exp(chance))} = {chance:.3g}", (1.0, chance),
+                    xycoords=("axes fraction", "data"), xytext=(-4, -3), textcoords="offset points", ha="right",
+                    va="top", fontsize=8, color="0.2",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
     if log:
         ax.set_yscale("log")
     if not any(np.isfinite(_finite(run.metrics.loss)).any() for run, _, _ in shown):
@@ -423,10 +425,32 @@ def plot_loss(runs: list[RunData], labels: list[str], path: Path) -> tuple[Path 
     return _save(fig, path), left_out
 
 
+NAMED = 2  # a chance line shared by at most this many of the runs names them; by more, counts them
+
+
+def chance_line(shown: list[tuple[RunData, str]]) -> tuple[float | None, str]:
+    """(the chance loss to draw, whose it is for its label): the classification runs' ln(classes) when they
+    share it, said of every run (""), or of the runs it belongs to when other runs' losses are not
+    classification (" of run-a", " of 3 runs"); (None, "") when no run is classification or their chance
+    levels differ (one line would be wrong for some of them)."""
+    levels = [(label.split(": ", 1)[0], _chance(run)) for run, label in shown]  # the run, not its settings
+    theirs = [(name, c) for name, c in levels if c is not None]
+    if not theirs or len({c for _, c in theirs}) > 1:
+        return None, ""
+    if len(theirs) == len(levels):
+        return theirs[0][1], ""
+    names = [name for name, _ in theirs]
+    return theirs[0][1], " of " + (", ".join(names) if len(names) <= NAMED else f"{len(names)} runs")
+
+
 def _chance(run: RunData) -> float | None:
-    """The cross-entropy of a uniform guess, ln(classes), for a classification run; None otherwise."""
-    classes = (run.raw.get("data") or {}).get("n_classes")
-    if run.raw.get("loss") != "cross_entropy" or not isinstance(classes, int) or classes < 2:
+    """The cross-entropy of a uniform guess, ln(classes), for a classification run; None otherwise (mse,
+    bce, a config without n_classes)."""
+    if run.config is not None:
+        loss, classes = run.config.loss, getattr(run.config.data, "n_classes", None)
+    else:
+        loss, classes = run.raw.get("loss", "cross_entropy"), (run.raw.get("data") or {}).get("n_classes")
+    if loss != "cross_entropy" or isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
         return None
     return math.log(classes)
 
