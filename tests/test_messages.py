@@ -261,3 +261,16 @@ def test_a_sweep_blames_a_bad_set_option_not_its_file(tmp_path, option, fragment
     message = assert_bad_input(cli("sweep", sweep, "--set", option, "--set", f"log.out={tmp_path / 'runs'}"),
                                *fragments)
     assert "s.yaml" not in message and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("config, option, meant", [
+    ("relu_rnn_exploding.yaml", "model.width=32", "--set model.hidden=32"),
+    ("relu_rnn_exploding.yaml", "model.hidden_size=32", "--set model.hidden=32"),
+    ("relu_rnn_exploding.yaml", "model.depth=2", "--set model.num_layers=2"),
+    ("quickstart.yaml", "model.hidden=32", "--set model.width=32"),
+    ("quickstart.yaml", "model.num_layers=3", "--set model.depth=3"),
+], ids=["rnn-width", "rnn-hidden_size", "rnn-depth", "mlp-hidden", "mlp-num_layers"])
+def test_an_mlp_key_in_a_recurrent_net_is_its_sibling_and_back(tmp_path, config, option, meant):
+    """Not a key of some other section (an rnn's model.width is not data.width): the net's own word for it."""
+    message = assert_bad_input(train(tmp_path, ROOT / "configs" / config, "--set", option))
+    assert f"Did you mean {meant}?" in message

@@ -119,6 +119,14 @@ VALUE_ALIASES = {
     "stepdecay": "step", "exponentialdecay": "step", "fixed": "constant", "none": "constant",
 }
 
+# a net's shape in the other kind of net's words (model.width of an rnn is its model.hidden; torch's
+# hidden_size and num_layers): the sibling meant, where it is allowed
+KIN_KEYS = {
+    "width": ("hidden",), "hidden": ("width",), "hiddensize": ("hidden", "width"), "hiddendim": ("hidden", "width"),
+    "units": ("hidden", "width"), "depth": ("num_layers",), "numlayers": ("num_layers", "depth"),
+    "nlayers": ("num_layers", "depth"),
+}
+
 # what torch, Keras and W&B configs call a key, by normalised name: the key path meant
 KEY_ALIASES = {
     "learningrate": "train.lr", "lr": "train.lr", "batchsize": "train.batch_size", "epochs": "train.epochs",
@@ -188,6 +196,9 @@ def guess_key(path: str, allowed: list[str]) -> tuple[str | None, bool]:
     same = [a for a in allowed if _norm(a) == norm]
     if same:
         return same[0], True
+    kin = [a for a in KIN_KEYS.get(norm, ()) if a in allowed]  # an MLP's key in a recurrent net, or back
+    if kin:
+        return kin[0], True
     target = KEY_ALIASES.get(norm)
     if target is not None:
         where, _, name = target.rpartition(".")
