@@ -205,8 +205,10 @@ def guess_key(path: str, allowed: list[str]) -> tuple[str | None, bool]:
         if where == parent:
             return (name, True) if name in allowed else (None, False)
         return target, False
+    # in another section (a top-level depth: model.depth; train.dropout: model.dropout), not from inside a
+    # key's own mapping (train.early_stop.mode is no model.init.mode)
     elsewhere = sorted({p for p in _schema_paths() if _norm(p.rpartition(".")[2]) == norm
-                        and p.rpartition(".")[0] != parent}, key=_rank)
+                        and p.rpartition(".")[0] != parent}, key=_rank) if "." not in parent else []
     if elsewhere:
         return elsewhere[0], False
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
