@@ -320,7 +320,7 @@ VERDICT_STYLE = {**KIND_STYLE, "completed": "green", "diverged": "bold red", "fa
 
 def runs_table(rows: list[dict], root: Path) -> Table:
     """One row per run, newest first."""
-    table = Table(title=escape(f"{len(rows)} runs under {root}/, newest first"))
+    table = Table(title=escape(f"{len(rows)} {'run' if len(rows) == 1 else 'runs'} under {root}/, newest first"))
     for col in ("run", "status", "steps", "final loss", "verdict"):
         table.add_column(col, justify="right" if col in ("steps", "final loss") else "left",
                          overflow="fold" if col == "run" else "ellipsis")

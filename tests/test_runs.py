@@ -205,3 +205,10 @@ def test_the_runs_in_sweep_folders_are_listed_as_sweep_slash_run(tmp_path):
     own = hand_made(tmp_path / "runs", "own", now - 1000, {"status": "completed", "steps": 1})
     assert [r["run"] for r in list_runs(tmp_path / "runs")] == ["grid-1/depth=3", "grid-1/depth=2", "own"]
     assert run_folders(tmp_path / "runs") == [own] and newest_run(tmp_path / "runs") == own
+
+
+def test_one_run_is_counted_in_the_singular(tmp_path):
+    hand_made(tmp_path, "only", time.time() - 3600, {"status": "completed", "steps": 1})
+    result = CliRunner().invoke(app, ["runs", "--root", str(tmp_path)], prog_name="gradlab", terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.lstrip().startswith("1 run under ")
