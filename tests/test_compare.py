@@ -265,3 +265,22 @@ def test_the_chance_line_is_drawn_for_the_classification_runs_and_says_whose_it_
     assert said == [["chance of a, b: ln 3 = 1.1"], []]
     dashed = [line for line in figures[0].axes[0].get_lines() if line.get_linestyle() not in ("-", "None")]
     assert [line.get_ydata()[0] for line in dashed] == [pytest.approx(math.log(3))]
+
+
+def test_ten_runs_from_different_folders_fit_the_window(runs, tmp_path):
+    """Ten runs with seven differing keys (a table with one column per run), each written into a folder of its
+    own (log.out: a long path without spaces in every column): no element passes a 1400 px window."""
+    folders = []
+    for k in range(10):
+        run = tmp_path / f"group-{k}" / "exp"
+        shutil.copytree(runs["sig"], run)
+        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        config["seed"], config["log"]["out"] = k, f"/home/someone/projects/vanishing-gradients/runs/group-{k}"
+        config["train"].update(lr=0.01 * (k + 1), batch_size=16 + k, l2=0.001 * k)
+        config["data"]["n_samples"], config["model"]["width"] = 96 + k, 8 + k
+        (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        folders.append(run)
+    cmp = compare(folders, tmp_path / "out")
+    assert len(cmp.keys) == 7 and cmp.labels[9] == "group-9/exp"
+    facts = assert_readable(cmp.html, tmp_path)
+    assert facts["too_wide"] == [], facts

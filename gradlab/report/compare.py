@@ -331,21 +331,34 @@ def table_html(cmp: Comparison) -> str:
 def _rows_html(frame: pd.DataFrame, config: Sequence[str] = ()) -> str:
     """A table whose headers may wrap after a dot or an underscore, numbers with 4 significant digits;
     ``config``: the columns of config values (None there is null, not blank)."""
-    head = "".join(f'<th class="text">{_breakable(HEADERS.get(c, str(c)))}</th>' for c in frame.columns)
+    head = "".join(f'<th class="text"{_wrap(str(c))}>{_breakable(HEADERS.get(c, str(c)))}</th>' for c in frame.columns)
     body = "\n".join("<tr>" + "".join(_td(v, i == 0, c in config) for i, (c, v) in enumerate(zip(frame.columns, row)))
                      + "</tr>" for row in frame.itertuples(index=False))
     return f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>'
 
 
 def _breakable(text: str) -> str:
+    """Escaped text that may wrap after a dot, an underscore, a slash or a hyphen (run names, paths)."""
     escaped = html_text.escape(text)
-    return escaped.replace(".", ".<wbr>").replace("_", "_<wbr>")
+    for mark in "._/-":
+        escaped = escaped.replace(mark, mark + "<wbr>")
+    return escaped
+
+
+LONG = 20  # text longer than this may also break inside a word (a path, a long name), rather than widen the table
+
+
+def _wrap(text: str) -> str:
+    return ' style="overflow-wrap: anywhere"' if len(text) > LONG else ""
 
 
 def _td(value: Any, first: bool, config: bool) -> str:
+    """A number as it is; text (a run's name, a config value such as a path) free to wrap: ten runs' folders
+    side by side must not push the table wider than the page."""
     text = cell_text(value, config)
-    css = ' class="text"' if first or isinstance(value, bool) or not isinstance(value, numbers.Real) else ""
-    return f"<td{css}>{_breakable(text) if first else html_text.escape(text)}</td>"
+    if first or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return f'<td class="text"{_wrap(text)}>{_breakable(text)}</td>'
+    return f"<td>{html_text.escape(text)}</td>"
 
 
 def cell_text(value: Any, config: bool = False) -> str:
