@@ -95,3 +95,16 @@ def _quiet() -> Iterator[None]:
         yield
     except OSError:
         pass
+
+
+def fresh_dir(base: Path) -> Path:
+    """Make and return ``base``, or ``base-2``, ``base-3``, ... (the first that does not exist yet): a folder of
+    this call's own, never one that another run or process made in the same second."""
+    path, k = base, 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            k += 1
+            path = Path(f"{base}-{k}")

@@ -19,7 +19,7 @@ import numpy as np
 from .config import Config, ConfigError
 from .errors import interrupt_in, interrupts_unwrapped
 from .data import Dataset, load_data
-from .files import NoSpace, no_space, no_space_error, write_atomic
+from .files import NoSpace, fresh_dir, no_space, no_space_error, write_atomic
 from .logging import RunWriter, full_sequence_times, summary_of
 from .nn import MLP, Loss, build_mlp, make_loss
 from .nn.recurrent import build_rnn
@@ -390,16 +390,7 @@ def new_run_dir(out: str | Path, name: str, source: str = "<config>") -> Path:
 
 def _new_dir(out: Path, name: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = out / f"{name}-{stamp}"
-    path, k = base, 1
-    while True:
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            k += 1
-            path = Path(f"{base}-{k}")
+    return fresh_dir(out / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
 
 
 @limited  # BLAS on train.threads threads (one by default) for the whole run

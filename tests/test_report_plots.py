@@ -5,7 +5,6 @@ import base64
 import math
 import dataclasses
 import re
-import subprocess
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,7 +20,7 @@ from gradlab.report import plots, sweep_plots
 from gradlab.report.html import Section, findings_table, write_html
 from gradlab.report.load import load_run, load_sweep_dir
 
-from optional import need_chromium
+from browser import measure
 
 PNG = b"\x89PNG\r\n\x1a\n"
 RUN_PNGS = ["gradient_flow.png", "grad_heatmap.png", "loss_grad_norm.png", "activations.png"]
@@ -261,42 +260,11 @@ def test_findings_table_colours_kinds_and_formats_evidence():
     assert '<th class="text">run</th>' in by_run and "depth=4,init=&lt;x&gt;" in by_run
 
 
-PROBE = """<script>
-// Synchronous on window.load (img.decode() promises resolve off the main thread, after --dump-dom
-// may already have run): an image counts when it loaded, has a size, and drawing it onto a canvas
-// (which decodes it) gives at least one non-transparent pixel.
-function drawn(img) {
-  var c = document.createElement("canvas");
-  c.width = img.naturalWidth; c.height = img.naturalHeight;
-  var ctx = c.getContext("2d");
-  ctx.drawImage(img, 0, 0);
-  var px = ctx.getImageData(0, 0, c.width, c.height).data;
-  for (var k = 3; k < px.length; k += 4) { if (px[k] > 0) return true; }
-  return false;
-}
-window.addEventListener("load", function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var n = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0 && drawn(i); }).length;
-  document.title = "DECODED " + n + "/" + imgs.length;
-});
-</script>
-"""
-
-
 def test_report_images_decode_in_headless_chromium(mlp_pngs, sweep2, tmp_path):
-    browser = need_chromium()
     pngs = [*mlp_pngs, *sweep_plots.write_sweep_plots(sweep2, tmp_path / "sweep")]
     page = report(pngs, tmp_path / "report.html")
-    probe = tmp_path / "probe" / "report.html"
-    probe.parent.mkdir()
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", "--virtual-time-budget=10000",
-                           probe.as_uri()], capture_output=True, text=True, timeout=60)
-    found = re.search(r"<title>DECODED (\d+)/(\d+)</title>", done.stdout)
-    assert found, f"no DECODED title in the dumped DOM (exit {done.returncode}): {done.stderr[-2000:]}"
-    decoded, total = int(found.group(1)), int(found.group(2))
-    assert decoded == total and total == len(pngs) >= 4
+    facts = measure(page, tmp_path)
+    assert facts["decoded"] == facts["images"] == len(pngs) >= 4
 
 
 # --------------------------------------------------------------------------- huge finite values

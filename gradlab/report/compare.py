@@ -26,7 +26,7 @@ import yaml
 from matplotlib import colormaps
 
 from ..config import ConfigError
-from ..files import refuse_symlinks
+from ..files import fresh_dir, refuse_symlinks
 from . import html
 from .diagnose import delta_ratio, time_ratio
 from .load import RunData, load_run
@@ -238,17 +238,11 @@ def out_folder(runs: list[RunData], out: str | Path | None) -> Path:
 
 def _new_folder(parent: Path) -> Path:
     base = parent / f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    path, k = base, 1
-    while True:
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            k += 1
-            path = Path(f"{base}-{k}")
-        except OSError as exc:
-            raise ConfigError(f"{parent}: cannot make the folder {path.name} for the comparison "
-                              f"({exc.strerror or exc}); choose another with --out DIR.") from None
+    try:
+        return fresh_dir(base)
+    except OSError as exc:
+        raise ConfigError(f"{parent}: cannot make a folder {base.name} for the comparison "
+                          f"({exc.strerror or exc}); choose another with --out DIR.") from None
 
 
 def _write(cmp: Comparison, folder: Path) -> None:
