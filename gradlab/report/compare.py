@@ -30,7 +30,7 @@ from ..files import fresh_dir, refuse_symlinks
 from . import html
 from .diagnose import delta_ratio, time_ratio
 from .load import RunData, load_run
-from .plots import DELTA, _figure, _finite, _log_y, _note, _positive, _save
+from .plots import DELTA, _figure, _finite, _log_y, _note, _positive, _save, smooth
 
 PLOTS = ("compare_loss.png", "compare_grad_norm.png", "compare_delta_by_layer.png", "compare_time_grad_norms.png")
 PAGE = "compare.html"
@@ -383,15 +383,6 @@ def _usable_metrics(run: RunData, column: str) -> bool:
     return m is not None and not m.empty and column in m.columns
 
 
-def ema(values, n_points: int) -> np.ndarray:
-    """Exponential moving average over the finite values (span: 1/SMOOTH of the points, at least 1);
-    NaN where the value itself is not finite (a diverged run ends there)."""
-    x = _finite(values)
-    span = max(1.0, n_points / SMOOTH)
-    smooth = pd.Series(x).ewm(span=span, ignore_na=True).mean().to_numpy()
-    return np.where(np.isfinite(x), smooth, np.nan)
-
-
 def plot_loss(runs: list[RunData], labels: list[str], path: Path) -> tuple[Path | None, list[str]]:
     """Each run's batch loss (faint) and its EMA (line), validation loss as points; log y over > 100x."""
     shown = [(r, l, c) for r, l, c in zip(runs, labels, colors(len(runs))) if _usable_metrics(r, "loss")]
@@ -406,7 +397,7 @@ def plot_loss(runs: list[RunData], labels: list[str], path: Path) -> tuple[Path 
         m = run.metrics
         off = _off_top(ax, run, "loss", top, color)
         ax.plot(m.step, clean(m.loss), "-", color=color, lw=0.8, alpha=0.25)
-        ax.plot(m.step, clean(ema(m.loss, len(m))), "-", color=color, lw=1.8, label=_run_label(run, label, off))
+        ax.plot(m.step, clean(smooth(m.loss, max(1.0, len(m) / SMOOTH))), "-", color=color, lw=1.8, label=_run_label(run, label, off))
         if "val_loss" in m:
             ax.plot(m.step, clean(m.val_loss), "o", color=color, ms=4.5, mec="white", mew=0.6)
         if run.summary.get("diverged_at") is not None:

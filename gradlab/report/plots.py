@@ -18,6 +18,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..files import save_atomic
 from .load import RunData
+from .progress import chance  # the diagnosis' chance level: one figure on the page and in the plot
 
 DPI = 100
 SIZE = (7.0, 4.0)
@@ -297,38 +298,9 @@ def smooth(values, span: float | None = None) -> np.ndarray:
     a twentieth of the values (at least 2): alpha = 2 / (span + 1)."""
     x = _finite(values)
     span = max(2.0, len(x) / 20) if span is None else span
-    alpha, level, weight = 2.0 / (span + 1.0), 0.0, 0.0
-    out = np.full(len(x), np.nan)
-    for i, v in enumerate(x):
-        if np.isfinite(v):
-            level, weight = (1 - alpha) * level + alpha * v, (1 - alpha) * weight + alpha
-            out[i] = level / weight
-    return out
-
-
-def chance(run: RunData) -> tuple[float | None, float | None]:
-    """(loss, accuracy) of a model that ignores its input, on the run's training targets: for
-    classification it predicts the class frequencies (loss = their entropy, ln(n_classes) when balanced)
-    and scores the majority class's frequency (1/n_classes when balanced); for mse it predicts the mean
-    (loss = the targets' variance summed over outputs). The targets come from the config: the synthetic
-    data is made again from its seed (numpy only); data read from a file (csv, npz) is not read again,
-    so there is no chance line: (None, None) then, and for a config that is not there or not valid."""
-    config = run.config
-    if config is None or getattr(config.data, "kind", None) in ("csv", "npz"):
-        return None, None
-    try:
-        from ..data import load_data
-        from ..train import streams
-
-        y = load_data(config.data, streams(config.seed)["data"]).y_train
-    except Exception:  # noqa: BLE001 - a chance line is a help, never a reason to fail the report
-        return None, None
-    if config.loss == "mse":
-        y = np.asarray(y, dtype=float).reshape(len(y), -1)
-        return float(y.var(axis=0).sum()), None
-    counts = np.bincount(np.asarray(y, dtype=np.int64).ravel())
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum()), float(p.max())
+    # pandas' adjusted EWM is that debiased average; ignore_na leaves a missing value out of the weights
+    level = pd.Series(x).ewm(span=span, ignore_na=True).mean().to_numpy()
+    return np.where(np.isfinite(x), level, np.nan)
 
 
 def _plot_loss(ax, m: pd.DataFrame, chance_loss: float | None = None) -> None:
