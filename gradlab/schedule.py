@@ -30,9 +30,7 @@ def warmup(lr: float, t: int, W: int) -> float:
 
 
 def rate(schedule, lr: float, t: int, T: int) -> float:
-    """The learning rate of step ``t`` of ``T`` under a ``ScheduleConfig`` (None: constant)."""
-    if schedule is None:
-        return lr
+    """The learning rate of step ``t`` of ``T`` under a ``ScheduleConfig``."""
     W = schedule.warmup
     if t < W:
         return warmup(lr, t, W)

@@ -14,9 +14,8 @@ from typing import Optional
 
 import typer
 
-from .runs import SILENT  # json and pathlib only
+from .runs import SILENT, TABLES  # json and pathlib only
 
-TABLES = ("metrics.csv", "grad_norms.csv", "layer_stats.csv", "time_grad_norms.csv", "gate_stats.csv")
 BLOCKS = "▁▂▃▄▅▆▇█"
 NAN_MARK, INF_MARK = "?", "!"  # a sparkline column holding nan, inf (drawn red)
 WIDE = 100.0  # a positive series whose max/min exceeds this is drawn on a log scale
@@ -115,13 +114,12 @@ class RunState:
 
     def add_record(self, rec) -> None:
         """A training loop's StepRecord: the rows the run folder's tables get for it."""
-        from dataclasses import asdict
-
+        # vars, not dataclasses.asdict: a flat record needs no deep copy, and this runs at every logged step
         self.add("metrics.csv", [dict(zip(rec.METRICS, rec.metrics()))])
-        self.add("grad_norms.csv", [{"step": rec.step, "epoch": rec.epoch, **asdict(p)} for p in rec.params])
-        self.add("layer_stats.csv", [{"step": rec.step, **asdict(s)} for s in rec.layers])
-        self.add("time_grad_norms.csv", [{"step": rec.step, **asdict(t)} for t in rec.times])
-        self.add("gate_stats.csv", [{"step": rec.step, **asdict(g)} for g in rec.gates])
+        self.add("grad_norms.csv", [{"step": rec.step, "epoch": rec.epoch, **vars(p)} for p in rec.params])
+        self.add("layer_stats.csv", [{"step": rec.step, **vars(s)} for s in rec.layers])
+        self.add("time_grad_norms.csv", [{"step": rec.step, **vars(t)} for t in rec.times])
+        self.add("gate_stats.csv", [{"step": rec.step, **vars(g)} for g in rec.gates])
 
     def diagnose(self, now: float | None = None, force: bool = False) -> None:
         """The diagnosis of the rows so far, only if rows came, and at most every ``gap`` seconds: at least
