@@ -22,7 +22,7 @@ from .records import GateStat, LayerStat, ParamStat, RunResult, StepRecord, Time
 _G10 = "{:.10g}".format
 
 
-def DIGITS(x: float) -> str:
+def digits(x: float) -> str:
     """A float as CSV text: 10 significant digits (what a spreadsheet keeps), still a float to the eye and
     to pandas (1.0, not 1): 0.30000000000000004 -> 0.3, 1e-300 -> 1e-300, nan and inf as they are."""
     s = _G10(x)
@@ -38,7 +38,7 @@ def _cell(value):
     if value is None:
         return ""
     if isinstance(value, (float, np.floating)):
-        return DIGITS(value)
+        return digits(value)
     if isinstance(value, (bool, np.bool_)):
         return int(value)
     return value
@@ -50,7 +50,7 @@ def _exclusive(path: str, flags: int) -> int:
 
 def _rows(rows: list) -> bytes:
     text = io.StringIO()
-    csv.writer(text).writerows([[DIGITS(v) if v.__class__ is float else v if v.__class__ in PLAIN else _cell(v)
+    csv.writer(text).writerows([[digits(v) if v.__class__ is float else v if v.__class__ in PLAIN else _cell(v)
                                  for v in row] for row in rows])
     return text.getvalue().encode("utf-8")
 
