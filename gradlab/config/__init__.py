@@ -14,5 +14,4 @@ from .schema import (  # noqa: F401
 )
 from .yamlfile import FLOAT_12, MAX_BYTES, MAX_NODES, MERGE_TAG, parse_yaml, read_text  # noqa: F401
 from .overrides import apply_overrides, key_path, set_value  # noqa: F401
-from .messages import TYPE_HELP  # noqa: F401
 from .load import allowed_imports, config_from_dict, import_roots, load_config, validate  # noqa: F401

@@ -60,15 +60,10 @@ def sweep_report(sweep: SweepData, write: bool) -> Report:
     return rep
 
 
-def sweep_run(folder: Path, run: str, status: str) -> tuple[list[dict], str | None]:
-    """The findings of one run of a sweep, or a note saying why it is not diagnosed. Only a folder directly
-    inside the sweep's is read: summary.csv names it."""
-    found, note, _ = _diagnosed(folder, run, status)
-    return found, note
-
-
 def _diagnosed(folder: Path, run: str, status: str) -> tuple[list[dict], str | None, tuple[int, int] | None]:
-    """sweep_run's findings and note, with the run's first and last hidden layer (for the evidence's labels)."""
+    """The findings of one run of a sweep, or a note saying why it is not diagnosed, with the run's first and
+    last hidden layer (for the evidence's labels). Only a folder directly inside the sweep's is read:
+    summary.csv names it."""
     if run in ("", ".", "..") or run != Path(run).name:
         return [], f"{run}: not a folder name inside the sweep (summary.csv, column 'run'); not read", None
     if (folder / run).is_symlink():
