@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import boot
-from .errors import ConfigError, interrupt_in
+from .errors import ConfigError, interrupt_in, received
 
 out = Console()
 err = Console(stderr=True)
@@ -30,9 +30,6 @@ TRAIN_EXITS = ("Exit status: 0 completed; 2 bad input (also a full disk; the mes
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C is (whatever stops on Ctrl-C stops on it), with exit status 143."""
-
-
-_signals: list[int] = []  # the stop signals this command received
 
 
 def quiet_warnings(ctx: typer.Context) -> None:
@@ -53,37 +50,51 @@ class Command(TyperCommand):
         handle_sigterm(ctx)
         quiet_warnings(ctx)
         try:
-            return super().invoke(ctx)
-        except typer.Exit:
+            value = super().invoke(ctx)
+        except typer.Exit as exc:
+            if received and exc.exit_code not in (EXIT_CTRL_C, EXIT_SIGTERM):
+                stopped()  # a signal a library swallowed (pydantic warns and goes on): the work ended, as asked
             raise
         except Exception as exc:  # a Ctrl-C or SIGTERM that a library wrapped (pydantic, in a model_dump)
             if interrupt_in(exc) is None:
                 raise
             stopped()
+        if received:
+            stopped()
+        return value
 
 
 def handle_sigterm(ctx: typer.Context) -> None:
     """For the command about to run, SIGTERM raises ``Terminated`` (handled as Ctrl-C is) and Ctrl-C
     raises KeyboardInterrupt again (``boot`` made both exit quietly during the imports); the handler
     before it is put back when the command ends. Imported as a library, gradlab installs no handler."""
-    _signals.clear()
+    received.clear()
+    ctx.call_on_close(received.clear)  # a signal to this command does not stop the next (a test, a notebook)
     if threading.current_thread() is not threading.main_thread():
         return
     boot.release()
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
-        return  # a SIGTERM the caller ignores stays ignored
-    before = signal.signal(signal.SIGTERM, _terminate)
-    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL))
+    for sig, handler in ((signal.SIGTERM, _terminate), (signal.SIGINT, _interrupt)):
+        if signal.getsignal(sig) in (signal.SIG_IGN, None):
+            continue  # a signal the caller ignores (nohup, a background job) stays ignored
+        before = signal.signal(sig, handler)
+        ctx.call_on_close(lambda sig=sig, before=before: signal.signal(sig, before if before is not None
+                                                                        else signal.SIG_DFL))
 
 
 def _terminate(signum, frame) -> None:
-    _signals.append(signum)
+    received.append(signum)
     raise Terminated()
+
+
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C as Python's own handler raises it, and recorded (``errors.stop_if_signalled``)."""
+    received.append(signum)
+    raise KeyboardInterrupt
 
 
 def interrupted_code() -> int:
     """143 when SIGTERM stopped the command, else 130 (Ctrl-C)."""
-    return EXIT_SIGTERM if signal.SIGTERM in _signals else EXIT_CTRL_C
+    return EXIT_SIGTERM if signal.SIGTERM in received else EXIT_CTRL_C
 
 
 def fail(exc: ConfigError) -> None:

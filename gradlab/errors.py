@@ -20,6 +20,16 @@ ALLOW_HELP = ("A folder whose modules a config may import (repeatable). A config
 EPS_RANGE = (1e-15, 0.1)
 
 
+received: list[int] = []  # the stop signals the running command's handlers received (``console``)
+
+
+def stop_if_signalled() -> None:
+    """Raise the Ctrl-C (or SIGTERM) that a library swallowed: pydantic turns one raised inside a tagged union's
+    serializer into a warning and goes on, so the handler's record, not the exception, is what tells."""
+    if received:
+        raise KeyboardInterrupt
+
+
 def interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
     """The Ctrl-C (or SIGTERM, raised as one) behind ``exc``: ``exc`` itself, or one a library wrapped on its way
     out. pydantic does: a signal that arrives inside a serializer (any ``model_dump``) leaves it as a

@@ -17,7 +17,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from .config import Config, ConfigError
-from .errors import interrupt_in, interrupts_unwrapped
+from .errors import interrupt_in, interrupts_unwrapped, stop_if_signalled
 from .data import Dataset, load_data
 from .files import NoSpace, fresh_dir, no_space, no_space_error, write_atomic
 from .logging import RunWriter, full_sequence_times, summary_of
@@ -243,6 +243,7 @@ def fit(s: Setup, observers: "list[Observer]" = (), result: RunResult | None = N
             try:
                 with interrupts_unwrapped():
                     result.final = final_metrics(s)
+                    stop_if_signalled()
             except KeyboardInterrupt:  # a second Ctrl-C, or the first during the final metrics: none then
                 result.status = "interrupted"
             else:
@@ -285,6 +286,7 @@ def _loop(s: Setup, observers: list, result: RunResult, t0: float) -> None:
     it = batches(len(data.X_train), cfg.batch_size, cfg.shuffle, s.batch_rng)
     stopper = EarlyStop(cfg.early_stop.patience, cfg.early_stop.min_delta) if cfg.early_stop else None
     for step in range(n_steps):
+        stop_if_signalled()
         epoch, idx = next(it)
         optimizer.lr = rate(cfg.schedule, cfg.lr, step, n_steps)
         J = model.loss_and_grads(data.X_train[idx], data.y_train[idx], loss, cfg.l2, train=True)

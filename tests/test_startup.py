@@ -151,7 +151,7 @@ def parse_args(self, ctx, args):  # typer parses the command's options: pydantic
     seen["parse"] = signal.getsignal(signal.SIGINT) is boot._exit_quietly
     return parse(self, ctx, args)
 def load_config(*args, **kwargs):  # the command runs
-    seen["run"] = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    seen["run"] = signal.getsignal(signal.SIGINT) is console._interrupt  # records the signal, raises KeyboardInterrupt
     return load(*args, **kwargs)
 console.Command.parse_args, gradlab.load_config = parse_args, load_config
 sys.argv = ["gradlab", "check", sys.argv[1], "--mode", "directional"]
