@@ -117,7 +117,9 @@ class ReLU(Activation):
         return dout * self.mask
 
     def dead(self):
-        return float(np.count_nonzero(~self.mask.any(axis=0)) / self.mask.shape[1])
+        # a unit is a feature of a dense layer, a (position, channel) of a conv layer's (N, H, W, C) output
+        alive = self.mask.any(axis=0)
+        return float(np.count_nonzero(~alive) / alive.size)
 
 
 class LeakyReLU(Activation):
