@@ -3,7 +3,10 @@ the train/validation split and standardisation. Bad user files raise ``ConfigErr
 
 Sequence tasks (adding, copy, temporal_order, parity with ``T``, an npz with a 3-D X) give
 X of shape (N, T, F); their targets are per sequence (answered at the last step: (N,) labels or
-(N, K) values) or, with ``Dataset.per_step``, one class label per step: (N, T)."""
+(N, K) values) or, with ``Dataset.per_step``, one class label per step: (N, T).
+
+Image sets (shapes, digits, images: readers in ``gradlab.images``) give X (N, H, W, C) (NHWC) with
+``Dataset.image``; their labels are (N,)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ Raw = tuple[np.ndarray, np.ndarray, str]  # (X (N, D) or (N, T, F), y (N,) int64
 class Dataset:
     """Train/validation arrays.
 
-    X: (N, D) float64, or (N, T, F) float64 when ``sequence``.
+    X: (N, D) float64, (N, T, F) float64 when ``sequence``, or (N, H, W, C) float64 when ``image``.
     y: (N,) int64 labels or (N, K) float64 targets (for sequences: the answer after the last step),
     or, when ``per_step``, (N, T) int64 labels, one per time step.
     """
@@ -45,11 +48,17 @@ class Dataset:
     n_classes: int | None = None  # classification only
     sequence: bool = False  # X is (N, T, F)
     per_step: bool = False  # y is (N, T): a class label at every step (classification only)
+    image: bool = False  # X is (N, H, W, C)
 
     @property
     def n_features(self) -> int:
-        """D (or F for sequences), the size of the last axis of X."""
+        """D (or F for sequences, C for images), the size of the last axis of X."""
         return int(self.X_train.shape[-1])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: (D,), (T, F) or (H, W, C)."""
+        return tuple(int(d) for d in self.X_train.shape[1:])
 
     @property
     def n_outputs(self) -> int:
@@ -212,6 +221,58 @@ def _temporal_order(cfg: Any, rng: np.random.Generator) -> Raw:
     tokens[rows, t1] = 4 + s1
     tokens[rows, t2] = 4 + s2
     return _one_hot(tokens, len(TEMPORAL_SYMBOLS)), (2 * s1 + s2).astype(np.int64), "classification"
+
+
+# --------------------------------------------------------------------------- image tasks
+
+SHAPE_NAMES = ("horizontal bar", "vertical bar", "hollow square")  # the classes of data.kind shapes, in order
+
+
+def _shape_boxes(y: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Per sample the box (top, left, height, width) its shape fills: a bar 1 x L (L from 3 to size - 1) or
+    L x 1, a square of side 3 to max(3, size // 2), anywhere inside the grid."""
+    n = len(y)
+    bar = rng.integers(3, size, n)
+    side = rng.integers(3, max(3, size // 2) + 1, n)
+    height = np.select([y == 0, y == 1], [np.ones(n, np.int64), bar], side)
+    width = np.select([y == 0, y == 1], [bar, np.ones(n, np.int64)], side)
+    top = (rng.uniform(0.0, 1.0, n) * (size - height + 1)).astype(np.int64)
+    left = (rng.uniform(0.0, 1.0, n) * (size - width + 1)).astype(np.int64)
+    return top, left, height, width
+
+
+def _shapes(cfg: Any, rng: np.random.Generator) -> Raw:
+    """Horizontal bars (0), vertical bars (1) and hollow squares (2), balanced, at random places, of random
+    lengths and brightness (0.5 to 1, a random colour over the channels), plus N(0, noise^2) per pixel;
+    X (N, size, size, channels). Bar lengths and square outlines overlap in pixel count (3 to size - 1 against
+    8 and up), so the class is in the arrangement of the pixels, not in how many are lit."""
+    y = _balanced_labels(cfg.n_samples, len(SHAPE_NAMES))
+    top, left, height, width = (a[:, None, None] for a in _shape_boxes(y, cfg.size, rng))
+    r = np.arange(cfg.size)[None, :, None]
+    c = np.arange(cfg.size)[None, None, :]
+    inside = (r >= top) & (r < top + height) & (c >= left) & (c < left + width)
+    edge = (r == top) | (r == top + height - 1) | (c == left) | (c == left + width - 1)
+    colour = rng.uniform(0.5, 1.0, (len(y), cfg.channels))
+    X = (inside & edge)[..., None] * colour[:, None, None, :]
+    return X + cfg.noise * rng.standard_normal(X.shape), y, "classification"
+
+
+def _images(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, np.ndarray, str, int | None]:
+    """An image file (npz, IDX, CIFAR-10): X (N, H, W, C) float64 scaled to [0, 1], y (N,) int64."""
+    from .images import read_images  # here: only data.kind images needs the readers
+
+    X, y, n_classes = read_images(cfg, rng, source)
+    names = [f"channel {j} (counting from 0, the last axis of X)" for j in range(X.shape[-1])]
+    _check_scale(X, cfg.standardize, f"the images of {cfg.path}", "data.path", source, names)
+    return X, y, "classification", n_classes
+
+
+def _digits(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, np.ndarray, str, int | None]:
+    """scikit-learn's 8x8 digits: X (N, 8, 8, 1), pixel values 0..16 scaled to [0, 1], y (N,) 0..9."""
+    from .images import read_digits  # here: only data.kind digits needs scikit-learn
+
+    X, y = read_digits(cfg, rng, source)
+    return X, y, "classification", 10
 
 
 # --------------------------------------------------------------------------- user files
@@ -428,8 +489,9 @@ def _npz(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray, n
     y (N,) or (N, K) (answered at the last step) or y (N, T) (class labels at every step)."""
     X, y = _npz_arrays(cfg.path, source)
     if X.ndim not in (2, 3) or X.dtype.kind not in "biuf":
+        images = " (for images (N, H, W, C) use data.kind images)" if X.ndim == 4 else ""
         raise _fail(source, "data.path", f"array X in {cfg.path} has shape {X.shape} and dtype {X.dtype}; "
-                    "expected a 2-D numeric array (N, D) or, for sequences, a 3-D one (N, T, F).")
+                    f"expected a 2-D numeric array (N, D) or, for sequences, a 3-D one (N, T, F){images}.")
     sequence = X.ndim == 3
     if y.ndim not in (1, 2):
         expected = "(N,) or (N, K), or (N, T) labels per step" if sequence else "(N,) or (N, K)"
@@ -488,6 +550,9 @@ LOADERS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray, str, int | None]]
     "temporal_order": _synthetic(_temporal_order, classes=lambda cfg: 4),
     "csv": _csv,
     "npz": _npz,
+    "shapes": _synthetic(_shapes, classes=lambda cfg: len(SHAPE_NAMES)),
+    "images": _images,
+    "digits": _digits,
 }
 
 
@@ -500,7 +565,8 @@ def split(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.nda
 
 def standardize(X_train: np.ndarray, X_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scale both (N, D)/(M, D) by the training mean and std per column (std 0 -> 1); sequences
-    (N, T, F)/(M, T, F) per feature, over the training samples and all their time steps."""
+    (N, T, F)/(M, T, F) per feature, over the training samples and all their time steps; images
+    (N, H, W, C)/(M, H, W, C) per channel, over the training images and all their pixels."""
     axes = tuple(range(X_train.ndim - 1))
     mean = X_train.mean(axis=axes)
     std = X_train.std(axis=axes)
@@ -518,10 +584,11 @@ def load_data(cfg: Any, rng: np.random.Generator, source: str = "<config>") -> D
         if data.standardize:
             X_train, X_val = standardize(X_train, X_val)
     if not (np.isfinite(X_train).all() and np.isfinite(X_val).all()):
-        where = "data.path" if data.kind in ("csv", "npz") else "data"
+        where = "data.path" if hasattr(data, "path") else "data"
         raise _fail(source, where, "the features are not finite once standardised (a validation value far "
                     "outside the training rows' range); allowed: features whose standardised values stay finite "
                     "in float64: rescale them, or set data.standardize: false.")
     sequence = X.ndim == 3
     per_step = sequence and task == "classification" and y.ndim == 2
-    return Dataset(X_train, y[train], X_val, y[val], task, n_classes, sequence=sequence, per_step=per_step)
+    return Dataset(X_train, y[train], X_val, y[val], task, n_classes, sequence=sequence, per_step=per_step,
+                   image=X.ndim == 4)

@@ -459,9 +459,43 @@ class NpzData(DataBase):
     task: Literal["auto", "classification", "regression"] = "auto"
 
 
+class ShapesData(Synthetic):
+    """Images of three classes on a size x size grid: a horizontal bar, a vertical bar, a hollow square, each at
+    a random place and of a random length or side, with Gaussian pixel noise; X (n_samples, size, size, channels)."""
+
+    kind: Literal["shapes"]
+    size: int = Field(12, ge=6, le=256, description="image height and width in pixels")
+    channels: int = Field(1, ge=1, le=16, description="colour channels: each shape gets a random colour")
+    noise: float = Field(0.3, ge=0.0, description="std of the Gaussian noise added to every pixel (shapes are 0.5 to 1)")
+
+
+class ImagesData(DataBase):
+    """Images from a file: an .npz with X (N, H, W, C) or (N, H, W) and y (N,), MNIST's IDX files, or CIFAR-10's
+    binary batches; pixel values scaled to [0, 1] (8-bit ones divided by 255), then standardised per channel."""
+
+    kind: Literal["images"]
+    path: str = Field(description="an .npz or IDX images file, or a folder of IDX files or CIFAR-10 batches "
+                                  "(or one batch file)")
+    format: Literal["auto", "npz", "idx", "cifar10"] = Field(
+        "auto", description="auto: by the file's name and first bytes")
+    labels: str | None = Field(None, description="idx: the labels file (default: the images file's name with "
+                                                 "images-idx3 -> labels-idx1, in its folder)")
+    split: Literal["train", "test"] = Field(
+        "train", description="a folder: which files (idx: train-* or t10k-*; cifar10: data_batch_* or test_batch)")
+    n_samples: int | None = Field(None, ge=2, description="a random subset of this many images (default: all)")
+
+
+class DigitsData(DataBase):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes): pip install 'gradlab[images]'."""
+
+    kind: Literal["digits"]
+    n_samples: int | None = Field(None, ge=2, le=1797, description="a random subset of this many images "
+                                                                  "(default: all 1,797)")
+
+
 DataConfig = Annotated[
     Union[SpiralsData, MoonsData, BlobsData, XorData, ParityData, TeacherData, CsvData, NpzData,
-          AddingData, CopyData, TemporalOrderData],
+          AddingData, CopyData, TemporalOrderData, ShapesData, ImagesData, DigitsData],
     Field(discriminator="kind"),
 ]
 
