@@ -1,0 +1,245 @@
+"""Convolution, pooling, spatial batch norm and residual blocks: every backward pass against centred
+differences in float64 on tiny images, and the layers' forward facts (a convolution by hand, shapes,
+windows, K copies at once)."""
+import numpy as np
+import pytest
+
+from gradlab.check import centred_difference, rel_error
+from gradlab.nn import AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
+
+TOL = 1e-7  # CS231n's "good" tier for a gradient check
+
+
+def check_module(module, x, train=True):
+    """rel_error of backward against centred differences for dx and every parameter, J = sum(out * R)."""
+    R = np.random.default_rng(1).standard_normal(module.forward(x, train).shape)
+    J = lambda: float(np.sum(module.forward(x, train) * R))
+    module.forward(x, train)
+    errors = {"x": rel_error(module.backward(R.copy()), centred_difference(J, x))}
+    for key, p in module.params.items():
+        module.forward(x, train)
+        module.backward(R.copy())
+        analytic = module.grads[key].copy()
+        errors[key] = rel_error(analytic, centred_difference(J, p))
+    return errors
+
+
+def naive_conv(x, W, b, stride, padding):
+    """The definition, pixel by pixel (a test's reference, never the layer's way)."""
+    k, _, _, c_out = W.shape
+    xp = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    ho = (xp.shape[1] - k) // stride + 1
+    wo = (xp.shape[2] - k) // stride + 1
+    out = np.zeros((len(x), ho, wo, c_out))
+    for n in range(len(x)):
+        for y in range(ho):
+            for z in range(wo):
+                patch = xp[n, y * stride:y * stride + k, z * stride:z * stride + k, :]
+                out[n, y, z] = np.tensordot(patch, W, axes=3) + (0 if b is None else b)
+    return out
+
+
+def distinct(rng, shape, gap=1e-2):
+    """Entries all at least ``gap`` apart (a shuffled ladder), so x +- eps never changes a maximum."""
+    values = gap * rng.permutation(int(np.prod(shape))).astype(np.float64)
+    return (values - values.mean()).reshape(shape)
+
+
+CONV_CASES = [  # (k, stride, padding, H, W)
+    (3, 1, 0, 5, 6), (3, 1, 1, 5, 5), (3, 2, 0, 7, 5), (3, 2, 1, 6, 7),
+    (1, 1, 0, 4, 5), (1, 2, 0, 5, 5), (1, 1, 1, 3, 4), (2, 2, 1, 5, 4),
+]
+
+
+@pytest.mark.parametrize("k, stride, padding, h, w", CONV_CASES)
+def test_conv_backward_matches_centred_differences(k, stride, padding, h, w):
+    rng = np.random.default_rng(0)
+    conv = Conv2d(rng.standard_normal((k, k, 3, 2)), rng.standard_normal(2), stride, padding)
+    errors = check_module(conv, rng.standard_normal((2, h, w, 3)))
+    assert set(errors) == {"x", "W", "b"}
+    assert max(errors.values()) < TOL, errors
+
+
+def test_conv_without_bias_has_no_b():
+    rng = np.random.default_rng(0)
+    conv = Conv2d(rng.standard_normal((3, 3, 2, 2)), None, 1, 1)
+    errors = check_module(conv, rng.standard_normal((2, 4, 4, 2)))
+    assert set(errors) == {"x", "W"} and max(errors.values()) < TOL, errors
+
+
+def test_conv_by_hand():
+    # one channel, x = [[1 2 3] [4 5 6] [7 8 9]], a 2x2 kernel [[1 0] [0 -1]]: out = x[y,z] - x[y+1,z+1]
+    x = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+    W = np.array([[1.0, 0.0], [0.0, -1.0]]).reshape(2, 2, 1, 1)
+    out = Conv2d(W, np.array([0.5])).forward(x)
+    np.testing.assert_array_equal(out[0, :, :, 0], [[-3.5, -3.5], [-3.5, -3.5]])
+    # padding 1: the corner (0, 0) of the output sees only x[0, 0] under the kernel's -1
+    out = Conv2d(W, None, padding=1).forward(x)
+    assert out.shape == (1, 4, 4, 1)
+    assert out[0, 0, 0, 0] == -1.0 and out[0, 3, 3, 0] == 9.0 and out[0, 1, 1, 0] == 1.0 - 5.0
+    # two input channels sum; two output channels are two kernels
+    x2 = np.concatenate([x, 10 * x], axis=3)
+    W2 = np.zeros((1, 1, 2, 2))
+    W2[0, 0] = [[1.0, 0.0], [1.0, 2.0]]  # out0 = x + 10x, out1 = 2 * 10x
+    out = Conv2d(W2, None).forward(x2)
+    np.testing.assert_array_equal(out[..., 0], 11 * x[..., 0])
+    np.testing.assert_array_equal(out[..., 1], 20 * x[..., 0])
+
+
+@pytest.mark.parametrize("k, stride, padding, h, w", CONV_CASES)
+def test_conv_matches_its_definition(k, stride, padding, h, w):
+    rng = np.random.default_rng(3)
+    x, W, b = rng.standard_normal((3, h, w, 2)), rng.standard_normal((k, k, 2, 4)), rng.standard_normal(4)
+    out = Conv2d(W, b, stride, padding).forward(x)
+    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    assert out.shape == (3, ho, wo, 4)
+    np.testing.assert_allclose(out, naive_conv(x, W, b, stride, padding), rtol=1e-12, atol=1e-12)
+
+
+def test_conv_refuses_a_kernel_larger_than_the_image():
+    with pytest.raises(ValueError, match="does not fit a 2x2 image"):
+        Conv2d(np.zeros((3, 3, 1, 1)), None).forward(np.zeros((1, 2, 2, 1)))
+
+
+@pytest.mark.parametrize("size, stride, h, w", [(2, None, 4, 6), (2, None, 5, 5), (3, 2, 7, 6), (2, 1, 4, 3)])
+def test_maxpool_backward_matches_centred_differences(size, stride, h, w):
+    pool = MaxPool2d(size, stride)
+    errors = check_module(pool, distinct(np.random.default_rng(0), (2, h, w, 3)))
+    assert pool.kinks and max(errors.values()) < TOL, errors
+
+
+@pytest.mark.parametrize("size, stride, h, w", [(2, None, 4, 6), (2, None, 5, 5), (3, 2, 7, 6), (2, 1, 4, 3)])
+def test_avgpool_backward_matches_centred_differences(size, stride, h, w):
+    errors = check_module(AvgPool2d(size, stride), np.random.default_rng(0).standard_normal((2, h, w, 3)))
+    assert max(errors.values()) < TOL, errors
+
+
+@pytest.mark.parametrize("module", [GlobalAvgPool(), Flatten()], ids=["gap", "flatten"])
+def test_gap_and_flatten_backward(module):
+    errors = check_module(module, np.random.default_rng(0).standard_normal((2, 3, 5, 4)))
+    assert max(errors.values()) < TOL, errors
+
+
+def test_pooling_windows_by_hand():
+    x = np.arange(16.0).reshape(1, 4, 4, 1)  # rows 0..3, 4..7, 8..11, 12..15
+    np.testing.assert_array_equal(MaxPool2d(2).forward(x)[0, :, :, 0], [[5, 7], [13, 15]])
+    np.testing.assert_array_equal(AvgPool2d(2).forward(x)[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]])
+    np.testing.assert_array_equal(MaxPool2d(2, 1).forward(x)[0, :, :, 0], [[5, 6, 7], [9, 10, 11], [13, 14, 15]])
+    # a 5x5 image: windows that do not fit are dropped (floor), the last row and column unused
+    x5 = np.arange(25.0).reshape(1, 5, 5, 1)
+    np.testing.assert_array_equal(MaxPool2d(2).forward(x5)[0, :, :, 0], [[6, 8], [16, 18]])
+    np.testing.assert_array_equal(AvgPool2d(3, 2).forward(x5)[0, :, :, 0], [[6, 8], [16, 18]])
+    np.testing.assert_array_equal(GlobalAvgPool().forward(x5), [[12.0]])
+    assert Flatten().forward(np.zeros((2, 3, 4, 5))).shape == (2, 60)
+    np.testing.assert_array_equal(Flatten().forward(x)[0], np.arange(16.0))  # (h, w, c) order
+
+
+def test_maxpool_gradient_goes_to_the_first_maximum():
+    x = np.array([[3.0, 3.0], [1.0, 3.0]]).reshape(1, 2, 2, 1)  # a three-way tie
+    pool = MaxPool2d(2)
+    assert pool.forward(x)[0, 0, 0, 0] == 3.0
+    assert pool.mask[0, 0, 0, 0] == 0  # the winner's offset i * size + j: (0, 0)
+    dx = pool.backward(np.full((1, 1, 1, 1), 2.0))
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[2.0, 0.0], [0.0, 0.0]])
+    x2 = np.array([[0.0, 1.0], [4.0, 2.0]]).reshape(1, 2, 2, 1)
+    pool.forward(x2)
+    assert pool.mask[0, 0, 0, 0] == 2  # (1, 0)
+
+
+def test_overlapping_max_windows_add_their_gradients():
+    x = np.array([[0.0, 9.0, 0.0]]).reshape(1, 1, 3, 1)
+    pool = MaxPool2d(size=1, stride=1)  # a 1x1 window is the identity
+    np.testing.assert_array_equal(pool.forward(x), x)
+    row = MaxPool2d(size=2, stride=1)
+    xr = np.array([[0.0, 9.0, 0.0], [0.0, 0.0, 0.0]]).reshape(1, 2, 3, 1)
+    np.testing.assert_array_equal(row.forward(xr)[0, :, :, 0], [[9.0, 9.0]])
+    dx = row.backward(np.array([1.0, 2.0]).reshape(1, 1, 2, 1))
+    assert dx[0, 0, 1, 0] == 3.0 and dx.sum() == 3.0  # both windows' winner is the 9
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_spatial_batchnorm_backward_train_and_eval(train):
+    rng = np.random.default_rng(0)
+    bn = BatchNorm(3, spatial=True)
+    bn.params["gamma"][:] = rng.uniform(0.5, 2, 3)
+    bn.params["beta"][:] = rng.standard_normal(3)
+    bn.running_mean[:] = rng.standard_normal(3)
+    bn.running_var[:] = rng.uniform(0.5, 2, 3)
+    errors = check_module(bn, 3 * rng.standard_normal((2, 3, 4, 3)) + 1, train)
+    assert set(errors) == {"x", "gamma", "beta"} and max(errors.values()) < TOL, errors
+
+
+def test_spatial_batchnorm_is_batchnorm_over_every_position():
+    """Over (N, H, W, C) it is the (N*H*W, C) batch norm: the same output, gradients and running statistics."""
+    rng = np.random.default_rng(0)
+    x = 2 * rng.standard_normal((3, 4, 5, 2)) + 1
+    dout = rng.standard_normal(x.shape)
+    spatial, flat = BatchNorm(2, spatial=True), BatchNorm(2)
+    for bn in (spatial, flat):
+        bn.params["gamma"][:] = [0.7, 1.9]
+        bn.params["beta"][:] = [0.1, -0.4]
+    out = spatial.forward(x)
+    np.testing.assert_allclose(out.reshape(-1, 2), flat.forward(x.reshape(-1, 2)), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(spatial.backward(dout).reshape(-1, 2), flat.backward(dout.reshape(-1, 2)),
+                               rtol=1e-12, atol=1e-13)
+    for key in ("gamma", "beta"):
+        np.testing.assert_allclose(spatial.grads[key], flat.grads[key], rtol=1e-12)
+    np.testing.assert_allclose(spatial.running_mean, 0.1 * x.mean(axis=(0, 1, 2)), rtol=1e-12)
+    n = 3 * 4 * 5  # the unbiased variance over every position, as torch's BatchNorm2d keeps it
+    np.testing.assert_allclose(spatial.running_var, 0.9 + 0.1 * x.var(axis=(0, 1, 2)) * n / (n - 1), rtol=1e-12)
+    np.testing.assert_allclose(spatial.running_var, flat.running_var, rtol=1e-13)
+    spatial.eps = 0.0
+    out = spatial.forward(x)
+    np.testing.assert_allclose((out - [0.1, -0.4]).mean(axis=(0, 1, 2)), 0, atol=1e-12)
+    np.testing.assert_allclose(((out - [0.1, -0.4]) / [0.7, 1.9]).var(axis=(0, 1, 2)), 1, atol=1e-12)
+
+
+def _conv(rng):
+    return Conv2d(rng.standard_normal((3, 3, 2, 3)), rng.standard_normal(3), 2, 1)
+
+
+def _bn(rng):
+    bn = BatchNorm(2, spatial=True)
+    bn.params["gamma"][:] = rng.uniform(0.5, 2, 2)
+    bn.params["beta"][:] = rng.standard_normal(2)
+    return bn
+
+
+@pytest.mark.parametrize("make", [_conv, lambda rng: MaxPool2d(2), lambda rng: AvgPool2d(3, 2),
+                                  lambda rng: GlobalAvgPool(), lambda rng: Flatten(), _bn],
+                         ids=["conv", "maxpool", "avgpool", "gap", "flatten", "bn"])
+def test_k_copies_of_the_input_and_of_each_parameter_at_once(make):
+    """What a gradient check relies on: forward on (K, N, H, W, C), or with a parameter given as K copies
+    ((K, *shape), a vector as (K, 1, C)), equals K separate forwards."""
+    rng = np.random.default_rng(0)
+    module, K = make(rng), 3
+    xs = rng.standard_normal((K, 2, 5, 5, 2))
+    together = module.forward(xs)
+    for k in range(K):
+        np.testing.assert_allclose(together[k], module.forward(xs[k]), rtol=1e-13, atol=1e-13)
+    x = xs[0]
+    for key, p in list(module.params.items()):
+        stack = p[None] + 0.1 * rng.standard_normal((K,) + p.shape)
+        for shaped in ([stack, stack[:, None, :]] if p.ndim == 1 else [stack]):
+            module.params[key] = shaped
+            together, both = module.forward(x), module.forward(xs)
+            module.params[key] = p
+            for k in range(K):
+                module.params[key] = stack[k]
+                np.testing.assert_allclose(together[k], module.forward(x), rtol=1e-13, atol=1e-13)
+                np.testing.assert_allclose(both[k], module.forward(xs[k]), rtol=1e-13, atol=1e-13)
+            module.params[key] = p
+
+
+@pytest.mark.parametrize("make", [_conv, lambda rng: MaxPool2d(2), lambda rng: AvgPool2d(2),
+                                  lambda rng: GlobalAvgPool(), lambda rng: Flatten(), _bn],
+                         ids=["conv", "maxpool", "avgpool", "gap", "flatten", "bn"])
+def test_backward_leaves_its_input_alone(make):
+    rng = np.random.default_rng(0)
+    module = make(rng)
+    x = rng.standard_normal((2, 5, 5, 2))
+    x0 = x.copy()
+    dout = np.ones(module.forward(x).shape)
+    module.backward(dout)
+    np.testing.assert_array_equal(dout, 1.0)
+    np.testing.assert_array_equal(x, x0)
