@@ -159,8 +159,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     raw = apply_overrides(raw, list(overrides), str(path), [s for _, s in named])
     config = validate(raw, str(path), path.parent, allow_imports=allow_imports, overrides=named)
     data = config.data
-    if hasattr(data, "path") and not Path(data.path).is_absolute():
-        data.path = str((path.parent / data.path).resolve())  # so the run's config.yaml finds it too
+    for key in ("path", "labels"):  # labels: the IDX labels file of data.kind images
+        value = getattr(data, key, None)
+        if value is not None and not Path(value).is_absolute():
+            setattr(data, key, str((path.parent / value).resolve()))  # so the run's config.yaml finds it too
     return config
 
 
