@@ -152,8 +152,8 @@ class PReLU(Activation):
         return self.out
 
     def backward(self, dout):
-        # d out / d alpha = x where x <= 0, summed over the batch
-        np.sum(np.where(self.mask, 0.0, dout * self.x), axis=0, out=self.grads["alpha"])
+        # d out / d alpha = x where x <= 0, summed over the batch (and an image's positions: all but the last axis)
+        np.sum(np.where(self.mask, 0.0, dout * self.x), axis=tuple(range(dout.ndim - 1)), out=self.grads["alpha"])
         return np.where(self.mask, dout, self.params["alpha"] * dout)
 
 
