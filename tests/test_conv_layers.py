@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from gradlab.check import centred_difference, rel_error
-from gradlab.nn import AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
+from gradlab.nn import AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, ResBlock, make_activation
+from gradlab.nn.module import l2_applies
 
 TOL = 1e-7  # CS231n's "good" tier for a gradient check
 
@@ -243,3 +244,105 @@ def test_backward_leaves_its_input_alone(make):
     module.backward(dout)
     np.testing.assert_array_equal(dout, 1.0)
     np.testing.assert_array_equal(x, x0)
+
+
+def resblock(rng, c_in=2, c_out=2, stride=1, batchnorm=True, activation="tanh", k=3):
+    W_a, W_b = 0.5 * rng.standard_normal((k, k, c_in, c_out)), 0.5 * rng.standard_normal((k, k, c_out, c_out))
+    W_proj = 0.5 * rng.standard_normal((1, 1, c_in, c_out)) if (stride != 1 or c_in != c_out) else None
+    block = ResBlock(W_a, W_b, W_proj, stride, make_activation(activation, 0.25, c_out), batchnorm, name="res3")
+    for key, p in block.params.items():  # gamma away from 1, beta and biases away from 0: every path counts
+        if key.startswith(("gamma", "alpha")):
+            p[:] = rng.uniform(0.5, 1.5, p.shape)
+        elif key.startswith(("beta", "b_")):
+            p[:] = 0.3 * rng.standard_normal(p.shape)
+    return block
+
+
+@pytest.mark.parametrize("c_in, c_out, stride", [(2, 2, 1), (2, 3, 1), (2, 3, 2), (3, 3, 2)],
+                         ids=["identity", "projection", "projection-stride2", "same-channels-stride2"])
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_resblock_backward_matches_centred_differences(c_in, c_out, stride, batchnorm):
+    rng = np.random.default_rng(0)
+    block = resblock(rng, c_in, c_out, stride, batchnorm)
+    errors = check_module(block, rng.standard_normal((2, 5, 5, c_in)))
+    expected = {"x", "W_a", "W_b"} | ({"W_proj"} if block.proj else set())
+    expected |= ({f"{g}_{s}" for g in ("gamma", "beta") for s in ("a", "b")} if batchnorm else {"b_a", "b_b"})
+    if block.proj:
+        expected |= {"gamma_proj", "beta_proj"} if batchnorm else {"b_proj"}
+    assert set(errors) == expected
+    assert max(errors.values()) < TOL, errors
+
+
+def test_resblock_with_relu_and_prelu_in_eval_mode():
+    rng = np.random.default_rng(1)
+    for act in ("relu", "prelu"):
+        block = resblock(rng, 2, 3, 2, True, act)
+        block.forward(rng.standard_normal((4, 6, 6, 2)))  # some running statistics to use in eval
+        errors = check_module(block, rng.standard_normal((2, 6, 6, 2)), train=False)
+        assert block.kinks == (act in ("relu", "prelu")) and max(errors.values()) < TOL, (act, errors)
+    assert "alpha_a" in block.params  # a PReLU's slopes are the block's params too
+
+
+def test_resblock_is_its_formula():
+    """The identity block computes bn_b(conv_b(act(bn_a(conv_a(x))))) + x; the projection block adds
+    bn_proj(proj(x)) instead, with the block's stride."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 6, 6, 2))
+    block = resblock(rng, 2, 2, 1, True, "tanh")
+    P = block.params
+    a = Conv2d(P["W_a"], None, 1, 1).forward(x)
+    a = np.tanh(P["gamma_a"] * (a - a.mean(axis=(0, 1, 2))) / np.sqrt(a.var(axis=(0, 1, 2)) + 1e-5) + P["beta_a"])
+    c = Conv2d(P["W_b"], None, 1, 1).forward(a)
+    c = P["gamma_b"] * (c - c.mean(axis=(0, 1, 2))) / np.sqrt(c.var(axis=(0, 1, 2)) + 1e-5) + P["beta_b"]
+    np.testing.assert_allclose(block.forward(x), c + x, rtol=1e-12, atol=1e-12)
+    proj = resblock(rng, 2, 4, 2, False, "tanh")
+    P = proj.params
+    out = proj.forward(x)
+    assert out.shape == (3, 3, 3, 4)
+    inner = Conv2d(P["W_b"], P["b_b"], 1, 1).forward(np.tanh(Conv2d(P["W_a"], P["b_a"], 2, 1).forward(x)))
+    np.testing.assert_allclose(out, inner + Conv2d(P["W_proj"], P["b_proj"], 2, 0).forward(x), rtol=1e-12)
+
+
+def test_resblock_param_names_and_l2():
+    block = resblock(np.random.default_rng(0), 2, 3, 2, True, "relu")
+    assert list(block.params) == ["W_a", "gamma_a", "beta_a", "W_b", "gamma_b", "beta_b", "W_proj", "gamma_proj",
+                                  "beta_proj"]
+    assert list(block.named_params())[0] == "res3.W_a" and list(block.grads) == list(block.params)
+    assert [k for k in block.params if l2_applies(f"res3.{k}")] == ["W_a", "W_b", "W_proj"]
+    plain = resblock(np.random.default_rng(0), 2, 2, 1, False, "relu")
+    assert list(plain.params) == ["W_a", "b_a", "W_b", "b_b"] and plain.proj is None
+    assert [k for k in plain.params if l2_applies(f"res3.{k}")] == ["W_a", "W_b"]
+
+
+def test_resblock_refuses_an_identity_where_the_shape_changes():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="identity shortcut needs stride 1"):
+        ResBlock(rng.standard_normal((3, 3, 2, 3)), rng.standard_normal((3, 3, 3, 3)), None, 1,
+                 make_activation("relu"))
+    with pytest.raises(ValueError, match=r"W_proj must be \(1, 1, 2, 3\)"):
+        ResBlock(rng.standard_normal((3, 3, 2, 3)), rng.standard_normal((3, 3, 3, 3)),
+                 rng.standard_normal((3, 3, 2, 3)), 1, make_activation("relu"))
+
+
+def test_resblock_grads_are_the_blocks_own_arrays_and_params_rebind():
+    """An optimiser steps ``params`` in place and reads ``grads``; a gradient check swaps a param for K copies:
+    the block must follow both."""
+    rng = np.random.default_rng(0)
+    block = resblock(rng, 2, 3, 2, True, "relu")
+    x = rng.standard_normal((2, 5, 5, 2))
+    block.forward(x)
+    block.backward(np.ones((2, 3, 3, 3)))
+    assert block.grads["W_a"] is block.conv_a.grads["W"] and np.abs(block.grads["W_a"]).sum() > 0
+    assert block.mask is block.activation.mask and block.mask.shape == (2, 3, 3, 3)
+    W = block.params["W_b"]
+    stack = W[None] + 0.1 * rng.standard_normal((3,) + W.shape)
+    block.params["W_b"] = stack
+    together = block.forward(x)
+    for k in range(3):
+        block.params["W_b"] = stack[k]
+        np.testing.assert_allclose(together[k], block.forward(x), rtol=1e-12, atol=1e-12)
+    block.params["W_b"] = W
+    xs = rng.standard_normal((3, 2, 5, 5, 2))
+    together = block.forward(xs)
+    for k in range(3):
+        np.testing.assert_allclose(together[k], block.forward(xs[k]), rtol=1e-12, atol=1e-12)

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .module import Module
+from .norm import BatchNorm
 
 
 def out_size(n: int, k: int, stride: int, padding: int = 0) -> int:
@@ -248,3 +249,82 @@ class Flatten(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return dout.reshape(self.x_shape)
+
+
+class ResBlock(Module):
+    """out = bn_b(conv_b(act(bn_a(conv_a(x))))) + shortcut(x) (He et al. 2016's basic block, without its
+    final activation: the builder puts that after the block as a module of its own).
+
+    conv_a is k x k with the block's stride, conv_b k x k with stride 1, both "same" padding (k - 1) // 2.
+    The shortcut is x itself, or the 1x1 convolution W_proj (C_in, C_out) with the block's stride and its
+    own batch norm, needed where the stride or the number of channels changes. Without batch norm each
+    convolution has a bias (b_a, b_b, b_proj) instead. Params, by name: W_a, b_a | gamma_a, beta_a,
+    (alpha_a of a PReLU), W_b, b_b | gamma_b, beta_b, W_proj, b_proj | gamma_proj, beta_proj; the block's
+    modules compute with whatever ``params`` holds (a gradient check's K copies too).
+    """
+
+    def __init__(self, W_a: np.ndarray, W_b: np.ndarray, W_proj: np.ndarray | None = None, stride: int = 1,
+                 activation: Module | None = None, batchnorm: bool = True, dtype=np.float64, name: str = "res",
+                 bias_init: float = 0.0) -> None:
+        super().__init__()
+        if activation is None:
+            raise ValueError(f"{name}: a residual block needs its activation module (e.g. make_activation('relu'))")
+        c_in, c_mid, c_out = W_a.shape[-2], W_a.shape[-1], W_b.shape[-1]
+        if W_b.shape[-2] != c_mid:
+            raise ValueError(f"{name}: W_b takes {W_b.shape[-2]} channels but W_a gives {c_mid}")
+        if W_proj is None and (stride != 1 or c_in != c_out):
+            raise ValueError(f"{name}: an identity shortcut needs stride 1 and C_in = C_out (got stride {stride}, "
+                             f"{c_in} -> {c_out}); give W_proj, a 1x1 projection (1, 1, {c_in}, {c_out})")
+        if W_proj is not None and W_proj.shape != (1, 1, c_in, c_out):
+            raise ValueError(f"{name}: W_proj must be (1, 1, {c_in}, {c_out}), got {W_proj.shape}")
+        self.name, self.stride, self.batchnorm, self.activation = name, int(stride), batchnorm, activation
+        bias = (lambda c: None) if batchnorm else (lambda c: np.full(c, bias_init, dtype=dtype))  # noqa: E731
+        self.conv_a = Conv2d(W_a, bias(c_mid), stride, (W_a.shape[0] - 1) // 2, f"{name}.conv_a")
+        self.conv_b = Conv2d(W_b, bias(c_out), 1, (W_b.shape[0] - 1) // 2, f"{name}.conv_b")
+        self.proj = None if W_proj is None else Conv2d(W_proj, bias(c_out), stride, 0, f"{name}.proj")
+        if batchnorm:
+            self.bn_a, self.bn_b = (BatchNorm(c, dtype, f"{name}.bn_{s}", spatial=True) for c, s in
+                                    ((c_mid, "a"), (c_out, "b")))
+            self.bn_proj = BatchNorm(c_out, dtype, f"{name}.bn_proj", spatial=True) if self.proj else None
+        chain = [("a", self.conv_a), ("a", self.bn_a if batchnorm else None), ("a", activation),
+                 ("b", self.conv_b), ("b", self.bn_b if batchnorm else None), ("proj", self.proj),
+                 ("proj", self.bn_proj if batchnorm else None)]
+        self.owned = [(s, m) for s, m in chain if m is not None]  # (suffix, module): param key = f"{k}_{suffix}"
+        for s, m in self.owned:
+            for k, v in m.params.items():
+                self.params[f"{k}_{s}"] = v
+                self.grads[f"{k}_{s}"] = m.grads[k]  # the same arrays: a module's backward fills the block's grads
+        self.kinks = bool(activation.kinks)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The activation's winners (a ReLU's x > 0), what a gradient check watches for kinks."""
+        return getattr(self.activation, "mask", None)
+
+    def _bind(self) -> None:
+        """Each module computes with the block's current ``params`` (an optimiser's, or a check's copies)."""
+        for s, m in self.owned:
+            for k in m.params:
+                m.params[k] = self.params[f"{k}_{s}"]
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        self._bind()
+        h = self.conv_a.forward(x, train)
+        if self.batchnorm:
+            h = self.bn_a.forward(h, train)
+        h = self.conv_b.forward(self.activation.forward(h, train), train)
+        if self.batchnorm:
+            h = self.bn_b.forward(h, train)
+        if self.proj is None:
+            return h + x
+        s = self.proj.forward(x, train)
+        return h + (self.bn_proj.forward(s, train) if self.batchnorm else s)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        d = self.bn_b.backward(dout) if self.batchnorm else dout
+        d = self.activation.backward(self.conv_b.backward(d))
+        dx = self.conv_a.backward(self.bn_a.backward(d) if self.batchnorm else d)
+        if self.proj is None:
+            return dx + dout
+        ds = self.bn_proj.backward(dout) if self.batchnorm else dout
+        return dx + self.proj.backward(ds)
