@@ -2,10 +2,17 @@
 digits of scikit-learn, and exit 2 naming the file for every bad one."""
 from __future__ import annotations
 
+import gzip
+import struct
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner
 
-from gradlab.config import config_from_dict
+from gradlab.cli import app
+from gradlab.config import config_from_dict, load_config
 from gradlab.data import SHAPE_NAMES, load_data
 
 MODEL = {"depth": 1, "width": 4}
@@ -13,6 +20,38 @@ MODEL = {"depth": 1, "width": 4}
 
 def dataset(data: dict, seed: int = 0):
     return load_data(config_from_dict({"data": data, "model": MODEL}), np.random.default_rng(seed))
+
+
+def from_file(tmp_path: Path, data: dict, seed: int = 0):
+    """The Dataset of a config file written beside the data (paths relative to it, as a user writes them)."""
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({"data": data, "model": MODEL}), encoding="utf-8")
+    return load_data(load_config(config), np.random.default_rng(seed), str(config))
+
+
+def train(tmp_path: Path, data: dict):
+    """``gradlab train`` on a tiny config with this data section."""
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({"data": data, "model": MODEL, "train": {"steps": 1}}), encoding="utf-8")
+    return CliRunner().invoke(app, ["train", str(config), "--set", f"log.out={tmp_path / 'runs'}"])
+
+
+def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
+    """An IDX file: 00 00 <type> <ndim>, big-endian uint32 sizes, big-endian values."""
+    dtype = {0x08: ">u1", 0x0B: ">i2", 0x0D: ">f4"}[code]
+    head = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return head + array.astype(dtype).tobytes()
+
+
+def cifar_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """CIFAR-10 binary records: a label byte, then the 32x32 red, green and blue planes, row by row."""
+    planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)  # NHWC -> NCHW
+    return np.column_stack([labels, planes]).astype(np.uint8).tobytes()
+
+
+def pixels(n: int, h: int, w: int, c: int | None = None, seed: int = 1) -> np.ndarray:
+    shape = (n, h, w) if c is None else (n, h, w, c)
+    return np.random.default_rng(seed).integers(0, 256, shape).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -57,3 +96,98 @@ def test_shapes_are_standardised_per_channel_from_the_training_split():
     assert np.allclose(d.X_train.mean(axis=(0, 1, 2)), 0.0, atol=1e-12)
     assert np.allclose(d.X_train.std(axis=(0, 1, 2)), 1.0)
     assert not np.allclose(d.X_val.mean(axis=(0, 1, 2)), 0.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- readers
+
+RAW = {"kind": "images", "standardize": False, "val_fraction": 0.0}
+
+
+def by_label(d) -> dict[int, np.ndarray]:
+    """The images of a Dataset keyed by their label (every label distinct in these files)."""
+    return {int(y): x for x, y in zip(d.X_train, d.y_train)}
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+def test_npz_images_nhwc_and_nhw(tmp_path, channels):
+    X = pixels(4, 5, 6, channels)
+    np.savez(tmp_path / "img.npz", X=X, y=np.array([3, 0, 2, 1]))
+    d = from_file(tmp_path, {**RAW, "path": "img.npz"})
+    c = channels or 1
+    assert d.image and d.X_train.shape == (4, 5, 6, c) and d.input_shape == (5, 6, c)
+    assert d.n_classes == 4 and sorted(d.y_train.tolist()) == [0, 1, 2, 3]
+    x = by_label(d)[2]  # the third image, label 2
+    assert x[4, 1, c - 1] == pytest.approx(X[2, 4, 1, c - 1] / 255 if channels else X[2, 4, 1] / 255)
+
+
+def test_npz_float_images_are_used_as_they_are(tmp_path):
+    X = np.linspace(-1.0, 1.0, 2 * 3 * 3).reshape(2, 3, 3)
+    np.savez(tmp_path / "img.npz", X=X, y=np.array([0, 1]))
+    d = from_file(tmp_path, {**RAW, "path": "img.npz"})
+    assert np.array_equal(by_label(d)[1][..., 0], X[1])
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_images_and_labels_plain_and_gz(tmp_path, gz):
+    X, y = pixels(3, 4, 5), np.array([7, 1, 4])
+    suffix = ".gz" if gz else ""
+    write = (lambda p, b: p.write_bytes(gzip.compress(b))) if gz else (lambda p, b: p.write_bytes(b))
+    write(tmp_path / f"train-images-idx3-ubyte{suffix}", idx_bytes(X))
+    write(tmp_path / f"train-labels-idx1-ubyte{suffix}", idx_bytes(y))
+    d = from_file(tmp_path, {**RAW, "path": f"train-images-idx3-ubyte{suffix}"})
+    assert d.X_train.shape == (3, 4, 5, 1) and d.n_classes == 8  # labels kept as they are: 0..7
+    images = by_label(d)
+    assert images[4][3, 2, 0] == pytest.approx(X[2, 3, 2] / 255)
+    assert images[7][0, 4, 0] == pytest.approx(X[0, 0, 4] / 255)
+
+
+def test_idx_folder_picks_the_split_and_a_labels_file_by_key(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(pixels(2, 3, 3)))
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, 1])))
+    (tmp_path / "mnist" / "train-images-idx3-ubyte").write_bytes(idx_bytes(pixels(5, 3, 3)))
+    (tmp_path / "mnist" / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.arange(5)))
+    assert len(from_file(tmp_path, {**RAW, "path": "mnist", "split": "test"}).X_train) == 2
+    assert len(from_file(tmp_path, {**RAW, "path": "mnist"}).X_train) == 5
+    (tmp_path / "x.idx").write_bytes(idx_bytes(pixels(2, 3, 3), 0x0B))  # 16-bit values: used as they are
+    d = from_file(tmp_path, {**RAW, "path": "x.idx", "labels": "mnist/t10k-labels-idx1-ubyte"})
+    assert d.X_train.max() > 1.0 and d.n_classes == 2
+
+
+def test_cifar_batch_file_and_folder(tmp_path):
+    X = pixels(4, 32, 32, 3)
+    (tmp_path / "cifar-10-batches-bin").mkdir()
+    (tmp_path / "cifar-10-batches-bin" / "data_batch_1.bin").write_bytes(cifar_bytes(X[:3], np.array([9, 0, 5])))
+    (tmp_path / "cifar-10-batches-bin" / "data_batch_2.bin").write_bytes(cifar_bytes(X[3:], np.array([2])))
+    d = from_file(tmp_path, {**RAW, "path": "."})  # the folder holding cifar-10-batches-bin
+    assert d.X_train.shape == (4, 32, 32, 3) and d.n_classes == 10
+    images = by_label(d)
+    assert images[9][0, 0].tolist() == pytest.approx((X[0, 0, 0] / 255).tolist())
+    assert images[5][31, 7, 1] == pytest.approx(X[2, 31, 7, 1] / 255)  # green, row 31, column 7
+    assert images[2][4, 30, 2] == pytest.approx(X[3, 4, 30, 2] / 255)  # the second batch file
+    one = from_file(tmp_path, {**RAW, "path": "cifar-10-batches-bin/data_batch_1.bin"})
+    assert len(one.X_train) == 3 and one.n_classes == 10
+
+
+def test_images_are_standardised_per_channel_from_the_training_split(tmp_path):
+    X = pixels(40, 3, 3, 2)
+    X[..., 1] //= 4  # the channels differ in scale
+    np.savez(tmp_path / "img.npz", X=X, y=np.arange(40))  # each label names its image
+    d = from_file(tmp_path, {"kind": "images", "path": "img.npz", "val_fraction": 0.25})
+    raw = X.astype(np.float64) / 255
+    mean, std = raw[d.y_train].mean(axis=(0, 1, 2)), raw[d.y_train].std(axis=(0, 1, 2))
+    assert np.allclose(d.X_train, (raw[d.y_train] - mean) / std)
+    assert np.allclose(d.X_val, (raw[d.y_val] - mean) / std)  # the training split's statistics
+    assert not np.allclose(mean, raw.mean(axis=(0, 1, 2)))
+
+
+def test_n_samples_takes_a_seeded_subset_keeping_the_labels(tmp_path):
+    X = pixels(30, 2, 2)
+    np.savez(tmp_path / "img.npz", X=X, y=np.arange(30) % 10)
+    a = from_file(tmp_path, {**RAW, "path": "img.npz", "n_samples": 6}, seed=1)
+    b = from_file(tmp_path, {**RAW, "path": "img.npz", "n_samples": 6}, seed=1)
+    assert len(a.X_train) == 6 and np.array_equal(a.X_train, b.X_train)
+    assert a.n_classes == 10  # counted over the whole file, whichever classes the subset holds
+    for x, y in zip(a.X_train, a.y_train):  # each kept image still has its own label
+        rows = [i for i in range(30) if np.allclose(X[i] / 255, x[..., 0])]
+        assert rows and y == rows[0] % 10
