@@ -22,6 +22,7 @@ from .data import Dataset, load_data
 from .files import NoSpace, fresh_dir, no_space, no_space_error, write_atomic
 from .logging import RunWriter, full_sequence_times, summary_of
 from .nn import MLP, Loss, build_mlp, make_loss
+from .nn.cnn import build_cnn
 from .nn.recurrent import build_rnn
 from .optim import clip_grads, global_norm, make_optimizer, norms
 from .records import GateStat, LayerStat, ParamStat, RunFailed, RunResult, StepRecord, TimeStat
@@ -76,6 +77,7 @@ def setup(config: Config, source: str = "<config>") -> Setup:
         raise ConfigError(f"{source}: 'train.schedule.warmup' is {warmup}, but the run has {n_steps} steps; allowed: "
                           f"0 to {n_steps - 1} (the warm-up ends before the run does).")
     n_out = 1 if config.loss == "bce" else data.n_outputs
+    data = model_inputs(config, data)
     model = build_model(config, data, n_out, rng, dtype, source)
     data = replace(data, X_train=cast(data.X_train, dtype, "features", source),
                    X_val=cast(data.X_val, dtype, "features", source))
@@ -97,9 +99,22 @@ def cast(a: np.ndarray, dtype, what: str, source: str) -> np.ndarray:
                       "or data.standardize: true (features), or data rescaled below that.")
 
 
+IMAGE_KINDS = "shapes, digits or images (an .npz with X (N, H, W, C), MNIST's IDX files, CIFAR-10's batches)"
+
+
 def build_model(config: Config, data: Dataset, n_out: int, rng: dict, dtype, source: str) -> MLP:
-    """An MLP, or a recurrent net for sequences; says so when the data and the model do not fit."""
+    """An MLP, a recurrent net for sequences or a conv net for images; says so when the data and the model do
+    not fit."""
     sequence = getattr(data, "sequence", False)
+    if config.model.kind == "cnn":
+        if not getattr(data, "image", False):
+            shape = "sequences (n, T, features)" if sequence else "vectors (n, features)"
+            raise ConfigError(f"{source}: 'model.kind' is cnn, but data.kind {config.data.kind} gives {shape}, not "
+                              f"images; allowed: data.kind {IMAGE_KINDS}, or model.kind mlp.")
+        try:
+            return build_cnn(config.model, data.input_shape, n_out, rng["init"], rng["dropout"], dtype)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     if config.model.kind == "rnn":
         if not sequence:
             raise ConfigError(f"{source}: 'model.kind' is rnn, but data.kind {config.data.kind} is not a sequence "
@@ -111,6 +126,15 @@ def build_model(config: Config, data: Dataset, n_out: int, rng: dict, dtype, sou
         raise ConfigError(f"{source}: data.kind {config.data.kind} gives sequences (n, T, features); "
                           "use 'model.kind: rnn'.")
     return build_mlp(config.model, data.n_features, n_out, rng["init"], rng["dropout"], dtype)
+
+
+def model_inputs(config: Config, data: Dataset) -> Dataset:
+    """The data as the model reads it: a conv net reads images (N, H, W, C) as they are, an MLP reads each as
+    the H * W * C numbers of its pixels, in the array's (row, column, channel) order."""
+    if not getattr(data, "image", False) or config.model.kind == "cnn":
+        return data
+    flat = lambda X: X.reshape(len(X), -1)
+    return replace(data, X_train=flat(data.X_train), X_val=flat(data.X_val), image=False)
 
 
 def batches(n: int, batch_size: int | str, shuffle: bool, rng: np.random.Generator) -> Iterator[tuple[int, np.ndarray]]:

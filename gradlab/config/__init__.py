@@ -6,10 +6,12 @@ Every name is re-exported here: ``from gradlab.config import Config, load_config
 from ..errors import ALLOW_FLAG, ALLOW_HELP, EPS_RANGE, ConfigError  # noqa: F401
 from .schema import (  # noqa: F401
     ActivationConfig, ActivationItem, ACTIVATIONS, AddingData, ALPHA_DEFAULTS, BatchNormItem, BlobsData, BPTTConfig,
-    BUILTIN_CELLS, CELL_PATH_HELP, CheckConfig, CLASS_PATH, CLASS_PATH_HELP, ClipConfig, Compact, Config, CopyData,
+    BUILTIN_CELLS, CELL_PATH_HELP, CheckConfig, CLASS_PATH, CLASS_PATH_HELP, ClipConfig, CNN_DEFAULTS, CNNConfig,
+    CNNItem, Compact, Config, ConvItem, CopyData, FlattenItem, GapItem,
     CsvData, CustomItem, DataBase, DataConfig, DenseItem, DropoutItem, Importing, INIT_ALIASES, INIT_KEYS,
     INIT_SCHEMES, InitConfig, Item, LayerItem, LogConfig, MLPConfig, ModelConfig, MoonsData, NpzData,
-    OptimizerConfig, ParityData, RNN_ACTIVATIONS, RNNConfig, SequenceTask, SHAPE_DEFAULTS, SHAPE_KEYS, SpiralsData,
+    OptimizerConfig, ParityData, PoolItem, ResidualItem, RNN_ACTIVATIONS, RNNConfig, SequenceTask, SHAPE_DEFAULTS,
+    SHAPE_KEYS, SpiralsData,
     Strict, Synthetic, TeacherData, TemporalOrderData, TrainConfig, XorData,
 )
 from .yamlfile import FLOAT_12, MAX_BYTES, MAX_NODES, MERGE_TAG, parse_yaml, read_text  # noqa: F401

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from ..errors import ALLOW_FLAG, ConfigError
 from .messages import explain
 from .overrides import apply_overrides, set_option
-from .schema import Config, MLPConfig, RNNConfig
+from .schema import CNNConfig, Config, MLPConfig, RNNConfig
 from .yamlfile import parse_yaml, read_text
 
 
@@ -97,6 +97,8 @@ def _resolve_custom(config: Config, folder: Path, source: str, allow_imports: Se
     that changes the width hands its output width to the next one. Modules come only from ``folder``
     and the ``allow_imports`` folders (``import_roots``)."""
     model = config.model
+    if isinstance(model, CNNConfig):  # built-in layers only: nothing to import
+        return
     refs = model.custom_refs() if isinstance(model, MLPConfig) else [(None, "model.cell", None)] * model.custom
     if model.import_dir is None and not refs:
         return

@@ -6,6 +6,7 @@ all use them.
 # no "from __future__ import annotations": pydantic would evaluate every field's annotation string as each
 # model is built, a quarter of this module's import time; Python 3.10 reads `int | None` as it is
 
+import copy
 import re
 from typing import Annotated, Any, Literal, Union
 
@@ -353,6 +354,205 @@ class RNNConfig(Importing):
         return self
 
 
+# ----- convolutional nets: `model.kind: cnn`, by stages (channels, depth, ...) or a `layers` list of items
+
+class ConvItem(LayerItem):
+    """``{type: conv, channels: 16, kernel: 3, stride: 1, padding: same}``: padding same keeps the image's
+    size at stride 1 (it pads (kernel - 1) / 2, so the kernel must be odd); an integer pads that many zeros."""
+
+    type: Literal["conv"]
+    channels: int = Field(ge=1)
+    kernel: int = Field(3, ge=1)
+    stride: int = Field(1, ge=1)
+    padding: Union[Literal["same"], Annotated[int, Field(ge=0)]] = "same"
+
+    @model_validator(mode="after")
+    def _odd(self) -> "ConvItem":
+        if self.padding == "same" and self.kernel % 2 == 0:
+            raise ValueError(f"padding same needs an odd kernel (it pads (kernel - 1) / 2 on every side), got kernel "
+                             f"{self.kernel}; allowed: an odd kernel, or an integer padding")
+        return self
+
+
+class PoolItem(LayerItem):
+    """``{type: maxpool, size: 2, stride: 2}`` or avgpool: a size x size window every stride pixels (stride null:
+    size), per channel, without padding."""
+
+    type: Literal["maxpool", "avgpool"]
+    size: int = Field(2, ge=1)
+    stride: int | None = Field(None, ge=1)
+
+
+class GapItem(LayerItem):
+    """``{type: gap}``: global average pooling, (N, H, W, C) -> (N, C)."""
+
+    type: Literal["gap"]
+
+
+class FlattenItem(LayerItem):
+    """``{type: flatten}``: (N, H, W, C) -> (N, H * W * C)."""
+
+    type: Literal["flatten"]
+
+
+class ResidualItem(LayerItem):
+    """``{type: residual, channels: 32, stride: 2}``: two convolutions (kernel x kernel, padding same), each with
+    batch norm when ``batchnorm``, ``activation`` between them, plus the input: itself, or its 1x1 projection
+    (stride ``stride``) where the channels or the size change (He et al. 2016). The activation after the sum is
+    the activation item that follows."""
+
+    type: Literal["residual"]
+    channels: int = Field(ge=1)
+    kernel: int = Field(3, ge=1)
+    stride: int = Field(1, ge=1)
+    batchnorm: bool = True
+    activation: ActivationConfig = ActivationConfig(name="relu")
+
+    _activation = field_validator("activation", mode="before")(_named)
+
+    @model_validator(mode="after")
+    def _odd(self) -> "ResidualItem":
+        if self.kernel % 2 == 0:
+            raise ValueError(f"a residual block pads (kernel - 1) / 2, so its kernel must be odd, got {self.kernel}")
+        return self
+
+
+CNNItem = Annotated[Union[ConvItem, PoolItem, GapItem, FlattenItem, ResidualItem, DenseItem, ActivationItem,
+                          BatchNormItem, DropoutItem], Field(discriminator="type")]
+SPATIAL_ITEMS = ("conv", "maxpool", "avgpool", "residual")  # items that take an image and give one
+HEAD_ITEMS = ("gap", "flatten")  # image -> vector: what must come before any dense item
+# what the stage keys default to; `layers` replaces them all
+CNN_DEFAULTS: dict[str, Any] = {"channels": [16, 32], "depth": 2, "kernel": 3, "pool": "max",
+                                "activation": ActivationConfig(name="relu"), "batchnorm": False, "residual": False,
+                                "dropout": 0.0, "head": "gap"}
+
+
+class CNNConfig(Compact):
+    """A convolutional net on images (N, H, W, C), by stages or as a ``layers`` list.
+
+    By stages: ``conv1`` takes the image to ``channels[0]``; then each stage s has ``depth`` conv layers of
+    ``channels[s]`` (``residual``: depth / 2 blocks of two), the stages joined by ``pool`` (max, avg; none: the
+    first conv of the next stage has stride 2); then the ``head`` (gap or flatten) and the output dense layer:
+    2 + len(channels) * depth weighted layers (ResNet-20 is channels [16, 32, 64], depth 6, residual).
+    """
+
+    kind: Literal["cnn"]
+    channels: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1,
+                                                              description="channels of each stage (default [16, 32])")
+    depth: int | None = Field(None, ge=1, description="conv layers per stage, after conv1 (default 2)")
+    kernel: int | None = Field(None, ge=1, description="kernel size, odd (padding same; default 3)")
+    pool: Literal["max", "avg", "none"] | None = Field(None, description="between stages: a 2x2 max or avg pool, or "
+                                                                         "none: stride 2 (default max)")
+    activation: ActivationConfig | None = None
+    init: InitConfig = InitConfig(scheme="he_normal")
+    bias_init: float = 0.0
+    batchnorm: bool | None = None
+    residual: bool | None = Field(None, description="blocks of two conv layers plus a shortcut (default false)")
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    head: Literal["gap", "flatten"] | None = Field(None, description="image -> vector before the output layer: gap "
+                                                                     "(global average pooling) or flatten (default gap)")
+    layers: list[CNNItem] | None = Field(None, description="the layers, instead of the stage keys")
+
+    _activation = field_validator("activation", mode="before")(_named)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "CNNConfig":
+        if self.layers is not None:
+            given = [k for k in CNN_DEFAULTS if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"'model.layers' replaces {', '.join(CNN_DEFAULTS)}: remove "
+                                 f"{', '.join('model.' + k for k in given)} or set them to null (use conv, pool, "
+                                 "residual, activation, batchnorm and dropout items in the list)")
+            _check_items(self.layers)
+            return self
+        for key, default in CNN_DEFAULTS.items():
+            if getattr(self, key) is None:
+                setattr(self, key, copy.deepcopy(default))
+        if self.kernel % 2 == 0:
+            raise ValueError(f"'model.kernel' is {self.kernel}, but conv layers pad (kernel - 1) / 2 to keep the "
+                             "image's size, so the kernel must be odd; allowed: 1, 3, 5, ...")
+        if self.residual and self.depth % 2:
+            raise ValueError(f"'model.depth' is {self.depth}, but a residual net's stages are blocks of two conv "
+                             f"layers; allowed: an even depth ({self.depth - 1 or 2} or {self.depth + 1}), or "
+                             "model.residual: false")
+        return self
+
+    @model_validator(mode="after")
+    def _built_in(self) -> "CNNConfig":
+        named = [("model.activation", self.activation)] + [
+            (f"model.layers[{i}]" + (".name" if item.type == "activation" else ".activation"),
+             item if item.type == "activation" else item.activation)
+            for i, item in enumerate(self.layers or []) if item.type in ("activation", "residual")]
+        for where, act in named:
+            if act is not None and act.spec:
+                raise ValueError(f"'{where}' is {act.name}, but a cnn takes the built-in activations only; allowed: "
+                                 f"{', '.join(ACTIVATIONS)}")
+        return self
+
+    @property
+    def block(self) -> int:
+        """No model-level skips: a cnn's shortcuts live inside its residual blocks."""
+        return 0
+
+    def plan(self) -> list[tuple[Any, str]]:
+        """The layers as (item, key path naming it): ``layers`` as given, or the stages spelt out as items."""
+        if self.layers is not None:
+            key = {"activation": ".name"}
+            return [(item, f"model.layers[{i}]{key.get(item.type, '')}") for i, item in enumerate(self.layers)]
+        out = [*self._conv(self.channels[0], 1, "model.channels[0]")]
+        for s, c in enumerate(self.channels):
+            if s and self.pool != "none":
+                out.append((PoolItem(type=f"{self.pool}pool"), "model.pool"))
+            stride = 2 if s and self.pool == "none" else 1
+            for i in range(self.depth // 2 if self.residual else self.depth):
+                where = f"model.channels[{s}]"
+                out += self._block(c, stride, where) if self.residual else self._conv(c, stride, where)
+                stride = 1
+        return [*out, (GapItem(type="gap") if self.head == "gap" else FlattenItem(type="flatten"), "model.head")]
+
+    def _conv(self, channels: int, stride: int, where: str) -> list[tuple[Any, str]]:
+        """A conv layer of the stages: conv, batch norm, activation, dropout."""
+        out = [(ConvItem(type="conv", channels=channels, kernel=self.kernel, stride=stride), where)]
+        if self.batchnorm:
+            out.append((BatchNormItem(type="batchnorm"), "model.batchnorm"))
+        return out + self._after()
+
+    def _block(self, channels: int, stride: int, where: str) -> list[tuple[Any, str]]:
+        item = ResidualItem(type="residual", channels=channels, kernel=self.kernel, stride=stride,
+                            batchnorm=self.batchnorm, activation=self.activation)
+        return [(item, where), *self._after()]
+
+    def _after(self) -> list[tuple[Any, str]]:
+        out = [(ActivationItem(type="activation", **self.activation.model_dump()), "model.activation")]
+        if self.dropout:
+            out.append((DropoutItem(type="dropout", p=self.dropout), "model.dropout"))
+        return out
+
+
+def _check_items(items: list) -> None:
+    """A layers list a cnn can build: it starts with a conv or residual item (each starts a logged layer), turns
+    the image into a vector once (gap or flatten) and has dense items only after that."""
+    if items[0].type not in ("conv", "residual"):
+        raise ValueError(f"item [0] is {{type: {items[0].type}}}, but the list must start with {{type: conv, "
+                         "channels: N}} or {type: residual, channels: N}: each conv, residual and dense item starts "
+                         "a logged layer, and what follows it belongs to it")
+    heads = [i for i, item in enumerate(items) if item.type in HEAD_ITEMS]
+    if not heads:
+        raise ValueError("the list never turns the image into a vector for the output layer; allowed: add "
+                         "{type: gap} (global average pooling) or {type: flatten} after the conv layers")
+    if len(heads) > 1:
+        raise ValueError(f"items [{heads[0]}] and [{heads[1]}] both turn the image into a vector; allowed: one "
+                         "gap or flatten item")
+    for i, item in enumerate(items):
+        if item.type in SPATIAL_ITEMS and i > heads[0]:
+            raise ValueError(f"item [{i}] is {{type: {item.type}}}, after item [{heads[0]}] ({items[heads[0]].type}) "
+                             "made the image a vector; allowed: conv, pool and residual items before the gap or "
+                             "flatten item, dense items after it")
+        if item.type == "dense" and i < heads[0]:
+            raise ValueError(f"item [{i}] is {{type: dense}}, but the image is still (H, W, C) there; allowed: dense "
+                             f"items after a gap or flatten item (item [{heads[0]}] is the first)")
+
+
 def _model_kind(value: Any) -> str:
     """``kind`` picks the model schema; a model without one is an MLP."""
     kind = value.get("kind", "mlp") if isinstance(value, dict) else getattr(value, "kind", "mlp")
@@ -360,7 +560,7 @@ def _model_kind(value: Any) -> str:
 
 
 ModelConfig = Annotated[
-    Union[Annotated[MLPConfig, Tag("mlp")], Annotated[RNNConfig, Tag("rnn")]],
+    Union[Annotated[MLPConfig, Tag("mlp")], Annotated[RNNConfig, Tag("rnn")], Annotated[CNNConfig, Tag("cnn")]],
     Discriminator(_model_kind),
 ]
 
