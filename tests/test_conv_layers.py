@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 from gradlab.check import centred_difference, rel_error
-from gradlab.nn import AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, ResBlock, make_activation
+from gradlab.config import InitConfig
+from gradlab.nn import AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, ResBlock
+from gradlab.nn import expected_std, init_weight, make_activation
+from gradlab.nn.init import fans
 from gradlab.nn.module import l2_applies
 
 TOL = 1e-7  # CS231n's "good" tier for a gradient check
@@ -307,7 +310,7 @@ def test_resblock_param_names_and_l2():
     block = resblock(np.random.default_rng(0), 2, 3, 2, True, "relu")
     assert list(block.params) == ["W_a", "gamma_a", "beta_a", "W_b", "gamma_b", "beta_b", "W_proj", "gamma_proj",
                                   "beta_proj"]
-    assert list(block.named_params())[0] == "res3.W_a" and list(block.grads) == list(block.params)
+    assert next(iter(block.named_params())) == "res3.W_a" and list(block.grads) == list(block.params)
     assert [k for k in block.params if l2_applies(f"res3.{k}")] == ["W_a", "W_b", "W_proj"]
     plain = resblock(np.random.default_rng(0), 2, 2, 1, False, "relu")
     assert list(plain.params) == ["W_a", "b_a", "W_b", "b_b"] and plain.proj is None
@@ -346,3 +349,49 @@ def test_resblock_grads_are_the_blocks_own_arrays_and_params_rebind():
     together = block.forward(xs)
     for k in range(3):
         np.testing.assert_allclose(together[k], block.forward(xs[k]), rtol=1e-12, atol=1e-12)
+
+
+KERNEL = (3, 3, 16, 32)  # fan_in = 9 * 16 = 144, fan_out = 9 * 32 = 288
+
+
+@pytest.mark.parametrize("spec, std", [
+    ({"scheme": "he_normal"}, np.sqrt(2 / 144)),
+    ({"scheme": "he_uniform", "mode": "fan_out"}, np.sqrt(2 / 288)),
+    ({"scheme": "xavier_normal"}, np.sqrt(2 / (144 + 288))),
+    ({"scheme": "lecun_uniform"}, np.sqrt(1 / 144)),
+    ({"scheme": "variance_scaling", "scale": 3.0, "mode": "fan_avg", "distribution": "truncated_normal"},
+     np.sqrt(3 / 216)),
+    ({"scheme": "orthogonal"}, 1 / np.sqrt(144)),
+    ({"scheme": "normal", "std": 0.05}, 0.05),
+])
+def test_kernel_init_counts_the_receptive_field(spec, std):
+    """He et al. 2015: Var(W) = 2 / (k^2 c); Glorot's fans for a convolution are k*k*C_in and k*k*C_out."""
+    cfg = InitConfig(**spec)
+    W = init_weight(cfg, KERNEL, np.random.default_rng(0))
+    assert W.shape == KERNEL and W.flags.c_contiguous
+    assert expected_std(cfg, KERNEL) == pytest.approx(std, rel=1e-12)
+    assert W.std() == pytest.approx(std, rel=0.03)
+    assert fans(KERNEL) == (144, 288) and fans((5, 7)) == (5, 7)
+
+
+def test_orthogonal_kernel_is_orthogonal_as_its_im2col_matrix():
+    for shape in [(3, 3, 4, 8), (1, 1, 16, 4)]:  # 36 x 8 (orthonormal columns), 16 x 4
+        W = init_weight(InitConfig(scheme="orthogonal", gain=2.0), shape, np.random.default_rng(0))
+        M = W.reshape(-1, shape[-1])
+        np.testing.assert_allclose(M.T @ M, 4 * np.eye(shape[-1]), atol=1e-12)
+    W = init_weight(InitConfig(scheme="orthogonal"), (1, 1, 4, 16), np.random.default_rng(0)).reshape(4, 16)
+    np.testing.assert_allclose(W @ W.T, np.eye(4), atol=1e-12)  # wider than tall: orthonormal rows
+
+
+def test_identity_kernel_is_the_dirac_kernel_and_maps_x_to_itself():
+    cfg = InitConfig(scheme="identity", scale=0.5)
+    x = np.random.default_rng(0).standard_normal((2, 5, 4, 3))
+    for k in (1, 3, 5):
+        W = init_weight(cfg, (k, k, 3, 3), np.random.default_rng(0))
+        assert np.count_nonzero(W) == 3 and W[(k - 1) // 2, (k - 1) // 2, 1, 1] == 0.5
+        np.testing.assert_allclose(Conv2d(W, None, 1, (k - 1) // 2).forward(x), 0.5 * x, rtol=1e-15)
+        assert expected_std(cfg, W.shape) == pytest.approx(W.std(mean=0.0), rel=1e-12)
+    wider = init_weight(cfg, (3, 3, 3, 5), np.random.default_rng(0))  # more outputs: the extra ones are zero
+    out = Conv2d(wider, None, 1, 1).forward(x)
+    np.testing.assert_allclose(out[..., :3], 0.5 * x, rtol=1e-15)
+    assert not out[..., 3:].any()

@@ -278,7 +278,10 @@ class ResBlock(Module):
         if W_proj is not None and W_proj.shape != (1, 1, c_in, c_out):
             raise ValueError(f"{name}: W_proj must be (1, 1, {c_in}, {c_out}), got {W_proj.shape}")
         self.name, self.stride, self.batchnorm, self.activation = name, int(stride), batchnorm, activation
-        bias = (lambda c: None) if batchnorm else (lambda c: np.full(c, bias_init, dtype=dtype))  # noqa: E731
+
+        def bias(c: int) -> np.ndarray | None:  # batch norm's beta replaces a convolution's bias
+            return None if batchnorm else np.full(c, bias_init, dtype=dtype)
+
         self.conv_a = Conv2d(W_a, bias(c_mid), stride, (W_a.shape[0] - 1) // 2, f"{name}.conv_a")
         self.conv_b = Conv2d(W_b, bias(c_out), 1, (W_b.shape[0] - 1) // 2, f"{name}.conv_b")
         self.proj = None if W_proj is None else Conv2d(W_proj, bias(c_out), stride, 0, f"{name}.proj")
