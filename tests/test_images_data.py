@@ -3,6 +3,7 @@ digits of scikit-learn, and exit 2 naming the file for every bad one."""
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import struct
 from pathlib import Path
 
@@ -191,3 +192,97 @@ def test_n_samples_takes_a_seeded_subset_keeping_the_labels(tmp_path):
     for x, y in zip(a.X_train, a.y_train):  # each kept image still has its own label
         rows = [i for i in range(30) if np.allclose(X[i] / 255, x[..., 0])]
         assert rows and y == rows[0] % 10
+
+
+# --------------------------------------------------------------------------- bad files: exit 2 naming them
+
+def _idx_pair(tmp_path: Path, images: bytes, labels: bytes) -> dict:
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(images)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(labels)
+    return {"kind": "images", "path": "train-images-idx3-ubyte"}
+
+
+def put(path: Path, content: bytes) -> dict:
+    """Write one image file; the data section that reads it."""
+    path.write_bytes(content)
+    return {"kind": "images", "path": path.name}
+
+
+GOOD_IDX = idx_bytes(pixels(3, 4, 4))
+GOOD_LABELS = idx_bytes(np.array([0, 1, 2]))
+BAD = {  # name: (write the files and give the data section, the file named, what the message says)
+    "wrong magic": (lambda t: _idx_pair(t, b"\x00\x00\x07\x03" + GOOD_IDX[4:], GOOD_LABELS),
+                    "train-images-idx3-ubyte", "does not start with an IDX magic number (it starts 00 00 07 03)"),
+    "truncated idx": (lambda t: _idx_pair(t, GOOD_IDX[:-5], GOOD_LABELS),
+                      "train-images-idx3-ubyte", "is truncated: its header gives 3 x 4 x 4 values"),
+    "idx longer than its header": (lambda t: _idx_pair(t, GOOD_IDX, GOOD_LABELS + b"\x00"),
+                                   "train-labels-idx1-ubyte", "longer than its header says"),
+    "damaged gzip": (lambda t: _idx_pair(t, gzip.compress(GOOD_IDX)[:-12], GOOD_LABELS),
+                     "train-images-idx3-ubyte", "damaged or truncated gzip file"),
+    "count mismatch": (lambda t: _idx_pair(t, GOOD_IDX, idx_bytes(np.array([0, 1]))),
+                       "train-labels-idx1-ubyte", "holds 2 labels but"),
+    "labels not an idx1 array": (lambda t: _idx_pair(t, GOOD_IDX, GOOD_IDX),
+                                 "train-labels-idx1-ubyte", "expected labels (N,)"),
+    "no labels file": (lambda t: put(t / "train-images-idx3-ubyte", GOOD_IDX),
+                       "train-labels-idx1-ubyte", "set data.labels"),
+    "truncated cifar record": (lambda t: put(t / "data_batch_1.bin",
+                                             cifar_bytes(pixels(2, 32, 32, 3), np.array([0, 1]))[:-100]),
+                               "data_batch_1.bin", "not a whole number of records (the last is truncated"),
+    "cifar label byte": (lambda t: put(t / "data_batch_1.bin", cifar_bytes(pixels(2, 32, 32, 3), np.array([3, 12]))),
+                         "data_batch_1.bin", "record 2 (counting from 1)"),
+    "npz not images": (lambda t: np.savez(t / "img.npz", X=np.zeros((4, 3)), y=np.arange(4))
+                       or {"kind": "images", "path": "img.npz"}, "img.npz", "expected numeric images (N, H, W, C)"),
+    "npz count mismatch": (lambda t: np.savez(t / "img.npz", X=np.zeros((4, 3, 3)), y=np.arange(3))
+                           or {"kind": "images", "path": "img.npz"}, "img.npz", "X holds 4 images but y 3 labels"),
+    "not found": (lambda t: {"kind": "images", "path": "nowhere.npz"}, "nowhere.npz", "not found"),
+    "unknown format": (lambda t: put(t / "pics.dat", b"hello world"), "pics.dat", "set data.format"),
+    "folder of nothing": (lambda t: (t / "empty").mkdir() or {"kind": "images", "path": "empty"},
+                          "empty", "holds neither CIFAR-10 batches"),
+    "n_samples too many": (lambda t: _idx_pair(t, GOOD_IDX, GOOD_LABELS) | {"n_samples": 5},
+                           "train-images-idx3-ubyte", "5 images asked for"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_image_files_exit_2_naming_the_file(tmp_path, name):
+    write, named, says = BAD[name]
+    result = train(tmp_path, write(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert named in result.output and says in result.output, result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_digits_without_scikit_learn_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setattr("gradlab.images.SKLEARN", "sklearn_not_installed")  # as if it were not installed
+    result = train(tmp_path, {"kind": "digits"})
+    assert result.exit_code == 2 and "pip install 'gradlab[images]'" in result.output, result.output
+    assert "data.kind" in result.output and "Traceback" not in result.output
+
+
+DIGIT_0 = [[0, 0, 5, 13, 9, 1, 0, 0], [0, 0, 13, 15, 10, 15, 5, 0], [0, 3, 15, 2, 0, 11, 8, 0],
+           [0, 4, 12, 0, 0, 8, 8, 0], [0, 5, 8, 0, 0, 9, 8, 0], [0, 4, 11, 0, 1, 12, 7, 0],
+           [0, 2, 14, 5, 10, 12, 0, 0], [0, 0, 6, 13, 10, 0, 0, 0]]  # load_digits().images[0], a 0
+
+
+def test_digits_are_8x8_images_of_ten_classes():
+    if importlib.util.find_spec("sklearn") is None:
+        pytest.skip("scikit-learn is not installed (pip install 'gradlab[images]')")
+    d = dataset({"kind": "digits", "standardize": False, "val_fraction": 0.0})
+    assert d.image and d.X_train.shape == (1797, 8, 8, 1) and d.n_classes == 10
+    assert d.X_train.min() == 0.0 and d.X_train.max() == 1.0  # 0..16 scaled
+    assert np.bincount(d.y_train).min() >= 170  # about 180 of each digit
+    zero = np.array(DIGIT_0) / 16
+    assert any(np.array_equal(x[..., 0], zero) and y == 0 for x, y in zip(d.X_train, d.y_train))
+    small = dataset({"kind": "digits", "n_samples": 100}, seed=2)
+    assert len(small.X_train) + len(small.X_val) == 100 and small.n_classes == 10
+
+
+@pytest.mark.slow  # imports scikit-learn (3 to 7 s, scipy)
+def test_digits_are_those_of_scikit_learns_load_digits():
+    datasets = pytest.importorskip("sklearn.datasets")
+    digits = datasets.load_digits()
+    d = dataset({"kind": "digits", "standardize": False, "val_fraction": 0.0})
+    ours = np.column_stack([d.X_train.reshape(len(d.X_train), -1) * 16, d.y_train])  # (shuffled by the split)
+    theirs = np.column_stack([digits.images.reshape(len(digits.images), -1), digits.target])
+    assert np.array_equal(ours[np.lexsort(ours.T)], theirs[np.lexsort(theirs.T)])
