@@ -12,8 +12,9 @@ import pytest
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
 
 ROOT = Path(__file__).parent.parent
-IMPORT_NAME = {"pyyaml": "yaml", "dask[distributed]": "dask"}  # distribution -> module, where they differ
-OPTIONAL = {"dask", "distributed"}  # imported only inside the function that needs them (the Dask executor)
+IMPORT_NAME = {"pyyaml": "yaml", "dask[distributed]": "dask", "scikit-learn": "sklearn"}  # distribution -> module, where they differ
+OPTIONAL = {"dask", "distributed", "sklearn"}  # imported only inside the function that needs them (the Dask
+# executor, the reader of scikit-learn's digits)
 
 
 def distribution(requirement: str) -> str:
@@ -54,7 +55,7 @@ def test_every_imported_package_is_declared():
     required, extras = declared()
     imported = third_party_imports(top_level_only=False)
     undeclared = {m: sorted(files) for m, files in imported.items()
-                  if m not in required and not (m in OPTIONAL and m in extras["dask"] | {"distributed"})}
+                  if m not in required and not (m in OPTIONAL and m in extras["dask"] | extras["images"] | {"distributed"})}
     assert not undeclared, f"imported but not in [project.dependencies]: {undeclared}"
 
 
@@ -72,4 +73,5 @@ def test_the_fields_own_dependencies_only():
     required, extras = declared()
     assert required == {"numpy", "typer", "yaml", "rich", "pandas", "pydantic", "matplotlib", "threadpoolctl"}
     assert extras["dask"] == {"dask"}
+    assert extras["images"] == {"sklearn"}
     assert "torch" not in required | set().union(*extras.values()), "torch may only appear in optional comparisons"
