@@ -188,6 +188,8 @@ def test_n_samples_takes_a_seeded_subset_keeping_the_labels(tmp_path):
     a = from_file(tmp_path, {**RAW, "path": "img.npz", "n_samples": 6}, seed=1)
     b = from_file(tmp_path, {**RAW, "path": "img.npz", "n_samples": 6}, seed=1)
     assert len(a.X_train) == 6 and np.array_equal(a.X_train, b.X_train)
+    c = from_file(tmp_path, {**RAW, "path": "img.npz", "n_samples": 6}, seed=2)
+    assert not np.array_equal(np.sort(a.X_train, axis=0), np.sort(c.X_train, axis=0))  # random, not the first 6
     assert a.n_classes == 10  # counted over the whole file, whichever classes the subset holds
     for x, y in zip(a.X_train, a.y_train):  # each kept image still has its own label
         rows = [i for i in range(30) if np.allclose(X[i] / 255, x[..., 0])]
