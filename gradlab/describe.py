@@ -2,6 +2,7 @@
 
     MLP 2 -> 64 x 10 tanh (he_normal) -> 3, 38,211 parameters
     LSTM 2 -> 128 -> 1, T 100, 67,713 parameters
+    CNN 28x28x1 -> conv3x3 16 x3 -> maxpool -> conv3x3 32 x3 -> gap -> 10, relu (he_normal), 23,466 parameters
 
 ``model_line(model, config)`` describes a built net (gradlab.nn's MLP of Sequential layers, recurrent
 cells and layers of your own included); ``run_model_line(run)`` describes a run folder's net from its
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -71,10 +73,14 @@ def model_line(model, config=None) -> str:
     """One line for a built net (``setup.model``); with its ``config``, the init scheme and T too."""
     from .nn.recurrent import Recurrent
 
+    from .nn.conv import Conv2d, ResBlock
+
     n_params = sum(int(p.size) for p in model.params.values())
     cells = [m for layer in model.layers for m in layer.modules if isinstance(m, Recurrent)]
     if cells:
         return _recurrent_model(model, cells, config, n_params)
+    if isinstance(model.layers[0].modules[0], (Conv2d, ResBlock)):
+        return _conv_model(model, config, n_params)
     hidden = [_layer_of(layer) for layer in model.layers[:-1]]
     W = model.layers[0].modules[0].params.get("W")
     head = model.layers[-1].modules[0].params.get("W")
@@ -167,8 +173,11 @@ def run_model_line(run: RunData) -> str:
     L = max(by_layer, default=0)
     dense = lambda l: by_layer.get(l, {}).get(f"dense{l}.W")
     n_out = dense(L)[-1] if dense(L) else None
-    if getattr(model, "kind", (run.raw.get("model") or {}).get("kind")) == "rnn":
+    kind = getattr(model, "kind", (run.raw.get("model") or {}).get("kind"))
+    if kind == "rnn":
         return _recurrent_run(run, model, by_layer, n_out, n_params)
+    if kind == "cnn":
+        return _conv_run(run, model, by_layer, n_out, n_params)
     n_in = dense(1)[0] if dense(1) else None
     plan = _plan_ops(model)
     hidden = [((dense(l) or (None, None))[-1], plan[l - 1] if l - 1 < len(plan) else []) for l in range(1, L)]
@@ -226,3 +235,136 @@ def _recurrent_run(run: RunData, model, by_layer: dict[int, dict[str, tuple]], n
     layers = getattr(model, "num_layers", max(1, L - 1))
     return line(kind, n_in, [(H, _recurrent_ops(ops, model))] * layers, n_out, n_params,
                 _sequence_extras(run.config))
+
+
+# --------------------------------------------------------------------------- conv nets
+
+# the images' (H, W) where the data config says it without reading the data
+IMAGE_SIZES = {"shapes": lambda d: (d.size, d.size), "digits": lambda d: (8, 8)}
+
+
+@dataclass
+class _ConvLayer:
+    """One logged layer of a conv net, as the line writes it: its start (``conv3x3 16/2``), its batch norm,
+    activation and dropout, and the pooling, gap or flatten after it (written between arrows)."""
+
+    start: str
+    bn: bool = False
+    act: str = ""
+    dropout: float = 0.0
+    after: list[str] = field(default_factory=list)
+
+
+def conv_line(shape: tuple | None, layers: list[_ConvLayer], n_out: int | None, n_params: int, init: str) -> str:
+    """``CNN HxWxC -> conv3x3 16 x2 -> maxpool -> ... -> gap -> n_out, relu (he_normal), N parameters``: equal
+    layers in a row are written once with their count; the commonest activation is written once at the end
+    (a layer with another one names its own)."""
+    acts = [x.act for x in layers if x.act]
+    common = max(set(acts), key=acts.count) if acts else ""
+    parts = ["x".join(_dim(n) for n in shape) if shape else "?"]
+    texts, count = [_text(x, common) for x in layers], 0
+    for i, (x, text) in enumerate(zip(layers, texts)):
+        count += 1
+        if i + 1 < len(layers) and not x.after and texts[i + 1] == text:
+            continue
+        parts.append(text + (f" x{count}" if count > 1 else ""))
+        parts.extend(x.after)
+        count = 0
+    parts.append(_dim(n_out))
+    extras = " ".join([common, *([f"({init})"] if init else [])])
+    return ", ".join(["CNN " + " -> ".join(parts), *([extras] if extras else []), f"{n_params:,} parameters"])
+
+
+def _text(x: _ConvLayer, common: str) -> str:
+    """A layer's text: its start, then bn, its activation where it is not the commonest, dropout."""
+    return " ".join([x.start, *(["bn"] if x.bn else []), *([x.act] if x.act and x.act != common else []),
+                     *([f"dropout {x.dropout:g}"] if x.dropout else [])])
+
+
+def _start(kind: str, k: int | None = None, channels: int | None = None, stride: int = 1) -> str:
+    """``conv3x3 16``, ``res3x3 32/2`` (stride 2), ``dense 64``."""
+    if kind == "dense":
+        return f"dense {_dim(channels)}"
+    return f"{kind}{k}x{k} {_dim(channels)}" + (f"/{stride}" if stride > 1 else "")
+
+
+def _pool_text(kind: str, size: int, stride: int | None) -> str:
+    """``maxpool`` (2x2 every 2 pixels), ``avgpool3`` (3x3), ``maxpool3/2`` (3x3 every 2)."""
+    stride = stride or size
+    return kind + (str(size) if size != 2 or stride != size else "") + (f"/{stride}" if stride != size else "")
+
+
+def _conv_model(model, config, n_params: int) -> str:
+    """The line of a built conv net, from its modules."""
+    from .nn import Activation, BatchNorm, Dropout
+    from .nn.conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, ResBlock
+
+    layers = []
+    for layer in model.layers[:-1]:
+        first, *rest = layer.modules
+        W = first.params.get("W_a", first.params.get("W"))
+        if isinstance(first, Conv2d):
+            x = _ConvLayer(_start("conv", W.shape[0], W.shape[-1], first.stride))
+        elif isinstance(first, ResBlock):
+            x = _ConvLayer(_start("res", W.shape[0], W.shape[-1], first.stride), bn=first.batchnorm)
+        else:
+            x = _ConvLayer(_start("dense", channels=_cols(W)))
+        for m in rest:
+            if isinstance(m, BatchNorm):
+                x.bn = True
+            elif isinstance(m, Activation):
+                x.act = x.act or m.kind or m.name
+            elif isinstance(m, Dropout):
+                x.dropout = m.p
+            elif isinstance(m, (MaxPool2d, AvgPool2d)):
+                x.after.append(_pool_text("maxpool" if isinstance(m, MaxPool2d) else "avgpool", m.size, m.stride))
+            elif isinstance(m, (GlobalAvgPool, Flatten)):
+                x.after.append("gap" if isinstance(m, GlobalAvgPool) else "flatten")
+        layers.append(x)
+    first = model.layers[0].modules[0]
+    c_in = first.params.get("W_a", first.params.get("W")).shape[-2]
+    shape = _image_shape(config, c_in)
+    head = model.layers[-1].modules[0].params.get("W")
+    return conv_line(shape, layers, _cols(head), n_params, init_text(getattr(getattr(config, "model", None), "init",
+                                                                                 None)))
+
+
+def _image_shape(config, channels: int | None) -> tuple:
+    """(H, W, C) of the images, as far as the config says (H and W None where it does not)."""
+    data = getattr(config, "data", None)
+    size = IMAGE_SIZES.get(getattr(data, "kind", None))
+    h, w = size(data) if size else (None, None)
+    return (h, w, channels)
+
+
+def _config_layers(model) -> list[_ConvLayer]:
+    """The logged layers of a ``CNNConfig``'s plan."""
+    layers: list[_ConvLayer] = []
+    for item, _ in model.plan():
+        t = item.type
+        if t in ("conv", "residual"):
+            layers.append(_ConvLayer(_start("conv" if t == "conv" else "res", item.kernel, item.channels,
+                                            item.stride), bn=t == "residual" and item.batchnorm))
+        elif t == "dense":
+            layers.append(_ConvLayer(_start("dense", channels=item.units)))
+        elif t == "batchnorm":
+            layers[-1].bn = True
+        elif t == "activation":
+            layers[-1].act = layers[-1].act or item.name
+        elif t == "dropout":
+            layers[-1].dropout = item.p
+        elif t in ("maxpool", "avgpool"):
+            layers[-1].after.append(_pool_text(t, item.size, item.stride))
+        else:
+            layers[-1].after.append(t)
+    return layers
+
+
+def _conv_run(run: RunData, model, by_layer: dict[int, dict[str, tuple]], n_out: int | None, n_params: int) -> str:
+    """A run folder's conv net: the config's plan, the channels of its images from conv1's (or res1's) weight."""
+    if model is None:
+        return ""
+    first = by_layer.get(1, {})
+    W = first.get("conv1.W") or first.get("res1.W_a")
+    shape = _image_shape(run.config, W[-2] if W else None)
+    return conv_line(shape, _config_layers(model), n_out, n_params, init_text(model.init))

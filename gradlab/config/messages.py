@@ -13,7 +13,7 @@ from pydantic import (
 )
 
 from .overrides import key_path, set_option
-from .schema import BUILTIN_CELLS, Config, DataConfig, Item, _members, _short
+from .schema import BUILTIN_CELLS, CNNItem, Config, DataConfig, Item, _members, _short
 
 
 def _schema_keys(loc: tuple, root: type[BaseModel] = Config) -> tuple[str, list[str]]:
@@ -69,9 +69,11 @@ def _union_member(model: Any, tag: Any) -> Any:
     return None
 
 
-def _tags(key: str) -> str:
-    """The values a discriminator key takes: 'spirals', 'moons', ... for kind; 'dense', ... for type."""
-    members = {"kind": _members(DataConfig), "type": _members(Item)}.get(key, [])
+def _tags(key: str, loc: tuple = ()) -> str:
+    """The values a discriminator key takes: 'spirals', 'moons', ... for kind; 'dense', ... for type (a cnn's
+    items: 'conv', ... when ``loc``, the error's location, passes through the cnn model)."""
+    items = CNNItem if "cnn" in loc else Item
+    members = {"kind": _members(DataConfig), "type": _members(items)}.get(key, [])
     return ", ".join(f"'{t}'" for m in members for t in m.model_fields[key].annotation.__args__)
 
 
@@ -117,12 +119,21 @@ VALUE_ALIASES = {
     "double": "float64", "float": "float32", "single": "float32",
     "cosineannealing": "cosine", "cosineannealinglr": "cosine", "cosinedecay": "cosine", "steplr": "step",
     "stepdecay": "step", "exponentialdecay": "step", "fixed": "constant", "none": "constant",
+    # conv nets: model.pool, model.head and the item types of a cnn's model.layers (Keras' and torch's names)
+    "maxpool": "max", "maxpool2d": "max", "maxpooling": "max", "maxpooling2d": "max", "avgpool": "avg",
+    "avgpool2d": "avg", "averagepooling2d": "avg", "average": "avg", "mean": "avg", "globalaveragepooling2d": "gap",
+    "globalaveragepooling": "gap", "globalavgpool": "gap", "globalavgpool2d": "gap", "adaptiveavgpool2d": "gap",
+    "conv2d": "conv", "convolution": "conv", "convolution2d": "conv", "resblock": "residual",
+    "residualblock": "residual", "basicblock": "residual", "batchnorm2d": "batchnorm",
+    "batchnormalization": "batchnorm",
 }
 
 # a net's shape in the other kind of net's words (model.width of an rnn is its model.hidden; torch's
 # hidden_size and num_layers): the sibling meant, where it is allowed
 KIN_KEYS = {
-    "width": ("hidden",), "hidden": ("width",), "hiddensize": ("hidden", "width"), "hiddendim": ("hidden", "width"),
+    "width": ("hidden", "channels"), "hidden": ("width", "channels"), "channels": ("width", "hidden"),
+    "filters": ("channels",), "numfilters": ("channels",), "outchannels": ("channels",), "kernelsize": ("kernel",),
+    "ksize": ("kernel",), "poolsize": ("size",), "pooling": ("pool",), "strides": ("stride",), "hiddensize": ("hidden", "width"), "hiddendim": ("hidden", "width"),
     "units": ("hidden", "width"), "depth": ("num_layers",), "numlayers": ("num_layers", "depth"),
     "nlayers": ("num_layers", "depth"),
 }
@@ -137,7 +148,7 @@ KEY_ALIASES = {
     "clipgradnorm": "train.clip", "gradientclipval": "train.clip", "maxgradnorm": "train.clip",
     "numlayers": "model.depth", "nlayers": "model.depth", "hiddenlayers": "model.depth",
     "hiddensize": "model.width", "hiddendim": "model.width", "units": "model.width", "hiddenunits": "model.width",
-    "kernelinitializer": "model.init", "weightinit": "model.init", "initializer": "model.init",
+    "filters": "model.channels", "kernelsize": "model.kernel", "kernelinitializer": "model.init", "weightinit": "model.init", "initializer": "model.init",
     "initialization": "model.init", "biasinitializer": "model.bias_init", "nonlinearity": "model.activation",
     "activationfn": "model.activation", "act": "model.activation", "dropoutrate": "model.dropout",
     "batchnormalization": "model.batchnorm", "bn": "model.batchnorm", "skipconnections": "model.residual",
@@ -244,7 +255,7 @@ def _describe(err: dict) -> Problem:
         key = "kind" if key.endswith("()") else key  # model's: a function of its kind
         value = got.get(key) if isinstance(got, dict) else None
         what = _short(value) if isinstance(got, dict) and key in got else "nothing"
-        return Problem(f"{path}.{key}", f"'{path}.{key}' is {what}; allowed: {expected or _tags(key)}.{HINT}",
+        return Problem(f"{path}.{key}", f"'{path}.{key}' is {what}; allowed: {expected or _tags(key, err['loc'])}.{HINT}",
                        value=guess_value(value, _choices(err)))
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"

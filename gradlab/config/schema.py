@@ -455,6 +455,35 @@ class CNNConfig(Compact):
 
     _activation = field_validator("activation", mode="before")(_named)
 
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _one_stage(cls, value: Any) -> Any:
+        """``channels: 16`` is one stage of 16 channels."""
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd(cls, value: int | None) -> int | None:
+        if value is not None and value % 2 == 0:
+            raise ValueError(f"should be odd: conv layers pad (kernel - 1) / 2 to keep the image's size; allowed: "
+                             f"{value - 1} or {value + 1}")
+        return value
+
+    @field_validator("activation")
+    @classmethod
+    def _built_in(cls, value: ActivationConfig | None) -> ActivationConfig | None:
+        if value is not None and value.spec:
+            raise ValueError(f"a cnn takes the built-in activations only, not {value.name}; allowed: "
+                             f"{', '.join(ACTIVATIONS)}")
+        return value
+
+    @field_validator("layers")
+    @classmethod
+    def _items(cls, items: list | None) -> list | None:
+        if items:
+            _check_items(items)
+        return items
+
     @model_validator(mode="after")
     def _shape(self) -> "CNNConfig":
         if self.layers is not None:
@@ -463,30 +492,14 @@ class CNNConfig(Compact):
                 raise ValueError(f"'model.layers' replaces {', '.join(CNN_DEFAULTS)}: remove "
                                  f"{', '.join('model.' + k for k in given)} or set them to null (use conv, pool, "
                                  "residual, activation, batchnorm and dropout items in the list)")
-            _check_items(self.layers)
             return self
         for key, default in CNN_DEFAULTS.items():
             if getattr(self, key) is None:
                 setattr(self, key, copy.deepcopy(default))
-        if self.kernel % 2 == 0:
-            raise ValueError(f"'model.kernel' is {self.kernel}, but conv layers pad (kernel - 1) / 2 to keep the "
-                             "image's size, so the kernel must be odd; allowed: 1, 3, 5, ...")
         if self.residual and self.depth % 2:
-            raise ValueError(f"'model.depth' is {self.depth}, but a residual net's stages are blocks of two conv "
-                             f"layers; allowed: an even depth ({self.depth - 1 or 2} or {self.depth + 1}), or "
+            raise ValueError(f"a residual net's stages are blocks of two conv layers, but model.depth is {self.depth}; "
+                             f"allowed: an even model.depth ({max(self.depth - 1, 2)} or {self.depth + 1}), or "
                              "model.residual: false")
-        return self
-
-    @model_validator(mode="after")
-    def _built_in(self) -> "CNNConfig":
-        named = [("model.activation", self.activation)] + [
-            (f"model.layers[{i}]" + (".name" if item.type == "activation" else ".activation"),
-             item if item.type == "activation" else item.activation)
-            for i, item in enumerate(self.layers or []) if item.type in ("activation", "residual")]
-        for where, act in named:
-            if act is not None and act.spec:
-                raise ValueError(f"'{where}' is {act.name}, but a cnn takes the built-in activations only; allowed: "
-                                 f"{', '.join(ACTIVATIONS)}")
         return self
 
     @property
@@ -532,9 +545,15 @@ class CNNConfig(Compact):
 def _check_items(items: list) -> None:
     """A layers list a cnn can build: it starts with a conv or residual item (each starts a logged layer), turns
     the image into a vector once (gap or flatten) and has dense items only after that."""
+    acts = [(i, item if item.type == "activation" else item.activation) for i, item in enumerate(items)
+            if item.type in ("activation", "residual")]
+    for i, act in acts:
+        if act.spec:
+            raise ValueError(f"item [{i}]: a cnn takes the built-in activations only, not {act.name}; allowed: "
+                             f"{', '.join(ACTIVATIONS)}")
     if items[0].type not in ("conv", "residual"):
         raise ValueError(f"item [0] is {{type: {items[0].type}}}, but the list must start with {{type: conv, "
-                         "channels: N}} or {type: residual, channels: N}: each conv, residual and dense item starts "
+                         "channels: N} or {type: residual, channels: N}: each conv, residual and dense item starts "
                          "a logged layer, and what follows it belongs to it")
     heads = [i for i, item in enumerate(items) if item.type in HEAD_ITEMS]
     if not heads:

@@ -94,7 +94,7 @@ def _too_small(where: str, what: str, h: int, w: int, layer: int, input_shape, c
     else:
         fix = (f"fewer stages (model.channels has {len(cfg.channels)}; each pools the image by 2), "
                "a smaller model.kernel, or larger images")
-    return (f"'{where}': {what} does not fit the {h}x{w} image that layer {layer} gets (the input is {H}x{W}x{C}): "
+    return (f"'{where}': {what} does not fit the {h}x{w} image of layer {layer} (the input is {H}x{W}x{C}): "
             f"it would shrink the image below one pixel; allowed: {fix}.")
 
 
