@@ -19,13 +19,13 @@ _SUBMODULES = ("differences", "grading", "objectives", "runner")
 __all__ = [
     "DEFAULT_EPS", "EXIT_FAIL", "EXIT_PASS", "EXIT_UNRESOLVED", "KINK_LIMIT", "LossObjective", "RESOLVE", "SAFETY",
     "SMOOTH_LIMIT", "check_tensor", "culprit", "judge", "max_rel_error", "module_label", "noise", "rel_bound",
-    "step_of",
-    "AUTO_FULL_LIMIT", "CHUNK_FLOATS", "CHUNK_ROWS", "CheckReport", "CheckSetup", "Entries", "Entry", "ModuleObjective",
-    "NetObjective", "TIERS", "TINY", "TensorResult", "centred_difference", "check", "check_directions", "check_entries",
-    "check_modules", "chunk_size", "chunks", "coarse_warnings", "entry_indices", "eps_sweep", "flatten", "freeze",
-    "grade", "has_kinks", "is_finite_pass", "listed", "n_params", "one_sided_difference", "overall", "prepare",
-    "rel_error", "report_dict", "resolution", "run_check", "stack_at", "subgradient_ok", "sweep_eps", "taylor",
-    "taylor_test", "tier", "tiny_warnings", "write_entries",
+    "step_of", "AUTO_FULL_LIMIT", "CHUNK_FLOATS", "CHUNK_ROWS", "CheckReport", "CheckSetup", "Entries", "Entry",
+    "ModuleObjective", "NetObjective", "TIERS", "TINY", "TensorResult", "centred_difference", "check",
+    "check_directions", "check_entries", "check_modules", "check_net", "chunk_size", "chunks", "coarse_warnings",
+    "entry_indices", "eps_sweep", "flatten", "freeze", "grade", "has_kinks", "is_finite_pass", "listed", "n_params",
+    "net_setup", "one_sided_difference", "overall", "prepare", "rel_error", "report_dict", "resolution",
+    "run_check", "stack_at", "subgradient_ok", "sweep_eps", "taylor", "taylor_test", "tier", "tiny_warnings",
+    "write_entries",
 ]
 
 

@@ -3,7 +3,10 @@ params/grads/forward/backward.
 
 For a dense layer z = x W + b, moving one entry moves one output column (W[i, j] and b[j]) or one row
 (x[n, i]) by a known amount: K perturbed copies of z are rank-1 updates of z at theta, computed without
-K matrix products.
+K matrix products. A convolution is the same product over im2col patches: moving W[i, j, c, o] or b[o]
+moves output channel o only (by delta times the patches' column (i, j, c), or by delta), and moving an
+input pixel moves the outputs whose windows hold it; and a change confined to one channel of the next
+convolution's input is a convolution of that channel alone (k*k inputs per position, not k*k*C_in).
 
 A built-in recurrent cell (vanilla RNN, LSTM, GRU) holds one fused array per kind, W (D, G), U (H, G) and
 b (G,), its per-gate tensors views into them, and its forward takes them with a leading copy axis (K, D, G),
@@ -18,6 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from ..nn import BatchNorm, Dense, Dropout
+from ..nn.conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
 from ..nn.activations import ACTIVATIONS
 from ..nn.recurrent import GRU, LSTM, VanillaRNN, EveryStep, LastStep
 
@@ -77,7 +81,61 @@ def dense_moves(layer: Dense, key: str) -> str | None:
     return "output" if key == "b" else None
 
 
-MOVES = {Dense: dense_moves}
+def conv_perturb(layer: Conv2d, key: str, flat: np.ndarray, delta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Outputs of K copies, copy k with ``params[key].flat[flat[k]] += delta[k]``: (K, N, Ho, Wo, C_out).
+
+    W[i, j, c, o] moves channel o by delta times column (i, j, c) of the im2col patches (the products at
+    theta are made once); an input pixel x[n, h, w, c] moves out[n, y, x', :] by delta W[i, j, c, :] for each
+    kernel offset (i, j) whose window at (y, x') holds it (a loop over the k*k offsets, never over pixels)."""
+    if key == "b":
+        return conv_shift(layer, flat, delta, x)
+    out0 = layer.forward(x)
+    out = np.repeat(out0[None], len(flat), axis=0)
+    k = np.arange(len(flat))
+    W = layer.params["W"]
+    if key == "W":
+        r, o = np.divmod(flat, W.shape[-1])
+        cols = layer.cols.reshape(out0.shape[:-1] + (-1,))  # (N, Ho, Wo, k*k*C_in), W's (i, j, c) order
+        out[k, ..., o] += delta[:, None, None, None] * np.moveaxis(cols[..., r], -1, 0)
+        return out
+    n, h, w, c = np.unravel_index(flat, x.shape)  # "input"
+    ho, wo = out0.shape[1:3]
+    s, p = layer.stride, layer.padding
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            y, ry = np.divmod(h + p - i, s)
+            xx, rx = np.divmod(w + p - j, s)
+            ok = (ry == 0) & (rx == 0) & (y >= 0) & (y < ho) & (xx >= 0) & (xx < wo)
+            out[k[ok], n[ok], y[ok], xx[ok], :] += delta[ok, None] * W[i, j, c[ok], :]
+    return out
+
+
+def conv_shift(layer: Conv2d, cols: np.ndarray, delta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Outputs of K copies, copy k with output channel ``cols[k]`` moved by ``delta[k]`` at every sample and
+    position (what moving b[cols[k]] does): (K, N, Ho, Wo, C_out)."""
+    out = np.repeat(layer.forward(x)[None], len(cols), axis=0)
+    out[np.arange(len(cols)), ..., cols] += delta[:, None, None, None]
+    return out
+
+
+def conv_column(layer: Conv2d, key: str, flat: np.ndarray) -> np.ndarray | None:
+    """The output channel that entry ``flat`` of ``key`` moves (None: an input pixel moves every channel)."""
+    if key == "W":
+        return flat % layer.params["W"].shape[-1]
+    return flat if key == "b" else None
+
+
+def one_channel(conv: Conv2d, change: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """conv(x + d) - conv(x) for K copies whose input changes by ``change`` (K, N, H, W) in channel ``c[k]``
+    only: copy k convolved with W[:, :, c[k], :] alone, one batched product of k*k columns (no bias)."""
+    W = conv.params["W"]
+    Wc = np.moveaxis(W[:, :, c, :], 2, 0)[:, :, :, None, :]  # (K, k, k, 1, C_out)
+    alone = Conv2d(W[:, :, :1, :], None, conv.stride, conv.padding, conv.name)
+    alone.params["W"] = Wc
+    return alone.forward(change[..., None], True)
+
+
+MOVES = {Dense: dense_moves, Conv2d: dense_moves}
 
 
 def moves(module, key: str) -> str | None:
@@ -87,7 +145,7 @@ def moves(module, key: str) -> str | None:
 
 
 # layer type -> (perturb, shift, column); exact types only, so a subclass that changes forward is not assumed
-FAST = {Dense: (dense_perturb, dense_shift, dense_column)}
+FAST = {Dense: (dense_perturb, dense_shift, dense_column), Conv2d: (conv_perturb, conv_shift, conv_column)}
 
 
 def fast_path(module):
@@ -163,7 +221,8 @@ def copies_crossed(mask: np.ndarray, at_theta: np.ndarray, k: int) -> np.ndarray
 
 # built-in types whose output row n depends on input row n only (for a recurrent cell, sample n's time steps),
 # rows sample-major; exact types, so a subclass (or a layer of yours) is never assumed to keep samples apart
-SEPARABLE = (Dense, Dropout, LastStep, EveryStep, *RECURRENT, *ACTIVATIONS.values())
+SEPARABLE = (Dense, Dropout, LastStep, EveryStep, *RECURRENT, *ACTIVATIONS.values(), Conv2d, MaxPool2d, AvgPool2d,
+             GlobalAvgPool, Flatten)
 
 
 def separable(modules) -> bool:
@@ -206,3 +265,15 @@ COLUMNWISE = (BatchNorm, Dropout, *ACTIVATIONS.values())
 
 def columnwise(modules) -> bool:
     return all(type(m) in COLUMNWISE for m in modules)
+
+
+# built-in types whose output channel (last axis) j depends on input channel j only, whatever the axes before it
+# (an image's positions, or none): a change confined to channel j stays there, through pooling too; Flatten
+# mixes channels into columns and is not one
+CHANNELWISE = (*COLUMNWISE, MaxPool2d, AvgPool2d, GlobalAvgPool)
+
+
+def keeps_channel(modules) -> bool:
+    """Whether a change confined to one channel (column) stays in that channel through all of ``modules``:
+    built-in channelwise types, or a layer that says it is ``columnwise``."""
+    return all(type(m) in CHANNELWISE or m.columnwise for m in modules)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import Dense, MLP, Loss, Module
+from ..nn.conv import Conv2d
 from ..nn.module import l2_applies
 from . import fast
 from .differences import CHUNK_ROWS, NOISE_POINTS, SAFETY, _ladder, chunks, noise, stack_at
@@ -90,6 +91,8 @@ class NetObjective:
         module, key = self.owner.get(name, (None, None))
         start = self.layer_of.get(name, 1)
         tail = [m for layer in self.model.layers[start - 1:] for m in layer.modules]
+        if name == "input":  # an input entry moves the first dense or conv output where its weights reach
+            module, key = tail[0], "input"
         if not (fast.fast_path(module) and module is tail[0] and all(fast.takes_copies(m) for m in tail)):
             return self.values(name, stack_at(self.targets[name], flat, delta))
         h = self.states[start][0]
@@ -151,14 +154,27 @@ class NetObjective:
         skip_next = dict(skip_next)
         if l + 1 in model.block_start:  # the block starting at l+1 keeps the perturbed input
             skip_next[model.block_start[l + 1]] = out
-        if isinstance(nxt.modules[0], Dense) and j is not None and all(m.columnwise for m in layer.modules[1:]):
+        first = nxt.modules[0]
+        if j is None or not fast.keeps_channel(layer.modules[1:]):
+            return model.forward(out, True, start=l + 1, skip=skip_next)
+        k = np.arange(len(j))
+        if type(first) is Dense and out.ndim == 3:
             z0 = self._dense_out(l + 1)
-            W = nxt.modules[0].params["W"]
-            k = np.arange(len(j))
+            W = first.params["W"]
             change = out[k, :, j] - h_next[:, j].T  # (K, N): the one column that moved
             z = z0[None] + change[:, :, None] * W[j][:, None, :]
             return model.forward(z, True, start=l + 1, skip=skip_next, module=1)
+        if type(first) is Conv2d and out.ndim == 5:  # one channel moved: a convolution of that channel alone
+            change = out[k, ..., j] - np.moveaxis(h_next[..., j], -1, 0)  # (K, N, H, W)
+            z = self._conv_out(l + 1)[None] + fast.one_channel(first, change, j)
+            return model.forward(z, True, start=l + 1, skip=skip_next, module=1)
         return model.forward(out, True, start=l + 1, skip=skip_next)
+
+    def _conv_out(self, l: int) -> np.ndarray:
+        """Layer l's convolution output at theta, (N, Ho, Wo, C_out), computed once."""
+        if l not in self.dense_out:
+            self.dense_out[l] = self.model.layers[l - 1].modules[0].forward(self.states[l][0], True).copy()
+        return self.dense_out[l]
 
     def min_step(self, name: str) -> float:
         """The smallest step that still shows where it lands: a tensor added to a module's output as it is
@@ -426,12 +442,12 @@ class ModuleObjective:
             return 0
         if fast.separable([self.module]):
             return len(self.x)
-        return self.x.shape[1] if self.x.ndim == 2 and fast.columnwise([self.module]) else 0
+        return self.x.shape[-1] if self.x.ndim in (2, 4) and fast.columnwise([self.module]) else 0
 
     def group_of(self, name: str, flat: np.ndarray) -> np.ndarray:
         if fast.separable([self.module]):
             return flat // (self.x.size // len(self.x))
-        return flat % self.x.shape[1]
+        return flat % self.x.shape[-1]  # a channel: the last axis, of (N, D) or of images (N, H, W, C)
 
     def _packed(self, name: str, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         groups, group = self.packs(name), self.group_of(name, flat)
@@ -441,13 +457,14 @@ class ModuleObjective:
         if fast.separable([self.module]):
             shares, base_shares = share.reshape(copies, groups, -1).sum(axis=2), base.reshape(groups, -1).sum(axis=1)
         else:
-            shares, base_shares = share.sum(axis=-2), base.sum(axis=0)
+            shares = share.reshape(copies, -1, groups).sum(axis=1)
+            base_shares = base.reshape(-1, groups).sum(axis=0)
         J = base.sum() + (shares[slot, group] - base_shares[group])
         if not self.kink:
             return J, np.zeros(len(flat), dtype=bool)
         changed = self.module.mask != self.mask
         per_group = (changed.reshape(copies, groups, -1).any(axis=2) if fast.separable([self.module])
-                     else changed.any(axis=-2))
+                     else changed.reshape(copies, -1, groups).any(axis=1))
         return J, per_group[slot, group]
 
     def values_at(self, name: str, flat: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -463,7 +480,7 @@ class ModuleObjective:
             J = share.sum() + (np.sum(col * self.r[:, j].T, axis=1) - share.sum(axis=0)[j])
             return J, np.zeros(len(flat), dtype=bool)
         out = fast.perturb(self.module, key, flat, delta, self.x)
-        return np.sum(out * self.r, axis=(-2, -1)), self._kinked(len(flat))
+        return np.sum(out * self.r, axis=tuple(range(1, out.ndim))), self._kinked(len(flat))
 
     def _one(self, name, value):
         out = self._forward(name, value)

@@ -265,12 +265,25 @@ def prepare(config, source: str = "<config>", after_steps: int = 0) -> CheckSetu
                               f"{result.diverged_at}; nothing finite to check.")
         notes.append(f"checked after {result.steps} training steps")
     x, y = s.data.X_train[: cc.batch], s.data.y_train[: cc.batch]
-    model = s.model
-    ok, where = is_finite_pass(model, x, y, s.loss, config.train.l2)
+    cs = net_setup(s.model, s.loss, x, y, config.train.l2, cc.loss_scale, source, notes, warnings)
+    eps = eps_of(cc)
+    cs.notes.append(f"batch of {len(x)} training samples, {cc.dtype}, loss in training mode; eps {eps:g} relative: "
+                    "each tensor moves by h = eps * max(1, rms(tensor))")
+    return cs
+
+
+def net_setup(model: MLP, loss, x: np.ndarray, y: np.ndarray, l2: float = 0.0, scale: float = 1.0,
+              source: str = "<net>", notes: list[str] | None = None, warnings: list[str] | None = None) -> CheckSetup:
+    """A net at the parameters to check, on the batch (x, y): what is random frozen, pre-flighted (finite, and
+    the same loss twice)."""
+    from ..config import ConfigError
+
+    notes, warnings = notes if notes is not None else [], warnings if warnings is not None else []
+    ok, where = is_finite_pass(model, x, y, loss, l2)
     if not ok:
         raise ConfigError(f"{source}: the forward or backward pass is not finite at the checked parameters: "
                           f"first non-finite value in {where}. Lower the init scale or check that layer.")
-    obj = NetObjective(model, s.loss, x, y, config.train.l2, cc.loss_scale)
+    obj = NetObjective(model, loss, x, y, l2, scale)
     if any(isinstance(m, Dropout) and m.p > 0 for m in model.modules()):
         notes.append("dropout: one fixed mask per layer, so dropout's backward is checked, not skipped")
     if any(getattr(m, "truncate", None) for m in model.modules()):
@@ -283,9 +296,6 @@ def prepare(config, source: str = "<config>", after_steps: int = 0) -> CheckSetu
     if J1 != J2:
         raise ConfigError(f"{source}: the loss differs between two evaluations at the same parameters "
                           f"({J1!r} vs {J2!r}): something random is still on.")
-    eps = eps_of(cc)
-    notes.append(f"batch of {len(x)} training samples, {cc.dtype}, loss in training mode; eps {eps:g} relative: "
-                 "each tensor moves by h = eps * max(1, rms(tensor))")
     return CheckSetup(model, obj, notes, warnings)
 
 
@@ -309,11 +319,31 @@ def check(config, source: str = "<config>", after_steps: int = 0, one_sided: boo
     return report
 
 
+def check_net(model: MLP, loss, x: np.ndarray, y: np.ndarray, *, l2: float = 0.0, seed: int = 0,
+              one_sided: bool = False, progress: Callable[[float, float], None] | None = None,
+              **settings) -> CheckReport:
+    """``gradlab check`` of a net built by hand (an ``MLP`` of ``Sequential`` layers) on the batch (x, y),
+    without a config: ``settings`` are check.* keys (mode, eps, samples, directions, strict)."""
+    import time
+
+    from ..config.schema import CheckConfig
+
+    cc = CheckConfig(**settings)
+    t0 = time.perf_counter()
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        cs = net_setup(model, loss, x, y, l2, cc.loss_scale)
+        report = _check_setup(cs, cc, seed, one_sided, progress)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
 def _check(config, source: str, after_steps: int, one_sided: bool, progress=None) -> CheckReport:
-    cc = config.check
-    cs = prepare(config, source, after_steps)
+    return _check_setup(prepare(config, source, after_steps), config.check, config.seed, one_sided, progress)
+
+
+def _check_setup(cs: CheckSetup, cc, seed: int, one_sided: bool, progress=None) -> CheckReport:
     model, obj = cs.model, cs.objective
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(seed)
     kinks = has_kinks(model)
     eps = eps_of(cc)
     mode = cc.mode if cc.mode != "auto" else ("full" if n_params(model) <= AUTO_FULL_LIMIT else "sample")
@@ -351,19 +381,33 @@ AUTO_FLOPS = 2e10  # mode auto: what the whole network's differences may cost, s
 ELEMENTWISE = 100.0  # an elementwise pass over an output costs about as much as this many flops of a product
 
 
-def module_flops(m, width: int) -> float:
-    """Work of one row (one sample, one time step) through a module with ``width`` outputs: its products and
-    its elementwise passes, which cost far more per operation than a matrix product does. A recurrent cell's
-    elementwise passes go over its gates' pre-activations, gates x width of them (an LSTM's 4H, a GRU's 3H)."""
+def module_flops(m, width: int, positions: int = 1) -> float:
+    """Work of one row (one sample, one time step) through a module with ``width`` outputs at each of
+    ``positions`` places (an image's Ho * Wo, else 1): its products and its elementwise passes, which cost far
+    more per operation than a matrix product does. A recurrent cell's elementwise passes go over its gates'
+    pre-activations, gates x width of them (an LSTM's 4H, a GRU's 3H); a convolution's product is made at
+    every output position."""
     P = sum(int(np.prod(p.shape)) for p in m.params.values())
     gates = len(m.gates) if type(m) in RECURRENT else 1
-    return 2.0 * P + ELEMENTWISE * width * gates
+    return positions * (2.0 * P + ELEMENTWISE * width * gates)
+
+
+def places(out: np.ndarray) -> int:
+    """Positions per sample of a module's output: Ho * Wo of an image (N, Ho, Wo, C), else 1."""
+    return int(np.prod(out.shape[1:-1])) if out.ndim == 4 else 1
 
 
 def tail_flops(model: MLP, start: int) -> float:
-    """Work of one row through layers ``start``.. of the net."""
-    return sum(module_flops(m, model.outputs[l].shape[-1]) for l in range(start, len(model.layers) + 1)
-               for m in model.layers[l - 1].modules)
+    """Work of one row through layers ``start``.. of the net (after a forward pass, which keeps each module's
+    input: the next one's input is its output)."""
+    total = 0.0
+    for l in range(start, len(model.layers) + 1):
+        layer = model.layers[l - 1]
+        outs = [*getattr(layer, "inputs", [])[1:len(layer.modules)], model.outputs[l]]
+        if len(outs) != len(layer.modules) or any(o is None for o in outs):
+            outs = [model.outputs[l]] * len(layer.modules)
+        total += sum(module_flops(m, o.shape[-1], places(o)) for m, o in zip(layer.modules, outs))
+    return total
 
 
 def auto_plan(obj, names: list[str], model: MLP, sampled: list[str], base: tuple) -> dict:
@@ -419,7 +463,7 @@ def module_plans(model: MLP, x: np.ndarray, kw: dict, auto: bool = False, sample
         if auto:
             rows = inp.shape[0] * (inp.shape[1] if inp.ndim == 3 else 1)
             out = m.forward(inp, True)
-            costs = {k: 2 * size * rows * module_flops(m, out.shape[-1]) for k, size in sizes.items()}
+            costs = {k: 2 * size * rows * module_flops(m, out.shape[-1], places(out)) for k, size in sizes.items()}
             plan = _budget(costs, sizes, AUTO_FLOPS / 4, sampled if sampled is not None else [], base)
         plans.append((l, m, inp, plan, sizes))
     return plans
