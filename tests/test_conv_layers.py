@@ -322,6 +322,9 @@ def test_resblock_refuses_an_identity_where_the_shape_changes():
     with pytest.raises(ValueError, match="identity shortcut needs stride 1"):
         ResBlock(rng.standard_normal((3, 3, 2, 3)), rng.standard_normal((3, 3, 3, 3)), None, 1,
                  make_activation("relu"))
+    with pytest.raises(ValueError, match="kernels must be odd"):
+        ResBlock(rng.standard_normal((2, 2, 2, 2)), rng.standard_normal((2, 2, 2, 2)), None, 1,
+                 make_activation("relu"))
     with pytest.raises(ValueError, match=r"W_proj must be \(1, 1, 2, 3\)"):
         ResBlock(rng.standard_normal((3, 3, 2, 3)), rng.standard_normal((3, 3, 3, 3)),
                  rng.standard_normal((3, 3, 2, 3)), 1, make_activation("relu"))

@@ -270,6 +270,9 @@ class ResBlock(Module):
         if activation is None:
             raise ValueError(f"{name}: a residual block needs its activation module (e.g. make_activation('relu'))")
         c_in, c_mid, c_out = W_a.shape[-2], W_a.shape[-1], W_b.shape[-1]
+        if W_a.shape[0] % 2 == 0 or W_b.shape[0] % 2 == 0:
+            raise ValueError(f"{name}: a residual block's kernels must be odd (1, 3, 5, ...) so that 'same' padding "
+                             f"keeps the image's size for the addition; got {W_a.shape[0]} and {W_b.shape[0]}")
         if W_b.shape[-2] != c_mid:
             raise ValueError(f"{name}: W_b takes {W_b.shape[-2]} channels but W_a gives {c_mid}")
         if W_proj is None and (stride != 1 or c_in != c_out):
