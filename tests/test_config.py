@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from gradlab.config import Config, ConfigError, config_from_dict, load_config, parse_yaml, validate
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
-KINDS = ("spirals", "moons", "blobs", "xor", "parity", "teacher", "csv", "npz", "adding", "copy", "temporal_order")
+KINDS = ("spirals", "moons", "blobs", "xor", "parity", "teacher", "csv", "npz", "adding", "copy", "temporal_order",
+         "shapes", "images", "digits")
 TOP_KEYS = "name, seed, data, model, loss, train, log, check"
 
 
