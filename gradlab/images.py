@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import zlib
 from pathlib import Path
 from typing import Any
@@ -225,7 +226,7 @@ def read_idx(path: Path, source: str, key: str = "data.path") -> np.ndarray:
                     f"{'none is allowed' if ndim == 0 else f'only {len(data)} bytes'}; expected {IDX_EXPECTED}.")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
     dtype = np.dtype(IDX_TYPES[data[2]])
-    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    need = math.prod(dims) * dtype.itemsize  # Python ints: a forged header cannot overflow it
     if len(data) - header != need:
         state = "truncated" if len(data) - header < need else "longer than its header says"
         raise _fail(source, key, f"{path} is {state}: its header gives {' x '.join(map(str, dims))} values of "
