@@ -318,3 +318,30 @@ def test_check_layer_names_a_wrong_conv_tensor():
     layer = KernelTransposed(he(rng, (3, 3, 3, 4)), np.zeros(4), stride=2, padding=1)
     report = check_layer(layer, images())
     assert [t.name for t in report.failed] == ["kerneltransposed.W"]
+
+
+# --------------------------------------------------------------------------- auto mode's cost
+
+def test_auto_mode_counts_a_convolution_at_every_output_position():
+    """A 3x3 conv of 4 -> 6 channels on 8x8 with padding 1: 64 positions, each 2 * 222 flops of products
+    (216 weights and 6 biases) and 100 per output of elementwise work; a conv net of 16 channels on 16x16
+    images, batch 8, costs about 3e11 flops in full, so auto mode samples it (counted per sample, as a dense
+    layer is, it would look like 2e9 and be checked in full, for minutes)."""
+    from gradlab.check.runner import AUTO_FLOPS, auto_plan, module_flops, places, tail_flops
+
+    layer = conv(np.random.default_rng(0), 3, 4, 6, 1, padding=1)
+    out = layer.forward(images((1, 8, 8, 4)))
+    assert places(out) == 64
+    assert module_flops(layer, 6, places(out)) == 64 * (2 * 222 + 100 * 6)
+    rng = np.random.default_rng(1)
+    model, loss, x, y = net([[conv(rng, 3, 3, 16, 1, padding=1), ReLU(name="relu1")],
+                             [conv(rng, 3, 16, 16, 2, padding=1), ReLU(name="relu2")],
+                             [conv(rng, 3, 16, 16, 3, padding=1), ReLU(name="relu3"), GlobalAvgPool("gap3")]],
+                            rng, n=8, size=16, c_in=3)
+    obj = net_setup(model, loss, x, y).objective
+    sampled = []
+    plan = auto_plan(obj, [*model.params, "input"], model, sampled, ("full", 0))
+    assert plan["conv2.W"][0] == "sample" and plan["input"][0] == "sample" and sampled
+    total = sum(2 * obj.targets[k].size * len(x) * tail_flops(model, model.param_layer.get(k, 1)) for k in plan)
+    assert total > 1e11  # every entry a pass of the layers above it over the 8 images
+    assert plan["conv2.W"] == ("sample", int(model.params["conv2.W"].size * AUTO_FLOPS / total))
