@@ -46,7 +46,9 @@ def read_images(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.nda
         n_classes = CIFAR_CLASSES  # its ten classes, whichever a batch holds
     keep = _subset(len(labels), cfg.n_samples, cfg.path, source, rng)
     X, labels = X[keep], labels[keep]
-    pixels = X.astype(np.float64) / 255.0 if X.dtype == np.uint8 else X.astype(np.float64)
+    pixels = X.astype(np.float64)  # a copy (X may be a read-only view of the file's bytes)
+    if X.dtype == np.uint8:
+        pixels /= 255.0
     return _features(pixels, f"the images of {cfg.path}", source), labels, n_classes
 
 
