@@ -135,6 +135,8 @@ def _labels(y: np.ndarray, what: str, source: str) -> tuple[np.ndarray, int]:
     """Class labels (N,): whole numbers 0..MAX_LABEL-1 as they are (n_classes = the largest + 1, so a subset
     keeps their meaning), anything else (text, negative, fractional) numbered 0..C-1 in sorted order."""
     y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        y = y.astype(np.int64)  # 0.0, 1.0, ... as numpy.savez keeps labels computed in floats
     if y.dtype.kind in "iu" and y.size and y.min() >= 0 and y.max() < MAX_LABEL:
         n_classes = int(y.max()) + 1
         if len(np.unique(y)) < 2:

@@ -123,9 +123,16 @@ def test_npz_images_nhwc_and_nhw(tmp_path, channels):
 
 def test_npz_float_images_are_used_as_they_are(tmp_path):
     X = np.linspace(-1.0, 1.0, 2 * 3 * 3).reshape(2, 3, 3)
-    np.savez(tmp_path / "img.npz", X=X, y=np.array([0, 1]))
+    np.savez(tmp_path / "img.npz", X=X, y=np.array([0.0, 2.0]))  # whole float labels keep their values
     d = from_file(tmp_path, {**RAW, "path": "img.npz"})
-    assert np.array_equal(by_label(d)[1][..., 0], X[1])
+    assert np.array_equal(by_label(d)[2][..., 0], X[1]) and d.n_classes == 3
+
+
+def test_text_labels_are_numbered_in_sorted_order(tmp_path):
+    np.savez(tmp_path / "img.npz", X=pixels(3, 2, 2), y=np.array(["dog", "cat", "emu"]))
+    d = from_file(tmp_path, {**RAW, "path": "img.npz"})
+    assert d.n_classes == 3 and sorted(d.y_train.tolist()) == [0, 1, 2]
+    assert np.array_equal(by_label(d)[0][..., 0], pixels(3, 2, 2)[1] / 255)  # cat
 
 
 @pytest.mark.parametrize("gz", [False, True])
