@@ -6,7 +6,8 @@ c = 1.1 over 150 steps, a 200-layer linear net with W = 1.2 I (layer inputs up t
 exploding one whose layer inputs reach 1.2^100 = 8e7, nets whose loss is about 3e-12 (targets fitted
 exactly up to an offset of 1e-6), one with inputs of 1e4, a large-gradient net (targets of 1e6), float32 and
 float32 training -- and one small net per layer type: every activation the config allows (the kinked ones
-too), batch norm, dropout, residual blocks, each loss, vanilla/LSTM/GRU cells in full and truncated BPTT, and
+too), batch norm, dropout, residual blocks, conv nets (max and average pooling, stride 2, flatten, residual
+blocks with batch norm), each loss, vanilla/LSTM/GRU cells in full and truncated BPTT, and
 layers of your own (examples/custom_ok.yaml, a layer norm, a sigmoid given as ``model.activation``). Each is
 checked with the default ``gradlab.check(cfg)``: it must pass, and a number known independently of the check
 must come out: the closed-form dJ/dW_1 of the W = c I nets, the output bias's gradient of the fitted and
@@ -16,7 +17,8 @@ below a stated bound.
 Wrong backward passes (``WRONG``): injected in-process, by monkeypatching a built-in layer's backward or
 through layers of tests/corpus/corpus_layers.py, including subtle ones near 1e-5 in smooth nets (a layer norm
 whose backward drops eps, a gradient scaled by 1 + 1e-5, a sigmoid derivative with a 1e-5 term), one in a
-12-layer net, plain mistakes in batch norm, dropout, PReLU, LSTM, GRU and the loss, and two under a float32
+12-layer net, plain mistakes in batch norm, dropout, PReLU, LSTM, GRU, a convolution (its dW's kernel
+transposed, its dx scattered as if its stride were 1) and the loss, and two under a float32
 check (a dropped square, a factor of 1.01). Each must fail and name its culprit: the module checked alone among the failing layers (and no
 correct module blamed), or, for a wrong loss, a verdict that says "loss". These are what stop a check that
 passes everything from passing the corpus; the correct cases stop one that fails everything.
@@ -39,7 +41,7 @@ from typer.testing import CliRunner
 
 import gradlab
 from gradlab.cli import app
-from gradlab.nn import BatchNorm, Dense, Dropout
+from gradlab.nn import BatchNorm, Conv2d, Dense, Dropout
 from gradlab.nn.activations import PReLU, Tanh
 from gradlab.nn.losses import CrossEntropy
 from gradlab.nn.recurrent import GRU, LSTM
@@ -55,6 +57,7 @@ BLOBS = {"kind": "blobs", "n_samples": 64, "n_classes": 3}
 TEACHER = {"kind": "teacher", "n_samples": 64, "n_features": 4, "n_outputs": 2, "width": 8}
 ADDING = {"kind": "adding", "T": 6, "n_samples": 64}
 BLOBS8 = {"kind": "blobs", "n_samples": 64, "n_features": 8, "n_classes": 3}  # per-sample feature variance ~1
+SHAPES = {"kind": "shapes", "n_samples": 64, "size": 6}  # bars and squares, 6x6 images of one channel
 SMOOTH_BOUND = 1e-7  # CS231n's notes: a correct net without kinks, float64
 KINKED_BOUND = 1e-6  # the smooth entries of a net with kinks (the kinked ones are graded apart)
 # At the numerical extremes a correct net's error may exceed 1e-7 where round-off or truncation explains it;
@@ -85,6 +88,12 @@ def layernorm_net(cls: str) -> dict:
     return custom([{"type": "dense", "units": 8}, {"type": "custom", "class": f"corpus_layers:{cls}"},
                    {"type": "activation", "name": "tanh"}, {"type": "dense", "units": 8},
                    {"type": "activation", "name": "tanh"}])
+
+
+def cnn(activation="relu", channels=(3, 4), depth: int = 1, **model) -> dict:
+    """model.kind cnn: conv1 to channels[0], then per stage ``depth`` convs (3x3, padding same), the stages
+    joined by a 2x2 pool (or stride 2), global average pooling (or flatten), a dense output layer."""
+    return {"kind": "cnn", "channels": list(channels), "depth": depth, "activation": activation, **model}
 
 
 def rnn(cell: str, truncate: int | None = None, activation: str | None = None) -> dict:
@@ -301,6 +310,13 @@ def _correct_cases() -> dict[str, Case]:
             name = f"rnn_{cell}_" + (f"truncated{truncate}" if truncate else "full")
             cases[name] = Case(lambda p, c=cell, k=truncate: make(**rnn(c, k)))
     cases["rnn_vanilla_relu_full"] = Case(lambda p: make(**rnn("vanilla", None, "relu")), bound=KINKED_BOUND)
+    # conv nets: max pooling has kinks as ReLU does; stride 2 instead of pooling; residual blocks with batch norm
+    cases["cnn_relu_maxpool_flatten"] = Case(lambda p: make(cnn("relu", head="flatten"), data=SHAPES),
+                                             bound=KINKED_BOUND)
+    cases["cnn_tanh_avgpool"] = Case(lambda p: make(cnn("tanh", pool="avg"), data=SHAPES))
+    cases["cnn_residual_batchnorm_stride2"] = Case(
+        lambda p: make(cnn("relu", depth=2, residual=True, batchnorm=True, pool="none"), data=SHAPES,
+                       check={"batch": 4}), bound=KINKED_BOUND)  # batch norm: no input packed per sample, 4 is enough
     return cases
 
 
@@ -463,6 +479,32 @@ def gru_no_reset_path(self, dstate, cache):
     return (dh_prev,), dz
 
 
+CONV_BACKWARD = Conv2d.backward
+
+
+def conv_kernel_transposed(self, dout):
+    """A conv's dW with the kernel's rows and columns swapped: dW[i, j] written to dW[j, i]."""
+    dx = CONV_BACKWARD(self, dout)
+    self.grads["W"][...] = self.grads["W"].transpose(1, 0, 2, 3).copy()
+    return dx
+
+
+def conv_stride_forgotten(self, dout):
+    """A conv's dx scattered as if its stride were 1: the window at output (y, x) written back at (y, x) plus
+    the kernel offset, not at (s y, s x) plus it (dW and db are right)."""
+    CONV_BACKWARD(self, dout)
+    W = self.params["W"]
+    k, c_in, c_out = W.shape[0], W.shape[2], W.shape[3]
+    n, h, w, _ = self.x_shape
+    (ho, wo), p = self.hw_out, self.padding
+    dcols = (dout.reshape(-1, c_out) @ W.reshape(-1, c_out).T).reshape(n, ho, wo, k, k, c_in)
+    dxp = np.zeros((n, h + 2 * p, w + 2 * p, c_in))
+    for i in range(k):
+        for j in range(k):
+            dxp[:, i:i + ho, j:j + wo, :] += dcols[:, :, :, i, j, :]
+    return dxp[:, p:p + h, p:p + w, :]
+
+
 def cross_entropy_not_averaged(self):
     """Softmax cross-entropy's dJ/dz = softmax - onehot, not divided by the batch size (J is the mean)."""
     g = np.exp(self.logp)
@@ -500,6 +542,12 @@ WRONG = {
     "float32_tanh_square_dropped": (lambda: make(mlp("tanh"), check={"dtype": "float32"}), {"tanh1", "tanh2"},
                                     [(Tanh, "backward", tanh_square_dropped)], set()),
     # float32 resolves about 1e-4 at a well-chosen step: a factor of 1.01 (relative error 5e-3) is still wrong
+    # conv nets: conv2 (3x3, stride 1) of channels [3, 4]; with pool none, conv3 has stride 2
+    "conv2_dW_kernel_transposed": (lambda: make(cnn("relu"), data=SHAPES), {"conv2"},
+                                   [(Conv2d, "backward", only("conv2", conv_kernel_transposed))], {"conv2.W"}),
+    "conv3_dx_stride_forgotten": (lambda: make(cnn("tanh", pool="none"), data=SHAPES), {"conv3"},
+                                  [(Conv2d, "backward", only("conv3", conv_stride_forgotten))],
+                                  {"conv1.W", "conv2.W", "input"}),
     "float32_tanh2_scaled_1.01": (lambda: make(mlp("tanh"), check={"dtype": "float32"}), {"tanh2"},
                                   [(Tanh, "backward", only("tanh2", tanh_scaled(1.01)))], set()),
 }
