@@ -40,6 +40,9 @@ def read_images(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.nda
     """The images of ``cfg.path`` (a random ``cfg.n_samples`` of them): (X (N, H, W, C) float64, y (N,) int64,
     n_classes counted over the whole file)."""
     fmt = _format(cfg, source)
+    if cfg.labels is not None and fmt != "idx":
+        raise _fail(source, "data.labels", f"a labels file applies to IDX images only, but {cfg.path} is read as "
+                    f"{fmt} (its labels are inside it); allowed: leave data.labels out, or give IDX images.")
     X, y, what = {"npz": _npz, "idx": _idx, "cifar10": _cifar}[fmt](cfg, source)
     labels, n_classes = _labels(y, what, source)
     if fmt == "cifar10":

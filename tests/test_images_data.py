@@ -175,6 +175,9 @@ def test_cifar_batch_file_and_folder(tmp_path):
     assert images[2][4, 30, 2] == pytest.approx(X[3, 4, 30, 2] / 255)  # the second batch file
     one = from_file(tmp_path, {**RAW, "path": "cifar-10-batches-bin/data_batch_1.bin"})
     assert len(one.X_train) == 3 and one.n_classes == 10
+    (tmp_path / "cifar-10-batches-bin" / "test_batch.bin").write_bytes(cifar_bytes(X[1:3], np.array([4, 7])))
+    test = from_file(tmp_path, {**RAW, "path": "cifar-10-batches-bin", "split": "test"})
+    assert sorted(test.y_train.tolist()) == [4, 7] and by_label(test)[7][2, 3, 0] == pytest.approx(X[2, 2, 3, 0] / 255)
 
 
 def test_images_are_standardised_per_channel_from_the_training_split(tmp_path):
@@ -247,6 +250,9 @@ BAD = {  # name: (write the files and give the data section, the file named, wha
     "unknown format": (lambda t: put(t / "pics.dat", b"hello world"), "pics.dat", "set data.format"),
     "folder of nothing": (lambda t: (t / "empty").mkdir() or {"kind": "images", "path": "empty"},
                           "empty", "holds neither CIFAR-10 batches"),
+    "labels beside an npz": (lambda t: np.savez(t / "img.npz", X=np.zeros((4, 3, 3)), y=np.arange(4))
+                             or {"kind": "images", "path": "img.npz", "labels": "y.idx"},
+                             "img.npz", "a labels file applies to IDX images only"),
     "n_samples too many": (lambda t: _idx_pair(t, GOOD_IDX, GOOD_LABELS) | {"n_samples": 5},
                            "train-images-idx3-ubyte", "5 images asked for"),
 }
