@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..nn.init import expected_std
 from .load import RunData
 from .progress import SPIKE, Progress, learning_steps, oscillation, progress, spikes
-from .theory import SATURATING, fitted_gain, init_vs_prescribed
+from .theory import SATURATING, fitted_gain, init_vs_prescribed, prescribed
 
 VANISH = 1e-3  # delta_norm of the first hidden layer below this fraction of the last's
 EXPLODE = 1e3
@@ -242,6 +243,9 @@ def model_facts(run: RunData) -> dict:
                      recurrent=rec.scheme, recurrent_gain=rec.gain * (rec.scale if rec.scheme == "identity" else 1.0))
         return facts
     facts["bias_init"] = model.bias_init
+    if model.kind == "cnn":
+        facts.update(_cnn_facts(run, model))
+        return facts
     if model.layers is not None:
         facts["shape"] = "layers"
         return facts
@@ -249,6 +253,33 @@ def model_facts(run: RunData) -> dict:
     facts.update(shape="stack", depth=model.depth, activation=model.activation.name, init=model.init.scheme,
                  init_std=std, prescribed=scheme, prescribed_std=want, residual=bool(model.block),
                  batchnorm=bool(model.batchnorm))
+    return facts
+
+
+def _cnn_facts(run: RunData, model) -> dict:
+    """A conv net's: by stages or a layers list, its activation, batch norm and residual blocks, and the init std
+    against the one the activation prescribes for the median conv weight (each judged by its own fans)."""
+    from .lint import _any, conv_weights
+
+    shapes = run.init_shapes or {}
+    first = next((s for s in shapes.values() if len(s) == 4), None)
+    weights = conv_weights(model, first[2] if first else None)
+    facts = {"shape": "cnn", "stages": model.layers is None, "init": model.init.scheme,
+             "residual": _any(model, "residual"), "batchnorm": _any(model, "batchnorm"),
+             "activation": model.activation.name if model.layers is None else
+             next((i.name for i in model.layers if i.type == "activation"), "linear"),
+             "stage_depth": model.depth}
+    rows = []
+    for name, shape, act in weights:
+        fan_in, fan_out = shape[0] * shape[1] * shape[2], shape[0] * shape[1] * shape[3]
+        scheme, want = prescribed(act, fan_in, fan_out)
+        rows.append((float(expected_std(model.init, shape)) / want, name, float(expected_std(model.init, shape)),
+                     scheme, want))
+    if rows:
+        _, name, std, scheme, want = sorted(rows)[len(rows) // 2]
+        facts.update(init_std=std, prescribed=scheme, prescribed_std=want, weight=name)
+    else:
+        facts.update(prescribed=facts["init"])
     return facts
 
 
@@ -269,6 +300,11 @@ def init_remedies(facts: dict, kind: str = "") -> list[str]:
                  f"{facts['init_std']:.3g}): --set model.init={facts['prescribed']}")]
     if facts["shape"] == "layers":
         return ["He init for relu layers, Xavier for tanh/sigmoid: --set model.init=he_normal (or xavier_normal)"]
+    if facts["shape"] == "cnn" and facts["init"] != facts["prescribed"] and "init_std" in facts:
+        name = "He" if facts["prescribed"].startswith("he") else "Xavier"
+        fans = "2/(k^2 C_in)" if name == "He" else "2/(k^2 (C_in + C_out))"
+        return [(f"{name} init for {facts['activation']} conv layers, Var(W) = {fans} (std {facts['prescribed_std']:.3g} "
+                 f"instead of {facts['init_std']:.3g} for {facts['weight']}): --set model.init={facts['prescribed']}")]
     if facts["shape"] == "rnn":
         if facts["recurrent"] not in ("orthogonal", "identity"):
             return ["an orthogonal recurrent matrix (gain 1, Saxe et al. 2014): --set model.recurrent_init=orthogonal"]
@@ -294,6 +330,8 @@ def structure_remedies(facts: dict, kind: str) -> list[str]:
                        + ": --set model.batchnorm=true" + (f" --set model.init={facts['prescribed']}" if far else ""))
     elif facts["shape"] == "layers":
         out.append("a {type: batchnorm} item after each dense item of model.layers")
+    elif facts["shape"] == "cnn":
+        out += _cnn_structure(facts)
     elif facts["shape"] == "rnn" and facts["cell"] == "lstm" and kind == "vanishing" and facts["forget_bias"] < 3:
         out.append(f"a larger forget-gate bias keeps the cell state over longer lags (sigmoid({facts['forget_bias']:g}) "
                    f"= {1 / (1 + math.exp(-facts['forget_bias'])):.2f} per step at the start): "
@@ -304,6 +342,31 @@ def structure_remedies(facts: dict, kind: str) -> list[str]:
         if kind == "vanishing" and facts["activation"] == "tanh":
             out.append("relu with an identity recurrent matrix (IRNN, Le et al. 2015): --set model.activation=relu "
                        "--set model.recurrent_init=identity" + _rnn_clip(facts))
+    return out
+
+
+def _cnn_structure(facts: dict) -> list[str]:
+    """Residual blocks and batch norm for a conv net: by the stage keys, or as items of its layers list."""
+    out = []
+    if not facts["residual"]:
+        if facts["stages"]:
+            depth = facts["stage_depth"]
+            even = "" if depth % 2 == 0 else f" --set model.depth={depth + 1}"
+            out.append("residual blocks of two conv layers with an identity shortcut (He et al. 2016): "
+                       f"--set model.residual=true{even}")
+        else:
+            out.append("{type: residual, channels: C} items (two conv layers and a shortcut, He et al. 2016) in "
+                       "place of pairs of conv items of model.layers")
+    if not facts["batchnorm"]:
+        if facts["stages"]:
+            far = ("init_std" in facts and facts["init"] != facts["prescribed"]
+                   and facts["init_std"] < 0.5 * facts["prescribed_std"])
+            out.append("batch norm over each conv layer's channels" + (
+                f" with {facts['prescribed']} weights (batch norm makes the output independent of the weights' "
+                "scale, not their gradient)" if far else "") + ": --set model.batchnorm=true"
+                + (f" --set model.init={facts['prescribed']}" if far else ""))
+        else:
+            out.append("a {type: batchnorm} item after each conv item of model.layers")
     return out
 
 
@@ -319,8 +382,13 @@ def activation_remedies(facts: dict, want: str) -> list[str]:
         return [f"{want}, which does not saturate for positive inputs: --set model.activation={want}{init}"
                 if want == "relu" else
                 "leaky relu keeps a small gradient where relu is 0: --set model.activation=leaky_relu"]
-    if facts["shape"] == "layers":
+    if facts["shape"] == "layers" or (facts["shape"] == "cnn" and not facts["stages"]):
         return [f"{{type: activation, name: {want}}} items in model.layers"]
+    if facts["shape"] == "cnn":
+        init = "" if want == "leaky_relu" or facts["init"].startswith("he") else " --set model.init=he_normal"
+        return [f"{want}, which does not saturate for positive inputs: --set model.activation={want}{init}"
+                if want == "relu" else
+                "leaky relu keeps a small gradient where relu is 0: --set model.activation=leaky_relu"]
     if facts["shape"] == "rnn" and facts["cell"] == "vanilla":
         other = "tanh" if facts["activation"] == "relu" else "relu"
         return ["a gated cell: --set model.cell=lstm --set model.activation=null" + _rnn_clip(facts),
@@ -620,9 +688,9 @@ def saturation(run: RunData, facts: dict, prog: Progress) -> Finding | None:
     ev = {"step": step, "frac_saturated": over, "layers_over_half": len(over), **_cured_at(run, found),
           **prog.evidence()}
     remedies = []
-    if facts.get("shape") == "stack" and not facts["batchnorm"]:
+    if facts.get("shape") in ("stack", "cnn") and not facts["batchnorm"] and facts.get("stages", True):
         remedies.append("batch norm keeps pre-activations near 0: --set model.batchnorm=true")
-    elif facts.get("shape") == "layers":
+    elif facts.get("shape") in ("layers", "cnn") and not facts.get("batchnorm"):
         remedies.append("a {type: batchnorm} item before each activation item of model.layers")
     if facts.get("init_std") and facts["init_std"] > 1.4 * facts["prescribed_std"]:
         ev.update(init_std=facts["init_std"], prescribed_std=facts["prescribed_std"])

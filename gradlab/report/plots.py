@@ -18,7 +18,9 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..files import save_atomic
 from .load import RunData
-from .progress import chance  # the diagnosis' chance level: one figure on the page and in the plot
+from .progress import (
+    chance,  # the diagnosis' chance level: one figure on the page and in the plot
+)
 
 DPI = 100
 SIZE = (7.0, 4.0)
@@ -27,6 +29,7 @@ DELTA = "||dL/d output|| (delta_norm)"
 GRAD = "||dL/d params|| (grad_norm)"
 RUN_PLOTS = ("gradient_flow.png", "grad_heatmap.png", "loss_grad_norm.png", "activations.png", "time_grad_norms.png",
              "gate_stats.png")
+CONV_AXIS = "layer (input side first; dashed: dense head)"
 SPREAD = 6.0  # decades between the logged steps' median norms beyond which each step gets a panel of its own
 
 
@@ -187,9 +190,11 @@ def plot_gradient_flow(run: RunData, path: Path) -> Path | None:
         rows = run.at(step)
         for ax, col in ((left, "grad_norm"), (right, "delta_norm")):
             ax.plot(rows.index, _positive(rows[col]), "o-", ms=3, color=color, label=f"step {step}")
+    names = layer_names(run)
     for ax, col, label in ((left, "grad_norm", GRAD), (right, "delta_norm", DELTA)):
         _log_y(ax, _positive(run.layers[col]))
-        _layer_axis(ax, label)
+        _layer_axis(ax, label, CONV_AXIS if names else "layer (1 = input side, last = read-out)")
+        name_layers(ax, names, run.layer_ids)
     left.set_title("parameter gradient per layer")
     right.set_title("back-propagated gradient per layer")
     if steps:
@@ -202,7 +207,51 @@ def _layer_axis(ax, ylabel: str, xlabel: str = "layer (1 = input side, last = re
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel(ylabel, fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    if not isinstance(ax.xaxis.get_major_locator(), FixedLocator):  # layer names set on a shared axis stay
+        ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+NAMED = ("conv", "res")  # a net with layers of these is labelled by name: where the convs end, the head begins
+MAX_NAMES = 16  # tick labels on a layer axis; a deeper net names every k-th layer and the last conv one
+
+
+def layer_names(run: RunData) -> dict[int, str]:
+    """Each logged layer's name (conv3, res5, dense10: the module that starts it) from grad_norms.csv's tensor
+    names, for a conv net; {} for any other net (its layers are numbered, as before)."""
+    g = run.grads
+    if g is None or g.empty or not {"layer", "param"} <= set(g.columns):
+        return {}
+    first = g.drop_duplicates("layer")
+    names = {int(l): str(p).split(".", 1)[0] for l, p in zip(first.layer, first.param)}
+    return names if any(n.startswith(NAMED) for n in names.values()) else {}
+
+
+def _last_conv(names: dict[int, str]) -> int | None:
+    """The last layer of the conv part (conv or residual), when dense layers follow it."""
+    conv = [l for l, n in names.items() if n.startswith(NAMED)]
+    return max(conv) if conv and max(conv) < max(names) else None
+
+
+def name_layers(ax, names: dict[int, str], layers: list[int], axis: str = "x") -> None:
+    """Tick labels conv1, res5, dense10 on a layer axis (every k-th when there are many, the last conv layer and
+    the first dense one always), and a dashed line where the conv layers end and the dense head begins."""
+    shown = [l for l in layers if l in names]
+    if not shown:
+        return
+    k = max(1, math.ceil(len(shown) / MAX_NAMES))
+    last = _last_conv(names)
+    ticks = sorted({*shown[::k], shown[-1], *([last, last + 1] if last is not None else [])} & set(shown))
+    labels = [names[l] for l in ticks]
+    if axis == "x":
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.set_xticklabels(labels, rotation=60 if len(ticks) > 5 else 0, ha="right" if len(ticks) > 5 else "center",
+                           fontsize=7 if len(ticks) > 10 else 8)
+    else:
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.set_yticklabels(labels, fontsize=7 if len(ticks) > 10 else 8)
+    if last is not None and last + 1 in layers:
+        line = ax.axvline if axis == "x" else ax.axhline
+        line(last + 0.5, color="0.45", ls="--", lw=0.9)
 
 
 def _step_spread(run: RunData, steps: list[int]) -> float:
@@ -227,6 +276,7 @@ def _gradient_flow_by_step(run: RunData, steps: list[int], spread: float, path: 
             _log_y(ax, values)
             _layer_axis(ax, label if j == 0 else "", "layer" if i else "")
             ax.tick_params(labelsize=8)
+            name_layers(ax, layer_names(run), run.layer_ids)
         axes[0, j].set_title(f"step {step}", fontsize=10)
     fig.suptitle(f"Gradient flow through the layers ({run.name})\neach logged step on its own scale: their "
                  f"norms lie {spread:.0f} decades apart (top: parameter gradient, bottom: back-propagated)",
@@ -261,6 +311,7 @@ def plot_grad_heatmap(run: RunData, path: Path) -> Path | None:
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("layer (1 = input side)")
     ax.yaxis.get_major_locator().set_params(integer=True)
+    name_layers(ax, layer_names(run), [int(l) for l in table.index], axis="y")
     ax.set_title(f"Parameter gradient norm by layer and step ({run.name}; grey = missing or non-finite)",
                  fontsize=10)
     return _save(fig, path)
@@ -383,7 +434,10 @@ def plot_activations(run: RunData, path: Path) -> Path | None:
         ax.set_title(label, fontsize=10)
         ax.set_ylabel(label + (" (log scale)" if log and ax.get_yscale() == "log" else ""))
         ax.set_xlabel(f"training step (layer {run.hidden[0]})" if by_step else "hidden layer")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if not isinstance(ax.xaxis.get_major_locator(), FixedLocator):  # layer names set on the shared axis stay
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        if not by_step:
+            name_layers(ax, layer_names(run), run.hidden)
         ax.grid(True, alpha=0.3)
     fig.suptitle(f"Activations per hidden layer ({run.name})", fontsize=11)
     return _save(fig, path)

@@ -1,0 +1,199 @@
+"""Logs, theory, lint, diagnosis and report of conv nets: the same figures in the same meaning as for an MLP,
+counted over units and positions, with conv layers named."""
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import gradlab
+from gradlab.check import centred_difference
+from gradlab.cli import app
+from gradlab.config.schema import InitConfig
+from gradlab.nn import (
+    MLP,
+    AvgPool2d,
+    Conv2d,
+    Dense,
+    GlobalAvgPool,
+    MaxPool2d,
+    Sequential,
+    make_activation,
+    make_loss,
+)
+from gradlab.nn.conv import ResBlock
+from gradlab.report import diagnose_dir, lint, load_run
+from gradlab.report.plots import layer_names
+from gradlab.report.theory import border, compare, predict_cnn
+from gradlab.train import layer_stats
+
+SHAPES = {"kind": "shapes", "n_samples": 160, "size": 8, "channels": 1}
+
+
+def conv(W, b=None, stride=1, padding=0, name="conv"):
+    return Conv2d(W, b, stride, padding, name)
+
+
+def naive_conv(x, W, b, padding):
+    """out[n, i, j, o] = sum_{a, b, c} xp[n, i + a, j + b, c] W[a, b, c, o] + b[o], pixel by pixel."""
+    k = W.shape[0]
+    xp = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    n, h, w, _ = xp.shape
+    out = np.zeros((n, h - k + 1, w - k + 1, W.shape[3]))
+    for i in range(h - k + 1):
+        for j in range(w - k + 1):
+            out[:, i, j, :] = np.einsum("nabc,abco->no", xp[:, i:i + k, j:j + k, :], W) + b
+    return out
+
+
+# --------------------------------------------------------------------------- layer statistics
+
+def test_layer_stats_of_a_conv_net_are_over_units_and_positions_and_delta_norm_is_the_output_gradient():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 5, 2))
+    W1, b1 = 0.5 * rng.standard_normal((3, 3, 2, 4)), np.array([0.0, -0.8, -4.0, 0.3])  # channel 2 dies
+    W2, b2 = 2.0 * rng.standard_normal((3, 3, 4, 3)), np.zeros(3)  # large: tanh saturates
+    net = MLP([Sequential([conv(W1, b1, padding=1, name="conv1"), make_activation("relu", index=1),
+                           MaxPool2d(2, name="maxpool1")]),
+               Sequential([conv(W2, b2, padding=1, name="conv2"), make_activation("tanh", index=2),
+                           GlobalAvgPool("gap2")]),
+               Sequential([Dense(rng.standard_normal((3, 3)), np.zeros(3), "dense3")])])
+    loss, y = make_loss("cross_entropy"), np.array([0, 2, 1])
+    net.loss_and_grads(x, y, loss)
+    one, two, _ = layer_stats(net)
+
+    a1 = np.maximum(naive_conv(x, W1, b1, 1), 0.0)  # (3, 5, 5, 4): 100 units of 3 samples
+    assert one.act_mean == pytest.approx(a1.mean(), rel=1e-12)
+    assert one.act_std == pytest.approx(a1.std(), rel=1e-12)
+    dead = [(i, j, o) for i in range(5) for j in range(5) for o in range(4) if not (a1[:, i, j, o] > 0).any()]
+    assert len(dead) >= 25  # channel 2 at every position, and a few more
+    assert one.frac_dead == len(dead) / 100  # over the H*W*C (position, channel) units, not over H
+    assert one.frac_saturated is None
+
+    h1 = np.zeros((3, 2, 2, 4))  # the 2x2 max pool drops row and column 4
+    for i in range(2):
+        for j in range(2):
+            h1[:, i, j, :] = a1[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2, :].max(axis=(1, 2))
+    a2 = np.tanh(naive_conv(h1, W2, b2, 1))
+    saturated = np.count_nonzero(1.0 - a2**2 < 0.05)
+    assert 0 < saturated < a2.size
+    assert two.frac_saturated == saturated / a2.size  # over the N*H*W*C values
+    assert two.act_mean == pytest.approx(a2.mean(), rel=1e-12) and two.frac_dead is None
+
+    for layer, stat in ((1, one), (2, two)):  # ||dL / d output of layer l||, whatever its shape
+        h = net.outputs[layer].copy()
+        g = centred_difference(lambda h=h, layer=layer: loss.forward(net.forward(h, start=layer + 1, skip={}), y), h)
+        assert stat.delta_norm == pytest.approx(np.linalg.norm(g), rel=1e-6)
+
+
+# --------------------------------------------------------------------------- theory
+
+def test_border_is_the_share_of_taps_inside_the_image():
+    assert border(6, 3, 1, 1) == pytest.approx(16 / 18)  # the first and last position read one zero each
+    assert border(8, 3, 1, 1) == pytest.approx(22 / 24)
+    assert border(8, 3, 1, 0) == 1.0 and border(5, 1, 2, 0) == 1.0
+    assert border(3, 3, 2, 1) == pytest.approx(4 / 6)  # outputs at -1 and 1: taps -1..1 and 1..3
+
+
+def test_theory_rows_of_conv_layers_have_their_fans_and_the_gains_worked_by_hand():
+    rng, he = np.random.default_rng(1), InitConfig(scheme="he_normal")
+    W = lambda *shape: rng.standard_normal(shape)
+    relu = lambda l: make_activation("relu", index=l)
+    net = MLP([Sequential([conv(W(3, 3, 2, 4), padding=1, name="conv1"), relu(1)]),
+               Sequential([conv(W(3, 3, 4, 4), padding=1, name="conv2"), relu(2), AvgPool2d(2, name="avgpool2")]),
+               Sequential([conv(W(3, 3, 4, 8), padding=1, name="conv3"), relu(3), MaxPool2d(2, name="maxpool3")]),
+               Sequential([conv(W(1, 1, 8, 8), name="conv4"), relu(4), GlobalAvgPool("gap4")]),
+               Sequential([Dense(W(8, 3), None, "dense5")])])
+    rows = predict_cnn(net, he, 0.0, 0.0, 1.0, (6, 6, 2))
+    assert [r.name for r in rows] == ["conv1", "conv2", "conv3", "conv4", "dense5"]
+    assert [(r.fan_in, r.fan_out) for r in rows[:4]] == [(18, 36), (36, 36), (36, 72), (8, 8)]  # k^2 C_in, k^2 C_out
+    assert rows[1].std_W == pytest.approx(math.sqrt(2 / 36)) and rows[1].prescribed == "he_normal"
+    # conv2: border (16/18)^2 on 6x6, 36 * 2/36 (He), relu' 1/2, avg pool 2x2 1/4
+    assert rows[1].chi == pytest.approx((16 / 18) ** 2 * 2 * 0.5 / 4, rel=1e-6)
+    # conv3 on 3x3: border (7/9)^2; the max pool's winners pass relu' = 1 with probability 15/16, not 1/2
+    assert rows[2].chi == pytest.approx((7 / 9) ** 2 * 2 * (15 / 16), rel=1e-6)
+    # conv4, 1x1 on 1x1: no border, the global pool over one pixel
+    assert rows[3].chi == pytest.approx(1.0, rel=1e-6) and rows[3].pool == 1.0
+
+
+def test_a_residual_block_adds_its_paths_squared_gains():
+    rng, he = np.random.default_rng(2), InitConfig(scheme="he_normal")
+    block = ResBlock(rng.standard_normal((3, 3, 4, 4)), rng.standard_normal((3, 3, 4, 4)), None, 1,
+                     make_activation("relu", index="2_a"), batchnorm=False, name="res2")
+    net = MLP([Sequential([conv(rng.standard_normal((3, 3, 2, 4)), padding=1, name="conv1")]),
+               Sequential([block]), Sequential([GlobalAvgPool("gap3"), Dense(rng.standard_normal((4, 3)), None,
+                                                                              "dense3")])])
+    rows = predict_cnn(net, he, 0.0, 0.0, 1.0, (6, 6, 2))
+    rho = (16 / 18) ** 2
+    # identity: 1; F: conv_a (2 rho), relu' (1/2), conv_b (2 rho)
+    assert rows[1].name == "res2" and rows[1].chi == pytest.approx(1 + 2 * rho**2, rel=1e-6)
+
+
+def run(tmp_path, model: dict, name: str, steps: int = 40, train: dict | None = None):
+    raw = {"name": name, "seed": 0, "data": SHAPES, "model": {"kind": "cnn", **model}, "loss": "cross_entropy",
+           "train": {"optimizer": "adam", "lr": 0.01, "batch_size": 32, "steps": steps, **(train or {})},
+           "log": {"every": 10, "out": str(tmp_path)}}
+    folder = tmp_path / name
+    gradlab.train(gradlab.config_from_dict(raw), run_dir=folder)
+    return folder
+
+
+def test_a_plain_deep_conv_net_with_a_small_init_vanishes_as_the_theory_predicts_and_gets_conv_remedies(tmp_path):
+    folder = run(tmp_path, {"channels": [8, 8], "depth": 4, "init": {"scheme": "normal", "std": 0.05}}, "plain",
+                 steps=20, train={"optimizer": "sgd", "lr": 0.05})
+    found = diagnose_dir(folder)
+    f = next(f for f in found if f.kind == "vanishing")
+    assert f.evidence["delta_ratio_at_step_0"] < 1e-4
+    assert f.evidence["init_std"] == 0.05 and f.evidence["prescribed_std"] == pytest.approx(math.sqrt(2 / 72))
+    remedies = " | ".join(f.remedies)
+    assert "--set model.init=he_normal" in f.remedies[0]
+    assert "--set model.residual=true" in remedies and "--set model.batchnorm=true" in remedies
+    assert "width" not in remedies and "k^2 C_in" in remedies
+
+    table, fits = compare(load_run(folder))
+    assert list(table.name) == [f"conv{l}" for l in range(2, 10)]
+    predicted, measured = table["predicted gain"].to_numpy(), table["measured gain, step 0"].to_numpy()
+    assert predicted[0] == pytest.approx(math.sqrt(0.05**2 * 72 * 0.5 * (22 / 24) ** 2), rel=1e-6)
+    assert np.exp(np.mean(np.log(measured / predicted))) == pytest.approx(1.0, abs=0.15)  # the product, per layer
+    assert fits["predicted delta_norm ratio first/last hidden"] == pytest.approx(
+        f.evidence["delta_ratio_at_step_0"], rel=0.5)
+
+
+def test_a_shallow_he_conv_net_is_healthy(tmp_path):
+    folder = run(tmp_path, {"channels": [8, 8], "depth": 1}, "healthy", steps=60)
+    kinds = [f.kind for f in diagnose_dir(folder)]
+    assert kinds[0] == "healthy" and "vanishing" not in kinds
+
+
+# --------------------------------------------------------------------------- lint
+
+def cnn_config(**model):
+    return gradlab.config_from_dict({"data": SHAPES, "model": {"kind": "cnn", **model}, "loss": "cross_entropy"})
+
+
+def test_lint_judges_each_conv_weight_by_its_own_fans():
+    small = lint(cnn_config(channels=[16, 32], depth=2, init={"scheme": "normal", "std": 0.01}), 1)
+    (init,) = [x for x in small if x.key == "model.init"]
+    assert "5 of 5 conv weights" in init.message and "conv1.W: 0.471 at fan_in = 9" in init.message
+    assert f"{math.sqrt(2 / 9):.3g}" in init.message  # conv1.W: 3x3 over one channel
+    he = lint(cnn_config(channels=[16, 32], depth=2), 1)
+    assert not [x for x in he if x.key == "model.init"]
+    # the std of 0.06 fits a 3x3 conv over 64 channels (sqrt(2/576) = 0.059) and no other
+    mixed = lint(cnn_config(layers=[{"type": "conv", "channels": 64}, {"type": "activation", "name": "relu"},
+                                    {"type": "conv", "channels": 64}, {"type": "activation", "name": "relu"},
+                                    {"type": "conv", "channels": 64}, {"type": "activation", "name": "relu"},
+                                    {"type": "gap"}], init={"scheme": "normal", "std": 0.06}), 3)
+    (init,) = [x for x in mixed if x.key == "model.init"]
+    assert "1 of 3 conv weights" in init.message and "conv1.W" in init.message
+
+
+# --------------------------------------------------------------------------- report
+
+def test_report_of_a_cnn_run_names_its_conv_layers(tmp_path):
+    folder = run(tmp_path, {"channels": [4], "depth": 1, "head": "flatten"}, "tiny", steps=2)
+    assert layer_names(load_run(folder)) == {1: "conv1", 2: "conv2", 3: "dense3"}
+    result = CliRunner().invoke(app, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    page = (folder / "report.html").read_text()
+    assert "2 (conv2)" in page  # the theory table's row
+    assert (folder / "gradient_flow.png").exists() and (folder / "activations.png").exists()
