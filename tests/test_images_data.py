@@ -301,3 +301,10 @@ def test_digits_are_those_of_scikit_learns_load_digits():
     ours = np.column_stack([d.X_train.reshape(len(d.X_train), -1) * 16, d.y_train])  # (shuffled by the split)
     theirs = np.column_stack([digits.images.reshape(len(digits.images), -1), digits.target])
     assert np.array_equal(ours[np.lexsort(ours.T)], theirs[np.lexsort(theirs.T)])
+
+
+def test_kind_npz_with_images_points_to_kind_images(tmp_path):
+    np.savez(tmp_path / "img.npz", X=pixels(4, 3, 3, 1), y=np.arange(4))
+    result = train(tmp_path, {"kind": "npz", "path": "img.npz"})
+    assert result.exit_code == 2 and "img.npz" in result.output, result.output
+    assert "(for images (N, H, W, C) use data.kind images)" in result.output
