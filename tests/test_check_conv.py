@@ -345,3 +345,11 @@ def test_auto_mode_counts_a_convolution_at_every_output_position():
     total = sum(2 * obj.targets[k].size * len(x) * tail_flops(model, model.param_layer.get(k, 1)) for k in plan)
     assert total > 1e11  # every entry a pass of the layers above it over the 8 images
     assert plan["conv2.W"] == ("sample", int(model.params["conv2.W"].size * AUTO_FLOPS / total))
+
+
+def test_progress_of_a_conv_net_counts_every_planned_entry_once():
+    seen = []
+    report = check_net(*residual_net(), progress=lambda done, total: seen.append((done, total)))
+    done = [d for d, _ in seen]
+    assert report.passed and len(seen) > 10 and done == sorted(done) and len({t for _, t in seen}) == 1
+    assert done[-1] == seen[0][1] == sum(t.checked for t in report.tensors + report.layers)
