@@ -26,7 +26,7 @@ class Dropout(Module):
         if not train or self.p == 0.0:
             self.scale = None
             return x
-        if not (self.frozen and self.scale is not None and self.scale.shape == x.shape[-2:]):
+        if not (self.frozen and self.scale is not None and self.scale.shape == x.shape[x.ndim - self.scale.ndim:]):
             keep = self.rng.random(x.shape) >= self.p
             self.scale = keep.astype(x.dtype) / (1.0 - self.p)
         return x * self.scale
