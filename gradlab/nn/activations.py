@@ -148,7 +148,10 @@ class PReLU(Activation):
     def forward(self, x, train=True):
         self.x = x
         self.mask = x > 0
-        self.out = np.where(self.mask, x, self.params["alpha"] * x)
+        alpha = self.params["alpha"]
+        if alpha.ndim > 1 and x.ndim >= 4:  # K copies (K, 1, C) against images x (N, H, W, C) or (K, N, H, W, C)
+            alpha = alpha.reshape(len(alpha), 1, 1, 1, alpha.shape[-1])
+        self.out = np.where(self.mask, x, alpha * x)
         return self.out
 
     def backward(self, dout):
