@@ -13,9 +13,9 @@ from gradlab.check.functions import check_layer
 from gradlab.check.differences import _entry_by_entry, check_entries
 from gradlab.check.objectives import NetObjective
 from gradlab.check.runner import net_setup
-from gradlab.nn import (AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, GlobalAvgPool, MLP, MaxPool2d, ResBlock,
-                        Sequential, make_loss)
-from gradlab.nn.activations import ReLU, Tanh
+from gradlab.nn import (AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool, MLP, MaxPool2d,
+                        ResBlock, Sequential, make_loss)
+from gradlab.nn.activations import PReLU, ReLU, Tanh
 
 SAME = 1e-8  # the fast path against entry by entry (as tests/test_check_fast.py)
 EPS = 1e-6
@@ -69,8 +69,19 @@ def residual_net(seed: int = 2, batchnorm: bool = True):
                 [block, ReLU(name="relu2"), GlobalAvgPool("gap2")]], rng, size=6)
 
 
+def prelu_dropout_net(seed: int = 9):
+    """conv 3x3 padding 1, PReLU (alpha per channel), dropout (one mask held); conv 3x3 stride 2, PReLU,
+    global average pool; dense."""
+    rng = np.random.default_rng(seed)
+    return net([[conv(rng, 3, 2, 4, 1, padding=1), PReLU(name="prelu1", width=4),
+                 Dropout(0.3, np.random.default_rng(10), "dropout1")],
+                [conv(rng, 3, 4, 4, 2, stride=2, padding=1), PReLU(name="prelu2", width=4), GlobalAvgPool("gap2")]],
+               rng, size=6)
+
+
 NETS = {"relu_maxpool_stride_padding": plain_net, "batchnorm_avgpool_flatten": batchnorm_net,
-        "residual_block": residual_net, "residual_block_no_bn": lambda: residual_net(3, batchnorm=False)}
+        "residual_block": residual_net, "residual_block_no_bn": lambda: residual_net(3, batchnorm=False),
+        "prelu_dropout": prelu_dropout_net}
 
 
 def objective(build) -> NetObjective:
