@@ -198,6 +198,22 @@ def test_he_relu_trains_30_layers(tmp_path, monkeypatch):
     assert min(losses) < 0.01
 
 
+def test_cnn_quickstart_keeps_the_conv_layers_gradient_level_at_step_0():
+    """He init with fan_in = 3*3*C_in: delta_norm of the conv layers 1-4 (before the global pool) 0.028, 0.027,
+    0.022, 0.020 at step 0, as the header says (half a unit of the last digit)."""
+    deltas = [s.delta_norm for s in first_steps("cnn_quickstart").at(0).layers[:4]]
+    assert deltas == pytest.approx([0.028, 0.027, 0.022, 0.020], abs=0.0005)
+
+
+@pytest.mark.slow
+@full_run("cnn_quickstart")
+def test_cnn_quickstart_learns_the_shapes(tmp_path):
+    """10 s. Validation accuracy 0.961 measured (the header); at least 0.85 against chance 1/3."""
+    result, _ = run(tmp_path, "cnn_quickstart", SPARSE)
+    assert result.status == "completed" and result.steps == 300
+    assert result.final["final_val_accuracy"] >= 0.85
+
+
 @full_run("linear_identity_exploding")
 def test_linear_net_with_1_2_identity_explodes_as_1_2_to_the_49(tmp_path):
     """Theory, exact: every layer multiplies the gradient by 1.2, so the ratio is 1.2^49 = 7583.7 to
