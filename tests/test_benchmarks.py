@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from optional import need_torch
@@ -204,3 +205,63 @@ def test_bench_memory_quick_prints_the_peak_and_where_it_is(capsys):
     assert "the data: 640 samples of shape (100, 2)" in out
     peak = float(out.split("summary: peak RSS **")[1].split(" MB")[0].replace(",", ""))
     assert 20 < peak < 400  # a real figure of a real process, and the bound
+
+
+# --------------------------------------------------------------------------- bench_conv
+
+def test_bench_conv_quick_checks_gradlab_against_the_minimal_loop(capsys):
+    bench = load("bench_conv")
+    assert bench.main(["--quick", "--sides", "logged,unlogged,lean,minimal", "--memory-steps", "0"]) == 0
+    out = capsys.readouterr().out
+    assert_protocol_printed(out)
+    # the same weights and batch: gradlab's loss and its 8 gradients (3 conv layers and the dense one, W and b)
+    line = next(s for s in out.splitlines() if s.startswith("ok: gradlab's loss and gradients against the minimal"))
+    assert "8 gradients" in line and "tolerance 1e-10" in line
+    assert float(line.split("relative difference ")[1].split(";")[0]) <= 1e-10
+    assert float(line.split(" relative (tolerance")[0].rsplit(" at ", 1)[1]) <= 1e-10
+    for side in ("logged", "unlogged", "lean", "minimal"):
+        assert f"ok: {side}: the last loss of 2 of 2 calls" in out
+    for name, rows in (("metrics.csv", 3), ("grad_norms.csv", 24), ("layer_stats.csv", 12)):
+        assert f"ok: lean: {name} is gradlab's byte for byte ({rows} rows)" in out
+    assert "summary (logged / lean): " in out and "target at most 1.2x" in out
+    assert "summary (logged / minimal): " in out and "summary (logging): " in out
+
+
+def test_bench_conv_exits_1_when_the_minimal_loop_computes_another_gradient(capsys, monkeypatch):
+    bench = load("bench_conv")
+    im2col = bench.im2col
+
+    def shifted(x, k):  # every patch one pixel off: the loss and gradients are another net's
+        return im2col(np.roll(x, 1, axis=2), k)
+
+    monkeypatch.setattr(bench, "im2col", shifted)
+    assert bench.main(["--quick", "--sides", "logged,minimal", "--memory-steps", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH: gradlab's loss and gradients against the minimal loop's" in out
+    assert "MISMATCH: logged: the last loss" in out and "exit 1" in out
+
+
+@pytest.mark.slow  # torch's first import in a process: ~5 s of the ~7
+def test_bench_conv_with_torch_compares_its_gradients(capsys):
+    torch = need_torch("the conv benchmark's torch side")
+    before = torch.get_num_threads()
+    try:
+        bench = load("bench_conv")
+        assert bench.main(["--quick", "--sides", "minimal,torch", "--memory-steps", "0"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
+    assert "torch threads: 1 intra-op (torch.set_num_threads)" in out
+    assert "ok: gradlab's loss and gradients against the torch's on the same weights and batch" in out
+    assert "ok: torch: the last loss of 2 of 2 calls" in out and "summary (torch / minimal): " in out
+
+
+@pytest.mark.slow  # a gradlab train subprocess and a bare import, for the peak RSS: ~6 s idle
+def test_bench_conv_quick_prints_the_peak_memory_of_gradlab_train(capsys):
+    bench = load("bench_conv")
+    assert bench.main(["--quick", "--sides", "minimal"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: gradlab train of the same config completed (peak memory)" in out
+    peak = float(out.split("summary (memory): peak RSS of gradlab train on this config (train.steps=1, 32 images) **")[1]
+                 .split(" MB")[0].replace(",", ""))
+    assert 20 < peak < 2000  # a real figure of a real process
