@@ -92,8 +92,7 @@ def _too_small(where: str, what: str, h: int, w: int, layer: int, input_shape, c
     if where.startswith("model.layers"):
         fix = "a smaller kernel or window, padding, fewer pooling items before it, or larger images"
     else:
-        fix = (f"fewer stages (model.channels has {len(cfg.channels)}; each pools the image by 2), "
-               "a smaller model.kernel, or larger images")
+        fix = f"fewer stages (model.channels has {len(cfg.channels)}; each pools the image by 2), or larger images"
     return (f"'{where}': {what} does not fit the {h}x{w} image of layer {layer} (the input is {H}x{W}x{C}): "
             f"it would shrink the image below one pixel; allowed: {fix}.")
 
