@@ -23,6 +23,7 @@ from gradlab.nn import (
 )
 from gradlab.nn.conv import ResBlock
 from gradlab.report import diagnose_dir, lint, load_run
+from gradlab.report.html import where
 from gradlab.report.plots import layer_names
 from gradlab.report.theory import border, compare, predict_cnn
 from gradlab.train import layer_stats
@@ -149,6 +150,7 @@ def test_a_plain_deep_conv_net_with_a_small_init_vanishes_as_the_theory_predicts
     assert "--set model.init=he_normal" in f.remedies[0]
     assert "--set model.residual=true" in remedies and "--set model.batchnorm=true" in remedies
     assert "width" not in remedies and "k^2 C_in" in remedies
+    assert f.evidence["layer_name"] == f"conv{f.layer}" and where(f.as_dict()) == f"from layer {f.layer} (conv{f.layer}) down"
 
     table, fits = compare(load_run(folder))
     assert list(table.name) == [f"conv{l}" for l in range(2, 10)]

@@ -18,7 +18,7 @@ import pandas as pd
 from ..nn.init import expected_std
 from .load import RunData
 from .progress import SPIKE, Progress, learning_steps, oscillation, progress, spikes
-from .theory import SATURATING, fitted_gain, init_vs_prescribed, prescribed
+from .theory import SATURATING, fitted_gain, init_vs_prescribed, layer_names, prescribed
 
 VANISH = 1e-3  # delta_norm of the first hidden layer below this fraction of the last's
 EXPLODE = 1e3
@@ -814,4 +814,8 @@ def diagnose(run: RunData) -> list[Finding]:
         problems = [healthy(run, facts, prog) if prog.learned else not_learning(run, facts, prog)]
     problems.sort(key=lambda f: _rank(f, len(run.hidden)))
     spiking = [] if any(f.kind == "exploding" for f in problems) else spike_notes(run, prog)
+    names = layer_names(run)
+    for f in (*problems, *notes):
+        if f.layer in names:  # a conv net's layer by name too: 'from layer 7 (conv7) down'
+            f.evidence["layer_name"] = names[f.layer]
     return [*problems, *spiking, *notes]

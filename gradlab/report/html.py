@@ -204,16 +204,18 @@ def where(finding: dict) -> str:
     layer, ev, kind = finding.get("layer"), finding.get("evidence") or {}, finding.get("kind")
     if layer is None:
         return "whole net"
+    # a conv net's layers by name too: 'from layer 7 (conv7) down'
+    shown = f"{layer} ({ev['layer_name']})" if ev.get("layer_name") else layer
     if "T" in ev and kind in ("vanishing", "exploding"):
         return f"recurrent layer {layer}, through time"
     if kind in ("dead_units", "saturation"):
         over = ev.get("frac_dead" if kind == "dead_units" else "frac_saturated")
-        return f"{layer_ranges(over)} (over 50%)" if isinstance(over, dict) and over else f"from layer {layer}"
+        return f"{layer_ranges(over)} (over 50%)" if isinstance(over, dict) and over else f"from layer {shown}"
     if kind in ("vanishing", "exploding") and "delta_ratio_first_last_hidden" in ev:
-        return f"from layer {layer} down"
+        return f"from layer {shown} down"
     if kind == "exploding" and ev.get("diverged_layer") == layer:
-        return f"layer {layer}, first NaN/Inf"
-    return f"layer {layer}"
+        return f"layer {shown}, first NaN/Inf"
+    return f"layer {shown}"
 
 
 # ------------------------------------------------------------------------------------------- evidence
@@ -252,7 +254,7 @@ LABELS = {
 AT_STEP = {"delta_ratio": "gradient reaching layer {first} / layer {last}, step {step}",
            "time_ratio": "gradient reaching time step 1 / step T, step {step}"}
 PERCENT = ("loss_swings",)
-HIDDEN = ("when",)  # shown under the finding's kind
+HIDDEN = ("when", "layer_name")  # shown under the finding's kind; in the where column
 
 
 def evidence_items(ev: dict, layers: tuple[int, int] | None = None) -> list[tuple[str, str]]:

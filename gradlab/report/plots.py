@@ -18,9 +18,8 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..files import save_atomic
 from .load import RunData
-from .progress import (
-    chance,  # the diagnosis' chance level: one figure on the page and in the plot
-)
+from .progress import chance  # the diagnosis' chance level: one figure on the page and in the plot
+from .theory import NAMED, layer_names
 
 DPI = 100
 SIZE = (7.0, 4.0)
@@ -211,19 +210,7 @@ def _layer_axis(ax, ylabel: str, xlabel: str = "layer (1 = input side, last = re
         ax.xaxis.get_major_locator().set_params(integer=True)
 
 
-NAMED = ("conv", "res")  # a net with layers of these is labelled by name: where the convs end, the head begins
 MAX_NAMES = 16  # tick labels on a layer axis; a deeper net names every k-th layer and the last conv one
-
-
-def layer_names(run: RunData) -> dict[int, str]:
-    """Each logged layer's name (conv3, res5, dense10: the module that starts it) from grad_norms.csv's tensor
-    names, for a conv net; {} for any other net (its layers are numbered, as before)."""
-    g = run.grads
-    if g is None or g.empty or not {"layer", "param"} <= set(g.columns):
-        return {}
-    first = g.drop_duplicates("layer")
-    names = {int(l): str(p).split(".", 1)[0] for l, p in zip(first.layer, first.param)}
-    return names if any(n.startswith(NAMED) for n in names.values()) else {}
 
 
 def _last_conv(names: dict[int, str]) -> int | None:

@@ -104,6 +104,20 @@ def predict(model, n_features: int) -> list[LayerTheory]:
     return rows
 
 
+NAMED = ("conv", "res")  # a net with layers of these is labelled by name: where the convs end, the head begins
+
+
+def layer_names(run) -> dict[int, str]:
+    """Each logged layer's name (conv3, res5, dense10: the module that starts it) from grad_norms.csv's tensor
+    names, for a conv net; {} for any other net (its layers are numbered, as before)."""
+    g = run.grads
+    if g is None or g.empty or not {"layer", "param"} <= set(g.columns):
+        return {}
+    first = g.drop_duplicates("layer")
+    names = {int(l): str(p).split(".", 1)[0] for l, p in zip(first.layer, first.param)}
+    return names if any(n.startswith(NAMED) for n in names.values()) else {}
+
+
 def fitted_gain(layers: list[int], norms: list[float]) -> float | None:
     """exp(-slope) of log norm over layer index: the average factor per layer going down toward the input
     (< 1: the norm shrinks on the way down), comparable with sqrt(chi). None without two usable points."""
@@ -117,8 +131,11 @@ def fitted_gain(layers: list[int], norms: list[float]) -> float | None:
 
 
 def n_inputs(run) -> int | None:
-    """Fan-in of the first dense layer, from the shapes of the run's saved initial parameters."""
+    """Fan-in of the first dense layer (a conv net's: C_in of its first convolution), from the shapes of the
+    run's saved initial parameters."""
     shapes = run.init_shapes or {}
+    if getattr(getattr(run.config, "model", None), "kind", "mlp") == "cnn":
+        return next((int(shape[2]) for shape in shapes.values() if len(shape) == 4), None)
     return next((int(shape[0]) for k, shape in shapes.items() if k.endswith(".W") and len(shape) == 2), None)
 
 
