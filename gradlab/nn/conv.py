@@ -12,6 +12,8 @@ one call; backward is for the plain (N, H, W, C) pass.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -43,6 +45,43 @@ def merged(x: np.ndarray) -> np.ndarray:
     return x.reshape((-1,) + x.shape[-3:])
 
 
+def kept(buf: np.ndarray | None, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """``buf`` if it has this shape and dtype, else a new empty array: a large buffer written whole at every
+    call is reused, not allocated afresh (a fresh one costs a page fault per 4 KB the first time it is written)."""
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        return np.empty(shape, dtype=dtype)
+    return buf
+
+
+_scratch = threading.local()  # one backward at a time per thread: its patch matrix is shared by every layer
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A buffer of this thread's, kept between calls (its contents are the caller's to overwrite)."""
+    buf = kept(getattr(_scratch, name, None), shape, dtype)
+    setattr(_scratch, name, buf)
+    return buf
+
+
+def transposed(dout: np.ndarray, W: np.ndarray, p: int) -> np.ndarray:
+    """dL/dx of a stride-1 convolution with padding p <= k - 1: dout (N, Ho, Wo, C_out) zero-padded by
+    q = k - 1 - p on every side, convolved with the kernel flipped in space and transposed in its channels,
+    Wf[i, j, o, c] = W[k-1-i, k-1-j, c, o] (dx[h] = sum_i dout[h + p - i] W[i]^T = sum_i' dp[h + i'] Wf[i']):
+    one im2col and one product, as the forward pass; no scatter-add."""
+    k, c_in, c_out = W.shape[0], W.shape[2], W.shape[3]
+    n, ho, wo, _ = dout.shape
+    q = k - 1 - p
+    h, w = ho + 2 * q - k + 1, wo + 2 * q - k + 1
+    dp = scratch("pad", (n, ho + 2 * q, wo + 2 * q, c_out), dout.dtype)
+    if q:
+        dp[:, :q], dp[:, -q:], dp[:, :, :q], dp[:, :, -q:] = 0.0, 0.0, 0.0, 0.0
+    dp[:, q:q + ho, q:q + wo] = dout
+    cols = scratch("cols", (n, h, w, k, k, c_out), dout.dtype)
+    np.copyto(cols, patches(dp, k, 1, h, w))
+    Wf = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(k * k * c_out, c_in)
+    return (cols.reshape(-1, k * k * c_out) @ Wf).reshape(n, h, w, c_in)
+
+
 def channel_copies(v: np.ndarray, channels: int) -> np.ndarray:
     """A per-channel vector (C,) as is; K copies of it ((K, 1, C) or (K, C)) as (K, 1, 1, 1, C)."""
     return v if v.ndim == 1 else v.reshape(-1, 1, 1, 1, channels)
@@ -66,6 +105,7 @@ class Conv2d(Module):
         if b is not None:
             self.add_param("b", b)
         self._pad: np.ndarray | None = None  # the zero-padded input, reused while shapes stay
+        self._colbuf: np.ndarray | None = None  # the im2col matrix, reused while shapes stay (no fresh pages)
 
     @property
     def kernel(self) -> int:
@@ -94,7 +134,7 @@ class Conv2d(Module):
         self.hw_out = (ho, wo)
         if k == 1 and self.padding == 0:  # a 1x1 convolution reads the (strided) pixels themselves
             return np.ascontiguousarray(x[:, ::s, ::s, :]).reshape(-1, c)
-        cols = np.empty((m, ho, wo, k, k, c), dtype=x.dtype)
+        self._colbuf = cols = kept(self._colbuf, (m, ho, wo, k, k, c), x.dtype)
         np.copyto(cols, patches(self._padded(x), k, s, ho, wo))
         return cols.reshape(-1, k * k * c)
 
@@ -131,10 +171,12 @@ class Conv2d(Module):
         np.matmul(self.cols.T, d2, out=self.grads["W"].reshape(k * k * c_in, c_out))
         if "b" in self.grads:
             d2.sum(axis=0, out=self.grads["b"])
-        dcols = d2 @ W.reshape(k * k * c_in, c_out).T
         n, h, w, _ = self.x_shape
         ho, wo = self.hw_out
         s, p = self.stride, self.padding
+        if s == 1 and k > 1 and p <= k - 1:
+            return transposed(dout, W, p)
+        dcols = d2 @ W.reshape(k * k * c_in, c_out).T
         if k == 1 and p == 0:
             if s == 1:
                 return dcols.reshape(self.x_shape)
