@@ -19,6 +19,9 @@ medians of the per-repeat ratios, BLAS and torch on ``--threads`` threads (defau
 * lean: the minimal loop computing, at every step, what gradlab logs (every tensor's gradient, weight
   and update norm, the global norms, each layer's activation mean, std and dead fraction,
   ||dL/d output||, the batch accuracy) and writing gradlab's three CSV files, one write per file and step.
+* flipped: the minimal loop with dL/dx of each convolution computed as gradlab computes it, a convolution
+  of dL/d out with the kernel flipped in space and transposed in its channels (one im2col and one product,
+  no scatter-add): the same algorithm, so logged / flipped is what gradlab's own machinery costs.
 * torch: ``torch.nn.functional`` conv2d, relu, mean, linear and cross_entropy in float64 (NCHW, the same
   weights as OIHW), ``loss.backward()``, the same SGD update; skipped when torch is not installed.
 
@@ -39,9 +42,9 @@ import sys
 
 import protocol
 
-SIDES = ("logged", "unlogged", "lean", "minimal", "torch")
+SIDES = ("logged", "unlogged", "lean", "minimal", "flipped", "torch")
 GRAD_TOL = 1e-10  # gradlab's loss and gradients against the minimal loop's, on the same weights
-LOSS_TOL = {"logged": 1e-9, "unlogged": 1e-9, "lean": 1e-9, "minimal": 1e-9, "torch": 1e-7}
+LOSS_TOL = {"logged": 1e-9, "unlogged": 1e-9, "lean": 1e-9, "minimal": 1e-9, "flipped": 1e-9, "torch": 1e-7}
 TARGET = 1.2  # logged gradlab / lean (the minimal loop computing the same logged quantities)
 
 
@@ -51,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed rounds of every side, interleaved (default 5; 1 with --quick)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls of every side first (default 1)")
-    p.add_argument("--sides", default="logged,unlogged,lean,minimal,torch",
+    p.add_argument("--sides", default="logged,unlogged,lean,minimal,flipped,torch",
                    help=f"comma-separated, of {', '.join(SIDES)}, with minimal (default all; torch only if installed)")
     p.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1; 0 = the libraries' default)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
@@ -168,8 +171,17 @@ def col2im(dcols: np.ndarray, shape: tuple[int, ...], k: int) -> np.ndarray:
     return dxp[:, p:p + h, p:p + w]
 
 
-def forward_backward(P: list, x: np.ndarray, y: np.ndarray, log: "Log | None" = None) -> tuple[float, list]:
-    """Loss and gradients [(dW, db) per layer] of the net with weights P on the batch (x, y)."""
+def flipped(dz2: np.ndarray, shape: tuple[int, ...], W: np.ndarray) -> np.ndarray:
+    """dL/dx of a stride-1 'same' convolution: dout convolved ('same') with W flipped in space, channels swapped."""
+    k, _, c_in, c_out = W.shape
+    Wf = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(k * k * c_out, c_in)
+    return (im2col(dz2.reshape(shape[:-1] + (c_out,)), k) @ Wf).reshape(shape)
+
+
+def forward_backward(P: list, x: np.ndarray, y: np.ndarray, log: "Log | None" = None,
+                     flip: bool = False) -> tuple[float, list]:
+    """Loss and gradients [(dW, db) per layer] of the net with weights P on the batch (x, y); dL/dx of each
+    convolution by the scatter-add of col2im, or with ``flip`` by the flipped kernel."""
     L = len(P)
     hs, cols = [x], []
     h = x
@@ -210,13 +222,14 @@ def forward_backward(P: list, x: np.ndarray, y: np.ndarray, log: "Log | None" = 
         dz2 = (dh * (hs[l + 1] > 0)).reshape(-1, c_out)
         grads[l] = [(cols[l].T @ dz2).reshape(W.shape), dz2.sum(axis=0)]
         if l:
-            dh = col2im(dz2 @ W.reshape(k * k * c_in, c_out).T, hs[l].shape, k)
+            dh = flipped(dz2, hs[l].shape, W) if flip else col2im(dz2 @ W.reshape(k * k * c_in, c_out).T,
+                                                                   hs[l].shape, k)
             if log:
                 log.delta(l - 1, dh)
     return J, grads
 
 
-def run_minimal(config, steps: int, log_to: str | None = None) -> tuple[float, float]:
+def run_minimal(config, steps: int, log_to: str | None = None, flip: bool = False) -> tuple[float, float]:
     """(seconds per step, last loss) of the bare NumPy loop; with ``log_to`` (a folder) it also computes the
     quantities gradlab logs and writes them as gradlab's CSV files there (the lean side)."""
     X, Y, P, rng = start(config)
@@ -228,7 +241,7 @@ def run_minimal(config, steps: int, log_to: str | None = None) -> tuple[float, f
     t0 = time.perf_counter()
     for step in range(steps):
         epoch, idx = next(batches)
-        J, grads = forward_backward(P, X[idx], Y[idx], log)
+        J, grads = forward_backward(P, X[idx], Y[idx], log, flip)
         for l, (pair, gpair) in enumerate(zip(P, grads)):
             if log:
                 log.grads(l, *gpair)
@@ -399,12 +412,14 @@ def sides(args: argparse.Namespace, tmp: str, torch) -> list[protocol.Side]:
            "unlogged": lambda: run_gradlab(unlogged, False, tmp),
            "lean": lambda: run_minimal(logged, args.steps, os.path.join(tmp, "lean")),
            "minimal": lambda: run_minimal(logged, args.steps),
+           "flipped": lambda: run_minimal(logged, args.steps, flip=True),
            "torch": lambda: run_torch(logged, args.steps, torch)}
     return [protocol.Side(name, run[name]) for name in args.sides if name != "torch" or torch is not None]
 
 
 LABELS = {"logged": "gradlab, CSV logging every step", "unlogged": "gradlab, no logging (statistics at 2 steps)",
           "minimal": "minimal im2col NumPy loop",
+          "flipped": "minimal loop, dL/dx by the flipped kernel as gradlab",
           "lean": "minimal loop computing and writing the same logged quantities",
           "torch": "torch.nn.functional, one thread"}
 
@@ -477,6 +492,7 @@ def summary(t: dict) -> str:
     """The ratios, as the README quotes them."""
     m, lines = t["minimal"], []
     for name, against in (("logged", "lean"), ("logged", "minimal"), ("unlogged", "minimal"), ("lean", "minimal"),
+                          ("logged", "flipped"), ("unlogged", "flipped"), ("flipped", "minimal"),
                           ("torch", "minimal"), ("logged", "torch")):
         if name in t and against in t:
             r = protocol.ratio(t[name], t[against])

@@ -211,7 +211,7 @@ def test_bench_memory_quick_prints_the_peak_and_where_it_is(capsys):
 
 def test_bench_conv_quick_checks_gradlab_against_the_minimal_loop(capsys):
     bench = load("bench_conv")
-    assert bench.main(["--quick", "--sides", "logged,unlogged,lean,minimal", "--memory-steps", "0"]) == 0
+    assert bench.main(["--quick", "--sides", "logged,unlogged,lean,minimal,flipped", "--memory-steps", "0"]) == 0
     out = capsys.readouterr().out
     assert_protocol_printed(out)
     # the same weights and batch: gradlab's loss and its 8 gradients (3 conv layers and the dense one, W and b)
@@ -219,12 +219,13 @@ def test_bench_conv_quick_checks_gradlab_against_the_minimal_loop(capsys):
     assert "8 gradients" in line and "tolerance 1e-10" in line
     assert float(line.split("relative difference ")[1].split(";")[0]) <= 1e-10
     assert float(line.split(" relative (tolerance")[0].rsplit(" at ", 1)[1]) <= 1e-10
-    for side in ("logged", "unlogged", "lean", "minimal"):
+    for side in ("logged", "unlogged", "lean", "minimal", "flipped"):
         assert f"ok: {side}: the last loss of 2 of 2 calls" in out
     for name, rows in (("metrics.csv", 3), ("grad_norms.csv", 24), ("layer_stats.csv", 12)):
         assert f"ok: lean: {name} is gradlab's byte for byte ({rows} rows)" in out
     assert "summary (logged / lean): " in out and "target at most 1.2x" in out
-    assert "summary (logged / minimal): " in out and "summary (logging): " in out
+    assert "summary (logged / minimal): " in out and "summary (logged / flipped): " in out
+    assert "summary (logging): " in out
 
 
 def test_bench_conv_exits_1_when_the_minimal_loop_computes_another_gradient(capsys, monkeypatch):
