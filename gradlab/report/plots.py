@@ -227,7 +227,8 @@ def name_layers(ax, names: dict[int, str], layers: list[int], axis: str = "x") -
         return
     k = max(1, math.ceil(len(shown) / MAX_NAMES))
     last = _last_conv(names)
-    ticks = sorted({*shown[::k], shown[-1], *([last, last + 1] if last is not None else [])} & set(shown))
+    kept = [l for l in ([last, last + 1] if last is not None else [shown[-1]]) if l in shown]
+    ticks = sorted({*(l for l in shown[::k] if all(abs(l - m) >= k for m in kept)), *kept})
     labels = [names[l] for l in ticks]
     if axis == "x":
         ax.xaxis.set_major_locator(FixedLocator(ticks))
