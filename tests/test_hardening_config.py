@@ -386,10 +386,10 @@ def test_custom_layer_args_in_exponent_notation_arrive_as_floats(tmp_path):
 # --------------------------------------------------------------------------- clear messages
 
 def test_an_unknown_model_kind_names_the_key_the_value_and_the_kinds():
-    for kind, shown in (("cnn", "'cnn'"), (3, "3")):
+    for kind, shown in (("transformer", "'transformer'"), (3, "3")):
         with pytest.raises(ConfigError) as info:
             config_from_dict({"data": DATA, "model": {"kind": kind}})
-        assert str(info.value) == f"<config>: 'model.kind' is {shown}; allowed: 'mlp', 'rnn'."
+        assert str(info.value) == f"<config>: 'model.kind' is {shown}; allowed: 'mlp', 'rnn', 'cnn'."
 
 
 def test_a_list_index_that_is_not_one_says_which_are_allowed():
