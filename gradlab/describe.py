@@ -239,10 +239,6 @@ def _recurrent_run(run: RunData, model, by_layer: dict[int, dict[str, tuple]], n
 
 # --------------------------------------------------------------------------- conv nets
 
-# the images' (H, W) where the data config says it without reading the data
-IMAGE_SIZES = {"shapes": lambda d: (d.size, d.size), "digits": lambda d: (8, 8)}
-
-
 @dataclass
 class _ConvLayer:
     """One logged layer of a conv net, as the line writes it: its start (``conv3x3 16/2``), its batch norm,
@@ -330,10 +326,11 @@ def _conv_model(model, config, n_params: int) -> str:
 
 
 def _image_shape(config, channels: int | None) -> tuple:
-    """(H, W, C) of the images, as far as the config says (H and W None where it does not)."""
-    data = getattr(config, "data", None)
-    size = IMAGE_SIZES.get(getattr(data, "kind", None))
-    h, w = size(data) if size else (None, None)
+    """(H, W, C) of the images, as far as the config says (H and W None where it does not); C from the
+    first weight."""
+    from .nn.cnn import known_input_shape
+
+    h, w, _ = known_input_shape(getattr(config, "data", None)) or (None, None, None)
     return (h, w, channels)
 
 

@@ -275,3 +275,15 @@ def test_a_cnn_config_file_round_trips_through_a_run(tmp_path):
     written = parse_yaml((run / "config.yaml").read_text(encoding="utf-8"), "config.yaml")
     assert written["model"]["channels"] == [3, 5] and written["model"]["kind"] == "cnn"
     assert load_config(run / "config.yaml").model == load_config(path, ["model.channels=[3,5]"]).model
+
+
+def test_a_pool_too_many_is_blamed_on_the_set_option_and_found_before_a_sweep_runs(tmp_path):
+    path = _write(tmp_path, cnn(channels=[4], depth=1))
+    result = CliRunner().invoke(app, ["train", str(path), "--set", "model.channels=[4,4,4,4]"])
+    assert_bad_input(result, "--set 'model.channels=[4,4,4,4]': 'model.pool': a 2x2 max pool does not fit the 1x1 "
+                             "image of layer 4")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: s\nbase: c.yaml\ngrid: {model.channels: [[4], [4, 4, 4, 4]]}\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["sweep", str(sweep), "--workers", "1"])
+    assert_bad_input(result, f"{sweep}: combination channels=4+4+4+4", "'model.pool': a 2x2 max pool does not fit")
+    assert not (tmp_path / "runs").exists()  # nothing ran

@@ -57,10 +57,25 @@ def _fits(config: Config, source: str, overrides: Sequence[tuple[str, str]] = ()
         raise ConfigError(f"{blame('train.schedule.warmup', 'train.steps')}: 'train.schedule.warmup' is "
                           f"{t.schedule.warmup}, but the run has {t.steps} steps (train.steps); allowed: 0 to "
                           f"{t.steps - 1} (the warm-up ends before the run does).")
+    if isinstance(config.model, CNNConfig):
+        _fits_images(config, blame)
     if t.early_stop is not None and config.data.val_fraction == 0:
         raise ConfigError(f"{blame('train.early_stop', 'data.val_fraction')}: 'train.early_stop' watches the "
                           "validation loss, but the validation set is empty (data.val_fraction 0); allowed: a "
                           "data.val_fraction above 0, or train.early_stop: null.")
+
+
+def _fits_images(config: Config, blame) -> None:
+    """A conv net whose pooling would shrink the images below one pixel, where the data config gives their
+    size (shapes, digits; a file's images are checked once read)."""
+    from ..nn.cnn import known_input_shape, plan_shapes  # numpy: only for conv nets
+
+    shape = known_input_shape(config.data)
+    if shape is not None:
+        try:
+            plan_shapes(config.model, shape)
+        except ConfigError as exc:
+            raise ConfigError(f"{blame('model', 'data.size', 'data.channels')}: {exc}") from None
 
 
 def import_roots(folder: str | Path, allow_imports: Sequence[str | Path] = ()) -> tuple[str, ...]:

@@ -97,6 +97,16 @@ def _too_small(where: str, what: str, h: int, w: int, layer: int, input_shape, c
             f"it would shrink the image below one pixel; allowed: {fix}.")
 
 
+# (H, W, C) of the images a data config gives, where the config says it without reading the data
+KNOWN_SHAPES = {"shapes": lambda d: (d.size, d.size, d.channels), "digits": lambda d: (8, 8, 1)}
+
+
+def known_input_shape(data) -> tuple[int, int, int] | None:
+    """The images' (H, W, C) from a data config alone (shapes, digits), or None (a file's images)."""
+    shape = KNOWN_SHAPES.get(getattr(data, "kind", None))
+    return shape(data) if shape else None
+
+
 def plan_shapes(cfg, input_shape: tuple[int, ...]) -> list[Step]:
     """``walk`` as a list: every item of the plan with its layer and shapes (what describe and theory read)."""
     return list(walk(cfg, input_shape))
