@@ -319,7 +319,7 @@ def _conv_model(model, config, n_params: int) -> str:
         layers.append(x)
     first = model.layers[0].modules[0]
     c_in = first.params.get("W_a", first.params.get("W")).shape[-2]
-    shape = _image_shape(config, c_in)
+    shape = getattr(model, "input_shape", None) or _image_shape(config, c_in)
     head = model.layers[-1].modules[0].params.get("W")
     return conv_line(shape, layers, _cols(head), n_params, init_text(getattr(getattr(config, "model", None), "init",
                                                                                  None)))

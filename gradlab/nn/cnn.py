@@ -194,4 +194,6 @@ def build_cnn(cfg, input_shape: tuple[int, int, int], n_out: int, rng: np.random
         groups[-1].append(_unique(BUILDERS[step.item.type](step, b), groups[-1]))
     head = Step(None, "", len(groups) + 1, steps[-1].shape_out, (n_out,))
     groups.append([Dense(b.weight((head.shape_in[0], n_out)), b.bias(n_out, True), f"dense{head.layer}")])
-    return MLP([Sequential(modules) for modules in groups], block=0)
+    net = MLP([Sequential(modules) for modules in groups], block=0)
+    net.input_shape = tuple(int(n) for n in input_shape)  # (H, W, C), for the model line
+    return net
