@@ -371,3 +371,21 @@ def test_progress_of_a_conv_net_counts_every_planned_entry_once():
     done = [d for d, _ in seen]
     assert report.passed and len(seen) > 10 and done == sorted(done) and len({t for _, t in seen}) == 1
     assert done[-1] == seen[0][1] == sum(t.checked for t in report.tensors + report.layers)
+
+
+def test_the_command_names_a_broken_conv_of_a_cnn_config(tmp_path, monkeypatch):
+    """`gradlab check` of model.kind cnn: exit 1, and the verdict the user reads first names conv2."""
+    from typer.testing import CliRunner
+
+    from gradlab.cli import app
+
+    config = tmp_path / "cnn.yaml"
+    config.write_text("name: cnn\ndata: {kind: shapes, n_samples: 32, size: 6}\n"
+                      "model: {kind: cnn, channels: [3, 4], depth: 1, activation: relu}\ncheck: {batch: 2}\n",
+                      encoding="utf-8")
+    ok = CliRunner().invoke(app, ["check", str(config)])
+    assert ok.exit_code == 0 and "conv2.W" in ok.output, ok.output
+    monkeypatch.setattr(Conv2d, "backward", kernel_transposed("conv2"))
+    bad = CliRunner().invoke(app, ["check", str(config)])
+    verdict = [line for line in bad.output.splitlines() if line.startswith("FAIL")]
+    assert bad.exit_code == 1 and verdict and "conv2" in verdict[-1], bad.output
