@@ -289,3 +289,14 @@ def test_a_pool_too_many_is_blamed_on_the_set_option_and_found_before_a_sweep_ru
     result = CliRunner().invoke(app, ["sweep", str(sweep), "--workers", "1"])
     assert_bad_input(result, f"{sweep}: combination channels=4+4+4+4", "'model.pool': a 2x2 max pool does not fit")
     assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+def test_a_conv_net_without_kind_cnn_is_told_to_say_so():
+    mlp = {"data": {"kind": "shapes"}, "model": {"depth": 2, "channels": [8, 16]}}
+    assert ("'model.channels': a conv net's key, but the model is an MLP (model.kind mlp, the default); set "
+            "model.kind: cnn for a conv net. Allowed keys in model: kind, depth, width") in error(mlp)
+    mlp = {"data": {"kind": "shapes"}, "model": {"layers": [{"type": "conv", "channels": 8}, {"type": "gap"}]}}
+    message = error(mlp)
+    assert "'model.layers[0].type' is 'conv'; allowed: 'dense', 'activation', 'batchnorm', 'dropout', 'custom'. conv " \
+           "items make a conv net: set model.kind: cnn." in message
+    assert "gap items make a conv net: set model.kind: cnn." in message

@@ -13,7 +13,7 @@ from pydantic import (
 )
 
 from .overrides import key_path, set_option
-from .schema import BUILTIN_CELLS, CNNItem, Config, DataConfig, Item, _members, _short
+from .schema import BUILTIN_CELLS, CNNConfig, CNNItem, Config, DataConfig, Item, MLPConfig, _members, _short
 
 
 def _schema_keys(loc: tuple, root: type[BaseModel] = Config) -> tuple[str, list[str]]:
@@ -238,11 +238,26 @@ def _choices(err: dict) -> list[str]:
     return found or (list(BUILTIN_CELLS) if str(err["loc"][-1]) == "cell" else [])
 
 
+# what only a conv net has: its keys in model, and the item types of its model.layers
+CONV_KEYS = tuple(k for k in CNNConfig.model_fields if k not in MLPConfig.model_fields)
+CONV_ITEMS = tuple(t for m in _members(CNNItem) for t in m.model_fields["type"].annotation.__args__
+                   if t not in {u for n in _members(Item) for u in n.model_fields["type"].annotation.__args__})
+
+
+def _conv_only(loc: tuple, path: str) -> bool:
+    """An MLP's model (no kind) given a key only a conv net has: model.channels, model.kernel, ..."""
+    return loc[:2] == ("model", "mlp") and len(loc) == 3 and path.rpartition(".")[2] in CONV_KEYS
+
+
 def _describe(err: dict) -> Problem:
     path, allowed = _schema_keys(tuple(err["loc"]))
     kind = err["type"]
     if kind == "extra_forbidden":
         parent = path.rpartition(".")[0] or "the top level"
+        if _conv_only(err["loc"], path):
+            return Problem(path, f"unknown key '{path}': a conv net's key, but the model is an MLP (model.kind mlp, "
+                                 f"the default); set model.kind: cnn for a conv net. Allowed keys in {parent}: "
+                                 f"{', '.join(allowed)}.")
         key, sibling = guess_key(path, allowed)
         return Problem(path, f"unknown key '{path}'.{HINT} Allowed keys in {parent}: {', '.join(allowed)}.",
                        key=key, sibling=sibling)
@@ -255,8 +270,10 @@ def _describe(err: dict) -> Problem:
         key = "kind" if key.endswith("()") else key  # model's: a function of its kind
         value = got.get(key) if isinstance(got, dict) else None
         what = _short(value) if isinstance(got, dict) and key in got else "nothing"
-        return Problem(f"{path}.{key}", f"'{path}.{key}' is {what}; allowed: {expected or _tags(key, err['loc'])}.{HINT}",
-                       value=guess_value(value, _choices(err)))
+        conv = (f" {value} items make a conv net: set model.kind: cnn." if key == "type" and "mlp" in err["loc"]
+                and value in CONV_ITEMS else "")
+        return Problem(f"{path}.{key}", f"'{path}.{key}' is {what}; allowed: {expected or _tags(key, err['loc'])}."
+                                        f"{conv}{HINT}", value=guess_value(value, _choices(err)))
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"
     msg = TYPE_HELP.get(kind, err["msg"].removeprefix("Value error, "))
