@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from ..nn import BatchNorm, Dense, Dropout
-from ..nn.conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
+from ..nn.conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, ResBlock
 from ..nn.activations import ACTIVATIONS
 from ..nn.recurrent import GRU, LSTM, VanillaRNN, EveryStep, LastStep
 
@@ -226,8 +226,10 @@ SEPARABLE = (Dense, Dropout, LastStep, EveryStep, *RECURRENT, *ACTIVATIONS.value
 
 
 def separable(modules) -> bool:
-    """Whether every sample's output depends on that sample's input only, through all of ``modules``."""
-    return all(type(m) in SEPARABLE for m in modules)
+    """Whether every sample's output depends on that sample's input only, through all of ``modules`` (a residual
+    block without batch norm: its convolutions, activation and projection)."""
+    return all(type(m) in SEPARABLE or (type(m) is ResBlock and not m.batchnorm and separable([m.activation]))
+               for m in modules)
 
 
 def packing(group: np.ndarray) -> tuple[np.ndarray, int]:
