@@ -52,7 +52,7 @@ class Step:
 
 def walk(cfg, input_shape: tuple[int, ...]) -> Iterator[Step]:
     """The plan's items in order, with their logged layer and shapes; a ConfigError naming the key where an
-    image would shrink below one pixel or an image reaches a dense item."""
+    image would shrink below one pixel (the schema has already checked the items' order)."""
     shape = tuple(int(n) for n in input_shape)
     plan = cfg.plan()
     layer = 0
@@ -65,6 +65,7 @@ def walk(cfg, input_shape: tuple[int, ...]) -> Iterator[Step]:
 
 
 def _out_shape(item, shape: tuple[int, ...], where: str, layer: int, input_shape, cfg) -> tuple[int, ...]:
+    """The shape an item gives for ``shape``: Ho = (H + 2p - k) // s + 1 for a conv, a block or a pool."""
     t = item.type
     if t in ("gap", "flatten"):
         return (shape[-1],) if t == "gap" else (int(np.prod(shape)),)
