@@ -36,6 +36,7 @@ from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -139,23 +140,38 @@ class Run:
 
 
 class Runs:
-    """Where the runs go and how they are executed (train jobs on a pool of 2 processes)."""
+    """Where the runs go and how they are executed (train jobs on a pool of 2 processes). With ``reuse``,
+    a run folder already in ``out`` (a finished train run, a sweep folder) is read instead of run again."""
 
-    def __init__(self, out: Path, pool: ProcessPoolExecutor) -> None:
-        self.out, self.pool = out, pool
+    def __init__(self, out: Path, pool: ProcessPoolExecutor, reuse: bool = False) -> None:
+        self.out, self.pool, self.reuse = out, pool, reuse
 
     def train(self, jobs: list[Job]) -> dict[str, Run]:
         todo = [j for j in jobs if j.kind == "train"]
-        futures = {j.label: self.pool.submit(train_job, j, str(self.out)) for j in todo}
-        return {label: Run(self.out / label, f.result()) for label, f in futures.items()}
+        done = {j.label: status for j in todo if (status := self.finished(j.label)) is not None}
+        futures = {j.label: self.pool.submit(train_job, j, str(self.out)) for j in todo if j.label not in done}
+        got = {label: Run(self.out / label, status) for label, status in done.items()}
+        got.update({label: Run(self.out / label, f.result()) for label, f in futures.items()})
+        return {j.label: got[j.label] for j in todo}
+
+    def finished(self, label: str) -> str | None:
+        """The status of a run folder ``out/<label>`` that ended (None without ``reuse``, or if it did not)."""
+        path = self.out / label / "summary.json"
+        if not (self.reuse and path.is_file()):
+            return None
+        status = json.loads(path.read_text())["status"]
+        return status if status in ("completed", "diverged") else None
 
     def sweep(self, job: Job) -> tuple[pd.DataFrame, Path]:
-        """Run a sweep file with ``--set log.out=<out>``; return summary.csv and the sweep folder."""
+        """Run a sweep file with ``--set log.out=<out>`` into ``out/<label>``; return summary.csv and that folder."""
         from gradlab import sweeps
 
-        spec = sweeps.load_sweep(CONFIGS / job.config, [*job.overrides, f"log.out={self.out}"])
-        res = sweeps.run_sweep(spec, workers=WORKERS)
-        return pd.read_csv(res.dir / "summary.csv"), res.dir
+        folder = self.out / job.label
+        if not (self.reuse and (folder / "summary.csv").is_file()):
+            spec = sweeps.load_sweep(CONFIGS / job.config, [*job.overrides, f"log.out={self.out}"])
+            shutil.rmtree(folder, ignore_errors=True)
+            sweeps.run_sweep(spec, workers=WORKERS).dir.rename(folder)
+        return pd.read_csv(folder / "summary.csv"), folder
 
 
 # --------------------------------------------------------------------------- figures
@@ -690,6 +706,172 @@ def exp_he2015(runs: Runs) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- 11. He et al. 2015 on images
+
+CONV30 = [Job("conv30_he", "he2015_conv30.yaml"),
+          Job("conv30_xavier", "he2015_conv30.yaml", ("model.init=xavier_normal",))]
+CONV30_SEEDS = Job("conv30_seeds", "sweep_he2015_conv30.yaml", ("train.steps=1",), kind="sweep")
+
+
+def padded_conv_gain(size: int, kernel: int, layers: int) -> np.ndarray:
+    """Mean-field factor that zero padding ('same') puts on the gradient's norm going down ``layers`` conv
+    layers of a ``size`` x ``size`` image, for 0..layers: the gradient's expected square at each pixel is the
+    average over the kernel's in-bounds offsets of the square one layer up (the out-of-bounds taps feed the
+    padding, not an input pixel), starting uniform at the top. The kernel is separable, so one axis squared."""
+    r = kernel // 2
+    A = sum(np.eye(size, k=k) for k in range(-r, r + 1)) / kernel
+    u, out = np.ones(size), []
+    for _ in range(layers + 1):
+        out.append(u.mean())
+        u = A @ u
+    return np.array(out)  # the norm's factor over d layers: out[d] (the square of a 1-D mean is the 2-D one's)
+
+
+def conv_weight_grad(run: Run, param: str, step: int = 0) -> float:
+    g = run.table("grad_norms")
+    return float(g[(g.step == step) & (g.param == param)].grad_norm.iloc[0])
+
+
+def exp_he2015_conv(runs: Runs) -> dict:
+    got = runs.train(CONV30)
+    seeds, _ = runs.sweep(CONV30_SEEDS)
+    fig, (a1, a2, a3) = figure(3)
+    colors = {"he_normal": "tab:green", "xavier_normal": "tab:red"}
+    L = 30
+    pad = padded_conv_gain(8, 3, L - 1)  # 8x8 digits, 3x3 kernels, 29 layers between layer 30 and layer 1
+    out: dict = {"theory": {"(1/sqrt2)^29": sig(0.5 ** 14.5, 3), "padding_factor_29_layers": sig(pad[-1], 3),
+                            "he_normal_with_padding": sig(pad[-1], 3),
+                            "xavier_normal_with_padding": sig(pad[-1] * 0.5 ** 14.5, 3)}}
+    for job, init in zip(CONV30, ("he_normal", "xavier_normal")):
+        run = got[job.label]
+        m = run.metrics
+        ls = run.layers(0)
+        l = ls.layer.to_numpy()
+        d = ls.delta_norm.to_numpy()
+        a1.plot(m.step, m.loss, "o-", ms=2.5, color=colors[init], label=init)
+        v = m.dropna(subset=["val_accuracy"])
+        a2.semilogy(l, ls.act_std, "o", ms=3.5, color=colors[init], label=init)
+        a3.semilogy(l, d / d[-1], "o", ms=3.5, color=colors[init], label=f"{init}, measured")
+        g = 1.0 if init == "he_normal" else 0.5
+        a3.semilogy(l, pad[L - l] * g ** ((L - l) / 2), color=colors[init], lw=1, ls="--",
+                    label=f"{init}: mean field with padding")
+        rows = seeds[seeds["model.init"] == init].sort_values("seed")
+        out[init] = {
+            "delta_ratio_layer1_over_layer30_step0": sig(d[0] / d[-1], 3),
+            "delta_ratio_step0_seeds": {int(r.seed): sig(r.delta_ratio_at_first_step, 2) for r in rows.itertuples()},
+            "act_std_layer1": sig(ls.act_std.iloc[0], 2), "act_std_layer30": sig(ls.act_std.iloc[-1], 2),
+            "weight_grad_conv1_step0": sig(conv_weight_grad(run, "conv1.W"), 2),
+            "weight_grad_conv30_step0": sig(conv_weight_grad(run, "conv30.W"), 2),
+            "loss_step0": sig(m.loss.iloc[0], 4),
+            "loss_by_step": {int(s): sig(x, 3) for s, x in zip(m.step, m.loss) if s % 25 == 0 or s == m.step.max()},
+            "first_logged_step_loss_below_1": first_step_below(m, "loss", 1.0),
+            "val_accuracy_by_step": {int(s): sig(x, 3) for s, x in zip(v.step, v.val_accuracy)},
+            "final_train_loss": sig(run.summary["final_train_loss"], 3),
+            "final_val_accuracy": sig(run.summary["final_val_accuracy"], 3),
+            "wall_time_s": sig(run.summary.get("wall_time"), 2),
+        }
+    he, xa = out["he_normal"], out["xavier_normal"]
+    out["xavier_over_he_ratio_seed0"] = sig(xa["delta_ratio_layer1_over_layer30_step0"]
+                                            / he["delta_ratio_layer1_over_layer30_step0"], 3)
+    a3.semilogy(np.arange(1, L + 1), 0.5 ** ((L - np.arange(1, L + 1)) / 2), color="k", lw=0.8, ls=":",
+                label="(1/sqrt 2)^(30-l), no padding")
+    a1.axhline(LN10, color="k", lw=0.8, ls=":")
+    a1.text(150, LN10 - 0.06, "ln 10", fontsize=9, ha="right", va="top")
+    a1.set_xlabel("step")
+    a1.set_ylabel("training loss (batch, every 5th step)")
+    a1.set_title("30 conv layers, 8x8 digits, seed 0", fontsize=10)
+    a1.legend(fontsize=9)
+    a2.set_xlabel("conv layer l")
+    a2.set_ylabel("activation std (step 0)")
+    a2.set_title("forward", fontsize=10)
+    a2.legend(fontsize=9)
+    a3.set_xlabel("conv layer l")
+    a3.set_ylabel("||dL/d output of l|| / same at layer 30")
+    a3.set_title("backward (step 0)", fontsize=10)
+    a3.legend(fontsize=7, loc="lower right")
+    save(fig, "he2015_conv", "He et al. 2015 on real images: a 30-layer plain ReLU conv net, he_normal vs xavier_normal")
+    return out
+
+
+# --------------------------------------------------------------------------- 12. He et al. 2016 on images
+
+RESNET = Job("resnet_depth", "sweep_resnet_depth.yaml", kind="sweep")
+
+
+def resnet_name(row) -> str:
+    return f"{'ResNet' if row['model.residual'] else 'plain'}-{2 + 3 * int(row['model.depth'])}"
+
+
+def l2_penalty(path: Path, l2: float) -> float:
+    """l2/2 sum ||W||^2 over the weights L2 applies to, from a params .npz: the part of a batch loss in
+    metrics.csv that is not the data's."""
+    from gradlab.nn.module import l2_applies
+
+    with np.load(path) as z:
+        return 0.5 * l2 * sum(float(np.vdot(z[k], z[k])) for k in z.files if l2_applies(k))
+
+
+def l2_penalty_by_step(run: Run, l2: float) -> pd.Series:
+    """l2/2 sum ||W||^2 at each logged step, from the weight norms in grad_norms.csv."""
+    from gradlab.nn.module import l2_applies
+
+    g = run.table("grad_norms")
+    g = g[g.param.map(l2_applies)]
+    return 0.5 * l2 * (g.weight_norm ** 2).groupby(g.step).sum()
+
+
+def exp_resnet_depth(runs: Runs) -> dict:
+    s, sdir = runs.sweep(RESNET)
+    fig, (a1, a2, a3) = figure(3)
+    out: dict = {}
+    style = {"plain-20": ("tab:blue", "-"), "plain-56": ("tab:red", "-"),
+             "ResNet-20": ("tab:blue", "--"), "ResNet-56": ("tab:red", "--")}
+    for _, row in s.iterrows():
+        name = resnet_name(row)
+        color, ls_ = style[name]
+        run = Run(sdir / row.run, row.status)
+        m = run.metrics
+        v = m.dropna(subset=["val_accuracy"])
+        l2 = float(yaml.safe_load((run.path / "config.yaml").read_text())["train"]["l2"])
+        penalty = l2_penalty_by_step(run, l2)
+        data_loss = m.loss - penalty.reindex(m.step).to_numpy()  # the batch loss without its L2 term
+        a1.semilogy(m.step, smooth(data_loss, 3), color=color, ls=ls_, label=name)
+        a2.plot(v.step, v.val_accuracy, "o", color=color, ls=ls_, ms=3, label=name)
+        lay = run.layers(0)
+        a3.semilogy(lay.layer, lay.delta_norm / lay.delta_norm.iloc[-1], "o", color=color, ls=ls_, ms=3, label=name)
+        late = m.step >= m.step.max() - 50
+        out[name] = {
+            "status": row.status, "logged_layers": len(lay) + 1,
+            "loss_step0": sig(m.loss.iloc[0], 3),
+            "loss_by_step": {int(st): sig(x, 3) for st, x in zip(m.step, m.loss) if st % 25 == 0 or st == m.step.max()},
+            "data_loss_by_step": {int(st): sig(x, 3) for st, x in zip(m.step, data_loss)
+                                  if st % 25 == 0 or st == m.step.max()},
+            "batch_loss_mean_last_50_steps": sig(m.loss[late].mean(), 3),
+            "data_loss_mean_last_50_steps": sig(data_loss[late].mean(), 3),
+            "l2_penalty_logged_step0": sig(penalty.iloc[0], 3),
+            "final_train_loss": sig(row.final_train_loss, 3),
+            "final_train_accuracy": sig(run.summary.get("final_train_accuracy"), 3),
+            "final_val_accuracy": sig(row.final_val_accuracy, 3),
+            "delta_ratio_first_over_last_step0": sig(lay.delta_norm.iloc[0] / lay.delta_norm.iloc[-1], 3),
+            "wall_time_s": sig(run.summary.get("wall_time"), 3),
+            "l2_penalty_step0": sig(l2_penalty(run.path / "params_init.npz", l2), 3),
+            "l2_penalty_final": sig(l2_penalty(run.path / "params_final.npz", l2), 3),
+        }
+    a1.set_xlabel("step")
+    a1.set_ylabel("batch loss without the L2 term\n(every 5th step, smoothed over 3)")
+    a1.set_title("training", fontsize=10)
+    a2.set_xlabel("step")
+    a2.set_ylabel("validation accuracy")
+    a2.set_title("validation", fontsize=10)
+    a3.set_xlabel("logged layer l (a residual block is one)")
+    a3.set_ylabel("||dL/d output of l|| / same at the last")
+    a3.set_title("backward (step 0)", fontsize=10)
+    for ax in (a1, a2, a3):
+        ax.legend(fontsize=8)
+    save(fig, "resnet_depth", "He et al. 2016 on real images: plain and residual conv nets of 20 and 56 layers")
+    return out
+
+
 # --------------------------------------------------------------------------- the list
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
@@ -703,6 +885,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("lstm_rnn", "LSTM against a vanilla RNN", RECURRENT, exp_lstm_rnn),
     Experiment("glorot2010", "Glorot & Bengio 2010", [*GLOROT, GLOROT_SEEDS], exp_glorot2010),
     Experiment("he2015", "He et al. 2015", [HE_SWEEP], exp_he2015),
+    Experiment("he2015_conv", "He et al. 2015 on real images", [*CONV30, CONV30_SEEDS], exp_he2015_conv),
+    Experiment("resnet_depth", "He et al. 2016 on real images", [RESNET], exp_resnet_depth),
 ]}
 
 
@@ -711,6 +895,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", choices=list(EXPERIMENTS), metavar="NAME",
                     help=f"run only this experiment (repeatable): {', '.join(EXPERIMENTS)}")
     ap.add_argument("--runs", metavar="DIR", help="keep the run folders here (default: a temporary folder, removed)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --runs: read the run folders already there instead of running them again")
     ap.add_argument("--list", action="store_true", help="list the experiments and their commands, run nothing")
     args = ap.parse_args(argv)
     if args.list:
@@ -727,7 +913,7 @@ def main(argv: list[str] | None = None) -> int:
     timings = {}
     try:
         with ProcessPoolExecutor(WORKERS) as pool:
-            runs = Runs(out, pool)
+            runs = Runs(out, pool, reuse=bool(args.runs and args.reuse))
             for name in chosen:
                 e = EXPERIMENTS[name]
                 t0 = time.perf_counter()
