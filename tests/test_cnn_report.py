@@ -200,3 +200,17 @@ def test_report_of_a_cnn_run_names_its_conv_layers(tmp_path):
     page = (folder / "report.html").read_text()
     assert "2 (conv2)" in page  # the theory table's row
     assert (folder / "gradient_flow.png").exists() and (folder / "activations.png").exists()
+
+
+def test_conv_remedies_bring_weights_far_from_he_back_to_it_either_way():
+    from gradlab.report.diagnose import _cnn_structure
+
+    facts = {"batchnorm": False, "residual": False, "stages": True, "stage_depth": 3, "init": "normal",
+             "prescribed": "he_normal", "prescribed_std": 0.118}
+    for std in (0.05, 0.4):  # the vanishing and the exploding run of the README
+        bn, res = _cnn_structure({**facts, "init_std": std})
+        assert bn.endswith(": --set model.batchnorm=true --set model.init=he_normal")
+        assert res.endswith(": --set model.residual=true --set model.depth=4 --set model.init=he_normal")  # even
+    bn, res = _cnn_structure({**facts, "init_std": 0.1})  # near He's: the structure alone
+    assert bn.endswith(": --set model.batchnorm=true") and res.endswith(": --set model.residual=true --set model.depth=4")
+    assert _cnn_structure({**facts, "init_std": 0.1, "batchnorm": True, "residual": True}) == []
