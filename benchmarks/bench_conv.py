@@ -16,7 +16,7 @@ medians of the per-repeat ratios, BLAS and torch on ``--threads`` threads (defau
   product per layer, ReLU, global pooling, the dense layer, softmax cross-entropy; backward with two
   products and a scatter-add over the 9 kernel offsets per layer; SGD. Nothing logged. It starts from
   gradlab's initial weights and draws the same batches.
-* lean: the minimal loop computing, at every step, what gradlab logs (every tensor's gradient, weight
+* lean: the minimal loop, dL/dx as gradlab computes it (see flipped), computing at every step what gradlab logs (every tensor's gradient, weight
   and update norm, the global norms, each layer's activation mean, std and dead fraction,
   ||dL/d output||, the batch accuracy) and writing gradlab's three CSV files, one write per file and step.
 * flipped: the minimal loop with dL/dx of each convolution computed as gradlab computes it, a convolution
@@ -28,8 +28,8 @@ medians of the per-repeat ratios, BLAS and torch on ``--threads`` threads (defau
 Each side's time is its own clock around its step loop, divided by the steps. Compared (any mismatch
 exits 1): on the same weights and batch, gradlab's loss and every gradient equal the minimal loop's to
 relative 1e-10 (torch's too, where installed); every call of every side reaches the minimal loop's last
-loss (relative 1e-9; torch 1e-7); the lean loop's CSV files are gradlab's byte for byte (but for the
-time column). Printed, never asserted: the timings, and the peak RSS of a short ``gradlab train`` of the
+loss (relative 1e-9; torch 1e-7); the lean loop's CSV files hold gradlab's rows and values (every number
+to relative 1e-9; the time column left out). Printed, never asserted: the timings, and the peak RSS of a short ``gradlab train`` of the
 same config in a subprocess of its own (as bench_memory.py measures it).
 
     python benchmarks/bench_conv.py                    # the README's figures
@@ -46,6 +46,7 @@ SIDES = ("logged", "unlogged", "lean", "minimal", "flipped", "torch")
 GRAD_TOL = 1e-10  # gradlab's loss and gradients against the minimal loop's, on the same weights
 LOSS_TOL = {"logged": 1e-9, "unlogged": 1e-9, "lean": 1e-9, "minimal": 1e-9, "flipped": 1e-9, "torch": 1e-7}
 TARGET = 1.2  # logged gradlab / lean (the minimal loop computing the same logged quantities)
+CSV_TOL = 1e-9  # the lean loop's logged values against gradlab's
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -128,12 +129,14 @@ def run_gradlab(config, write: bool, out: str) -> tuple[float, float]:
 # --------------------------------------------------------------------------- shared by the other sides
 
 def start(config):
-    """gradlab's data, initial weights [(W, b) of conv1..convL, then the dense layer's] and batch generator."""
+    """gradlab's data, initial weights [(W, b) of conv1..convL, then the dense layer's], batch generator, and
+    whether the global pooling starts the output layer (then the last conv layer's delta is of its image)."""
     s = setup(config)
     params = s.model.params
     names = [k[:-2] for k in params if k.endswith(".W")]
-    return s.data.X_train, s.data.y_train, [[params[f"{n}.W"].copy(), params[f"{n}.b"].copy()] for n in names], \
-        s.batch_rng
+    pool_in_head = any(m.name.startswith("gap") for m in s.model.layers[-1].modules)
+    return (s.data.X_train, s.data.y_train, [[params[f"{n}.W"].copy(), params[f"{n}.b"].copy()] for n in names],
+            s.batch_rng, pool_in_head)
 
 
 def batch_indices(n: int, batch: int, rng):
@@ -212,18 +215,20 @@ def forward_backward(P: list, x: np.ndarray, y: np.ndarray, log: "Log | None" = 
     grads = [None] * L
     grads[-1] = [g.T @ dz, dz.sum(axis=0)]
     dg = dz @ Wo.T
-    if log:
-        log.delta(L - 2, dg)
     _, H, Wd, _ = hs[-1].shape
-    dh = np.broadcast_to((dg / (H * Wd))[:, None, None, :], hs[-1].shape)
+    dh = np.broadcast_to((dg * (1.0 / (H * Wd)))[:, None, None, :], hs[-1].shape)
+    if log:  # the last conv layer's output: its image, where the pooling starts the output layer
+        log.delta(L - 2, dh if log.pool_in_head else dg)
     for l in range(L - 2, -1, -1):
         W = P[l][0]
         k, _, c_in, c_out = W.shape
         dz2 = (dh * (hs[l + 1] > 0)).reshape(-1, c_out)
         grads[l] = [(cols[l].T @ dz2).reshape(W.shape), dz2.sum(axis=0)]
         if l:
-            dh = flipped(dz2, hs[l].shape, W) if flip else col2im(dz2 @ W.reshape(k * k * c_in, c_out).T,
-                                                                   hs[l].shape, k)
+            if flip and c_out <= 2 * c_in:  # where gradlab takes this way too
+                dh = flipped(dz2, hs[l].shape, W)
+            else:
+                dh = col2im(dz2 @ W.reshape(k * k * c_in, c_out).T, hs[l].shape, k)
             if log:
                 log.delta(l - 1, dh)
     return J, grads
@@ -232,10 +237,10 @@ def forward_backward(P: list, x: np.ndarray, y: np.ndarray, log: "Log | None" = 
 def run_minimal(config, steps: int, log_to: str | None = None, flip: bool = False) -> tuple[float, float]:
     """(seconds per step, last loss) of the bare NumPy loop; with ``log_to`` (a folder) it also computes the
     quantities gradlab logs and writes them as gradlab's CSV files there (the lean side)."""
-    X, Y, P, rng = start(config)
+    X, Y, P, rng, pool_in_head = start(config)
     lr = config.train.lr
     batches = batch_indices(len(X), config.train.batch_size, rng)
-    log = Log(log_to, len(P)) if log_to else None
+    log = Log(log_to, len(P), pool_in_head) if log_to else None
     J = float("nan")
 
     t0 = time.perf_counter()
@@ -260,6 +265,10 @@ def run_minimal(config, steps: int, log_to: str | None = None, flip: bool = Fals
 
 class Log(bench_step.Log):
     """What gradlab logs at a step of the conv net, computed the plain way, and written as its CSV files."""
+
+    def __init__(self, folder: str, L: int, pool_in_head: bool) -> None:
+        super().__init__(folder, L)
+        self.pool_in_head = pool_in_head
 
     def forward(self, acts, pooled, z, P) -> None:
         self.acts, self.dead = [moments(a) for a in (*acts, z)], []
@@ -300,7 +309,7 @@ def moments(a: np.ndarray) -> tuple[float, float]:
 
 def run_torch(config, steps: int, torch) -> tuple[float, float]:
     """(seconds per step, last loss) of torch.nn.functional in float64 with the same weights, batches and SGD."""
-    X, Y, P, rng = start(config)
+    X, Y, P, rng, _ = start(config)
     params = torch_params(P, torch)
     Xt, Yt = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2))), torch.from_numpy(Y)
     lr = config.train.lr
@@ -374,28 +383,58 @@ def same_gradients(v: protocol.Verdicts, config, torch) -> None:
 # --------------------------------------------------------------------------- peak memory
 
 def peak_memory(args: argparse.Namespace, tmp: str) -> str | None:
-    """The summary line of the peak RSS of ``gradlab train`` on this config, in a subprocess (bench_memory's way)."""
+    """The summary line of the peak RSS of ``gradlab train`` on this config, measured by bench_memory.py in a
+    process of its own: a child's ru_maxrss starts from its parent's peak at the fork (Linux keeps it across
+    exec), and this process holds every side's data, so the runs are started from a small Python."""
+    import subprocess
+
     import yaml
 
     cfg = config_dict(args, str(Path(tmp) / "memory"))
-    cfg["train"]["steps"] = args.memory_steps
     path = Path(tmp) / "bench_conv.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    code, peak, text = bench_memory.peak_rss([sys.executable, "-m", "gradlab", "train", str(path)])
-    _, bare, _ = bench_memory.peak_rss([sys.executable, "-c", "import gradlab.train, gradlab.cli"])
-    if code != 0:
-        print(text[-2000:])
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "bench_memory.py"), "--config", str(path),
+           "--steps", str(args.memory_steps), "--no-one-pass", "--threads", str(max(args.threads, 1))]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    batched = [line for line in lines if line.startswith("batched") and "peak RSS " in line]
+    for line in lines:
+        if line.startswith(("batched", "the data:", "where the peak is", "summary:")):
+            print(f"memory (bench_memory.py): {line}")
+    if done.returncode != 0 or not batched:
+        print(done.stdout[-2000:], done.stderr[-2000:])
         return None
+    peak = float(batched[0].split("peak RSS ")[1].split(" MB")[0].replace(",", "")) * 1e6
     n, k, c, L = args.batch, 3, args.channels, args.convs
     rows = n * args.size * args.size
     cached = sum(rows * k * k * (1 if l == 0 else c) * 8 for l in range(L))
     return (f"summary (memory): peak RSS of gradlab train on this config (train.steps={args.memory_steps}, "
-            f"{8 * args.batch} images) **{bench_memory.mb(peak)}**, {bench_memory.mb(peak - bare)} beyond Python "
-            f"with gradlab ({bench_memory.mb(bare)}); the im2col matrices a step keeps for backward: "
-            f"{bench_memory.mb(cached)}")
+            f"{8 * args.batch} images) **{bench_memory.mb(peak)}**; the im2col matrices a training step keeps for "
+            f"backward: {bench_memory.mb(cached)}")
 
 
 # --------------------------------------------------------------------------- main
+
+def same_csv(v: protocol.Verdicts, lean: str, run: str) -> None:
+    """The lean loop's CSV files hold gradlab's values: the same rows and columns, every number to relative
+    1e-9 (the loops sum in their own order: a last bit apart can round the 10th digit the other way)."""
+    for name in ("metrics.csv", "grad_norms.csv", "layer_stats.csv"):
+        with open(os.path.join(lean, name), "rb") as a, open(os.path.join(run, name), "rb") as b:
+            ours, theirs = (bench_step.untimed(f.read()).decode().splitlines() for f in (a, b))
+        cells = [(x, y) for r, q in zip(ours, theirs) for x, y in zip(r.split(","), q.split(","))]
+        same = len(ours) == len(theirs) and all(len(r.split(",")) == len(q.split(",")) for r, q in zip(ours, theirs))
+        same = same and all(x == y or close(x, y) for x, y in cells)
+        v.expect(same, f"lean: {name} holds gradlab's values, every number to relative {CSV_TOL:g} "
+                       f"({len(theirs) - 1} rows)")
+
+
+def close(x: str, y: str) -> bool:
+    try:
+        a, b = float(x), float(y)
+    except ValueError:
+        return False
+    return abs(a - b) <= CSV_TOL * max(abs(a), abs(b))
+
 
 def load_torch():
     try:
@@ -410,7 +449,7 @@ def sides(args: argparse.Namespace, tmp: str, torch) -> list[protocol.Side]:
     unlogged = make_config(args, tmp, every=args.steps)
     run = {"logged": lambda: run_gradlab(logged, True, tmp),
            "unlogged": lambda: run_gradlab(unlogged, False, tmp),
-           "lean": lambda: run_minimal(logged, args.steps, os.path.join(tmp, "lean")),
+           "lean": lambda: run_minimal(logged, args.steps, os.path.join(tmp, "lean"), flip=True),
            "minimal": lambda: run_minimal(logged, args.steps),
            "flipped": lambda: run_minimal(logged, args.steps, flip=True),
            "torch": lambda: run_torch(logged, args.steps, torch)}
@@ -464,7 +503,7 @@ def measure(args: argparse.Namespace, threads: str, torch) -> int:
                               f"{ref:.12g} (relative {tol:g}){'; got ' + repr(off[0]) if off else ''}")
         if "lean" in t and "logged" in t:
             run = max(p for p in os.listdir(tmp) if p.startswith("bench-conv-"))
-            bench_step.same_csv(v, os.path.join(tmp, "lean"), run, tmp)
+            same_csv(v, os.path.join(tmp, "lean"), os.path.join(tmp, run))
         memory = peak_memory(args, tmp) if args.memory_steps > 0 else None
         if args.memory_steps > 0:
             v.expect(memory is not None, "gradlab train of the same config completed (peak memory)")
