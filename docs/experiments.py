@@ -838,7 +838,11 @@ def exp_resnet_depth(runs: Runs) -> dict:
         a1.semilogy(m.step, smooth(data_loss, 3), color=color, ls=ls_, label=name)
         a2.plot(v.step, v.val_accuracy, "o", color=color, ls=ls_, ms=3, label=name)
         lay = run.layers(0)
-        a3.semilogy(lay.layer, lay.delta_norm / lay.delta_norm.iloc[-1], "o", color=color, ls=ls_, ms=3, label=name)
+        # the last hidden layer is left out: whether the global pool is logged in it or in the output layer
+        # changes its delta_norm by sqrt(H*W), not the layers below it
+        below = lay.iloc[:-1]
+        d = below.delta_norm / below.delta_norm.iloc[-1]
+        a3.semilogy(below.layer, d, "o", color=color, ls=ls_, ms=3, label=name)
         late = m.step >= m.step.max() - 50
         out[name] = {
             "status": row.status, "logged_layers": len(lay) + 1,
@@ -853,6 +857,8 @@ def exp_resnet_depth(runs: Runs) -> dict:
             "final_train_accuracy": sig(run.summary.get("final_train_accuracy"), 3),
             "final_val_accuracy": sig(row.final_val_accuracy, 3),
             "delta_ratio_first_over_last_step0": sig(lay.delta_norm.iloc[0] / lay.delta_norm.iloc[-1], 3),
+            "delta_ratio_first_over_second_to_last_step0": sig(d.iloc[0], 3),
+            "delta_growth_per_layer_step0": sig(d.iloc[0] ** (1 / (len(d) - 1)), 3),
             "wall_time_s": sig(run.summary.get("wall_time"), 3),
             "l2_penalty_step0": sig(l2_penalty(run.path / "params_init.npz", l2), 3),
             "l2_penalty_final": sig(l2_penalty(run.path / "params_final.npz", l2), 3),
@@ -864,7 +870,7 @@ def exp_resnet_depth(runs: Runs) -> dict:
     a2.set_ylabel("validation accuracy")
     a2.set_title("validation", fontsize=10)
     a3.set_xlabel("logged layer l (a residual block is one)")
-    a3.set_ylabel("||dL/d output of l|| / same at the last")
+    a3.set_ylabel("||dL/d output of l|| / same at the\nlast but one hidden layer")
     a3.set_title("backward (step 0)", fontsize=10)
     for ax in (a1, a2, a3):
         ax.legend(fontsize=8)
