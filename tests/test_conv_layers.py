@@ -64,6 +64,39 @@ def test_conv_backward_matches_centred_differences(k, stride, padding, h, w):
     assert max(errors.values()) < TOL, errors
 
 
+@pytest.mark.parametrize("c_in, c_out", [(1, 4), (2, 5), (2, 4), (3, 2)],
+                         ids=["scatter-1to4", "scatter-2to5", "flipped-2to4", "flipped-3to2"])
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_conv_dx_by_the_flipped_kernel_and_by_the_scatter_add(c_in, c_out, padding):
+    """At stride 1, dx is the flipped kernel's convolution of dout where C_out <= 2 C_in, else the scatter-add."""
+    rng = np.random.default_rng(3)
+    conv = Conv2d(rng.standard_normal((3, 3, c_in, c_out)), rng.standard_normal(c_out), 1, padding)
+    errors = check_module(conv, rng.standard_normal((2, 5, 4, c_in)))
+    assert max(errors.values()) < TOL, errors
+
+
+def test_conv_reuses_its_im2col_matrix_and_never_a_stale_one():
+    rng = np.random.default_rng(4)
+    W, b = rng.standard_normal((3, 3, 2, 3)), rng.standard_normal(3)
+    x1, x2, x3 = rng.standard_normal((2, 5, 5, 2)), rng.standard_normal((2, 5, 5, 2)), rng.standard_normal((3, 5, 5, 2))
+    dout = rng.standard_normal((2, 5, 5, 3))
+    fresh = Conv2d(W.copy(), b.copy(), 1, 1)
+    fresh.forward(x2)
+    dx = fresh.backward(dout)
+    conv = Conv2d(W.copy(), b.copy(), 1, 1)
+    conv.forward(x1)
+    first = conv.cols
+    conv.forward(x3)  # another batch size (an evaluation's last batch): a matrix of its own
+    assert conv.cols.shape == (3 * 25, 18) and not np.shares_memory(conv.cols, first)
+    conv.forward(x1)
+    kept = conv.cols
+    conv.forward(x2)  # the same shape again: the same memory, now holding x2's patches
+    assert np.shares_memory(conv.cols, kept)
+    np.testing.assert_array_equal(conv.backward(dout), dx)
+    np.testing.assert_array_equal(conv.grads["W"], fresh.grads["W"])
+    np.testing.assert_array_equal(conv.grads["b"], fresh.grads["b"])
+
+
 def test_conv_without_bias_has_no_b():
     rng = np.random.default_rng(0)
     conv = Conv2d(rng.standard_normal((3, 3, 2, 2)), None, 1, 1)
