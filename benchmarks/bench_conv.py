@@ -16,12 +16,13 @@ medians of the per-repeat ratios, BLAS and torch on ``--threads`` threads (defau
   product per layer, ReLU, global pooling, the dense layer, softmax cross-entropy; backward with two
   products and a scatter-add over the 9 kernel offsets per layer; SGD. Nothing logged. It starts from
   gradlab's initial weights and draws the same batches.
-* lean: the minimal loop, dL/dx as gradlab computes it (see flipped), computing at every step what gradlab logs (every tensor's gradient, weight
-  and update norm, the global norms, each layer's activation mean, std and dead fraction,
-  ||dL/d output||, the batch accuracy) and writing gradlab's three CSV files, one write per file and step.
-* flipped: the minimal loop with dL/dx of each convolution computed as gradlab computes it, a convolution
-  of dL/d out with the kernel flipped in space and transposed in its channels (one im2col and one product,
-  no scatter-add): the same algorithm, so logged / flipped is what gradlab's own machinery costs.
+* lean: the flipped loop (below) also computing, at every step, what gradlab logs (every tensor's
+  gradient, weight and update norm, the global norms, each layer's activation mean, std and dead
+  fraction, ||dL/d output||, the batch accuracy) and writing gradlab's three CSV files, one write per
+  file and step: logged / lean is the target's ratio.
+* flipped: the minimal loop with dL/dx of each convolution computed as gradlab computes it where
+  C_out <= 2 C_in, a convolution of dL/d out with the kernel flipped in space and transposed in its
+  channels (one im2col and one product, no scatter-add): the same arithmetic as gradlab's.
 * torch: ``torch.nn.functional`` conv2d, relu, mean, linear and cross_entropy in float64 (NCHW, the same
   weights as OIHW), ``loss.backward()``, the same SGD update; skipped when torch is not installed.
 
@@ -29,10 +30,10 @@ Each side's time is its own clock around its step loop, divided by the steps. Co
 exits 1): on the same weights and batch, gradlab's loss and every gradient equal the minimal loop's to
 relative 1e-10 (torch's too, where installed); every call of every side reaches the minimal loop's last
 loss (relative 1e-9; torch 1e-7); the lean loop's CSV files hold gradlab's rows and values (every number
-to relative 1e-9; the time column left out). Printed, never asserted: the timings, and the peak RSS of a short ``gradlab train`` of the
-same config in a subprocess of its own (as bench_memory.py measures it).
+to relative 1e-9; the time column left out). Printed, never asserted: the timings, and the peak RSS of
+a short ``gradlab train`` of the same config, measured by bench_memory.py.
 
-    python benchmarks/bench_conv.py                    # the README's figures
+    python benchmarks/bench_conv.py --repeats 5 --steps 3 --clock cpu   # the README's figures (a busy machine)
     python benchmarks/bench_conv.py --quick            # 8x8 images, 4 channels, batch 4: does it run?
 """
 from __future__ import annotations
