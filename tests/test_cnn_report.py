@@ -214,3 +214,15 @@ def test_conv_remedies_bring_weights_far_from_he_back_to_it_either_way():
     bn, res = _cnn_structure({**facts, "init_std": 0.1})  # near He's: the structure alone
     assert bn.endswith(": --set model.batchnorm=true") and res.endswith(": --set model.residual=true --set model.depth=4")
     assert _cnn_structure({**facts, "init_std": 0.1, "batchnorm": True, "residual": True}) == []
+
+
+def test_units_a_high_rate_killed_get_a_tenth_of_it_which_revives_them(tmp_path):
+    model, fast = {"channels": [8, 8], "depth": 2}, {"optimizer": "sgd", "lr": 2.0}
+    folder = run(tmp_path, model, "fast", steps=200, train=fast)
+    found = diagnose_dir(folder)
+    assert found[0].kind == "dead_units" and found[0].evidence["at_end"]
+    (remedy,) = found[0].remedies  # He init already: neither the init nor batch norm (it exploded)
+    assert remedy.endswith("do not kill units: --set train.lr=0.2")
+    fixed = run(tmp_path, model, "tenth", steps=200, train={**fast, "lr": 0.2})
+    assert diagnose_dir(fixed)[0].kind == "healthy"
+    assert load_run(fixed).summary["final_train_loss"] < 0.5 * load_run(folder).summary["final_train_loss"]

@@ -345,6 +345,22 @@ def structure_remedies(facts: dict, kind: str) -> list[str]:
     return out
 
 
+def _far(facts: dict) -> bool:
+    """The init's std is more than 2x from the one the activation prescribes, either way."""
+    return ("init_std" in facts and facts["init"] != facts["prescribed"]
+            and not 0.5 < facts["init_std"] / facts["prescribed_std"] < 2.0)
+
+
+def _cnn_lr(facts: dict) -> list[str]:
+    """A tenth of the rate, for a conv net whose units the first updates killed (its init near the prescribed
+    one): at lr 2.0 a He-initialised conv net ended at 1.12 with its units dead, at 0.2 healthy at 0.28; the
+    rate that makes the update 1e-3 of the weights (0.0021) left it at 1.08, and batch norm, residual blocks or
+    leaky relu made it explode."""
+    lr = facts.get("lr")
+    return [f"a tenth of the learning rate, so the first updates do not kill units: --set train.lr={num(lr / 10)}"
+            ] if lr else []
+
+
 def _cnn_structure(facts: dict) -> list[str]:
     """Batch norm and residual blocks for a conv net, by the stage keys or as items of its layers list; in the
     order they did best on a 14-layer plain conv net with a tenth of He's std (final loss 0.014 and 0.11 with He
@@ -352,8 +368,7 @@ def _cnn_structure(facts: dict) -> list[str]:
     out = []
     # weights far from the prescribed scale, either way, come back to it with batch norm or residual blocks: alone,
     # batch norm ended at 0.11 (std 3.4x He's) and residual blocks diverged, against 0.014 and 0.11 with He weights
-    far = ("init_std" in facts and facts["init"] != facts["prescribed"]
-           and not 0.5 < facts["init_std"] / facts["prescribed_std"] < 2.0)
+    far = _far(facts)
     if not facts["batchnorm"]:
         if facts["stages"]:
             out.append("batch norm over each conv layer's channels" + (
@@ -482,8 +497,10 @@ def vanishing(run: RunData, facts: dict, prog: Progress) -> Finding | None:
     if w["at_end"] and w["since"] != first:
         causes.append(f"it appeared during training (the ratio was {series[first]:.3g} at step {first}): "
                       "large updates can push units into saturation or kill them")
-        if facts.get("shape") != "cnn":  # a conv net whose first updates killed its units did not recover with it
+        if facts.get("shape") != "cnn":
             remedies += lr_remedy(run, facts, "down")
+        elif not _far(facts):  # with an init far off, the init is the cause (and a scaled rate did not help)
+            remedies += _cnn_lr(facts)
     if act in SATURATING:
         causes.append(f"a saturating activation ({act}) in a {depth}-layer net")
     if act == "sigmoid":
@@ -501,7 +518,9 @@ def vanishing(run: RunData, facts: dict, prog: Progress) -> Finding | None:
                           f"the {facts['prescribed_std']:.3g} that {facts['prescribed']} prescribes for {act}")
     # structure first: a better init alone does not rescue a deep sigmoid stack; in a conv net batch norm and
     # residual blocks, with He weights, did better than He alone
-    if act == "sigmoid" or facts.get("shape") == "cnn":
+    if facts.get("shape") == "cnn" and remedies and not _far(facts):
+        pass  # units the updates killed: batch norm, residual blocks and leaky relu made that conv net explode
+    elif act == "sigmoid" or facts.get("shape") == "cnn":
         remedies += structure_remedies(facts, "vanishing") + init_remedies(facts, "vanishing")
     else:
         remedies += init_remedies(facts, "vanishing")
@@ -640,7 +659,8 @@ def _exploding_remedies(run: RunData, facts: dict, ev: dict, at_init: bool) -> l
     measured norm."""
     clip = clip_remedy(run, facts)
     ev["suggested_clip"] = float(clip[0].rsplit("train.clip=", 1)[1])
-    lr = lr_remedy(run, facts, "down")
+    # a conv net that diverged at lr 0.5 ended at chance with the rate scaled to its norm (1.10), at 0.12 clipped
+    lr = lr_remedy(run, facts, "down") if facts.get("shape") != "cnn" else []
     if facts.get("shape") == "rnn":
         return _ordered([*clip, *init_remedies(facts, "exploding"), *structure_remedies(facts, "exploding"), *lr])
     if at_init:  # clipping still first: a better init alone can leave the step too long for a deep net
@@ -681,8 +701,10 @@ def dead_units(run: RunData, facts: dict, prog: Progress) -> Finding | None:
         remedies.append(f"bias_init {facts['bias_init']:g} pushes units below 0 from the start: --set model.bias_init=0")
     remedies += init_remedies(facts)
     remedies += activation_remedies(facts, "leaky_relu")
-    if facts.get("shape") == "cnn":  # what revived a conv net's dead units: its init, or batch norm with it
+    if facts.get("shape") == "cnn" and _far(facts):  # what revived a conv net's dead units: its init, batch norm with it
         remedies += [r for r in structure_remedies(facts, "dead_units") if "batchnorm" in r]
+    elif facts.get("shape") == "cnn":  # an init near the prescribed one: the rate killed them
+        remedies += _cnn_lr(facts)
     else:
         remedies += lr_remedy(run, facts, "down")
     msg = (f"{len(over)} of {len(run.hidden)} hidden layers have more than {DEAD:.0%} dead relu units at "
