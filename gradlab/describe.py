@@ -292,37 +292,34 @@ def _pool_text(kind: str, size: int, stride: int | None) -> str:
 
 def _conv_model(model, config, n_params: int) -> str:
     """The line of a built conv net, from its modules."""
-    from .nn import Activation, BatchNorm, Dropout
+    from .nn import Activation, BatchNorm, Dense, Dropout
     from .nn.conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, ResBlock
 
-    layers = []
-    for layer in model.layers[:-1]:
-        first, *rest = layer.modules
-        W = first.params.get("W_a", first.params.get("W"))
-        if isinstance(first, Conv2d):
-            x = _ConvLayer(_start("conv", W.shape[0], W.shape[-1], first.stride))
-        elif isinstance(first, ResBlock):
-            x = _ConvLayer(_start("res", W.shape[0], W.shape[-1], first.stride), bn=first.batchnorm)
-        else:
-            x = _ConvLayer(_start("dense", channels=_cols(W)))
-        for m in rest:
-            if isinstance(m, BatchNorm):
-                x.bn = True
-            elif isinstance(m, Activation):
-                x.act = x.act or m.kind or m.name
-            elif isinstance(m, Dropout):
-                x.dropout = m.p
-            elif isinstance(m, (MaxPool2d, AvgPool2d)):
-                x.after.append(_pool_text("maxpool" if isinstance(m, MaxPool2d) else "avgpool", m.size, m.stride))
-            elif isinstance(m, (GlobalAvgPool, Flatten)):
-                x.after.append("gap" if isinstance(m, GlobalAvgPool) else "flatten")
-        layers.append(x)
+    layers: list[_ConvLayer] = []
+    *modules, head = model.modules()  # the last is the output dense layer (after the gap or flatten)
+    for m in modules:  # a conv, block or dense module starts a layer of the line; the rest follow it
+        W = m.params.get("W_a", m.params.get("W"))
+        if isinstance(m, Conv2d):
+            layers.append(_ConvLayer(_start("conv", W.shape[0], W.shape[-1], m.stride)))
+        elif isinstance(m, ResBlock):
+            layers.append(_ConvLayer(_start("res", W.shape[0], W.shape[-1], m.stride), bn=m.batchnorm))
+        elif isinstance(m, Dense):
+            layers.append(_ConvLayer(_start("dense", channels=_cols(W))))
+        elif isinstance(m, BatchNorm):
+            layers[-1].bn = True
+        elif isinstance(m, Activation):
+            layers[-1].act = layers[-1].act or m.kind or m.name
+        elif isinstance(m, Dropout):
+            layers[-1].dropout = m.p
+        elif isinstance(m, (MaxPool2d, AvgPool2d)):
+            layers[-1].after.append(_pool_text("maxpool" if isinstance(m, MaxPool2d) else "avgpool", m.size, m.stride))
+        elif isinstance(m, (GlobalAvgPool, Flatten)):
+            layers[-1].after.append("gap" if isinstance(m, GlobalAvgPool) else "flatten")
     first = model.layers[0].modules[0]
     c_in = first.params.get("W_a", first.params.get("W")).shape[-2]
     shape = getattr(model, "input_shape", None) or _image_shape(config, c_in)
-    head = model.layers[-1].modules[0].params.get("W")
-    return conv_line(shape, layers, _cols(head), n_params, init_text(getattr(getattr(config, "model", None), "init",
-                                                                                 None)))
+    return conv_line(shape, layers, _cols(head.params.get("W")), n_params,
+                     init_text(getattr(getattr(config, "model", None), "init", None)))
 
 
 def _image_shape(config, channels: int | None) -> tuple:

@@ -72,7 +72,7 @@ def test_resolved_config_validates_back_to_itself(tmp_path):
 def test_stages_make_conv1_then_depth_layers_per_stage_pooled_between():
     net = built({"channels": [4, 8], "depth": 2})
     assert names(net) == [["conv1", "relu1"], ["conv2", "relu2"], ["conv3", "relu3", "maxpool3"],
-                          ["conv4", "relu4"], ["conv5", "relu5", "gap5"], ["dense6"]]
+                          ["conv4", "relu4"], ["conv5", "relu5"], ["gap6", "dense6"]]
     assert net.depth == 5  # 2 + len(channels) * depth weighted layers, the output layer included
     assert net.block_start == {}
 
@@ -82,7 +82,7 @@ def test_plan_shapes_follow_padding_same_and_the_pools():
     steps = plan_shapes(cfg, (7, 7, 2))
     got = [(s.item.type, s.layer, s.shape_out) for s in steps if s.item.type != "activation"]
     assert got == [("conv", 1, (7, 7, 4)), ("conv", 2, (7, 7, 4)), ("avgpool", 2, (3, 3, 4)),
-                   ("conv", 3, (3, 3, 8)), ("avgpool", 3, (1, 1, 8)), ("conv", 4, (1, 1, 8)), ("gap", 4, (8,))]
+                   ("conv", 3, (3, 3, 8)), ("avgpool", 3, (1, 1, 8)), ("conv", 4, (1, 1, 8)), ("gap", 5, (8,))]
     assert [s.fan_in for s in steps if s.item.type == "conv"] == [18, 36, 36, 72]
 
 
@@ -100,21 +100,21 @@ def test_parameter_counts_with_and_without_batch_norm():
 
 def test_flatten_head_feeds_every_pixel_to_the_output_layer():
     net = built({"channels": [4, 8], "depth": 1, "head": "flatten"})
-    assert names(net)[-2][-1] == "flatten3" and shapes(net)["dense4.W"] == (3 * 3 * 8, 3)
+    assert names(net)[-1] == ["flatten4", "dense4"] and shapes(net)["dense4.W"] == (3 * 3 * 8, 3)
 
 
 def test_no_pool_between_stages_means_stride_two():
     net = built({"channels": [4, 8], "depth": 1, "pool": "none"})
     conv3 = net.layers[2].modules[0]
-    assert (conv3.stride, conv3.padding) == (2, 1) and names(net)[1:] == [["conv2", "relu2"], ["conv3", "relu3", "gap3"],
-                                                                            ["dense4"]]
+    assert (conv3.stride, conv3.padding) == (2, 1) and names(net)[1:] == [["conv2", "relu2"], ["conv3", "relu3"],
+                                                                            ["gap4", "dense4"]]
     assert net.forward(np.ones((2, *IMAGE)), train=False).shape == (2, 3)
 
 
 def test_residual_stages_are_blocks_of_two_with_projections_where_channels_or_size_change():
     net = built({"channels": [4, 8], "depth": 4, "residual": True, "batchnorm": True, "pool": "none"})
     assert names(net) == [["conv1", "bn1", "relu1"], ["res2", "relu2"], ["res3", "relu3"], ["res4", "relu4"],
-                          ["res5", "relu5", "gap5"], ["dense6"]]
+                          ["res5", "relu5"], ["gap6", "dense6"]]
     got = shapes(net)
     assert "res2.W_proj" not in got and "res3.W_proj" not in got and "res5.W_proj" not in got
     assert got["res4.W_proj"] == (1, 1, 4, 8) and got["res4.W_a"] == (3, 3, 4, 8) and got["res4.W_b"] == (3, 3, 8, 8)
@@ -125,17 +125,19 @@ def test_residual_stages_are_blocks_of_two_with_projections_where_channels_or_si
 
 
 def test_layers_list_starts_a_logged_layer_at_each_conv_residual_and_dense_item():
+    """... and at a flatten or gap, which takes the dense item after it: the last conv layer's delta_norm is
+    the gradient of its image, as every conv layer's."""
     layers = [{"type": "conv", "channels": 4, "stride": 2}, {"type": "batchnorm"}, {"type": "activation", "name": "tanh"},
               {"type": "maxpool"}, {"type": "residual", "channels": 6}, {"type": "activation", "name": "relu"},
               {"type": "flatten"}, {"type": "dense", "units": 5}, {"type": "batchnorm"},
               {"type": "activation", "name": "relu"}, {"type": "dropout", "p": 0.5}]
     net = built({"layers": layers}, shape=(8, 8, 2))
-    assert names(net) == [["conv1", "bn1", "tanh1", "maxpool1"], ["res2", "relu2", "flatten2"],
-                          ["dense3", "bn3", "relu3", "dropout3"], ["dense4"]]
+    assert names(net) == [["conv1", "bn1", "tanh1", "maxpool1"], ["res2", "relu2"],
+                          ["flatten3", "dense3", "bn3", "relu3", "dropout3"], ["dense4"]]
     got = shapes(net)
     # 8x8 -> stride 2: 4x4 -> maxpool: 2x2 -> residual: 2x2x6 -> flatten 24; dense3 has no bias (batch norm follows)
     assert got["res2.W_proj"] == (1, 1, 4, 6) and got["dense3.W"] == (24, 5) and "dense3.b" not in got
-    assert net.layers[0].modules[1].spatial and not net.layers[2].modules[1].spatial
+    assert net.layers[0].modules[1].spatial and not net.layers[2].modules[2].spatial
 
 
 @pytest.mark.parametrize("scheme, fan", [("he_normal", lambda k, ci, co: 2 / (k * k * ci)),

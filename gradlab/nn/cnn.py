@@ -1,8 +1,11 @@
 """A convolutional net of logged layers, built from a ``CNNConfig`` (``model.kind: cnn``).
 
-Each conv item, residual block and dense item starts a logged layer (what every log counts); the batch norm,
-activation, pooling, flatten, global pooling and dropout after it belong to it. The output dense layer
-``dense<L>`` follows the global pool or flatten. Names: conv<l>, bn<l>, relu<l>, maxpool<l>, avgpool<l>,
+Each conv item and residual block starts a logged layer (what every log counts); the batch norm, activation,
+pooling and dropout after it belong to it. The global pool or flatten starts the layer of the first dense item
+after it (the output layer ``dense<L>`` by default): so the last conv layer's delta_norm is, as every other
+conv layer's, the gradient of an image, not of the pooled vector (which is about sqrt(H*W) times larger per
+entry and would skew the first/last layer ratio the diagnosis reads). Each later dense item starts a layer of
+its own. Names: conv<l>, bn<l>, relu<l>, maxpool<l>, avgpool<l>,
 gap<l>, flatten<l>, res<l>, dropout<l>, dense<l>. The net is gradlab's ``MLP`` of ``Sequential`` layers, so
 training, logging, the check and the report treat it as any other.
 """
@@ -23,7 +26,8 @@ from .mlp import MLP, Sequential, _unique
 from .module import Module
 from .norm import BatchNorm
 
-STARTS = ("conv", "residual", "dense")  # the items that start a logged layer
+STARTS = ("conv", "residual", "dense")  # the items that start a logged layer (a dense one: unless it ends a head)
+HEADS = ("gap", "flatten")  # start the logged layer of the dense item after them
 
 
 def same(kernel: int) -> int:
@@ -55,9 +59,11 @@ def walk(cfg, input_shape: tuple[int, ...]) -> Iterator[Step]:
     image would shrink below one pixel (the schema has already checked the items' order)."""
     shape = tuple(int(n) for n in input_shape)
     plan = cfg.plan()
-    layer = 0
+    layer, head = 0, False
     for i, (item, where) in enumerate(plan):
-        layer += item.type in STARTS
+        if item.type in HEADS or (item.type in STARTS and not head):
+            layer += 1
+        head = item.type in HEADS or (head and item.type not in STARTS)
         after = plan[i + 1][0].type if i + 1 < len(plan) else None
         out = _out_shape(item, shape, where, layer, input_shape, cfg)
         yield Step(item, where, layer, shape, out, bias=after != "batchnorm")
@@ -190,11 +196,14 @@ def build_cnn(cfg, input_shape: tuple[int, int, int], n_out: int, rng: np.random
     groups: list[list[Module]] = []
     steps = plan_shapes(cfg, input_shape)
     for step in steps:
-        if step.item.type in STARTS:
+        if step.layer > len(groups):
             groups.append([])
         groups[-1].append(_unique(BUILDERS[step.item.type](step, b), groups[-1]))
-    head = Step(None, "", len(groups) + 1, steps[-1].shape_out, (n_out,))
-    groups.append([Dense(b.weight((head.shape_in[0], n_out)), b.bias(n_out, True), f"dense{head.layer}")])
+    open_head = not any(isinstance(m, (Dense, Conv2d)) or m.name.startswith("res") for m in groups[-1])
+    if not open_head:  # a head of gap or flatten alone takes the output dense layer; else it starts its own
+        groups.append([])
+    head = Step(None, "", len(groups), steps[-1].shape_out, (n_out,))
+    groups[-1].append(Dense(b.weight((head.shape_in[0], n_out)), b.bias(n_out, True), f"dense{head.layer}"))
     net = MLP([Sequential(modules) for modules in groups], block=0)
     net.input_shape = tuple(int(n) for n in input_shape)  # (H, W, C), for the model line
     return net
