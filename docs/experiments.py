@@ -708,9 +708,9 @@ def exp_he2015(runs: Runs) -> dict:
 
 # --------------------------------------------------------------------------- 11. He et al. 2015 on images
 
-CONV30 = [Job("conv30_he", "he2015_conv30.yaml"),
-          Job("conv30_xavier", "he2015_conv30.yaml", ("model.init=xavier_normal",))]
-CONV30_SEEDS = Job("conv30_seeds", "sweep_he2015_conv30.yaml", ("train.steps=1",), kind="sweep")
+CONV30 = Job("conv30", "sweep_he2015_conv30.yaml", kind="sweep")
+CONV30_LR = [Job(f"conv30_he_lr0.003_seed{seed}", "he2015_conv30.yaml", (f"seed={seed}", "train.lr=0.003"))
+             for seed in (0, 1, 2)]  # He's seeds again at a third of the rate
 
 
 def padded_conv_gain(size: int, kernel: int, layers: int) -> np.ndarray:
@@ -733,61 +733,83 @@ def conv_weight_grad(run: Run, param: str, step: int = 0) -> float:
 
 
 def exp_he2015_conv(runs: Runs) -> dict:
-    got = runs.train(CONV30)
-    seeds, _ = runs.sweep(CONV30_SEEDS)
+    s, sdir = runs.sweep(CONV30)
+    low = runs.train(CONV30_LR)
     fig, (a1, a2, a3) = figure(3)
     colors = {"he_normal": "tab:green", "xavier_normal": "tab:red"}
+    dashes = {0: "-", 1: "--", 2: ":"}
     L = 30
     pad = padded_conv_gain(8, 3, L - 1)  # 8x8 digits, 3x3 kernels, 29 layers between layer 30 and layer 1
     out: dict = {"theory": {"(1/sqrt2)^29": sig(0.5 ** 14.5, 3), "padding_factor_29_layers": sig(pad[-1], 3),
                             "he_normal_with_padding": sig(pad[-1], 3),
                             "xavier_normal_with_padding": sig(pad[-1] * 0.5 ** 14.5, 3)}}
-    for job, init in zip(CONV30, ("he_normal", "xavier_normal")):
-        run = got[job.label]
+    ratio0 = {}
+    for init in ("he_normal", "xavier_normal"):
+        per_seed = {}
+        for row in s[s["model.init"] == init].sort_values("seed").itertuples():
+            run = Run(sdir / row.run, row.status)
+            m = run.metrics
+            ls = run.layers(0)
+            l = ls.layer.to_numpy()
+            d = ls.delta_norm.to_numpy()
+            seed = int(row.seed)
+            a1.plot(m.step, m.loss, color=colors[init], ls=dashes[seed], lw=1.2, label=f"{init}, seed {seed}")
+            last = run.layers(-1)
+            v = m.dropna(subset=["val_accuracy"])
+            ratio0[(init, seed)] = d[0] / d[-1]
+            per_seed[seed] = {
+                "delta_ratio_layer1_over_layer30_step0": sig(d[0] / d[-1], 3),
+                "weight_grad_conv1_step0": sig(conv_weight_grad(run, "conv1.W"), 2),
+                "grad_norm_step0": sig(m.grad_norm.iloc[0], 3),
+                "loss_step0": sig(m.loss.iloc[0], 4),
+                "loss_by_step": {int(st): sig(x, 3) for st, x in zip(m.step, m.loss) if st % 25 == 0 or st == m.step.max()},
+                "loss_min_max": [sig(m.loss.min(), 3), sig(m.loss.max(), 3)],
+                "step_of_largest_grad_norm": int(m.step[m.grad_norm.idxmax()]),
+                "largest_grad_norm": sig(m.grad_norm.max(), 3),
+                "first_logged_step_loss_below_1": first_step_below(m, "loss", 1.0),
+                "highest_val_accuracy": sig(v.val_accuracy.max(), 3),
+                "frac_dead_layer30_last_step": sig(last.frac_dead.iloc[-1], 3),
+                "final_train_loss": sig(row.final_train_loss, 3),
+                "final_val_accuracy": sig(row.final_val_accuracy, 3),
+                "wall_time_s": sig(run.summary.get("wall_time"), 2),
+            }
+            if seed == 0:
+                per_seed[seed]["act_std_layer1"] = sig(ls.act_std.iloc[0], 2)
+                per_seed[seed]["act_std_layer30"] = sig(ls.act_std.iloc[-1], 2)
+                a2.semilogy(l, ls.act_std, "o", ms=3.5, color=colors[init], label=init)
+                a3.semilogy(l, d / d[-1], "o", ms=3.5, color=colors[init], label=f"{init}, measured")
+                g = 1.0 if init == "he_normal" else 0.5
+                a3.semilogy(l, pad[L - l] * g ** ((L - l) / 2), color=colors[init], lw=1, ls="--",
+                            label=f"{init}: mean field with padding")
+        out[init] = per_seed
+    out["he_normal_lr0.003"] = {}
+    for seed, job in enumerate(CONV30_LR):
+        run = low[job.label]
         m = run.metrics
-        ls = run.layers(0)
-        l = ls.layer.to_numpy()
-        d = ls.delta_norm.to_numpy()
-        a1.plot(m.step, m.loss, "o-", ms=2.5, color=colors[init], label=init)
-        v = m.dropna(subset=["val_accuracy"])
-        a2.semilogy(l, ls.act_std, "o", ms=3.5, color=colors[init], label=init)
-        a3.semilogy(l, d / d[-1], "o", ms=3.5, color=colors[init], label=f"{init}, measured")
-        g = 1.0 if init == "he_normal" else 0.5
-        a3.semilogy(l, pad[L - l] * g ** ((L - l) / 2), color=colors[init], lw=1, ls="--",
-                    label=f"{init}: mean field with padding")
-        rows = seeds[seeds["model.init"] == init].sort_values("seed")
-        out[init] = {
-            "delta_ratio_layer1_over_layer30_step0": sig(d[0] / d[-1], 3),
-            "delta_ratio_step0_seeds": {int(r.seed): sig(r.delta_ratio_at_first_step, 2) for r in rows.itertuples()},
-            "act_std_layer1": sig(ls.act_std.iloc[0], 2), "act_std_layer30": sig(ls.act_std.iloc[-1], 2),
-            "weight_grad_conv1_step0": sig(conv_weight_grad(run, "conv1.W"), 2),
-            "weight_grad_conv30_step0": sig(conv_weight_grad(run, "conv30.W"), 2),
-            "loss_step0": sig(m.loss.iloc[0], 4),
-            "loss_by_step": {int(s): sig(x, 3) for s, x in zip(m.step, m.loss) if s % 25 == 0 or s == m.step.max()},
+        out["he_normal_lr0.003"][seed] = {
+            "loss_by_step": {int(st): sig(x, 3) for st, x in zip(m.step, m.loss) if st % 25 == 0 or st == m.step.max()},
             "first_logged_step_loss_below_1": first_step_below(m, "loss", 1.0),
-            "val_accuracy_by_step": {int(s): sig(x, 3) for s, x in zip(v.step, v.val_accuracy)},
             "final_train_loss": sig(run.summary["final_train_loss"], 3),
             "final_val_accuracy": sig(run.summary["final_val_accuracy"], 3),
-            "wall_time_s": sig(run.summary.get("wall_time"), 2),
         }
-    he, xa = out["he_normal"], out["xavier_normal"]
-    out["xavier_over_he_ratio_seed0"] = sig(xa["delta_ratio_layer1_over_layer30_step0"]
-                                            / he["delta_ratio_layer1_over_layer30_step0"], 3)
+    out["xavier_over_he_ratio_by_seed"] = {seed: sig(ratio0[("xavier_normal", seed)] / ratio0[("he_normal", seed)], 3)
+                                           for seed in sorted({k[1] for k in ratio0})}
     a3.semilogy(np.arange(1, L + 1), 0.5 ** ((L - np.arange(1, L + 1)) / 2), color="k", lw=0.8, ls=":",
                 label="(1/sqrt 2)^(30-l), no padding")
     a1.axhline(LN10, color="k", lw=0.8, ls=":")
-    a1.text(150, LN10 - 0.06, "ln 10", fontsize=9, ha="right", va="top")
+    a1.text(150, LN10 + 0.08, "ln 10", fontsize=9, ha="right")
     a1.set_xlabel("step")
     a1.set_ylabel("training loss (batch, every 5th step)")
-    a1.set_title("30 conv layers, 8x8 digits, seed 0", fontsize=10)
-    a1.legend(fontsize=9)
+    a1.set_title("30 conv layers, 8x8 digits, 3 seeds each", fontsize=10)
+    a1.set_ylim(0, 3.0)
+    a1.legend(fontsize=7, loc="lower left")
     a2.set_xlabel("conv layer l")
-    a2.set_ylabel("activation std (step 0)")
+    a2.set_ylabel("activation std (step 0, seed 0)")
     a2.set_title("forward", fontsize=10)
     a2.legend(fontsize=9)
     a3.set_xlabel("conv layer l")
     a3.set_ylabel("||dL/d output of l|| / same at layer 30")
-    a3.set_title("backward (step 0)", fontsize=10)
+    a3.set_title("backward (step 0, seed 0)", fontsize=10)
     a3.legend(fontsize=7, loc="lower right")
     save(fig, "he2015_conv", "He et al. 2015 on real images: a 30-layer plain ReLU conv net, he_normal vs xavier_normal")
     return out
@@ -891,7 +913,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("lstm_rnn", "LSTM against a vanilla RNN", RECURRENT, exp_lstm_rnn),
     Experiment("glorot2010", "Glorot & Bengio 2010", [*GLOROT, GLOROT_SEEDS], exp_glorot2010),
     Experiment("he2015", "He et al. 2015", [HE_SWEEP], exp_he2015),
-    Experiment("he2015_conv", "He et al. 2015 on real images", [*CONV30, CONV30_SEEDS], exp_he2015_conv),
+    Experiment("he2015_conv", "He et al. 2015 on real images", [CONV30, *CONV30_LR], exp_he2015_conv),
     Experiment("resnet_depth", "He et al. 2016 on real images", [RESNET], exp_resnet_depth),
 ]}
 

@@ -340,8 +340,8 @@ def test_30_conv_layers_with_xavier_keep_1_over_sqrt2_per_layer_of_he():
 @pytest.mark.slow
 @needs_digits
 def test_he2015_conv30_trains_and_reports(tmp_path):
-    """14 s (6 s the run, 8 s its report). Two steps (the experiment is 150, a minute of CPU), then the
-    report of the run."""
+    """9 s, most of it the report. Two steps (the experiment is 150, a minute of CPU), then the report of
+    the run."""
     result, seen = run(tmp_path, "he2015_conv30", "train.steps=2", "log.every=1")
     assert result.status == "completed" and result.steps == 2
     assert_printed(seen.at(0).loss, "2.298")
@@ -351,7 +351,7 @@ def test_he2015_conv30_trains_and_reports(tmp_path):
 @pytest.mark.slow
 @needs_digits
 def test_resnet_plain20_trains_and_reports(tmp_path):
-    """About 10 s, most of it the report. Two steps of the 20-layer plain net with batch norm (the
+    """5 s, most of it the report. Two steps of the 20-layer plain net with batch norm (the
     experiment is 150): at step 0 the gradient grows going down, 1.18 per layer, layer 1 over layer 18
     17.1 for seed 0 (17.07 measured; layer 19, the last conv layer, is left out: whether the global pool
     is logged in it or in the output layer changes its delta_norm by sqrt(2 * 2))."""
