@@ -1,6 +1,10 @@
 """Logs, theory, lint, diagnosis and report of conv nets: the same figures in the same meaning as for an MLP,
 counted over units and positions, with conv layers named."""
+import importlib.util
 import math
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +32,7 @@ from gradlab.report.plots import layer_names
 from gradlab.report.theory import border, compare, predict_cnn
 from gradlab.train import layer_stats
 
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 SHAPES = {"kind": "shapes", "n_samples": 160, "size": 8, "channels": 1}
 
 
@@ -109,10 +114,15 @@ def test_theory_rows_of_conv_layers_have_their_fans_and_the_gains_worked_by_hand
     assert [r.name for r in rows] == ["conv1", "conv2", "conv3", "conv4", "dense5"]
     assert [(r.fan_in, r.fan_out) for r in rows[:4]] == [(18, 36), (36, 36), (36, 72), (8, 8)]  # k^2 C_in, k^2 C_out
     assert rows[1].std_W == pytest.approx(math.sqrt(2 / 36)) and rows[1].prescribed == "he_normal"
-    # conv2: border (16/18)^2 on 6x6, 36 * 2/36 (He), relu' 1/2, avg pool 2x2 1/4
-    assert rows[1].chi == pytest.approx((16 / 18) ** 2 * 2 * 0.5 / 4, rel=1e-6)
-    # conv3 on 3x3: border (7/9)^2; the max pool's winners pass relu' = 1 with probability 15/16, not 1/2
-    assert rows[2].chi == pytest.approx((7 / 9) ** 2 * 2 * (15 / 16), rel=1e-6)
+    # the gradient's map, per axis, top-down: the 2x2 max pool of the 3x3 map reaches rows 0-1 only, [1, 1, 0];
+    # conv3 (3x3, padding 1 on 3) reads inputs 0-1, 0-2 and 1-2: it sends [1+1, 1+1+0, 1+0] = [2, 2, 1] down,
+    # which the 2x2 average pool spreads over the 6 pixels as [2, 2, 2, 2, 1, 1]
+    # conv3: its outputs read [2, 3, 2] of the 3 taps inside; weighted by [1, 1, 0], (2 + 3) / (3 * 2) = 5/6 (not
+    # the uniform 7/9); 36 * 2/36 (He); the max pool's winners pass relu' = 1 with probability 15/16, not 1/2
+    assert rows[2].border == pytest.approx((5 / 6) ** 2) and rows[2].chi == pytest.approx((5 / 6) ** 2 * 2 * (15 / 16))
+    # conv2 on 6x6: outputs read [2, 3, 3, 3, 3, 2] taps inside; weighted by [2, 2, 2, 2, 1, 1]: 27/30 (not the
+    # uniform 16/18); relu' 1/2, avg pool 2x2 1/4
+    assert rows[1].border == pytest.approx(0.81) and rows[1].chi == pytest.approx(0.81 * 2 * 0.5 / 4)
     # conv4, 1x1 on 1x1: no border, the global pool over one pixel
     assert rows[3].chi == pytest.approx(1.0, rel=1e-6) and rows[3].pool == 1.0
 
@@ -125,9 +135,99 @@ def test_a_residual_block_adds_its_paths_squared_gains():
                Sequential([block]), Sequential([GlobalAvgPool("gap3"), Dense(rng.standard_normal((4, 3)), None,
                                                                               "dense3")])])
     rows = predict_cnn(net, he, 0.0, 0.0, 1.0, (6, 6, 2))
-    rho = (16 / 18) ** 2
-    # identity: 1; F: conv_a (2 rho), relu' (1/2), conv_b (2 rho)
-    assert rows[1].name == "res2" and rows[1].chi == pytest.approx(1 + 2 * rho**2, rel=1e-6)
+    # identity: 1; F, from the global pool's uniform map: conv_b (He: Var(W) C_out = 2/9) sends each pixel of 6 the
+    # taps that read it, [2, 3, 3, 3, 3, 2] per axis, relu' 1/2, conv_a [2+3, 2+3+3, 3+3+3, ..] = [5, 8, 9, 9, 8, 5]
+    # (44 of the 36 pixels' 9 * 9 * 36 when there is no padding): (2/9)^2 / 2 * 44^2 / 36, not 2 (16/18)^4
+    assert rows[1].name == "res2" and rows[1].chi == pytest.approx(1 + (2 / 9) ** 2 / 2 * 44**2 / 36, rel=1e-9)
+
+
+def padded_relu_net(L: int, C: int, size: int, rng) -> tuple[MLP, list]:
+    """L 3x3 'same' convs of C channels (one for conv1) with He weights and relu, a global pool and a dense head."""
+    layers = [[conv(math.sqrt(2 / (9 * c)) * rng.standard_normal((3, 3, c, C)), padding=1, name=f"conv{l}"),
+               make_activation("relu", index=l)] for l, c in zip(range(1, L + 1), [1] + [C] * (L - 1))]
+    head = Sequential([GlobalAvgPool(f"gap{L + 1}"), Dense(rng.standard_normal((C, 3)), None, f"dense{L + 1}")])
+    return MLP([*(Sequential(modules) for modules in layers), head]), layers
+
+
+def depth_ratio(rows: list, L: int) -> float:
+    """The predicted delta_norm(1) / delta_norm(L): the gains through layers 2..L."""
+    return math.prod(r.gain for r in rows[1:L])
+
+
+def test_the_padded_30_layer_nets_gradient_ratio_is_the_one_a_wide_net_measures():
+    """Going down 'same' padded convs the gradient leaves the border pixels (their taps fall on the padding) and
+    loses less per layer than the border's uniform share (22/24)^2: layer 30 to layer 1 on 8x8 loses 0.27, not
+    (22/24)^29 = 0.080. A wide net (64 channels; finite width makes single nets scatter 0.25-0.39) measures it."""
+    L, measured = 30, []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        _, layers = padded_relu_net(L, 64, 8, rng)
+        x = rng.standard_normal((8, 8, 8, 1))
+        for m in (m for modules in layers for m in modules):
+            x = m.forward(x, True)
+        g = rng.standard_normal(x.shape)  # uniform over the pixels, as the global pool feeds back
+        top = np.linalg.norm(g)
+        for modules in reversed(layers[1:]):
+            for m in reversed(modules):
+                g = m.backward(g)
+        measured.append(np.linalg.norm(g) / top)  # ||dL/d output of layer 1|| / ||dL/d output of layer 30||
+    net, _ = padded_relu_net(L, 64, 8, np.random.default_rng(0))
+    predicted = depth_ratio(predict_cnn(net, InitConfig(scheme="he_normal"), 0.0, 0.0, 1.0, (8, 8, 1)), L)
+    assert predicted == pytest.approx(0.272, abs=5e-4)
+    assert float(np.exp(np.mean(np.log(measured)))) == pytest.approx(predicted, rel=0.15)
+    assert (22 / 24) ** (L - 1) < 0.4 * min(measured)  # the constant border factor is far off
+
+
+def test_the_gradients_map_is_the_mean_field_that_a_monte_carlo_of_random_kernels_averages():
+    """An independent check of the map's geometry (padding, stride 2, average pooling) in a linear net, where the
+    mean field is exact: E over independent kernels of ||dL/dx||^2, by R single-channel nets of random kernels at
+    once, each gradient scattered tap by tap, against the theory's squared-norm ratios."""
+    rng, R, std = np.random.default_rng(3), 20000, 1 / 3  # Var(W) C_out = 1/9: the 3x3 taps' sum keeps the scale
+    layers = [(3, 1, 1), (3, 2, 1), (3, 1, 0), (3, 1, 1)]  # (kernel, stride, padding) on a 9x9 image, then avg pool
+    net = MLP([Sequential([conv(std * np.ones((k, k, 1, 1)), stride=s, padding=p, name=f"conv{l}")])
+               for l, (k, s, p) in enumerate(layers, 1)]
+              + [Sequential([AvgPool2d(2, name="avgpool5"), GlobalAvgPool("gap5"), Dense(np.ones((1, 1)), None, "dense5")])])
+    init = InitConfig(scheme="normal", std=std)
+    rows = predict_cnn(net, init, 0.0, 0.0, 1.0, (9, 9, 1))
+    shapes = [(9, 9)]
+    for k, s, p in layers:
+        shapes.append(((shapes[-1][0] + 2 * p - k) // s + 1,) * 2)  # 9, 5, 3, 3
+    g = np.zeros((R, *shapes[-1]))
+    g[:, :2, :2] = rng.standard_normal((R, 2, 2)) / 2  # the avg pool (floor) reads the top-left 2x2 only, each 1/4
+    norms = [np.mean(np.sum(g * g, axis=(1, 2)))]
+    for (k, s, p), below in zip(reversed(layers), reversed(shapes[:-1])):
+        w = std * rng.standard_normal((R, k, k))
+        grad = np.zeros((R, below[0] + 2 * p, below[1] + 2 * p))
+        for a in range(k):
+            for b in range(k):  # output (i, j) read the padded input (s i + a, s j + b)
+                grad[:, a:a + s * g.shape[1]:s, b:b + s * g.shape[2]:s] += w[:, a, b, None, None] * g
+        g = grad[:, p:p + below[0], p:p + below[1]]
+        norms.append(np.mean(np.sum(g * g, axis=(1, 2))))
+    for l in (2, 3, 4):  # rows[l - 1].chi = ||delta_{l-1}||^2 / ||delta_l||^2; norms[i]: i layers below the top
+        assert rows[l - 1].chi == pytest.approx(norms[5 - l] / norms[4 - l], rel=0.03)
+    # conv4 (3x3 on 3x3) is read in the corner the pool keeps: weights [1, 1, 0] on taps [2, 3, 2] per axis, 5/6,
+    # not the uniform 7/9
+    assert rows[3].chi == pytest.approx((5 / 6) ** 2)
+
+
+def test_the_padded_chain_is_padded_conv_gain_of_the_experiments_squared_over_two_axes():
+    """padded_conv_gain (docs/experiments.py) runs the recursion along one axis: the 2-D map of a k x k kernel
+    of ones is the outer product of two 1-D ones, so the squared norm's factor is its 1-D mean squared."""
+    spec = importlib.util.spec_from_file_location("docs_experiments_theory", DOCS / "experiments.py")
+    saved, module = dict(os.environ), importlib.util.module_from_spec(spec)
+    try:
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        sys.modules.pop(spec.name, None)
+    for size, L in ((8, 30), (28, 12), (5, 6)):
+        net, _ = padded_relu_net(L, 2, size, np.random.default_rng(0))
+        rows = predict_cnn(net, InitConfig(scheme="he_normal"), 0.0, 0.0, 1.0, (size, size, 1))
+        assert depth_ratio(rows, L) == pytest.approx(module.padded_conv_gain(size, 3, L - 1)[-1], rel=1e-9)
+        assert rows[L - 1].border == pytest.approx(border(size, 3, 1, 1) ** 2)  # at the top the map is uniform
+    assert module.padded_conv_gain(8, 3, 29)[-1] == pytest.approx(0.272, abs=5e-4)
 
 
 def run(tmp_path, model: dict, name: str, steps: int = 40, train: dict | None = None):
@@ -156,7 +256,10 @@ def test_a_plain_deep_conv_net_with_a_small_init_vanishes_as_the_theory_predicts
     table, fits = compare(load_run(folder))
     assert list(table.name) == [f"conv{l}" for l in range(2, 10)]
     predicted, measured = table["predicted gain"].to_numpy(), table["measured gain, step 0"].to_numpy()
-    assert predicted[0] == pytest.approx(math.sqrt(0.05**2 * 72 * 0.5 * (22 / 24) ** 2), rel=1e-6)
+    assert predicted[0] == pytest.approx(math.sqrt(0.05**2 * 72 * 0.5 * table.border[0]), rel=1e-6)
+    # conv2 lies under the other 8x8 layers of its stage: its gradient sits away from the border, where the kernel
+    # reads more of the image than the uniform (22/24)^2 = 0.840
+    assert 0.9 < table.border[0] < 1.0
     assert np.exp(np.mean(np.log(measured / predicted))) == pytest.approx(1.0, abs=0.15)  # the product, per layer
     assert fits["predicted delta_norm ratio first/last hidden"] == pytest.approx(
         f.evidence["delta_ratio_at_step_0"], rel=0.5)

@@ -224,28 +224,38 @@ def _group(rows: list[dict], measured: list[str], predicted: list[str] = PREDICT
 
 # --------------------------------------------------------------------------- convolutional nets
 #
-# The same recursion, module by module through a built net (model.kind cnn): each tensor is described by the
-# mean and second moment of its entries, and each module multiplies the squared norm of the gradient passing
-# it down by a factor (the chi of a logged layer is their product):
-#   conv   k x k, C_in -> C_out: Var(z) = rho k^2 C_in Var(W) E[a^2], factor rho k^2 C_in Var(W). fan_in = k^2 C_in
-#          as He et al. 2015 count it; rho, the share of the kernel's taps that fall inside the image rather than
-#          on the zero padding (1 without padding; 22/24 squared for a 3x3 kernel on 8x8 with padding 1), is the
-#          border's loss, forward and backward alike (it compounds: 0.84 per layer on 8x8 images).
-#   dense  the same with k = 1 and rho = 1.
-#   batch norm (training mode, gamma 1, beta 0): out to mean 0 and variance 1; factor 1 / Var(input).
-#   activation: E[phi(z)], E[phi(z)^2] and the factor E[phi'(z)^2] for z ~ N(mean, variance) of its input.
-#   max pool s x s: the gradient goes to one winner per window (non-overlapping windows: factor 1), where an
-#          activation before it has the derivative phi'(max z) rather than phi'(z): relu' is 1 there with probability
-#          1 - 2^-(s^2), not 1/2, so the factor is E[phi'(max z)^2] / E[phi'(z)^2] (15/8 for relu, 2x2); forward,
-#          the largest of s^2 independent inputs.
-#   avg pool s x s, global average pooling over H x W: factor 1 / s^2 (1 / (H W)); forward, the variance over
-#          s^2 (H W) as for uncorrelated inputs. Neighbouring pixels of an image are correlated: the forward
-#          prediction after pooling is then too small, the backward factor is exact all the same.
+# The same recursion, module by module through a built net (model.kind cnn). Forward, each tensor is described
+# by the mean and second moment of its entries and by its profile over the image (the second moment at each
+# pixel over the mean of them); backward, by the map of the gradient's expected square at each pixel (per
+# entry), propagated top-down from a uniform map at the net's output (what a dense layer, the global pool or
+# flatten feed back). A logged layer's chi is its squared-norm ratio: C_in sum(map below) / (C_out sum(map
+# above)), the map below being the map above carried through the layer's modules:
+#   conv   k x k, C_in -> C_out, stride s, zero padding p: the map below is the transposed convolution of the map
+#          above with a k x k kernel of ones, the taps that fall on the padding dropped, times Var(W) C_out. Without
+#          padding every output reads k^2 inputs and the factor is k^2 C_in Var(W) = fan_in Var(W) (He et al. 2015);
+#          with it, an output pixel near the border reads fewer, so the border pixels below get less gradient and the
+#          map concentrates in the centre going down: the layer's `border` rho, the share of the kernel's reads
+#          inside the image weighted by the map above (22/24 squared for 3x3 on 8x8 only where the map is uniform,
+#          at the top), rises toward 1 with depth below the top. Forward, z's second moment at a pixel is the sum
+#          of E[a^2] over the in-bounds taps times Var(W) C_in (the same matrix, transposed).
+#   dense  the same with k = 1 and no padding (the map stays uniform).
+#   batch norm (training mode, gamma 1, beta 0): out to mean 0 and variance 1 over N, H, W (the profile kept);
+#          factor 1 / Var(input).
+#   activation: E[phi(z)], E[phi(z)^2] and the factor E[phi'(z)^2] for z ~ N(mean, variance) of its input, at
+#          the variance averaged over the pixels (the profile kept: exact for relu-like at mean 0).
+#   max pool s x s: the gradient goes to one winner per window (each of the s^2 pixels with probability 1/s^2),
+#          where an activation before it has the derivative phi'(max z) rather than phi'(z): relu' is 1 there with
+#          probability 1 - 2^-(s^2), not 1/2, so the factor is E[phi'(max z)^2] / E[phi'(z)^2] (15/8 for relu,
+#          2x2); forward, the largest of s^2 independent inputs.
+#   avg pool s x s, global average pooling over H x W: each pixel of the window gets 1/s^2 (1/(H W)) of the
+#          gradient: factor 1 / s^2 (1 / (H W)); forward, the variance over s^2 (H W) as for uncorrelated inputs.
+#          Neighbouring pixels of an image are correlated: the forward prediction after pooling is then too
+#          small, the backward factor is exact all the same.
 #   dropout p: factor 1 / (1 - p), E[a^2] / (1 - p) (inverted dropout).
-#   residual block: F(x) + shortcut(x): second moments add (F(x) and x taken uncorrelated), and so do the
-#          squared gradients of the two paths (identity: factor 1; a 1x1 projection: its conv and batch norm).
+#   residual block: F(x) + shortcut(x): second moments add (F(x) and x taken uncorrelated), and so do the maps
+#          of the two paths below the block (identity: the map itself; a 1x1 projection: its conv and batch norm).
 # The first layer starts from the data's own mean and second moment (the training images, rebuilt from the
-# config), not from unit variance.
+# config), uniform over the pixels, not from unit variance.
 
 class NotCovered(Exception):
     """A module the convolutional theory has no rule for (a layer of your own): it says so, predicting nothing."""
@@ -253,16 +263,21 @@ class NotCovered(Exception):
 
 @dataclass
 class Stats:
-    """The entries of a tensor: mean, second moment, and the image shape (H, W, C) or (D,) of one sample."""
+    """The entries of a tensor: mean, second moment, and the image shape (H, W, C) or (D,) of one sample;
+    prof (H, W), mean 1: the second moment at each pixel over m2 (None: uniform)."""
 
     mean: float
     m2: float
     shape: tuple[int, ...]
     act: tuple[str, float | None, float, float] | None = None  # entries are phi(z), z ~ N(mean, var): (phi, alpha, .)
+    prof: np.ndarray | None = None
 
     @property
     def var(self) -> float:
         return max(self.m2 - self.mean**2, 0.0)
+
+    def profile(self) -> np.ndarray:
+        return self.prof if self.prof is not None else np.ones(self.shape[:2])
 
 
 @dataclass
@@ -278,7 +293,7 @@ class ConvTheory:
     prescribed_std: float
     q: float  # Var(z) at the layer's activation (after the sum, for a residual block): NaN without one
     E_dphi2: float
-    border: float  # rho of its (first) convolution; 1 for a dense layer
+    border: float  # rho of its (first) convolution, weighted by the gradient's map above it; 1 for a dense layer
     pool: float  # the squared-norm factor of its pooling (1 without)
     chi: float
 
@@ -302,30 +317,52 @@ def _grid_moments(act: str, alpha: float | None, mean: float, var: float, n: int
     return float(w @ a), float(w @ (a * a)), float(w @ (d * d))
 
 
+def taps(n: int, k: int, stride: int, padding: int) -> np.ndarray:
+    """(out, n) 0/1: which of the n inputs along an axis each of the out = floor((n + 2p - k) / s) + 1 output
+    positions reads (its taps on the zero padding dropped), as Conv2d and the pools compute."""
+    out = (n + 2 * padding - k) // stride + 1
+    t = (np.arange(out) * stride - padding)[:, None] + np.arange(k)[None, :]
+    return (t[:, :, None] == np.arange(n)[None, None, :]).any(axis=1).astype(float)
+
+
 def border(n: int, k: int, stride: int, padding: int) -> float:
     """The share of a k-tap kernel's reads along an axis of n that fall inside it (not on the zero padding),
     over the output positions: floor((n + 2p - k) / s) + 1 of them, as Conv2d computes."""
-    out = (n + 2 * padding - k) // stride + 1
-    starts = np.arange(out) * stride - padding
-    taps = starts[:, None] + np.arange(k)[None, :]
-    return float(np.count_nonzero((taps >= 0) & (taps < n)) / taps.size)
+    return float(taps(n, k, stride, padding).mean() * n / k)
 
 
-def _conv(x: Stats, W: np.ndarray, stride: int, padding: int, init, bias: float) -> tuple[Stats, float, float]:
-    """(pre-activation stats, rho, Var(W)) after a conv (W 4-D) or dense (W 2-D) weight."""
+def down(g: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The map above (out_h, out_w) carried to the pixels below by the transposed sum over the taps."""
+    return rows.T @ g @ cols
+
+
+def up(p: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """A map below summed over each output's in-bounds taps."""
+    return rows @ p @ cols.T
+
+
+def total(g, shape: tuple[int, ...]) -> float:
+    """The expected squared norm of a gradient with per-entry map g (a number: uniform) over one sample."""
+    if np.ndim(g) == 0:
+        return float(g) * math.prod(shape)
+    return float(np.sum(g)) * shape[-1]
+
+
+def _conv(x: Stats, W: np.ndarray, stride: int, padding: int, init, bias: float):
+    """(pre-activation stats, Var(W), the taps along rows and columns or None for a dense W) after a conv (W
+    4-D) or dense (W 2-D) weight."""
     var_W = float(expected_std(init, W.shape)) ** 2
     if W.ndim == 2:
-        fan_in, rho, shape = W.shape[0], 1.0, (W.shape[1],)
-    else:
-        k, c_out = W.shape[0], W.shape[-1]
-        if len(x.shape) != 3:
-            raise NotCovered("a conv layer after the image was flattened")
-        h, w = x.shape[0], x.shape[1]
-        rho = border(h, k, stride, padding) * border(w, k, stride, padding)
-        fan_in = k * k * W.shape[2]
-        shape = ((h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1, c_out)
-    q = rho * fan_in * var_W * x.m2
-    return Stats(bias, q + bias**2, shape), rho, var_W
+        q = W.shape[0] * var_W * x.m2
+        return Stats(bias, q + bias**2, (W.shape[1],)), var_W, None
+    k, c_out = W.shape[0], W.shape[-1]
+    if len(x.shape) != 3:
+        raise NotCovered("a conv layer after the image was flattened")
+    rows, cols = taps(x.shape[0], k, stride, padding), taps(x.shape[1], k, stride, padding)
+    z = up(x.profile(), rows, cols) * (W.shape[2] * var_W * x.m2)  # Var(z) at each output pixel
+    q = float(z.mean())
+    prof = (z + bias**2) / (q + bias**2) if q + bias**2 > 0 else None
+    return Stats(bias, q + bias**2, (rows.shape[0], cols.shape[0], c_out), prof=prof), var_W, (rows, cols)
 
 
 def _fans(W: np.ndarray) -> tuple[int, int]:
@@ -335,12 +372,26 @@ def _fans(W: np.ndarray) -> tuple[int, int]:
     return int(k2 * W.shape[2]), int(k2 * W.shape[3])
 
 
+def _pool_profile(x: Stats, size: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, cols = taps(x.shape[0], size, stride, 0), taps(x.shape[1], size, stride, 0)
+    p = up(x.profile(), rows, cols)
+    return rows, cols, p / p.mean()
+
+
 class _Walk:
-    """The forward statistics and squared-norm factors through one logged layer's modules."""
+    """The forward statistics through one logged layer's modules, and the steps that carry the gradient's map
+    back down through them (self.steps, in forward order: each maps the map above a module to the map below)."""
 
     def __init__(self, init, bias_init: float) -> None:
         self.init, self.bias_init = init, bias_init
-        self.factor, self.q, self.E_dphi2, self.rho, self.pool, self.W = 1.0, math.nan, math.nan, 1.0, 1.0, None
+        self.q, self.E_dphi2, self.rho, self.pool, self.W = math.nan, math.nan, 1.0, 1.0, None
+        self.steps: list = []
+
+    def back(self, g):
+        """The map below the walked modules from the map g above them (a number: uniform over a vector)."""
+        for step in reversed(self.steps):
+            g = step(g)
+        return g
 
     def module(self, m, x: Stats) -> Stats:
         from ..nn import (
@@ -359,50 +410,73 @@ class _Walk:
             W = m.params["W"]
             stride, padding = (m.stride, m.padding) if isinstance(m, Conv2d) else (1, 0)
             bias = self.bias_init if "b" in m.params else 0.0
-            out, rho, var_W = _conv(x, W, stride, padding, self.init, bias)
-            fan_in = _fans(W)[0]
-            self.factor *= rho * fan_in * var_W
-            if self.W is None:
-                self.W, self.rho = W, rho
+            out, var_W, rc = _conv(x, W, stride, padding, self.init, bias)
+            first = self.W is None
+            if first:
+                self.W = W
+            c_out = W.shape[-1]
+            if rc is None:  # dense: uniform in, uniform out
+                self.steps.append(lambda g, d=c_out: var_W * d * float(np.mean(g)))
+                return out
+            rows, cols = rc
+            k = W.shape[0]
+
+            def step(g, first=first):
+                g = g * np.ones((rows.shape[0], cols.shape[0])) if np.ndim(g) == 0 else g
+                if first:  # the share of the reads inside the image, weighted by the map above
+                    self.rho = float(np.sum(g * up(np.ones((rows.shape[1], cols.shape[1])), rows, cols))
+                                     / (k * k * np.sum(g))) if np.sum(g) > 0 else 1.0
+                return var_W * c_out * down(g, rows, cols)
+
+            self.steps.append(step)
             return out
         if isinstance(m, BatchNorm):
-            self.factor /= max(x.var, 1e-300)
-            return Stats(0.0, 1.0, x.shape)
+            var = max(x.var, 1e-300)
+            self.steps.append(lambda g: g / var)
+            prof = None
+            if x.prof is not None:  # the variance at each pixel over its mean
+                v = x.m2 * x.prof - x.mean**2
+                prof = v / v.mean() if v.mean() > 0 else None
+            return Stats(0.0, 1.0, x.shape, prof=prof)
         if isinstance(m, Activation) and m.kind:
             alpha = float(m.params["alpha"].reshape(-1)[0]) if "alpha" in m.params else m.alpha
             mean, m2, dphi2 = _grid_moments(m.kind, alpha, x.mean, x.var)
-            self.factor *= dphi2
+            self.steps.append(lambda g: g * dphi2)
             self.q, self.E_dphi2 = x.var, dphi2
-            return Stats(mean, m2, x.shape, (m.kind, alpha, x.mean, x.var))
+            return Stats(mean, m2, x.shape, (m.kind, alpha, x.mean, x.var), x.prof)
         if isinstance(m, Dropout):
-            self.factor /= 1.0 - m.p
-            return Stats(x.mean, x.m2 / (1.0 - m.p), x.shape)
+            self.steps.append(lambda g: g / (1.0 - m.p))
+            return Stats(x.mean, x.m2 / (1.0 - m.p), x.shape, prof=x.prof)
         if isinstance(m, MaxPool2d):
             n = m.size * m.size
             act = x.act or ("linear", None, x.mean, x.var)
             mean, m2, dphi2_max = _grid_moments(act[0], act[1], act[2], act[3], n)
-            if x.act is not None:  # the gradient reaches the winners only, where phi' is phi'(max z), not phi'(z)
-                self.factor *= dphi2_max / max(_grid_moments(*act)[2], 1e-300)
-                self.pool *= dphi2_max / max(_grid_moments(*act)[2], 1e-300)
-            return Stats(mean, m2, _pooled(x.shape, m.size, m.stride))
+            ratio = dphi2_max / max(_grid_moments(*act)[2], 1e-300) if x.act is not None else 1.0
+            # the gradient reaches the winners only, where phi' is phi'(max z), not phi'(z)
+            self.pool *= ratio
+            rows, cols, prof = _pool_profile(x, m.size, m.stride)
+            self.steps.append(lambda g: ratio * down(g * np.ones((rows.shape[0], cols.shape[0])), rows, cols) / n)
+            return Stats(mean, m2, (rows.shape[0], cols.shape[0], x.shape[2]), prof=prof)
         if isinstance(m, AvgPool2d):
             s2 = m.size * m.size
-            self.factor /= s2
             self.pool /= s2
-            return Stats(x.mean, x.mean**2 + x.var / s2, _pooled(x.shape, m.size, m.stride))
+            rows, cols, prof = _pool_profile(x, m.size, m.stride)
+            self.steps.append(lambda g: down(g * np.ones((rows.shape[0], cols.shape[0])), rows, cols) / s2**2)
+            return Stats(x.mean, x.mean**2 + x.var / s2, (rows.shape[0], cols.shape[0], x.shape[2]), prof=prof)
         if isinstance(m, GlobalAvgPool):
             hw = x.shape[0] * x.shape[1]
-            self.factor /= hw
             self.pool /= hw
+            self.steps.append(lambda g, s=x.shape[:2]: float(np.mean(g)) / hw**2 * np.ones(s))
             return Stats(x.mean, x.mean**2 + x.var / hw, (x.shape[-1],))
         if isinstance(m, Flatten):
+            self.steps.append(lambda g, s=x.shape[:2]: float(np.mean(g)) * np.ones(s))
             return Stats(x.mean, x.m2, (math.prod(x.shape),))
         if type(m).__name__ == "ResBlock":
             return self.residual(m, x)
         raise NotCovered(f"{getattr(m, 'name', '') or type(m).__name__} ({type(m).__name__}): no rule for it")
 
     def residual(self, m, x: Stats) -> Stats:
-        """F(x) + shortcut(x): second moments add, and so do the two paths' squared-norm factors."""
+        """F(x) + shortcut(x): second moments add, and so do the two paths' maps below the block."""
         from ..nn import BatchNorm, Conv2d
 
         p, bn = m.params, "gamma_a" in m.params
@@ -418,27 +492,43 @@ class _Walk:
         if "W_proj" in p:
             s = short.module(Conv2d(p["W_proj"], p.get("b_proj"), m.stride, 0), x)
             s = short.module(BatchNorm(1), s) if "gamma_proj" in p else s
-        self.factor *= path.factor + short.factor
-        self.W, self.rho = p["W_a"], path.rho
-        return Stats(f.mean + s.mean, f.m2 + s.m2 + 2 * f.mean * s.mean, f.shape)
+        self.W = p["W_a"]
 
+        def step(g):
+            below = path.back(g) + short.back(g)
+            self.rho = path.rho
+            return below
 
-def _pooled(shape: tuple[int, ...], size: int, stride: int) -> tuple[int, ...]:
-    h, w, c = shape
-    return ((h - size) // stride + 1, (w - size) // stride + 1, c)
+        self.steps.append(step)
+        prof = None
+        if f.prof is not None or s.prof is not None:
+            prof = (f.m2 * f.profile() + s.m2 * s.profile()) / (f.m2 + s.m2) if f.m2 + s.m2 > 0 else None
+        return Stats(f.mean + s.mean, f.m2 + s.m2 + 2 * f.mean * s.mean, f.shape, prof=prof)
 
 
 def predict_cnn(model, init, bias_init: float, mean: float, m2: float, input_shape: tuple[int, ...]) -> list[ConvTheory]:
-    """Per logged layer of a built conv net, what its init and modules predict (raises NotCovered)."""
+    """Per logged layer of a built conv net, what its init and modules predict (raises NotCovered): forward
+    from the inputs' moments, then the gradient's map top-down from uniform at the output."""
     from ..nn.custom import CustomModule
 
-    rows, x = [], Stats(mean, m2, tuple(input_shape))
-    for l, layer in enumerate(model.layers, 1):
+    walks, shapes, x = [], [tuple(input_shape)], Stats(mean, m2, tuple(input_shape))
+    for layer in model.layers:
         walk = _Walk(init, bias_init)
         for m in layer.modules:
             if isinstance(m, CustomModule):
                 raise NotCovered(f"a layer of your own ({m.name}): the theory has no rule for it")
             x = walk.module(m, x)
+        walks.append(walk)
+        shapes.append(x.shape)
+    chis, g = [0.0] * len(walks), 1.0
+    for i in reversed(range(len(walks))):
+        above = total(g, shapes[i + 1])
+        g = walks[i].back(g)
+        below = total(g, shapes[i])
+        chis[i] = below / above if above > 0 else math.nan
+        g = g / (below / math.prod(shapes[i])) if below > 0 else g  # a mean entry of 1: no underflow with depth
+    rows = []
+    for l, (layer, walk, chi) in enumerate(zip(model.layers, walks, chis), 1):
         W = walk.W
         fan_in, fan_out = _fans(W) if W is not None else (0, 0)
         act = layer.activation
@@ -446,12 +536,14 @@ def predict_cnn(model, init, bias_init: float, mean: float, m2: float, input_sha
             else ("", math.nan)
         std = float(expected_std(init, W.shape)) if W is not None else math.nan
         rows.append(ConvTheory(l, layer.modules[0].name, fan_in, fan_out, std, name, want, walk.q, walk.E_dphi2,
-                               walk.rho, walk.pool, walk.factor))
+                               walk.rho, walk.pool, chi))
     return rows
 
 
 CONV_ASSUMES = ("conv layers: fan_in = k^2 C_in (He et al. 2015); border = the share of the kernel's reads inside the "
-                "image, not on the zero padding; pool = the squared-norm factor of the layer's pooling (avg s x s: "
+                "image, not on the zero padding, weighted by the gradient's expected square at each pixel above the "
+                "layer (carried down from uniform at the net's output: below padded layers the gradient leaves the "
+                "border pixels, so border rises toward 1 with depth); pool = the squared-norm factor of the layer's pooling (avg s x s: "
                 "1/s^2, global average: 1/(H W); max: the gradient goes to one winner per window, where relu's "
                 "derivative is 1 with probability 1 - 2^-(s^2) rather than 1/2: 15/8 for 2x2); batch norm "
                 "divides the gradient by the std of its input; a residual block adds its two paths' second moments "
