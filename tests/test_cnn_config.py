@@ -302,3 +302,14 @@ def test_a_conv_net_without_kind_cnn_is_told_to_say_so():
     assert "'model.layers[0].type' is 'conv'; allowed: 'dense', 'activation', 'batchnorm', 'dropout', 'custom'. conv " \
            "items make a conv net: set model.kind: cnn." in message
     assert "gap items make a conv net: set model.kind: cnn." in message
+
+
+def test_an_empty_layers_list_is_bad_input_naming_the_key(tmp_path):
+    """An empty list built a net without a conv layer and raised IndexError in build_cnn (exit 1, a traceback)."""
+    path = tmp_path / "empty.yaml"
+    path.write_text("data: {kind: shapes, n_samples: 32, size: 6}\nmodel: {kind: cnn, init: he_normal, layers: []}\n"
+                    "train: {steps: 1}\n", encoding="utf-8")
+    for command in ("train", "check"):
+        result = CliRunner().invoke(app, [command, str(path)])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and "model.layers" in result.output and "empty" in result.output

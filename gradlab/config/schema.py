@@ -480,6 +480,10 @@ class CNNConfig(Compact):
     @field_validator("layers")
     @classmethod
     def _items(cls, items: list | None) -> list | None:
+        if items is not None and not items:
+            raise ValueError("the list is empty; allowed: a list that starts with {type: conv, channels: N} or "
+                             "{type: residual, channels: N} and turns the image into a vector with {type: gap} or "
+                             "{type: flatten} (or leave model.layers out and give model.channels)")
         if items:
             _check_items(items)
         return items
