@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgba
 from test_report_plots import assert_png, strict
 
 import gradlab
@@ -27,7 +28,10 @@ EXPLODING = {"name": "exploding", "seed": 0,
 LSTM = {"name": "lstm", "seed": 0, "data": {"kind": "adding", "T": 8, "n_samples": 600},
         "model": {"kind": "rnn", "cell": "lstm", "hidden": 4}, "loss": "mse",
         "train": {"steps": 4, "batch_size": 32}, "log": {"every": 1}}
-CONFIGS = (MLP, RELU, ONE, EXPLODING, LSTM)
+DEAD = {**RELU, "name": "dead",  # every hidden ReLU unit dead from step 0: exact zeros below the read-out
+        "model": {"depth": 3, "width": 8, "activation": "relu", "init": {"scheme": "normal", "std": 0.01},
+                  "bias_init": -0.5}, "train": {"steps": 4, "batch_size": 32}}
+CONFIGS = (MLP, RELU, ONE, EXPLODING, LSTM, DEAD)
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +214,76 @@ def test_gradient_through_time_of_an_exploding_run_gives_each_step_its_own_scale
     strict(plots.plot_time_grad_norms, run, tmp_path / "one.png")  # as logged: one scale, a line per step
     (ax,) = saved[1].axes
     assert len(ax.get_lines()) == 4
+
+
+# --------------------------------------------------------------------------- exact zeros
+
+def dead_with_missing(run):
+    """The dead run as logged (grad_norm exactly 0 in layers 1-3 at every step), with two cells made missing:
+    layer 4 at step 1 NaN, layer 1 at step 2 (a 0) inf."""
+    layers = run.layers.copy()
+    at = lambda step, layer: (layers.step == step) & (layers.layer == layer)
+    layers.loc[at(1, 4), "grad_norm"] = np.nan
+    layers.loc[at(2, 1), "grad_norm"] = np.inf
+    return dataclasses.replace(run, layers=layers)
+
+
+def cell_colors(ax) -> np.ndarray:
+    """The RGBA each heatmap cell is drawn in: the top mesh's colour where it is not transparent."""
+    colors = None
+    for mesh in ax.collections:
+        rgba = mesh.to_rgba(mesh.get_array())
+        colors = rgba if colors is None else np.where(rgba[..., 3:] > 0, rgba, colors)
+    return colors
+
+
+def test_exact_zero_gradients_are_not_drawn_as_missing_in_the_heatmap(runs, saved, tmp_path):
+    logged = runs["dead"].layers.pivot(index="layer", columns="step", values="grad_norm")
+    assert (logged.loc[[1, 2, 3]] == 0).all().all() and (logged.loc[4] > 0.01).all()  # a real run's zeros
+    run = dead_with_missing(runs["dead"])
+    assert_png(strict(plots.plot_grad_heatmap, run, tmp_path / "h.png"))
+    ax = saved[0].axes[0]
+    table = run.layers.pivot(index="layer", columns="step", values="grad_norm").to_numpy()
+    colors = cell_colors(ax)
+    assert colors.shape == (4, 4, 4)
+    zero, missing = table == 0, ~np.isfinite(table)
+    assert zero.sum() == 11 and missing.sum() == 2
+    red, grey = to_rgba(plots.ZERO), to_rgba(plots.MISSING)
+    assert np.array_equal(colors[zero], [red] * 11)
+    assert np.array_equal(colors[missing], [grey] * 2)
+    others = colors[~zero & ~missing]
+    assert len(others) == 3 and not any(tuple(c) in (red, grey) for c in others)
+    assert np.allclose(others, ax.collections[0].to_rgba(np.log10(table[~zero & ~missing])))
+    assert "red = exactly 0; grey = missing or non-finite" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["grad_norm = 0 exactly", "missing or non-finite"]
+
+
+def zero_marks(ax) -> list:
+    """The markers of exact zeros: lines on the bottom edge of the axes (y in axes coordinates)."""
+    return [line for line in ax.get_lines() if line.get_marker() == plots.ZERO_MARK]
+
+
+def test_gradient_flow_marks_exact_zeros_at_the_bottom_edge_and_leaves_missing_values_out(runs, saved, tmp_path):
+    run = dead_with_missing(runs["dead"])
+    assert_png(strict(plots.plot_gradient_flow, run, tmp_path / "g.png"))
+    left, right = saved[0].axes  # one scale: a line per step in each panel
+    for ax, col in ((left, "grad_norm"), (right, "delta_norm")):
+        marks = zero_marks(ax)
+        assert len(marks) == 4 and ax.get_yscale() == "log"
+        for step, mark in zip(range(4), marks):
+            rows = run.at(step)
+            assert list(mark.get_xdata()) == list(rows.index[rows[col] == 0])
+            assert list(mark.get_ydata()) == [0.0] * len(mark.get_xdata())  # the bottom edge
+            assert mark.get_transform().contains_branch_seperately(ax.transData) == (True, False)
+        assert ax.get_ylim()[0] > 1e-4  # the axis spans the positive values alone
+    assert [list(m.get_xdata()) for m in zero_marks(left)] == [[1, 2, 3], [1, 2, 3], [2, 3], [1, 2, 3]]
+    assert [list(m.get_xdata()) for m in zero_marks(right)] == [[1, 2]] * 4
+    assert "= 0 (at the bottom edge)" in [t.get_text() for t in right.get_legend().get_texts()]
+    # decades apart (an exploding run's layout): each step's panel marks its own zeros, one legend for all
+    factor = np.where(run.layers.step > 0, 1e10, 1.0)
+    scaled = run.layers.assign(grad_norm=run.layers.grad_norm * factor, delta_norm=run.layers.delta_norm * factor)
+    assert_png(strict(plots.plot_gradient_flow, dataclasses.replace(run, layers=scaled), tmp_path / "s.png"))
+    fig = saved[1]
+    assert len(fig.axes) == 8
+    assert [len(zero_marks(ax)) for ax in fig.axes] == [1] * 8
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["norm = 0 exactly (at the bottom edge of its panel)"]

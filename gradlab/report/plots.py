@@ -2,7 +2,9 @@
 
 Every ``plot_*`` function returns the Path it wrote, or None when its data does not apply
 (no recurrent layers, no logged steps, a column missing). Non-finite and non-positive values
-(a diverged run, a layer without parameters) are masked, never plotted on a log axis.
+(a diverged run, a layer without parameters) are masked, never plotted on a log axis. A gradient norm of
+exactly 0 (a vanished gradient: every unit below dead) is no missing value: grad_heatmap.png draws it in a
+colour of its own and gradient_flow.png marks it at the bottom edge of its log axis.
 """
 from __future__ import annotations
 
@@ -13,8 +15,12 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
+from matplotlib.transforms import blended_transform_factory
 
 from ..files import save_atomic
 from .load import RunData
@@ -30,6 +36,9 @@ RUN_PLOTS = ("gradient_flow.png", "grad_heatmap.png", "loss_grad_norm.png", "act
              "gate_stats.png")
 CONV_AXIS = "layer (input side first; dashed: dense head)"
 SPREAD = 6.0  # decades between the logged steps' median norms beyond which each step gets a panel of its own
+MISSING = "0.85"  # a heatmap cell with no value, or a non-finite one
+ZERO, ZERO_NAME = "tab:red", "red"  # a heatmap cell whose norm is exactly 0; the edge of a 0's marker
+ZERO_MARK = "v"  # a 0 on a log axis: a triangle on the axis' bottom edge, pointing below it
 
 
 # --------------------------------------------------------------------------- helpers
@@ -120,13 +129,39 @@ def _finite(values) -> np.ndarray:
     return np.where(np.isfinite(arr), arr, np.nan)
 
 
-def _log_y(ax, *arrays: np.ndarray) -> bool:
-    """Use a log y axis when some value is finite and positive; otherwise say there is nothing to show."""
+def _zeros(values) -> np.ndarray:
+    """Boolean array: where ``values`` is exactly 0 (a vanished gradient, not a missing value)."""
+    return np.asarray(values, dtype=float) == 0.0
+
+
+def _log_y(ax, *arrays: np.ndarray, zeros: bool = False) -> bool:
+    """Use a log y axis when some value is finite and positive; otherwise say there is nothing to show (and
+    that every shown value is 0 when ``zeros``: they are marked at the bottom edge)."""
     if any(np.isfinite(a).any() for a in arrays if len(a)):
         set_log(ax)
         return True
-    _note(ax, "no finite, positive values to show")
+    _note(ax, "every value is 0 (marked at the bottom edge)" if zeros else "no finite, positive values to show")
     return False
+
+
+def mark_zeros(ax, x, values, color, label: str | None = None) -> bool:
+    """Triangles on the bottom edge of ``ax`` at the x of each value that is exactly 0, which a log axis cannot
+    show: x in data coordinates, y in the axes' (0 = the bottom edge), so the y limits stay those of the
+    positive values. True when there was a 0."""
+    zero = _zeros(values)
+    if not zero.any():
+        return False
+    x = np.asarray(x, dtype=float)[zero]
+    ax.plot(x, np.zeros(len(x)), ls="none", marker=ZERO_MARK, ms=7, color=color, markeredgecolor=ZERO,
+            markeredgewidth=1.2, clip_on=False, zorder=3, label=label if label is not None else "_zero",
+            transform=blended_transform_factory(ax.transData, ax.transAxes))
+    return True
+
+
+def zero_handle(text: str = "= 0 (at the bottom edge)") -> Line2D:
+    """A legend entry for the triangles of mark_zeros."""
+    return Line2D([], [], ls="none", marker=ZERO_MARK, ms=7, color="0.5", markeredgecolor=ZERO, markeredgewidth=1.2,
+                  label=text)
 
 
 def set_log(ax) -> None:
@@ -156,10 +191,12 @@ def _step_colors(steps: list[int]) -> list:
     return [cmap(x) for x in np.linspace(0.0, 0.85, max(len(steps), 1))]
 
 
-def _shown_steps(run: RunData, columns: list[str]) -> list[int]:
-    """Steps with at least one finite positive value in ``columns``, thinned to a few."""
-    finite = np.isfinite(_positive(run.layers[columns].to_numpy())).any(axis=1)
-    return pick_steps([int(s) for s in run.layers.step[finite].unique()])
+def _shown_steps(run: RunData, columns: list[str], zeros: bool = False) -> list[int]:
+    """Steps with at least one finite positive value in ``columns`` (or one of exactly 0, when ``zeros``),
+    thinned to a few."""
+    table = run.layers[columns].to_numpy()
+    finite = np.isfinite(_positive(table)) | (_zeros(table) if zeros else False)
+    return pick_steps([int(s) for s in run.layers.step[finite.any(axis=1)].unique()])
 
 
 # --------------------------------------------------------------------------- one run
@@ -180,24 +217,28 @@ def plot_gradient_flow(run: RunData, path: Path) -> Path | None:
     layer and the read-out; its gradient is in time_grad_norms.png and gate_stats.png)."""
     if run.layers.empty or (run.recurrent and len(run.layer_ids) <= 2):
         return None
-    steps = _shown_steps(run, ["grad_norm", "delta_norm"])
+    steps = _shown_steps(run, ["grad_norm", "delta_norm"], zeros=True)
     spread = _step_spread(run, steps)
     if spread > SPREAD:
         return _gradient_flow_by_step(run, steps, spread, path)
     fig, (left, right) = _figure(1, 2, sharex=True)
+    zeros = False
     for step, color in zip(steps, _step_colors(steps)):
         rows = run.at(step)
         for ax, col in ((left, "grad_norm"), (right, "delta_norm")):
             ax.plot(rows.index, _positive(rows[col]), "o-", ms=3, color=color, label=f"step {step}")
+            zeros |= mark_zeros(ax, rows.index, rows[col], color)
     names = layer_names(run)
     for ax, col, label in ((left, "grad_norm", GRAD), (right, "delta_norm", DELTA)):
-        _log_y(ax, _positive(run.layers[col]))
+        _log_y(ax, _positive(run.layers[col]), zeros=_zeros(run.layers[col]).any())
         _layer_axis(ax, label, CONV_AXIS if names else "layer (1 = input side, last = read-out)")
         name_layers(ax, names, run.layer_ids)
     left.set_title("parameter gradient per layer")
     right.set_title("back-propagated gradient per layer")
     if steps:
-        right.legend(fontsize="small", title="logged step", title_fontsize="small")
+        handles = [h for h in right.get_lines() if not h.get_label().startswith("_")]
+        right.legend(handles=handles + ([zero_handle()] if zeros else []), fontsize="small", title="logged step",
+                     title_fontsize="small")
     fig.suptitle(f"Gradient flow through the layers ({run.name})", fontsize=11)
     return _save(fig, path)
 
@@ -256,12 +297,15 @@ def _gradient_flow_by_step(run: RunData, steps: list[int], spread: float, path: 
     """grad_norm (top) and delta_norm (bottom) per layer, a column per step, each on its own log scale."""
     fig, axes = _figure(2, len(steps), size=(min(2.0 + 2.6 * len(steps), 14.0), 5.6), sharex=True)
     axes = axes.reshape(2, len(steps))
+    zeros = False
     for j, (step, color) in enumerate(zip(steps, _step_colors(steps))):
         rows = run.at(step)
         for i, (col, label) in enumerate((("grad_norm", GRAD), ("delta_norm", DELTA))):
             ax, values = axes[i, j], _positive(rows[col])
             ax.plot(rows.index, values, "o-", ms=3, color=color)
-            _log_y(ax, values)
+            zero = mark_zeros(ax, rows.index, rows[col], color)
+            zeros |= zero
+            _log_y(ax, values, zeros=zero)
             _layer_axis(ax, label if j == 0 else "", "layer" if i else "")
             ax.tick_params(labelsize=8)
             name_layers(ax, layer_names(run), run.layer_ids)
@@ -269,6 +313,9 @@ def _gradient_flow_by_step(run: RunData, steps: list[int], spread: float, path: 
     fig.suptitle(f"Gradient flow through the layers ({run.name})\neach logged step on its own scale: their "
                  f"norms lie {spread:.0f} decades apart (top: parameter gradient, bottom: back-propagated)",
                  fontsize=10)
+    if zeros:
+        fig.legend(handles=[zero_handle("norm = 0 exactly (at the bottom edge of its panel)")],
+                   loc="outside lower center", fontsize="small", frameon=False)
     return _save(fig, path)
 
 
@@ -282,26 +329,41 @@ def _edges(centers) -> np.ndarray:
 
 
 def plot_grad_heatmap(run: RunData, path: Path) -> Path | None:
-    """log10 grad_norm as a heatmap: layer (y) by logged step (x)."""
+    """log10 grad_norm as a heatmap: layer (y) by logged step (x). A norm of exactly 0 (log10: -inf) is a
+    vanished gradient, drawn in the colour ZERO over the grey of missing and non-finite cells."""
     if run.layers.empty:
         return None
     table = run.layers.pivot_table(index="layer", columns="step", values="grad_norm", aggfunc="first", dropna=False)
     table = table.sort_index().sort_index(axis=1)
     values = np.ma.masked_invalid(np.log10(_positive(table.to_numpy())))
+    zero = _zeros(table.to_numpy())
+    x, y = _edges(table.columns), _edges(table.index)
     fig, (ax,) = _figure()
+    ax.set_facecolor(MISSING)
     if values.count():
-        cmap = colormaps["viridis"].with_extremes(bad="0.85")
-        mesh = ax.pcolormesh(_edges(table.columns), _edges(table.index), values, cmap=cmap, shading="flat")
+        cmap = colormaps["viridis"].with_extremes(bad=MISSING)
+        mesh = ax.pcolormesh(x, y, values, cmap=cmap, shading="flat")
         fig.colorbar(mesh, ax=ax, label="log10 " + GRAD)
-    else:
-        _note(ax, "no finite, positive grad_norm to show")
+    if zero.any():
+        ax.pcolormesh(x, y, np.ma.masked_array(np.ones(zero.shape), mask=~zero), shading="flat", vmin=0, vmax=1,
+                      cmap=ListedColormap([ZERO]).with_extremes(bad="none"))
+        ax.set_xlim(x[0], x[-1])
+        ax.set_ylim(y[0], y[-1])
+    if not values.count():
+        _note(ax, "no finite, positive grad_norm to show" if not zero.any() else "every grad_norm is 0 or missing")
+    missing = ~zero & np.ma.getmaskarray(values)
+    keys = [Patch(color=ZERO, label="grad_norm = 0 exactly")] if zero.any() else []
+    keys += [Patch(color=MISSING, label="missing or non-finite")] if missing.any() else []
+    if keys:
+        ax.legend(handles=keys, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(keys), fontsize="small",
+                  frameon=False)
     ax.set_xlabel("training step")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("layer (1 = input side)")
     ax.yaxis.get_major_locator().set_params(integer=True)
     name_layers(ax, layer_names(run), [int(l) for l in table.index], axis="y")
-    ax.set_title(f"Parameter gradient norm by layer and step ({run.name}; grey = missing or non-finite)",
-                 fontsize=10)
+    shown = "; ".join([*([f"{ZERO_NAME} = exactly 0"] if zero.any() else []), "grey = missing or non-finite"])
+    ax.set_title(f"Parameter gradient norm by layer and step ({run.name}; {shown})", fontsize=10)
     return _save(fig, path)
 
 
