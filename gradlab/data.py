@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import ALPHA_DEFAULTS, ConfigError
+from .config.overrides import SET_BY, written_by
 
 MAX_AUTO_CLASSES = 20  # task auto: an integer-valued float target with at most this many values is classification
 SPIRAL_TURN = 2.0 * np.pi  # angle swept by each spiral arm from the centre to radius 1
@@ -277,9 +278,18 @@ def _digits(cfg: Any, rng: np.random.Generator, source: str) -> tuple[np.ndarray
 
 # --------------------------------------------------------------------------- user files
 
-def _fail(source: str, key: str, message: str) -> ConfigError:
+class DataError(ConfigError):
+    """Bad data: 'source: key: message', the key path of the data config it is about kept apart so that
+    ``load_data`` can blame the ``--set`` option that wrote that key rather than the file."""
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        super().__init__(f"{source}: {key}: {message}")
+        self.key, self.message = key, message
+
+
+def _fail(source: str, key: str, message: str) -> DataError:
     """A ConfigError 'source: key: message'."""
-    return ConfigError(f"{source}: {key}: {message}")
+    return DataError(source, key, message)
 
 
 def _auto_task(y: np.ndarray) -> str:
@@ -430,26 +440,27 @@ def _distinct_names(path: str, source: str) -> None:
                     "data.target and the features are unambiguous (rename or drop the others).")
 
 
-def _npz_arrays(path: str, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """The X and y arrays of an .npz archive, or a ConfigError."""
-    p = _existing(path, NPZ_EXPECTED, source)
+def _npz_arrays(path: str, source: str, expected: str = NPZ_EXPECTED) -> tuple[np.ndarray, np.ndarray]:
+    """The X and y arrays of an .npz archive, or a ConfigError saying what the archive should hold
+    (``expected``: vectors or sequences for data.kind npz, images for data.kind images)."""
+    p = _existing(path, expected, source)
     try:
         archive = np.load(p, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any failure to parse means "not an npz"
         raise _fail(source, "data.path", f"{path} is not an .npz archive ({type(exc).__name__}); "
-                    f"expected {NPZ_EXPECTED}.") from None
+                    f"expected {expected}.") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise _fail(source, "data.path", f"{path} is a single .npy array, not an .npz archive; expected {NPZ_EXPECTED}.")
+        raise _fail(source, "data.path", f"{path} is a single .npy array, not an .npz archive; expected {expected}.")
     with archive:
         missing = [k for k in ("X", "y") if k not in archive.files]
         if missing:
             found = ", ".join(archive.files) or "none"
             raise _fail(source, "data.path", f"{path} has no array {' or '.join(missing)} (arrays found: {found}); "
-                        f"expected {NPZ_EXPECTED}.")
-        return _member(archive, "X", path, source), _member(archive, "y", path, source)
+                        f"expected {expected}.")
+        return _member(archive, "X", path, source, expected), _member(archive, "y", path, source, expected)
 
 
-def _member(archive: Any, key: str, path: str, source: str) -> np.ndarray:
+def _member(archive: Any, key: str, path: str, source: str, expected: str = NPZ_EXPECTED) -> np.ndarray:
     """One array of an open .npz, or a ConfigError naming its member: text, a truncated or object array
     (never unpickled: allow_pickle stays False)."""
     member = f"{key}.npy"
@@ -459,10 +470,10 @@ def _member(archive: Any, key: str, path: str, source: str) -> np.ndarray:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _fail(source, "data.path", f"member {member} of {path} cannot be read as an array ({reason}); "
                     f"allowed: plain (non-object) numeric .npy arrays, as numpy.savez writes them: "
-                    f"{NPZ_EXPECTED}.") from None
+                    f"{expected}.") from None
     if not isinstance(value, np.ndarray):
         raise _fail(source, "data.path", f"member {member} of {path} is not a .npy array (it holds "
-                    f"{len(value)} bytes of something else); allowed: {NPZ_EXPECTED}.")
+                    f"{len(value)} bytes of something else); allowed: {expected}.")
     return value
 
 
@@ -583,8 +594,20 @@ def _scaled(X: np.ndarray, mean: np.ndarray, std: np.ndarray, inplace: bool) -> 
 
 
 def load_data(cfg: Any, rng: np.random.Generator, source: str = "<config>") -> Dataset:
-    """Build the Dataset for a data config (or a full Config) using only `rng` for randomness."""
+    """Build the Dataset for a data config (or a full Config) using only `rng` for randomness. Bad data is
+    blamed on the ``--set`` option that wrote the key it is about (``--set 'data={kind: images, path: x.npz}'``
+    for a missing file), as ``load_config`` recorded them, else on ``source``."""
     data = getattr(cfg, "data", cfg)
+    try:
+        return _load(data, rng, source)
+    except DataError as exc:
+        where = written_by([exc.key], getattr(data, SET_BY, ()), source)
+        if where == source:
+            raise
+        raise DataError(where, exc.key, exc.message) from None
+
+
+def _load(data: Any, rng: np.random.Generator, source: str) -> Dataset:
     with np.errstate(all="ignore"):  # what could overflow is refused below, by name: no raw numpy warning
         X, y, task, n_classes = LOADERS[data.kind](data, rng, source)
         train, val = split(len(X), data.val_fraction, rng)

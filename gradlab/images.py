@@ -1,4 +1,5 @@
-"""Image files for ``data.kind: images``: an .npz with X (N, H, W, C) or (N, H, W) and y (N,); the IDX format
+"""Image files for ``data.kind: images``: an .npz with X (N, H, W, C) or (N, H, W) and y (N,) (channels
+first, (N, C, H, W) as torch keeps images, is refused, saying how to transpose it); the IDX format
 of MNIST and Fashion-MNIST (plain or gzip); CIFAR-10's binary batches. And scikit-learn's 8x8 digits for
 ``data.kind: digits``. Every reader gives X (N, H, W, C) float64 (NHWC) with 8-bit pixels divided by 255
 (other numbers as they are) and y (N,) int64; a bad file raises a ``ConfigError`` naming it.
@@ -18,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from .data import _features, _fail, _npz_arrays, _targets
-from .errors import ConfigError
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IDX_EXPECTED = ("an IDX file as MNIST ships it (plain or .gz): the magic number 00 00 <type 08/09/0B/0C/0D/0E> "
@@ -29,6 +29,7 @@ CIFAR_RECORD = 1 + CIFAR_SIDE * CIFAR_SIDE * CIFAR_CHANNELS  # 3,073 bytes: the 
 CIFAR_EXPECTED = (f"CIFAR-10's binary batches (data_batch_1.bin ... data_batch_5.bin, test_batch.bin): records of "
                   f"{CIFAR_RECORD:,} bytes, 1 label byte (0 to 9) then 3,072 pixel bytes (32x32, red, green, blue)")
 NPZ_IMAGES = "an .npz archive (numpy.savez) with X (N, H, W, C) or (N, H, W) images and y (N,) labels"
+CHANNEL_COUNTS = (1, 3, 4)  # grey, RGB, RGBA: what a channels-first .npz has on its second axis
 MAX_LABEL = 10_000  # whole labels 0..MAX_LABEL-1 are used as they are (a subset keeps them); others are renumbered
 DIGITS_SCALE = 16.0  # scikit-learn's digits hold pixel values 0..16
 DIGITS_SIDE = 8
@@ -68,9 +69,8 @@ def _digits_table(source: str) -> np.ndarray:
     file it ships, found without importing scikit-learn (3 to 7 s: scipy), else through load_digits."""
     spec = importlib.util.find_spec(SKLEARN)
     if spec is None:
-        raise ConfigError(f"{source}: data.kind: digits needs scikit-learn, an optional extra of gradlab: "
-                          f"{EXTRA} (or pip install scikit-learn); the other kinds work without it "
-                          "(e.g. shapes, or images from a file).")
+        raise _fail(source, "data.kind", f"digits needs scikit-learn, an optional extra of gradlab: {EXTRA} (or pip "
+                    "install scikit-learn); the other kinds work without it (e.g. shapes, or images from a file).")
     for folder in spec.submodule_search_locations or ():
         shipped = Path(folder) / "datasets" / "data" / "digits.csv.gz"
         if shipped.is_file():
@@ -154,10 +154,16 @@ def _labels(y: np.ndarray, what: str, source: str) -> tuple[np.ndarray, int]:
 
 def _npz(cfg: Any, source: str) -> tuple[np.ndarray, np.ndarray, str]:
     """X (N, H, W, C) or (N, H, W) and y (N,) from an .npz archive."""
-    X, y = _npz_arrays(cfg.path, source)
+    X, y = _npz_arrays(cfg.path, source, NPZ_IMAGES)
     if X.ndim not in (3, 4) or X.dtype.kind not in "biuf" or 0 in X.shape:
         raise _fail(source, "data.path", f"array X in {cfg.path} has shape {X.shape} and dtype {X.dtype}; "
                     f"expected numeric images (N, H, W, C) or (N, H, W), none of them 0: {NPZ_IMAGES}.")
+    if _channels_first(X.shape):
+        n, c, h, w = X.shape
+        raise _fail(source, "data.path", f"array X in {cfg.path} has shape {X.shape}: images with their {c} "
+                    f"channel(s) first (N, C, H, W), as torch keeps them, which would be read as {c}x{h} images "
+                    f"with {w} channels; gradlab's images are channels last, NHWC (N, H, W, C): save "
+                    f"X.transpose(0, 2, 3, 1) instead (shape ({n}, {h}, {w}, {c})).")
     if y.ndim != 1 and y.shape[1:] != (1,):
         raise _fail(source, "data.path", f"array y in {cfg.path} has shape {y.shape}; expected one class label "
                     f"per image, (N,): {NPZ_IMAGES}.")
@@ -165,6 +171,14 @@ def _npz(cfg: Any, source: str) -> tuple[np.ndarray, np.ndarray, str]:
         raise _fail(source, "data.path", f"X holds {len(X)} images but y {len(y)} labels in {cfg.path}; "
                     "expected one label per image.")
     return (X if X.ndim == 4 else X[..., None]), y, f"array y in {cfg.path}"
+
+
+def _channels_first(shape: tuple[int, ...]) -> bool:
+    """(N, C, H, W) images saved channels first: a second axis of 1, 3 or 4 (grey, RGB, RGBA), a last one that is
+    none of those, and both image axes larger than the channel count (as channels last, they would be 1 to 4
+    pixels high with more channels than that; 4x4 images of 8 channels stay channels last)."""
+    return (len(shape) == 4 and shape[1] in CHANNEL_COUNTS and shape[3] not in CHANNEL_COUNTS
+            and min(shape[2], shape[3]) > shape[1])
 
 
 # --------------------------------------------------------------------------- IDX

@@ -308,3 +308,69 @@ def test_kind_npz_with_images_points_to_kind_images(tmp_path):
     result = train(tmp_path, {"kind": "npz", "path": "img.npz"})
     assert result.exit_code == 2 and "img.npz" in result.output, result.output
     assert "(for images (N, H, W, C) use data.kind images)" in result.output
+
+
+IMAGE_NPZ = "expected an .npz archive (numpy.savez) with X (N, H, W, C) or (N, H, W) images and y (N,) labels."
+
+
+@pytest.mark.parametrize("write, says", [
+    (lambda p: np.savez(p, y=np.arange(4)), "img.npz has no array X (arrays found: y); "),
+    (lambda p: p.write_bytes(b"PK\x03\x04 not a whole zip"), "img.npz is not an .npz archive (BadZipFile); "),
+])
+def test_a_bad_image_npz_says_what_an_image_npz_holds(tmp_path, write, says):
+    """Not the hint of data.kind npz (X (N, D) ... or a sequence set X (N, T, F)): an image file's."""
+    write(tmp_path / "img.npz")
+    result = train(tmp_path, {"kind": "images", "path": "img.npz"})
+    assert result.exit_code == 2, result.output
+    assert says + IMAGE_NPZ in " ".join(result.output.split()), result.output
+    assert "(N, D)" not in result.output and "sequence" not in result.output
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 8, 8), (6, 1, 28, 28), (6, 4, 5, 7)])
+def test_channels_first_images_are_refused_saying_how_to_transpose_them(tmp_path, shape):
+    """(N, C, H, W), as torch keeps images, would be read as C x H images with W channels: exit 2."""
+    np.savez(tmp_path / "img.npz", X=np.zeros(shape), y=np.arange(shape[0]) % 2)
+    result = train(tmp_path, {"kind": "images", "path": "img.npz"})
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    n, c, h, w = shape
+    text = " ".join(result.output.split())
+    assert f"array X in {tmp_path / 'img.npz'} has shape {shape}: images with their {c} channel(s) first" in text
+    assert f"read as {c}x{h} images with {w} channels" in text
+    assert f"channels last, NHWC (N, H, W, C): save X.transpose(0, 2, 3, 1) instead (shape ({n}, {h}, {w}, {c}))" in text
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 8, 3), (6, 3, 8, 1), (6, 4, 4, 8), (6, 8, 8, 16)])
+def test_channels_last_images_are_read_as_they_are(tmp_path, shape):
+    """A last axis of 1, 3 or 4, or no more than the second (4x4 images of 8 channels): NHWC as it stands."""
+    np.savez(tmp_path / "img.npz", X=np.zeros(shape), y=np.arange(shape[0]) % 2)
+    d = from_file(tmp_path, {"kind": "images", "path": "img.npz", "standardize": False})
+    assert d.input_shape == shape[1:]
+
+
+def test_bad_data_from_a_set_option_is_blamed_on_it(tmp_path):
+    """The option as typed, as for the model's keys; a data problem no option wrote stays the file's."""
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({"data": {"kind": "shapes", "n_samples": 16, "size": 6}, "model": MODEL,
+                                      "train": {"steps": 1}}), encoding="utf-8")
+    run = ["train", str(config), "--set", f"log.out={tmp_path / 'runs'}"]
+    result = CliRunner().invoke(app, [*run, "--set", "data={kind: images, path: nope.npz}"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert text.startswith(f"error: --set 'data={{kind: images, path: nope.npz}}': data.path: not found: "
+                           f"{tmp_path / 'nope.npz'} (expected an .npz archive"), text
+    np.savez(tmp_path / "img.npz", X=pixels(4, 6, 6), y=np.arange(4) % 2)
+    result = CliRunner().invoke(app, [*run, "--set", "data={kind: images, path: img.npz, n_samples: 9}"])
+    assert " ".join(result.output.split()).startswith("error: --set 'data={kind: images, path: img.npz, n_samples: "
+                                                      "9}': data.n_samples: 9 images asked for, but "), result.output
+    config.write_text(yaml.safe_dump({"data": {"kind": "images", "path": "img.npz"}, "model": MODEL,
+                                      "train": {"steps": 1}}), encoding="utf-8")
+    result = CliRunner().invoke(app, [*run, "--set", "data.n_samples=9"])
+    assert " ".join(result.output.split()).startswith("error: --set data.n_samples=9: data.n_samples: 9 images asked "
+                                                      "for, but "), result.output
+    result = CliRunner().invoke(app, [*run, "--set", "data.val_fraction=0.5", "--set", "data.path=gone.npz"])
+    assert " ".join(result.output.split()).startswith("error: --set data.path=gone.npz: data.path: not found"), \
+        result.output
+    (tmp_path / "img.npz").unlink()
+    result = CliRunner().invoke(app, [*run, "--set", "data.n_samples=2"])  # the file's path, not the option's key
+    assert " ".join(result.output.split()).startswith(f"error: {config}: data.path: not found"), result.output

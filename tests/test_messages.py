@@ -274,3 +274,47 @@ def test_an_mlp_key_in_a_recurrent_net_is_its_sibling_and_back(tmp_path, config,
     """Not a key of some other section (an rnn's model.width is not data.width): the net's own word for it."""
     message = assert_bad_input(train(tmp_path, ROOT / "configs" / config, "--set", option))
     assert f"Did you mean {meant}?" in message
+
+
+DIGITS_KEYS = "allowed keys of digits: val_fraction, standardize, kind, n_samples."
+
+
+@pytest.mark.parametrize("option, says", [
+    ("data.size=16", "--set data.size=16: unknown key 'data.size': a key of data.kind shapes, not of digits; "),
+    ("data.channels=3", "--set data.channels=3: unknown key 'data.channels': a key of data.kind shapes, not of "
+                        "digits; "),
+    ("data={kind: digits, channels: 3}", "--set 'data={kind: digits, channels: 3}': unknown key 'data.channels': a "
+                                         "key of data.kind shapes, not of digits; "),
+    ("data.n_features=4", "--set data.n_features=4: unknown key 'data.n_features': a key of data.kind blobs, parity "
+                          "or teacher, not of digits; "),
+], ids=["size", "channels", "mapping", "three-kinds"])
+def test_a_key_of_another_data_kind_says_which_kind_has_it(tmp_path, option, says):
+    """he2015_conv30 reads the digits: their data.size is shapes', never model.layers.size (no such path) nor
+    model.channels (a model key for a data key)."""
+    message = assert_bad_input(train(tmp_path, ROOT / "configs" / "he2015_conv30.yaml", "--set", option))
+    assert message == f"error: {says}{DIGITS_KEYS}"
+
+
+@pytest.mark.parametrize("option, meant", [
+    ("data={kind: digits, n_sample: 3}", "Did you mean 'n_samples'?"),  # the key to write inside the mapping
+    ("data={kind: digits, learning_rate: 3}", "Did you mean 'train.lr'?"),
+    ("size=3", "Did you mean --set data.size=3?"),  # the data's (shapes'), never model.layers' items'
+    ("model.size=3", None),
+])
+def test_an_option_writing_a_mapping_gets_the_key_to_write_in_it(tmp_path, option, meant):
+    message = assert_bad_input(train(tmp_path, ROOT / "configs" / "he2015_conv30.yaml", "--set", option))
+    assert ("Did you mean" not in message) if meant is None else (meant in message), message
+    assert "model.layers.size" not in message and "{kind: digits" not in message.partition(": ")[2].partition(":")[2]
+
+
+@pytest.mark.parametrize("config", ["quickstart.yaml", "cnn_quickstart.yaml"])
+def test_the_final_line_has_no_val_figure_without_a_validation_set(tmp_path, config):
+    """Two samples leave none to validate on (round(0.2 * 2) = 0): no 'val loss nan'."""
+    result = train(tmp_path, ROOT / "configs" / config, "--set", "data.n_samples=2", "--set", "train.steps=2",
+                   "--set", "train.batch_size=2", "--quiet")
+    assert result.exit_code == 0, result.output
+    line = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"completed: 2 steps, train loss \d\.\d+ -> .*", line), line
+    kept = train(tmp_path, ROOT / "configs" / "quickstart.yaml", "--set", "data.n_samples=10", "--set",
+                 "train.steps=2", "--quiet")
+    assert re.search(r"train loss \d\.\d+, val accuracy 0\.\d00 -> ", kept.stdout), kept.stdout

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from ..errors import ALLOW_FLAG, ConfigError
 from .messages import explain
-from .overrides import apply_overrides, set_option
+from .overrides import SET_BY, apply_overrides, set_option, written_by
 from .schema import CNNConfig, Config, MLPConfig, RNNConfig
 from .yamlfile import parse_yaml, read_text
 
@@ -35,6 +35,8 @@ def validate(raw: Any, source: str = "<config>", folder: str | Path | None = Non
     except (TypeError, ValueError, RecursionError) as exc:  # unhashable keys and the like
         raise ConfigError(f"{source}: invalid config ({exc}).") from None
     _fits(config, source, overrides)
+    if overrides:  # so that bad data, found once it is read, is blamed on the option that wrote its key
+        setattr(config.data, SET_BY, tuple(overrides))
     if imports:
         _resolve_custom(config, Path(folder or "."), source, allow_imports)
     return config
@@ -48,10 +50,7 @@ def _fits(config: Config, source: str, overrides: Sequence[tuple[str, str]] = ()
     t = config.train
 
     def blame(*paths: str) -> str:
-        written = [where for item, where in overrides
-                   if any(p == k or p.startswith(k + ".") or k.startswith(p + ".")
-                          for p in paths for k in [item.partition("=")[0].strip()])]
-        return written[-1] if written else source
+        return written_by(paths, overrides, source)
 
     if t.steps is not None and t.schedule.warmup >= t.steps:
         raise ConfigError(f"{blame('train.schedule.warmup', 'train.steps')}: 'train.schedule.warmup' is "

@@ -5,7 +5,7 @@ each blamed on where it came from: the file, or the ``--set`` option that wrote 
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -180,16 +180,24 @@ def guess_value(value: Any, choices: Sequence[str]) -> str | None:
 
 
 def _schema_paths(model: Any = Config, prefix: str = "", depth: int = 0) -> Iterator[str]:
-    """Every key path the schema has (``model.depth``, ``train.clip.threshold``), through unions."""
+    """Every key path the schema has (``model.depth``, ``train.clip.threshold``), through unions; not into a
+    list's items (``model.layers[2].size`` is no path a key written elsewhere could be moved to)."""
     fields = _keyed(model) or {}
     for key, field in fields.items():
         path = prefix + key
         yield path
+        if _is_list(field.annotation):
+            continue
         sub = _submodel(field.annotation)
         subs = sub if isinstance(sub, list) else [sub] if sub is not None else []
         for child in subs:
             if depth < 3:
                 yield from _schema_paths(child, path + ".", depth + 1)
+
+
+def _is_list(annotation: Any) -> bool:
+    """A list field (``model.layers``), or a union holding one."""
+    return get_origin(annotation) is list or any(get_origin(a) is list for a in get_args(annotation))
 
 
 def _rank(path: str) -> tuple:
@@ -218,8 +226,12 @@ def guess_key(path: str, allowed: list[str]) -> tuple[str | None, bool]:
         return target, False
     # in another section (a top-level depth: model.depth; train.dropout: model.dropout), not from inside a
     # key's own mapping (train.early_stop.mode is no model.init.mode)
+    # and never between the data and the model: data.channels (a key of data.kind shapes) is no model.channels,
+    # model.size no data.size
+    crossed = {"data": "model.", "model": "data."}.get(parent, "\0")
     elsewhere = sorted({p for p in _schema_paths() if _norm(p.rpartition(".")[2]) == norm
-                        and p.rpartition(".")[0] != parent}, key=_rank) if "." not in parent else []
+                        and p.rpartition(".")[0] != parent and not p.startswith(crossed)},
+                       key=_rank) if "." not in parent else []
     if elsewhere:
         return elsewhere[0], False
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
@@ -249,6 +261,17 @@ def _conv_only(loc: tuple, path: str) -> bool:
     return loc[:2] == ("model", "mlp") and len(loc) == 3 and path.rpartition(".")[2] in CONV_KEYS
 
 
+def _other_kinds(loc: tuple, path: str) -> str:
+    """The other data kinds whose key an unknown key of a data kind is ('shapes' for data.size of digits,
+    'blobs, parity or teacher' for its data.n_features), or ''."""
+    if len(loc) != 3 or loc[0] != "data":
+        return ""
+    key = path.rpartition(".")[2]
+    kinds = [t for m in _members(DataConfig) if key in _keyed(m)
+             for t in m.model_fields["kind"].annotation.__args__ if t != loc[1]]
+    return ", ".join(kinds[:-1]) + (" or " if len(kinds) > 1 else "") + kinds[-1] if kinds else ""
+
+
 def _describe(err: dict) -> Problem:
     path, allowed = _schema_keys(tuple(err["loc"]))
     kind = err["type"]
@@ -258,6 +281,10 @@ def _describe(err: dict) -> Problem:
             return Problem(path, f"unknown key '{path}': a conv net's key, but the model is an MLP (model.kind mlp, "
                                  f"the default); set model.kind: cnn for a conv net. Allowed keys in {parent}: "
                                  f"{', '.join(allowed)}.")
+        kinds = _other_kinds(err["loc"], path)
+        if kinds:
+            return Problem(path, f"unknown key '{path}': a key of data.kind {kinds}, not of {err['loc'][1]}; "
+                                 f"allowed keys of {err['loc'][1]}: {', '.join(allowed)}.")
         key, sibling = guess_key(path, allowed)
         return Problem(path, f"unknown key '{path}'.{HINT} Allowed keys in {parent}: {', '.join(allowed)}.",
                        key=key, sibling=sibling)
@@ -322,10 +349,15 @@ def _rendered(problem: Problem, owner: tuple[str, str] | None) -> str:
     item, source = owner or ("", "")
     where, _, text = item.partition("=")
     setting = source.startswith("--set ")
+    # an option that wrote the key itself is retyped; one that wrote a mapping holding it (--set 'data={...}')
+    # gets the key to write inside that mapping
+    own_key = setting and key_path(where) == key_path(problem.path)
     if problem.key is not None:
-        if setting:
+        if own_key:
             full = f"{problem.path.rpartition('.')[0]}.{problem.key}".lstrip(".") if problem.sibling else problem.key
             hint = f" Did you mean {set_option(f'{full}={text}')}?"
+        elif setting:
+            hint = f" Did you mean '{problem.key}'?"
         else:
             top = "the top-level " if not problem.sibling and "." not in problem.key else ""
             hint = f" Did you mean {top}'{problem.key}'?"

@@ -1,7 +1,7 @@
 """``--set key.path=value``: the overrides a command line puts on a config's raw YAML data."""
 
 import shlex
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import ConfigError
 from .yamlfile import parse_yaml
@@ -18,6 +18,18 @@ def apply_overrides(raw: dict, overrides: list[str], source: str, sources: list[
             raise ConfigError(f"{where}: expected KEY.PATH=VALUE, e.g. --set model.depth=50.")
         set_value(raw, path, parse_yaml(text, where), where)
     return raw
+
+
+SET_BY = "_set_by"  # the attribute of a validated data config holding the overrides that wrote it (load.validate)
+
+
+def written_by(paths: Sequence[str], overrides: Sequence[tuple[str, str]], source: str) -> str:
+    """Where a problem with the keys ``paths`` came from: the last override (KEY.PATH=VALUE, how the command
+    line wrote it) that wrote one of them, a key inside one or a mapping holding one; else ``source``."""
+    written = [where for item, where in overrides
+               if any(p == k or p.startswith(k + ".") or k.startswith(p + ".")
+                      for p in paths for k in [".".join(key_path(item.partition("=")[0]))])]
+    return written[-1] if written else source
 
 
 def set_option(item: str) -> str:
