@@ -345,3 +345,26 @@ def test_chance_is_the_loss_of_the_best_constant_prediction(tmp_path):
                  name="adding", loss="mse")
     loss, acc = chance(load_run(adding))
     assert loss == pytest.approx(1 / 6, rel=0.08) and acc is None
+
+
+def test_a_run_learned_well_only_far_from_chance():
+    """The 56-layer plain conv net of configs/sweep_resnet_depth.yaml (final loss 1.84 against chance ln 10, accuracy
+    0.256 against 0.103) learned, but not well: neither healthy nor cured. Its 20-layer version, the shipped
+    quickstarts and a regression run far below the variance of its targets learned well."""
+    from gradlab.report.diagnose import learned_well
+    from gradlab.report.progress import Progress
+
+    def prog(first, end, chance, acc=None, chance_acc=None):
+        return Progress(first, end, chance, chance_acc, acc, 150)
+
+    plain56 = prog(2.66, 1.84, math.log(10), 0.256, 0.103)
+    assert plain56.learned and not learned_well(plain56)
+    assert learned_well(prog(2.46, 0.023, math.log(10), 0.992, 0.103))  # plain-20
+    assert learned_well(prog(1.20, 0.137, 1.10, 0.961, 0.337))  # configs/cnn_quickstart.yaml
+    assert learned_well(prog(0.695, 0.0388, 0.693, 1.0, 0.515))  # configs/quickstart.yaml
+    # accuracy just under and over chance + half the room left: 0.103 + 0.5 * 0.897 = 0.5515
+    assert not learned_well(prog(2.4, 1.2, math.log(10), 0.55, 0.103))
+    assert learned_well(prog(2.4, 1.2, math.log(10), 0.56, 0.103))
+    # without accuracy (mse): the loss below half of min(first loss, chance)
+    assert learned_well(prog(1.17, 0.15, 0.313)) and not learned_well(prog(1.17, 0.16, 0.313))
+    assert not learned_well(prog(2.66, math.inf, math.log(10), 0.9, 0.103))  # diverged

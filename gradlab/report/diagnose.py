@@ -1,9 +1,10 @@
 """The diagnosis of a run, judged over the whole run and saying when.
 
 Findings come in this order: what is wrong at the end of the run (exploding, vanishing, dead units,
-saturation, or not learning while the gradients look fine), then ``healthy`` for a run that learned,
-then notes that are not failures: a loss spike the run recovered from (``spike``) and a problem at
-initialisation that training cured. Each finding carries the numbers behind it (``evidence``, with
+saturation, or not learning while the gradients look fine), then ``healthy`` for a run that learned well
+(:func:`learned_well`), then notes that are not failures: a loss spike the run recovered from (``spike``) and a
+problem at initialisation that was gone by the end (cured by training when the run learned well; an explosion
+at initialisation in a run that did not stays a problem). Each finding carries the numbers behind it (``evidence``, with
 ``when`` and ``step``) and remedies as ``--set`` options valid for this config, the one most likely
 to work first.
 """
@@ -555,12 +556,12 @@ def vanishing(run: RunData, facts: dict, prog: Progress) -> Finding | None:
     finding = Finding("vanishing", layer, message, ev, _ordered(remedies))
     if not w["at_end"]:
         return _note(finding, prog, cured=True)
-    return _note(finding, prog, cured=False) if prog.learned else _not_learned(finding, prog)
+    return _note(finding, prog, cured=False) if learned_well(prog) else _not_learned(finding, prog)
 
 
 def _not_learned(finding: Finding, prog: Progress) -> Finding:
-    if not prog.learned and math.isfinite(prog.end):
-        finding.message += f"; the run did not learn ({prog.describe()})"
+    if math.isfinite(prog.end):
+        finding.message += f"; the run did not learn{' well' if prog.learned else ''} ({prog.describe()})"
     return finding
 
 
@@ -590,7 +591,7 @@ def _vanishing_in_time(run: RunData, facts: dict, prog: Progress) -> Finding | N
     finding = Finding("vanishing", layer, msg, ev, _ordered(remedies))
     if not w["at_end"]:
         return _note(finding, prog, cured=True)
-    return _note(finding, prog, cured=False) if prog.learned else _not_learned(finding, prog)
+    return _note(finding, prog, cured=False) if learned_well(prog) else _not_learned(finding, prog)
 
 
 def _ratio_explosion(run: RunData, facts: dict) -> tuple[dict | None, int | None, str]:
@@ -705,8 +706,9 @@ def _not_cured(run: RunData, facts: dict, prog: Progress, layer: int | None, ev:
     w = weight_norms(run)
     finite = w[np.isfinite(w)]
     growth = _ratio(float(finite.iloc[-1]), float(finite.iloc[0])) if len(finite) else math.nan
-    ev = {**ev, **prog.evidence(), "first_update_norm": u, "first_weight_norm": wn, "first_update_ratio": r,
-          "weight_growth": growth, "at_end": True, "cured": False,
+    ev = {k: v for k, v in ev.items() if k != "gone_by"}  # the ratio fell below EXPLODE as the weights blew up
+    ev = {**ev, **prog.evidence(), "learned_well": False, "first_update_norm": u, "first_weight_norm": wn,
+          "first_update_ratio": r, "weight_growth": growth, "at_end": True, "cured": False,
           "when": f"at initialisation (step {ev['step']}), not cured"}
     parts = [f"at initialisation (step {ev['step']}), not cured: {ratio_text.split(' (', 1)[0]}"]
     if math.isfinite(r):
@@ -798,7 +800,7 @@ def dead_units(run: RunData, facts: dict, prog: Progress) -> Finding | None:
     msg = (f"{len(over)} of {len(run.hidden)} hidden layers have more than {DEAD:.0%} dead relu units at "
            f"step {step} (layer {first}: {over[first]:.0%})")
     finding = Finding("dead_units", first, msg, ev, _ordered(remedies))
-    return _note(finding, prog, cured=not at_end) if not at_end or prog.learned else _not_learned(finding, prog)
+    return _note(finding, prog, cured=not at_end) if not at_end or learned_well(prog) else _not_learned(finding, prog)
 
 
 def saturation(run: RunData, facts: dict, prog: Progress) -> Finding | None:
@@ -821,7 +823,7 @@ def saturation(run: RunData, facts: dict, prog: Progress) -> Finding | None:
     msg = (f"{len(over)} hidden layer(s) have more than {SATURATED:.0%} of their units saturated "
            f"(derivative below 5% of its maximum) at step {step} (layer {first}: {over[first]:.0%})")
     finding = Finding("saturation", first, msg, ev, _ordered(remedies))
-    return _note(finding, prog, cured=not at_end) if not at_end or prog.learned else _not_learned(finding, prog)
+    return _note(finding, prog, cured=not at_end) if not at_end or learned_well(prog) else _not_learned(finding, prog)
 
 
 def _gradient_summary(run: RunData, facts: dict) -> tuple[str, dict]:
@@ -859,9 +861,9 @@ def _clipping(run: RunData, ev: dict) -> str:
 def not_learning(run: RunData, facts: dict, prog: Progress) -> Finding:
     """The loss stayed near its first value (or chance) while the gradients look fine."""
     grads, ev = _gradient_summary(run, facts)
-    ev.update(prog.evidence(), when="over the whole run", at_end=True)
-    what = "learned too little" if prog.learned else "not learning"  # learned, but not well: see learned_well
-    message = f"{what}: {prog.describe()}, while the gradients look fine ({grads})"
+    ev.update(prog.evidence(), learned_well=False, when="over the whole run", at_end=True)
+    what = "learned too little: " if prog.learned else ""  # learned, but not well: see learned_well
+    message = f"{what}{prog.describe()}, while the gradients look fine ({grads})"
     remedies = []
     steps = end_steps(run)
     hidden, hidden_ev = what_truncation_hides(run, steps[-1]) if steps else ("", {})
@@ -893,7 +895,7 @@ def not_learning(run: RunData, facts: dict, prog: Progress) -> Finding:
 
 def healthy(run: RunData, facts: dict, prog: Progress) -> Finding:
     grads, ev = _gradient_summary(run, facts)
-    ev.update(prog.evidence())
+    ev.update(prog.evidence(), learned_well=True)
     message = f"{grads}; {prog.describe()}"
     steps = end_steps(run)
     hidden, hidden_ev = what_truncation_hides(run, steps[-1]) if steps else ("", {})
@@ -936,7 +938,7 @@ def diagnose(run: RunData) -> list[Finding]:
     problems = [f for f in found if is_problem(f)]
     notes = [f for f in found if not is_problem(f)]
     if not problems:
-        problems = [healthy(run, facts, prog) if prog.learned else not_learning(run, facts, prog)]
+        problems = [healthy(run, facts, prog) if learned_well(prog) else not_learning(run, facts, prog)]
     problems.sort(key=lambda f: _rank(f, len(run.hidden)))
     spiking = [] if any(f.kind == "exploding" for f in problems) else spike_notes(run, prog)
     names = layer_names(run)
