@@ -293,8 +293,108 @@ def check_directions(obj, name: str, g: np.ndarray, n_dirs: int, eps: float, rng
     sigma = noise(np.asarray(obj.values(name, arr + ladder * v[0])[0], dtype=np.float64), arr.dtype)
     rounding = float(np.sum(np.abs(g) * np.spacing(np.abs(arr).astype(arr.dtype)).astype(np.float64)))
     bound = (SAFETY * sigma + rounding) / (eps if one_sided else 2 * eps) * np.ones(n_dirs)
-    return Entries(name, arr.shape, np.arange(n_dirs), analytic, numeric, kink, left, right, directional=True,
-                   bound=bound, step=steps)
+    e = Entries(name, arr.shape, np.arange(n_dirs), analytic, numeric, kink, left, right, directional=True,
+                bound=bound, step=steps)
+    for k in np.flatnonzero(kink):
+        _off_kinks(obj, name, g, arr, v[k], eps, J0, one_sided, e, k, SAFETY * sigma + rounding)
+    return e
+
+
+KINK_FRACTIONS = (1.0, 1e-2, 1e-4)  # steps a direction that crossed a kink is tried at, as fractions of h
+
+
+def _crossed(obj, name: str, arr: np.ndarray, vs: list[np.ndarray], h: float) -> np.ndarray:
+    """(len(vs),) bool: whether theta + h v or theta - h v changes a winner, for each v (in chunks)."""
+    out = np.zeros(len(vs), dtype=bool)
+    for sl in chunks(len(vs), chunk_size(obj, arr, name)):
+        part = np.stack(vs[sl])
+        _, kinked = obj.values(name, np.concatenate([arr + h * part, arr - h * part]))
+        kinked = np.asarray(kinked, dtype=bool)
+        out[sl] = kinked[:len(part)] | kinked[len(part):]
+    return out
+
+
+def _quiet_step(obj, name: str, arr: np.ndarray, v: np.ndarray, h: float) -> float | None:
+    """The largest of h's KINK_FRACTIONS at which theta +- step v changes no winner, or None."""
+    for fraction in KINK_FRACTIONS:
+        if not _crossed(obj, name, arr, [v], h * fraction)[0]:
+            return h * fraction
+    return None
+
+
+def tied_values(arr: np.ndarray) -> np.ndarray:
+    """Flat indices of the entries equal to another entry or to 0: where a tie of a max or a ReLU's kink can
+    sit exactly (after a ReLU, a max-pool window of zeros); random values are never equal."""
+    flat = arr.reshape(-1)
+    _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    return np.flatnonzero((counts[inverse.reshape(-1)] > 1) | (flat == 0))
+
+
+KINK_BUDGET = 4096  # at most this many copies to find the entries theta sits on a kink with, by halving
+
+
+def on_kinks(obj, name: str, arr: np.ndarray, v: np.ndarray, h: float) -> np.ndarray | None:
+    """Flat indices of the entries of v's support whose move alone changes a winner at step h: the entries
+    theta sits on a kink with (a max-pool window's tied maxima, a ReLU's input at exactly 0). Found by
+    halving: a block of entries whose move changes no winner is kept whole, one that does is split; None
+    past KINK_BUDGET copies."""
+    blocks, tied, spent = [np.flatnonzero(v.reshape(-1))], [], 0
+    while blocks:
+        spent += 2 * len(blocks)
+        if spent > KINK_BUDGET:
+            return None
+        parts = []
+        for b in blocks:
+            part = np.zeros(arr.size)
+            part[b] = v.reshape(-1)[b]
+            parts.append(part.reshape(arr.shape))
+        crossed = _crossed(obj, name, arr, parts, h)
+        blocks, split = [], [b for b, c in zip(blocks, crossed) if c]
+        for b in split:
+            if len(b) == 1:
+                tied.append(b)
+            else:
+                blocks += [b[:len(b) // 2], b[len(b) // 2:]]
+    return np.concatenate(tied) if tied else np.zeros(0, dtype=np.intp)
+
+
+def _untied(obj, name: str, arr: np.ndarray, v: np.ndarray, h: float) -> tuple[np.ndarray, float | None]:
+    """v without the entries theta sits on a kink with (first the equal values, then those found by halving),
+    and a step at which it crosses no kink; (v, None) when there is none."""
+    for find in (tied_values, lambda a: on_kinks(obj, name, a, v, h * KINK_FRACTIONS[-1])):
+        tied = find(arr)
+        if tied is None:
+            break
+        off = v.copy().reshape(-1)
+        off[tied] = 0.0
+        if not np.any(off):
+            break
+        step = _quiet_step(obj, name, arr, off.reshape(arr.shape), h)
+        if step is not None:
+            return off.reshape(arr.shape), step
+    return v, None
+
+
+def _off_kinks(obj, name: str, g: np.ndarray, arr: np.ndarray, v: np.ndarray, h: float, J0: float,
+               one_sided: bool, e: Entries, k: int, noise_part: float) -> None:
+    """Direction k crossed a kink. Along a random direction, several kinks are crossed at once (after a ReLU,
+    every max-pool window of zeros is a tie), and the one-sided slopes along v, a sum of each kink's slopes
+    weighted by gradients of either sign, need not bound v . g of a correct subgradient. So: a smaller step
+    that crosses none (theta lies near kinks, not on them), else the direction without the entries theta sits
+    on a kink with, which moves no winner: v . g must then be the slope of the piece theta lies on. What still
+    crosses is left to the subgradient test."""
+    step = _quiet_step(obj, name, arr, v, h)
+    if step is None:
+        v, step = _untied(obj, name, arr, v, h)
+    if step is None:
+        return
+    J = np.asarray(obj.values(name, np.stack([arr + step * v, arr - step * v]))[0], dtype=np.float64)
+    e.numeric[k] = (J[0] - J0) / step if one_sided else (J[0] - J[1]) / (2 * step)
+    e.analytic[k] = float(np.tensordot(v, g, axes=g.ndim)) if g.ndim else float(v * g)
+    e.left[k], e.right[k] = (J0 - J[1]) / step, (J[0] - J0) / step
+    e.kink[k], e.restepped[k] = False, True
+    e.step[k] = step
+    e.bound[k] = noise_part / (step if one_sided else 2 * step)
 
 
 def eps_sweep(obj, names: list[str], rng: np.random.Generator, epsilons=tuple(10.0 ** -k for k in range(1, 11)),
