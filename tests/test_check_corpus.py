@@ -354,6 +354,7 @@ SHIPPED_SECONDS = {
     "recurrent_init_orthogonal.yaml": 3.7, "relu_rnn_exploding.yaml": 4.2, "residual_deep_healthy.yaml": 1.3,
     "rnn_tanh_adding.yaml": 6.7, "custom_ok.yaml": 0.2,
     "cnn_quickstart.yaml": 3.8,  # CPU seconds (2 cores busy, load 7; 12 s on the clock)
+    "he2015_conv30.yaml": 13.0, "resnet_plain20.yaml": 9.5,  # CPU seconds, loaded machine (the digits configs)
 }
 TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("sweep_")) + [EXAMPLES / "custom_ok.yaml"]
 
