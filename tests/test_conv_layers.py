@@ -10,22 +10,9 @@ from gradlab.nn import AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Max
 from gradlab.nn import expected_std, init_weight, make_activation
 from gradlab.nn.init import fans
 from gradlab.nn.module import l2_applies
+from test_nn import check_module  # backward against centred differences, J = sum(out * R)
 
 TOL = 1e-7  # CS231n's "good" tier for a gradient check
-
-
-def check_module(module, x, train=True):
-    """rel_error of backward against centred differences for dx and every parameter, J = sum(out * R)."""
-    R = np.random.default_rng(1).standard_normal(module.forward(x, train).shape)
-    J = lambda: float(np.sum(module.forward(x, train) * R))
-    module.forward(x, train)
-    errors = {"x": rel_error(module.backward(R.copy()), centred_difference(J, x))}
-    for key, p in module.params.items():
-        module.forward(x, train)
-        module.backward(R.copy())
-        analytic = module.grads[key].copy()
-        errors[key] = rel_error(analytic, centred_difference(J, p))
-    return errors
 
 
 def naive_conv(x, W, b, stride, padding):
