@@ -4,7 +4,6 @@ windows, K copies at once)."""
 import numpy as np
 import pytest
 
-from gradlab.check import centred_difference, rel_error
 from gradlab.config import InitConfig
 from gradlab.nn import AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, ResBlock
 from gradlab.nn import expected_std, init_weight, make_activation
