@@ -134,6 +134,23 @@ def test_evidence_reads_as_labelled_numbers_with_3_significant_digits():
     assert not re.search(r"\d\.\d{5,}", page)  # no 17-digit floats
 
 
+def test_the_evidence_of_an_explosion_not_cured_and_of_unwarmed_batch_norm_has_labels():
+    """The keys of an explosion at initialisation that training did not cure, and of a batch-norm run too short
+    for its running statistics, read as words, not as their names."""
+    ev = {"learned_well": False, "cured": False, "first_update_norm": 164.2, "first_weight_norm": 63.1,
+          "first_update_ratio": 2.602, "weight_growth": 25.04, "loss_end_over_chance": 0.799,
+          "loss_end_from": "the last logged batch losses", "eval_loss_end": 17120.4, "running_stats_steps": 3,
+          "running_stats_warmup": 10}
+    assert evidence_items(ev, (1, 55)) == [
+        ("learned well", "no"), ("cured by training", "no"), ("first update (lr x step)", "164"),
+        ("weights' norm at the first step", "63.1"), ("first update / weights (about 1e-3 is usual)", "2.6"),
+        ("weights' norm, last / first logged step", "25"), ("loss at the end / chance", "0.799"),
+        ("loss at the end, from", "the last logged batch losses"),
+        ("eval-mode loss at the end (does not compare)", "1.71e+04"),
+        ("steps of batch norm's running statistics", "3"), ("steps they need (1 / momentum)", "10"),
+    ]
+
+
 def test_the_where_column_says_what_the_layer_means():
     vanishing = {"kind": "vanishing", "layer": 18, "evidence": {"delta_ratio_first_last_hidden": 1e-30}}
     assert where(vanishing) == "from layer 18 down"

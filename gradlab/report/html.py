@@ -250,6 +250,13 @@ LABELS = {
     "layers_over_half": "layers over 50%", "hidden_layers": "hidden layers",
     "clip_threshold": "clip threshold", "clipped_steps": "clipped steps", "logged_steps": "logged steps",
     "update_ratio": "update / weights per step (about 1e-3 is usual)",
+    "learned_well": "learned well", "cured": "cured by training",
+    "first_update_norm": "first update (lr x step)", "first_weight_norm": "weights' norm at the first step",
+    "first_update_ratio": "first update / weights (about 1e-3 is usual)",
+    "weight_growth": "weights' norm, last / first logged step", "loss_end_over_chance": "loss at the end / chance",
+    "loss_end_from": "loss at the end, from", "eval_loss_end": "eval-mode loss at the end (does not compare)",
+    "running_stats_steps": "steps of batch norm's running statistics",
+    "running_stats_warmup": "steps they need (1 / momentum)",
 }
 AT_STEP = {"delta_ratio": "gradient reaching layer {first} / layer {last}, step {step}",
            "time_ratio": "gradient reaching time step 1 / step T, step {step}"}
