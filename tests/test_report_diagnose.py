@@ -368,3 +368,58 @@ def test_a_run_learned_well_only_far_from_chance():
     # without accuracy (mse): the loss below half of min(first loss, chance)
     assert learned_well(prog(1.17, 0.15, 0.313)) and not learned_well(prog(1.17, 0.16, 0.313))
     assert not learned_well(prog(2.66, math.inf, math.log(10), 0.9, 0.103))  # diverged
+
+
+def test_a_batch_norm_run_too_short_for_its_running_statistics_is_judged_by_its_batch_losses(tmp_path):
+    """3 steps of an 18-layer conv net with batch norm and residual blocks: the batch loss fell 6.4 -> 4.86 -> 4.17,
+    but the eval-mode loss over the set at the end, with running statistics 3 steps from their start of 0 and 1,
+    is 2.04e4. That is another net, not the end of this trend: no explosion, no clipping."""
+    raw = {"name": "bn3", "seed": 0, "data": {"kind": "digits", "n_samples": 300, "val_fraction": 0.2},
+           "model": {"kind": "cnn", "channels": [16, 32, 64], "depth": 18, "kernel": 3, "pool": "none",
+                     "activation": "relu", "init": "he_normal", "batchnorm": True, "residual": True, "head": "gap"},
+           "loss": "cross_entropy",
+           "train": {"optimizer": {"name": "momentum", "momentum": 0.9}, "lr": 0.05, "batch_size": 64, "steps": 3},
+           "log": {"every": 1, "out": str(tmp_path)}}
+    folder = tmp_path / "bn3"
+    gradlab.train(gradlab.config_from_dict(raw), run_dir=folder)
+    loaded = load_run(folder)
+    loss = loaded.metrics.loss.to_numpy()
+    assert loss[0] == pytest.approx(6.40, abs=0.01) and loss[-1] == pytest.approx(4.17, abs=0.01)
+    assert loaded.summary["final_train_loss"] > 1e4  # eval mode, running statistics not warmed up
+    (f,) = diagnose_dir(folder)
+    assert f.kind == "not_learning"  # was: exploding, "ended at loss 2.04e+04, 3.19e+03x its first value"
+    assert not any("train.clip" in r for r in f.remedies)
+    ev = f.evidence
+    assert ev["loss_end"] == pytest.approx(loss[-1]) and ev["eval_loss_end"] > 1e4
+    assert ev["running_stats_steps"] == 3 and ev["running_stats_warmup"] == 10
+    assert "the batch loss went from 6.4 (first logged step) to 4.17" in f.message
+    assert "running statistics had 3 of the ~10 steps" in f.message and "does not compare" in f.message
+    # 10 steps warm them up: the final loss is the eval-mode one again
+    raw["train"]["steps"], raw["name"] = 10, "bn10"
+    raw["model"].update(channels=[4, 8], depth=6)
+    gradlab.train(gradlab.config_from_dict(raw), run_dir=tmp_path / "bn10")
+    (f,) = diagnose_dir(tmp_path / "bn10")[:1]
+    assert "eval_loss_end" not in f.evidence
+    assert f.evidence["loss_end"] == pytest.approx(load_run(tmp_path / "bn10").summary["final_train_loss"])
+
+
+def test_a_forward_overflow_at_step_0_gets_the_init_and_batch_norm_not_clipping(tmp_path):
+    """A conv net with weights of std 1e10 overflows float32 in its first forward pass, before any gradient:
+    clipping (still diverged at step 0 with it) and the rate cannot help. He init can, and trains."""
+    cfg = gradlab.load_config(CONFIGS / "cnn_quickstart.yaml", [
+        "train.steps=10", "data.n_samples=256", "model.init={scheme: normal, std: 1e10}", "train.dtype=float32",
+        f"log.out={tmp_path}"])
+    gradlab.train(cfg, run_dir=tmp_path / "overflow")
+    summary = load_run(tmp_path / "overflow").summary
+    assert (summary["diverged_at"], summary["diverged_where"]) == (0, "forward")
+    f = diagnose_dir(tmp_path / "overflow")[0]
+    assert f.kind == "exploding" and "before any update" in f.message
+    assert not any("train.clip" in r or "train.lr" in r for r in f.remedies)
+    assert f.remedies[0].endswith("--set model.init=he_normal")
+    assert any("model.batchnorm=true" in r for r in f.remedies)
+    for opts in (["model.init=he_normal"], ["model.batchnorm=true", "model.init=he_normal"]):
+        fixed = gradlab.load_config(CONFIGS / "cnn_quickstart.yaml", [
+            "train.steps=3", "data.n_samples=256", "train.dtype=float32", f"log.out={tmp_path}", *opts])
+        name = "-".join(opts).replace("=", "_")
+        gradlab.train(fixed, run_dir=tmp_path / name)
+        assert load_run(tmp_path / name).summary["status"] == "completed"

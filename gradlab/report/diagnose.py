@@ -234,7 +234,7 @@ def model_facts(run: RunData) -> dict:
     if cfg is None:
         return facts
     clip = cfg.train.clip
-    facts.update(lr=cfg.train.lr, optimizer=cfg.train.optimizer.name, loss=cfg.loss,
+    facts.update(lr=cfg.train.lr, optimizer=cfg.train.optimizer.name, loss=cfg.loss, dtype=str(cfg.train.dtype),
                  clip=clip.threshold if clip is not None and clip.mode == "norm" else None,
                  truncate=cfg.train.bptt.truncate if cfg.train.bptt else None, T=getattr(cfg.data, "T", None),
                  standardize=getattr(cfg.data, "standardize", None), n_weights=_n_weights(run))
@@ -661,6 +661,12 @@ def exploding(run: RunData, facts: dict, prog: Progress) -> Finding | None:
         ev.setdefault("step", at)
     if len(g):
         ev["global_norms"] = norm_spread(g)
+    if diverged and run.summary.get("diverged_at") == 0 and run.summary.get("diverged_where") == "forward":
+        # the first forward pass overflowed, before any gradient or update: clipping and the rate cannot help
+        reasons[-1] += (": the first forward pass overflowed, before any update, so neither clipping nor the "
+                        "learning rate can help")
+        ev.update(prog.evidence(), at_end=True, when="at initialisation (step 0), in the forward pass")
+        return Finding("exploding", layer, "; ".join(reasons), ev, _forward_remedies(facts))
     if not reasons:
         if ratio_w is None:
             return None
@@ -740,6 +746,16 @@ def _not_cured_remedies(run: RunData, facts: dict, ev: dict) -> list[str]:
         if residual:
             return residual
     return _exploding_remedies(run, facts, ev, at_init=True)
+
+
+def _forward_remedies(facts: dict) -> list[str]:
+    """A net whose first forward pass overflows needs activations that stay in range: the prescribed init, then
+    batch norm or the structure that carries it (a conv net with std 1e10 overflowed float32 at step 0; clipping at
+    1 still overflowed at step 0, He init, and batch norm with it, trained). float64 only when nothing else fits."""
+    out = _ordered([*init_remedies(facts, "exploding"), *structure_remedies(facts, "exploding")])
+    if not out and facts.get("dtype") == "float32":
+        out = ["float64, whose range the activations may fit in: --set train.dtype=float64"]
+    return out
 
 
 def _exploding_remedies(run: RunData, facts: dict, ev: dict, at_init: bool) -> list[str]:

@@ -15,6 +15,8 @@ OSCILLATION = 0.2  # fraction of steps where the loss jumps 2x up then down (or 
 LEARNED = 0.9  # a run learned when its final loss is below this fraction of min(first loss, chance loss)
 ABOVE_CHANCE = 0.1  # ... and, for classification, its accuracy above chance by this fraction of 1 - chance
 # (or by half of 1 - chance whatever the loss)
+BN_MOMENTUM = 0.1  # batch norm's running averages: mean <- (1 - m) mean + m batch mean (gradlab.nn.norm)
+WARMUP = round(1 / BN_MOMENTUM)  # steps before they stand for the data: after fewer, eval mode is another net
 
 
 def chance(run: RunData) -> tuple[float | None, float | None]:
@@ -53,6 +55,12 @@ class Progress:
     chance_accuracy: float | None
     accuracy: float | None  # final validation accuracy (training accuracy without a validation set)
     steps: int
+    eval_end: float | None = None  # a batch-norm net too short for its running statistics: the final
+    # eval-mode loss, which does not compare with the first batch loss; ``end`` is then the last batch losses'
+
+    @property
+    def unwarmed(self) -> bool:
+        return self.eval_end is not None
 
     @property
     def reference(self) -> float:
@@ -71,7 +79,14 @@ class Progress:
         return self.accuracy > self.chance_accuracy + (ABOVE_CHANCE if fell else 0.5) * room
 
     def describe(self) -> str:
-        text = f"the loss went from {self.first:.3g} (first logged step) to {self.end:.3g} at the end ({self.steps} steps)"
+        if self.unwarmed:
+            text = (f"the batch loss went from {self.first:.3g} (first logged step) to {self.end:.3g} at the last "
+                    f"logged steps ({self.steps} steps; batch norm's running statistics had {self.steps} of the "
+                    f"~{WARMUP} steps they need at momentum {BN_MOMENTUM:g}, so the eval-mode loss at the end, "
+                    f"{self.eval_end:.3g}, does not compare)")
+        else:
+            text = (f"the loss went from {self.first:.3g} (first logged step) to {self.end:.3g} at the end "
+                    f"({self.steps} steps)")
         if self.chance is not None:
             text += f"; chance is {self.chance:.3g}"
         if self.accuracy is not None and self.chance_accuracy is not None:
@@ -80,6 +95,9 @@ class Progress:
 
     def evidence(self) -> dict:
         ev = {"loss_first": self.first, "loss_end": self.end, "learned": self.learned}
+        if self.unwarmed:
+            ev.update(loss_end_from="the last logged batch losses", eval_loss_end=self.eval_end,
+                      running_stats_steps=self.steps, running_stats_warmup=WARMUP)
         if self.chance is not None:
             ev["chance_loss"] = self.chance
         if self.accuracy is not None:
@@ -100,7 +118,27 @@ def progress(run: RunData) -> Progress:
     acc = run.summary.get("final_train_accuracy") if acc is None else acc
     loss_c, acc_c = chance(run)
     steps = int(run.summary.get("steps") or (int(run.metrics.step.max()) + 1 if len(run.metrics) else 0))
-    return Progress(first, float(end), loss_c, acc_c, acc, steps)
+    eval_end = None
+    if math.isfinite(end) and steps < WARMUP and _batchnorm(run) and run.summary.get("final_train_loss") is not None:
+        # the first loss is a batch's in training mode (batch statistics), the final one the whole set's in eval
+        # mode (running statistics still near their start of 0 and 1): compare the batch losses' trend instead,
+        # and no eval-mode accuracy either
+        finite = loss[np.isfinite(loss)]
+        if len(finite):
+            eval_end, end, acc = float(end), float(np.median(finite[-max(1, len(finite) // 5):])), None
+    return Progress(first, float(end), loss_c, acc_c, acc, steps, eval_end)
+
+
+def _batchnorm(run: RunData) -> bool:
+    """Whether the net has batch norm (a stage key or the model's own flag, or items of its layers list)."""
+    model = getattr(run.config, "model", None)
+    if model is None:
+        return False
+    items = getattr(model, "layers", None)
+    if items is not None:
+        return any(getattr(i, "type", None) == "batchnorm" or (getattr(i, "type", None) == "residual"
+                                                               and getattr(i, "batchnorm", False)) for i in items)
+    return bool(getattr(model, "batchnorm", False))
 
 
 def spikes(run: RunData) -> list[tuple[int, float, float, bool]]:
