@@ -120,11 +120,14 @@ def test_train_stopped_inside_a_model_dump_is_interrupted(tmp_path, monkeypatch,
     assert not (run / "error.txt").exists()
 
 
-def test_check_stopped_inside_a_model_dump_is_interrupted(tmp_path, monkeypatch):
-    real = check_runner.prepare
+@pytest.mark.parametrize("deliver", ["wrapped", "swallowed"])
+def test_check_stopped_inside_a_model_dump_is_interrupted(tmp_path, monkeypatch, deliver):
+    """Wrapped, the signal stops the check; swallowed, the check ends its work (nothing in it looks) and the
+    command then exits 143, not 0."""
+    real, signal_in_dump = check_runner.prepare, {"wrapped": dump_with, "swallowed": swallow_with}[deliver]
 
     def prepare(*args, **kwargs):
-        dump_with(signal.SIGTERM)
+        signal_in_dump(signal.SIGTERM)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(check_runner, "prepare", prepare)
@@ -150,23 +153,8 @@ def test_train_swallowed_signal_during_the_final_metrics_is_interrupted(tmp_path
     assert summary["status"] == "interrupted" and summary["steps"] == 5
 
 
-def test_check_that_swallowed_a_signal_exits_as_interrupted(tmp_path, monkeypatch):
-    """The check ends its work (nothing in it looks), then the command exits 143, not 0."""
-    real = check_runner.prepare
-
-    def prepare(*args, **kwargs):
-        swallow_with(signal.SIGTERM)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(check_runner, "prepare", prepare)
-    (tmp_path / "t.yaml").write_text(TINY, encoding="utf-8")
-    result = CliRunner().invoke(app, ["check", str(tmp_path / "t.yaml")])
-    assert result.exit_code == 143, result.output
-    assert "Traceback" not in result.output and "terminated (SIGTERM)" in result.output
-
-
 def test_a_signal_to_one_command_does_not_stop_the_next(tmp_path, monkeypatch):
-    test_check_that_swallowed_a_signal_exits_as_interrupted(tmp_path, monkeypatch)
+    test_check_stopped_inside_a_model_dump_is_interrupted(tmp_path, monkeypatch, "swallowed")
     monkeypatch.undo()
     (tmp_path / "t.yaml").write_text(TINY, encoding="utf-8")
     result = CliRunner().invoke(app, ["train", str(tmp_path / "t.yaml"), "-q", "--set", f"log.out={tmp_path / 'runs2'}"])
