@@ -219,6 +219,14 @@ SHAPE_DEFAULTS: dict[str, Any] = {"activation": ActivationConfig(name="relu"), "
 SHAPE_KEYS = ("depth", "width", *SHAPE_DEFAULTS)
 
 
+def _replaced_by_layers(model: BaseModel, keys: tuple[str, ...], items: str) -> None:
+    """A model given as a ``layers`` list takes none of the shape keys the list replaces."""
+    given = [k for k in keys if getattr(model, k) is not None]
+    if given:
+        raise ValueError(f"'model.layers' replaces {', '.join(keys)}: remove {', '.join('model.' + k for k in given)} "
+                         f"or set them to null (use {items} items in the list)")
+
+
 class Importing(Compact):
     """A model that may name ``module:Class``. ``_allowed`` holds the folders ``validate`` let it import
     from: where it was loaded, not what it says, so two equal configs are equal wherever they were loaded."""
@@ -263,11 +271,7 @@ class MLPConfig(Importing):
     @model_validator(mode="after")
     def _shape(self) -> "MLPConfig":
         if self.layers is not None:
-            given = [k for k in SHAPE_KEYS if getattr(self, k) is not None]
-            if given:
-                raise ValueError(f"'model.layers' replaces {', '.join(SHAPE_KEYS)}: remove "
-                                 f"{', '.join('model.' + k for k in given)} or set them to null (use activation, "
-                                 "batchnorm and dropout items in the list)")
+            _replaced_by_layers(self, SHAPE_KEYS, "activation, batchnorm and dropout")
             return self
         missing = [f"model.{k}" for k in ("depth", "width") if getattr(self, k) is None]
         if missing:
@@ -491,11 +495,7 @@ class CNNConfig(Compact):
     @model_validator(mode="after")
     def _shape(self) -> "CNNConfig":
         if self.layers is not None:
-            given = [k for k in CNN_DEFAULTS if getattr(self, k) is not None]
-            if given:
-                raise ValueError(f"'model.layers' replaces {', '.join(CNN_DEFAULTS)}: remove "
-                                 f"{', '.join('model.' + k for k in given)} or set them to null (use conv, pool, "
-                                 "residual, activation, batchnorm and dropout items in the list)")
+            _replaced_by_layers(self, tuple(CNN_DEFAULTS), "conv, pool, residual, activation, batchnorm and dropout")
             return self
         for key, default in CNN_DEFAULTS.items():
             if getattr(self, key) is None:
