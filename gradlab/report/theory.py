@@ -139,6 +139,22 @@ def n_inputs(run) -> int | None:
     return next((int(shape[0]) for k, shape in shapes.items() if k.endswith(".W") and len(shape) == 2), None)
 
 
+def _measured(run, layer: int, steps: list[int]) -> dict[str, float]:
+    """delta_norm(layer - 1) / delta_norm(layer) at each step, the gain the theory's row is compared with."""
+    out = {}
+    for s in steps:
+        at = run.at(s).delta_norm
+        out[f"measured gain, step {s}"] = float(at.get(layer - 1) / at.get(layer)) if at.get(layer) else math.nan
+    return out
+
+
+def _predicted(fits: dict, gains: list[float]) -> None:
+    """The predicted ratio first/last hidden layer (the gains' product) and its geometric mean per layer."""
+    product = float(np.prod(gains))
+    fits["predicted delta_norm ratio first/last hidden"] = product
+    fits["predicted gain per layer (geometric mean)"] = product ** (1.0 / max(1, len(gains)))
+
+
 def compare(run) -> tuple[pd.DataFrame | None, dict]:
     """Per hidden layer l >= 2: the predicted gain through layer l, sqrt(chi_l), beside the measured
     delta_norm(l-1) / delta_norm(l) at the first and last logged step; plus the fitted gains per layer."""
@@ -166,13 +182,9 @@ def compare(run) -> tuple[pd.DataFrame | None, dict]:
         row = {"layer": th.layer, "init std": th.std_W, "prescribed std": th.prescribed_std,
                "prescribed": th.prescribed, "Var(z)": th.q, "E[phi'(z)^2]": th.E_dphi2, "chi": th.chi,
                "predicted gain": th.gain}
-        for s in steps:
-            at = run.at(s).delta_norm
-            row[f"measured gain, step {s}"] = float(at.get(th.layer - 1) / at.get(th.layer)) if at.get(th.layer) else math.nan
+        row.update(_measured(run, th.layer, steps))
         rows.append(row)
-    product = float(np.prod([th.gain for th in theory[1:]]))
-    fits["predicted delta_norm ratio first/last hidden"] = product
-    fits["predicted gain per layer (geometric mean)"] = product ** (1.0 / max(1, len(theory) - 1))
+    _predicted(fits, [th.gain for th in theory[1:]])
     return pd.DataFrame(rows), fits
 
 
@@ -596,12 +608,8 @@ def _compare_cnn(run, steps: list[int], fits: dict) -> tuple[pd.DataFrame | None
                "prescribed std": th.prescribed_std, "prescribed": th.prescribed, "Var(z)": th.q,
                "E[phi'(z)^2]": th.E_dphi2, "border": th.border, "pool": th.pool, "chi": th.chi,
                "predicted gain": th.gain}
-        for s in steps:
-            at = run.at(s).delta_norm
-            row[f"measured gain, step {s}"] = float(at.get(th.layer - 1) / at.get(th.layer)) if at.get(th.layer) else math.nan
+        row.update(_measured(run, th.layer, steps))
         table.append(row)
-    product = float(np.prod([th.gain for th in rows]))
-    fits["predicted delta_norm ratio first/last hidden"] = product
-    fits["predicted gain per layer (geometric mean)"] = product ** (1.0 / len(rows))
+    _predicted(fits, [th.gain for th in rows])
     fits["assumes"] = CONV_ASSUMES
     return pd.DataFrame(table), fits
