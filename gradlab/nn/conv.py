@@ -343,6 +343,7 @@ class ResBlock(Module):
                 self.params[f"{k}_{s}"] = v
                 self.grads[f"{k}_{s}"] = m.grads[k]  # the same arrays: a module's backward fills the block's grads
         self.kinks = bool(activation.kinks)
+        self.couples_samples = batchnorm  # its batch norms take their statistics over the batch
 
     @property
     def mask(self) -> np.ndarray | None:
